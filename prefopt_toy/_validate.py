@@ -1,0 +1,175 @@
+"""Input conversion and validation at the public boundary (private).
+
+Every public function of the exact core passes its arguments through these helpers. They turn lists,
+numpy arrays and tensors into float64 torch tensors, check shapes and constraints, and raise a
+``ValueError`` that names the argument and the broken constraint. Nothing is broadcast silently and
+nothing is modified in place: ``torch.as_tensor`` shares memory with a float64 numpy array, so the
+helpers copy before any normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DTYPE = torch.float64
+
+# Tolerance on P + P.T == 1 and on sum(pi) == 1: loose enough for matrices read from text files
+# with ~12 significant digits, tight enough to reject genuinely wrong inputs.
+PROB_ATOL = 1e-9
+
+
+def as_tensor(x: Any, name: str, *, dtype: torch.dtype = DTYPE) -> Tensor:
+    """Convert ``x`` (list, numpy array, tensor, number) to a tensor of ``dtype`` (a copy when needed).
+
+    Raises ``ValueError`` naming ``name`` if ``x`` is not numeric or holds NaN / inf.
+    """
+    if isinstance(x, Tensor):
+        t = x.detach() if not x.requires_grad else x
+        if t.is_complex():
+            raise ValueError(f"{name} must be real, got a complex tensor")
+        t = t.to(dtype)
+    else:
+        try:
+            arr = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be numeric (list, numpy array or tensor), got {type(x).__name__}") from err
+        t = torch.tensor(arr, dtype=dtype)  # torch.tensor copies: never aliases the caller's array
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, but it contains NaN or inf")
+    return t
+
+
+def as_vector(x: Any, name: str, *, size: int | None = None) -> Tensor:
+    """A finite float64 vector, of length ``size`` when given."""
+    t = as_tensor(x, name)
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be a vector (1-D), got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    if size is not None and t.numel() != size:
+        raise ValueError(f"{name} must have length {size} (one entry per action), got {t.numel()}")
+    return t
+
+
+def as_square(x: Any, name: str) -> Tensor:
+    """A finite float64 square matrix with at least one row."""
+    t = as_tensor(x, name)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one action, got shape {tuple(t.shape)}")
+    return t
+
+
+def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL) -> Tensor:
+    """Validate a preference matrix: square, finite, entries in [0, 1], ``P + P.T == 1``.
+
+    The diagonal must therefore be 1/2. Returns a float64 copy.
+    """
+    t = as_square(P, name)
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -atol or hi > 1 + atol:
+        raise ValueError(f"{name} entries must lie in [0, 1] (probabilities), got min {lo:.6g}, max {hi:.6g}")
+    gap = (t + t.T - 1).abs()
+    worst = float(gap.max())
+    if worst > atol:
+        i, j = divmod(int(gap.argmax()), t.shape[0])
+        raise ValueError(
+            f"{name} must satisfy P + P.T = 1 (P[i, j] = Pr(i beats j)); "
+            f"P[{i}, {j}] + P[{j}, {i}] = {float(t[i, j] + t[j, i]):.12g} (tolerance {atol:g})"
+        )
+    return t.clamp(0.0, 1.0)
+
+
+def as_policy(
+    pi: Any,
+    name: str,
+    *,
+    size: int | None = None,
+    positive: bool = False,
+    atol: float = PROB_ATOL,
+) -> Tensor:
+    """Validate a probability vector: finite, non-negative, sums to 1 within ``atol``.
+
+    ``positive=True`` additionally requires every entry to be > 0 (a full-support reference
+    policy, needed wherever ``log mu`` appears). Returns a float64 copy renormalised to sum to 1
+    exactly (in floating point), so round-off in the input does not propagate.
+    """
+    t = as_vector(pi, name, size=size)
+    if float(t.min()) < 0:
+        raise ValueError(f"{name} must be non-negative (a probability vector), min entry is {float(t.min()):.6g}")
+    total = float(t.sum())
+    if abs(total - 1.0) > atol:
+        raise ValueError(f"{name} must sum to 1 (a probability vector), sums to {total:.12g}")
+    if positive and float(t.min()) <= 0:
+        k = int(t.argmin())
+        raise ValueError(f"{name} must be strictly positive (full support), but {name}[{k}] = 0")
+    return t / t.sum()
+
+
+def as_positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
+    value = as_float(x, name)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return value
+
+
+def as_float(x: Any, name: str) -> float:
+    """A finite real scalar (Python number, 0-d array or 0-d tensor)."""
+    if isinstance(x, Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
+        x = x.item()
+    elif isinstance(x, np.ndarray):
+        if x.size != 1:
+            raise ValueError(f"{name} must be a scalar, got an array of shape {x.shape}")
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {type(x).__name__}")
+    value = float(x)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def as_unit_interval(x: Any, name: str, *, closed_right: bool = True, closed_left: bool = True) -> float:
+    """A real number in [0, 1] (ends open or closed as asked)."""
+    value = as_float(x, name)
+    lo_ok = value >= 0 if closed_left else value > 0
+    hi_ok = value <= 1 if closed_right else value < 1
+    if not (lo_ok and hi_ok):
+        left = "[" if closed_left else "("
+        right = "]" if closed_right else ")"
+        raise ValueError(f"{name} must lie in {left}0, 1{right}, got {value!r}")
+    return value
+
+
+def as_int(x: Any, name: str, *, minimum: int | None = None) -> int:
+    """An integer (not a bool), at least ``minimum`` when given."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {type(x).__name__}")
+    value = int(x)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_generator(seed: Any, name: str = "seed") -> torch.Generator:
+    """A ``torch.Generator`` from an explicit seed (int) or an existing generator.
+
+    There is no default: randomness enters the library only through an explicit seed or generator.
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    value = as_int(seed, name, minimum=0)
+    gen = torch.Generator()
+    gen.manual_seed(value)
+    return gen
