@@ -1,3 +1,79 @@
-"""prefopt_toy: exact tabular preference optimisation (being assembled; see README)."""
+"""prefopt_toy: exact tabular preference optimisation, for teaching and analysis.
+
+The names in ``__all__`` are the teaching API (a contract: notebooks, labs and outside checks
+import them from here). Inputs accept lists, numpy arrays or torch tensors; results are float64
+torch tensors or Python floats. See the README for a tour and the notation table.
+"""
+
+from .bt import bt_fit, bt_log_likelihood
+from .game_properties import bt_fit_gap, bt_fit_kl, condorcet_winner, is_bradley_terry, is_transitive
+from .games import (
+    bradley_terry,
+    check_preference_matrix,
+    from_comparisons,
+    from_win_counts,
+    random_game,
+    rock_paper_scissors,
+    three_voter_types,
+)
+from .gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
+from .losses import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
+from .nash import exploitability, nash_equilibrium
+from .optima import ipo_optimum, rlhf_optimum
+from .papers import PAPERS, cite
+from .policies import entropy, geometric_mixture, kl, log_softmax, softmax, win_rate, win_rates
+from .population import dataset_loss, hard_labels, pair_margins, population_loss
+from .regularized import FixedPointReport, ipo_md_fixed_point, regularized_nash
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # games and their properties
+    "check_preference_matrix",
+    "bradley_terry",
+    "rock_paper_scissors",
+    "three_voter_types",
+    "from_win_counts",
+    "from_comparisons",
+    "random_game",
+    "condorcet_winner",
+    "is_transitive",
+    "is_bradley_terry",
+    "bt_fit_gap",
+    "bt_fit_kl",
+    # policies
+    "softmax",
+    "log_softmax",
+    "kl",
+    "entropy",
+    "geometric_mixture",
+    "win_rate",
+    "win_rates",
+    # reference solutions
+    "bt_fit",
+    "bt_log_likelihood",
+    "rlhf_optimum",
+    "ipo_optimum",
+    "regularized_nash",
+    "ipo_md_fixed_point",
+    "FixedPointReport",
+    "nash_equilibrium",
+    "exploitability",
+    # per-pair losses
+    "margin",
+    "dpo_loss",
+    "robust_dpo_loss",
+    "ipo_loss",
+    "slic_loss",
+    "gpo_loss",
+    "gpo_optimal_margin",
+    "GPO_FUNCTIONS",
+    # exact population objective
+    "population_loss",
+    "pair_margins",
+    "hard_labels",
+    "dataset_loss",
+    # sources
+    "PAPERS",
+    "cite",
+]

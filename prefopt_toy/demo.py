@@ -1,0 +1,259 @@
+r"""The headless demo: reference solutions of the named games, as printed tables and one figure.
+
+For each game of ``named_games.NAMED_GAMES`` the demo lists, side by side, where each objective puts
+its optimum and how exploitable that point is:
+
+- the reference policy ``mu`` (the ``tau -> infinity`` limit of everything below);
+- the RLHF/DPO optimum ``mu * exp(r/beta)`` with the BT reward ``r`` fitted on pairs from
+  ``nu = mu``, at ``beta = tau`` (same KL weight as IPO and Nash-MD);
+- the offline IPO optimum ``mu * exp(P @ mu / tau)`` (``nu = mu``);
+- the regularised Nash equilibrium, the fixed point of ``mu * exp(P @ pi / tau)``;
+- the unregularised Nash equilibrium (linear program, ``tau = 0``);
+- the Condorcet winner, when there is one (a pure Nash equilibrium).
+
+Exploitability is ``max_y (P @ pi)_y - 1/2``: how much a best response beats ``pi`` by; 0 exactly
+at a Nash equilibrium. All numbers come from the library's solvers; this file only arranges them.
+``run_demo`` (``make demo``, ``python -m prefopt_toy demo``) prints the tables and writes
+``reference_solutions.png`` and ``.pdf``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable, Sequence, TextIO
+
+import torch
+from torch import Tensor
+
+from ._validate import as_positive_float
+from .named_games import NAMED_GAMES, NamedGame, named_game
+
+__all__ = [
+    "ReferenceRow",
+    "reference_table",
+    "reference_paths",
+    "format_table",
+    "run_demo",
+    "PATH_TAUS",
+]
+
+# Taus along which the figure draws each solution as a curve: from near mu (tau = 10) to near the
+# unregularised limit (tau = 0.01), log-spaced so every decade gets the same number of points.
+PATH_TAUS: tuple[float, ...] = tuple(float(t) for t in torch.logspace(1, -2, 91, dtype=torch.float64))
+
+RLHF = "RLHF/DPO optimum"
+IPO = "IPO optimum"
+REG_NASH = "regularized Nash"
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One line of a reference table: a solution concept at one KL strength."""
+
+    solution: str
+    """What the point is: ``"reference mu"``, ``"RLHF/DPO optimum"``, ``"IPO optimum"``,
+    ``"regularized Nash"``, ``"Nash equilibrium"`` or ``"Condorcet winner"``."""
+    tau: float | None
+    """KL strength: ``tau`` (``beta`` for RLHF/DPO); ``inf`` for ``mu``, 0 for the unregularised
+    Nash, None where no KL strength applies (the Condorcet winner)."""
+    policy: tuple[float, ...] | None
+    """The policy, one probability per action; None when it does not exist (no Condorcet winner)."""
+    exploitability: float | None
+    """``max_y (P @ policy)_y - 1/2``; None when ``policy`` is None."""
+
+
+def _game(game: NamedGame | str) -> NamedGame:
+    return game if isinstance(game, NamedGame) else named_game(game)
+
+
+def _solvers() -> SimpleNamespace:
+    """The reference solvers, imported on first use so that importing this file needs none."""
+    from .nash import exploitability, nash_equilibrium
+    from .optima import ipo_optimum, rlhf_optimum
+    from .regularized import regularized_nash
+
+    return SimpleNamespace(
+        exploitability=exploitability,
+        nash_equilibrium=nash_equilibrium,
+        ipo_optimum=ipo_optimum,
+        rlhf_optimum=rlhf_optimum,
+        regularized_nash=regularized_nash,
+    )
+
+
+def _condorcet_index(P: Tensor) -> int | None:
+    """Index of the Condorcet winner of ``P``, or None (the library's answer, normalised)."""
+    from .game_properties import condorcet_winner
+
+    winner: Any = condorcet_winner(P)
+    if winner is None:
+        return None
+    index = int(winner)
+    return index if index >= 0 else None
+
+
+def reference_table(
+    game: NamedGame | str,
+    taus: Sequence[float] | None = None,
+    beta: float | None = None,
+) -> list[ReferenceRow]:
+    r"""Reference solutions of one named game and their exploitability, as table rows.
+
+    Parameters
+    ----------
+    game : NamedGame or str
+        A config from ``NAMED_GAMES`` or its name.
+    taus : sequence of float > 0, optional
+        KL strengths for the IPO optimum and the regularised Nash (default ``game.taus``).
+    beta : float > 0, optional
+        KL strength of RLHF/DPO. None (default) uses ``beta = tau`` for each ``tau``, one RLHF row
+        per ``tau``; a number gives a single RLHF row at that ``beta``.
+
+    Returns
+    -------
+    list of ReferenceRow
+        In order: ``mu``; RLHF/DPO, IPO and regularised Nash (each for every ``tau``, largest
+        first); the unregularised Nash equilibrium; the Condorcet winner (``policy=None`` if none).
+
+    Raises
+    ------
+    ValueError
+        For an unknown game name or a ``tau`` or ``beta`` that is not > 0.
+
+    Notes
+    -----
+    Offline methods fit on pairs from ``nu = mu`` (data from the reference policy), so for a
+    skewed ``mu`` even a cyclic game gives them a non-uniform target.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (3) (RLHF closed form) and Eq. (9) with Psi = I (IPO);
+    Munos et al., arXiv:2312.00886v4, Sec. 3-4 (regularised and unregularised Nash).
+    """
+    api = _solvers()
+    g = _game(game)
+    P, mu = g.preference_matrix(), g.reference_policy()
+    tau_list = g.taus if taus is None else tuple(as_positive_float(t, "tau") for t in taus)
+    tau_list = tuple(sorted(tau_list, reverse=True))
+    if not tau_list:
+        raise ValueError("taus must name at least one KL strength")
+
+    def row(solution: str, tau: float | None, pi: Tensor | None) -> ReferenceRow:
+        if pi is None:
+            return ReferenceRow(solution, tau, None, None)
+        policy = tuple(float(p) for p in pi)
+        return ReferenceRow(solution, tau, policy, float(api.exploitability(P, pi)))
+
+    rows = [row("reference mu", math.inf, mu)]
+    betas = tau_list if beta is None else (as_positive_float(beta, "beta"),)
+    rows += [row(RLHF, b, api.rlhf_optimum(P, mu, b, nu=mu)) for b in betas]
+    rows += [row(IPO, t, api.ipo_optimum(P, mu, t, nu=mu)) for t in tau_list]
+    rows += [row(REG_NASH, t, api.regularized_nash(P, mu, t)) for t in tau_list]
+    rows.append(row("Nash equilibrium", 0.0, api.nash_equilibrium(P)))
+    winner = _condorcet_index(P)
+    vertex = None
+    if winner is not None:
+        vertex = torch.zeros(P.shape[0], dtype=P.dtype)
+        vertex[winner] = 1.0
+    rows.append(row("Condorcet winner", None, vertex))
+    return rows
+
+
+def reference_paths(game: NamedGame | str, taus: Sequence[float] = PATH_TAUS) -> dict[str, Tensor]:
+    """The RLHF/DPO (``beta = tau``), IPO and regularised-Nash solutions along ``taus``.
+
+    Returns a dict mapping ``"RLHF/DPO optimum"``, ``"IPO optimum"`` and ``"regularized Nash"`` to
+    tensors of shape ``(len(taus), K)``, row ``i`` at ``taus[i]``. The figure draws these as curves.
+    """
+    api = _solvers()
+    g = _game(game)
+    P, mu = g.preference_matrix(), g.reference_policy()
+    tau_list = [as_positive_float(t, "tau") for t in taus]
+    return {
+        RLHF: torch.stack([api.rlhf_optimum(P, mu, t, nu=mu) for t in tau_list]),
+        IPO: torch.stack([api.ipo_optimum(P, mu, t, nu=mu) for t in tau_list]),
+        REG_NASH: torch.stack([api.regularized_nash(P, mu, t) for t in tau_list]),
+    }
+
+
+def _format_tau(tau: float | None) -> str:
+    if tau is None:
+        return "-"
+    if math.isinf(tau):
+        return "inf"
+    return f"{tau:g}"
+
+
+def format_table(game: NamedGame | str, rows: Sequence[ReferenceRow] | None = None) -> str:
+    """An aligned plain-text table of ``rows`` (computed with ``reference_table`` when None).
+
+    The header names the game, its description, ``P`` and ``mu``; policies print with 4 decimals.
+
+    Examples
+    --------
+    >>> rows = [ReferenceRow("Condorcet winner", None, None, None)]
+    >>> print(format_table("rock_paper_scissors", rows).splitlines()[-1])
+    Condorcet winner  -    none    none    none    -
+    """
+    g = _game(game)
+    if rows is None:
+        rows = reference_table(g)
+    P = g.preference_matrix()
+    header = ["solution", "tau", *(f"pi({a})" for a in g.actions), "exploitability"]
+    body = []
+    for r in rows:
+        probs = ["none"] * len(g.actions) if r.policy is None else [f"{p:.4f}" for p in r.policy]
+        expl = "-" if r.exploitability is None else f"{r.exploitability:.4f}"
+        body.append([r.solution, _format_tau(r.tau), *probs, expl])
+    widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
+    lines = [
+        f"== {g.name}: {g.title} ==",
+        g.description,
+        "P = " + "; ".join(" ".join(f"{x:.3f}" for x in p_row) for p_row in P.tolist()),
+        "mu = (" + ", ".join(f"{m:.4f}" for m in g.reference_policy().tolist()) + ")",
+        "",
+    ]
+    for line in [header, *body]:
+        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
+        cells += [cell.ljust(w) for cell, w in zip(line[2:], widths[2:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def run_demo(
+    out_dir: str | Path = "figures",
+    *,
+    games: Iterable[NamedGame | str] | None = None,
+    stream: TextIO | None = None,
+) -> list[Path]:
+    """Print the reference table of every named game and write the reference-solutions figure.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder for ``reference_solutions.png`` and ``reference_solutions.pdf`` (created if needed).
+    games : iterable of NamedGame or str, optional
+        Games to tabulate and draw (default: all of ``NAMED_GAMES``, in registry order).
+    stream : text stream, optional
+        Where the tables go (default ``sys.stdout``).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from .plotting import reference_solutions_figure, save_figure
+
+    out = sys.stdout if stream is None else stream
+    chosen = [_game(g) for g in (NAMED_GAMES.values() if games is None else games)]
+    for g in chosen:
+        print(format_table(g), end="\n\n", file=out)
+    fig = reference_solutions_figure(chosen)
+    paths = save_figure(fig, Path(out_dir) / "reference_solutions", configs=[g.name for g in chosen])
+    for path in paths:
+        print(f"wrote {path}", file=out)
+    return paths

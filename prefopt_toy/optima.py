@@ -1,0 +1,119 @@
+r"""Closed-form optima of the KL-regularised objectives: RLHF/DPO and PsiPO/IPO.
+
+Both are Gibbs policies :math:`\pi^*(y) \propto \mu(y)\exp(g(y)/\text{strength})`, the maximiser
+of :math:`E_\pi[g] - \text{strength}\,KL(\pi\|\mu)` (Azar et al., arXiv:2310.12036v2, Eq. (7), App.
+A.1). They differ in the payoff ``g``: the fitted Bradley-Terry reward for RLHF/DPO, the win rate
+against the data policy ``nu`` for IPO. Computed in log space, so tiny ``mu`` and small strengths
+neither underflow nor overflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._validate import as_policy, as_positive_float, as_preference_matrix
+from .bt import bt_fit
+
+
+def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float) -> Tensor:
+    r"""Normalised :math:`\mu \exp(\text{payoff}/\text{strength})` in log space (no validation).
+
+    Entries with ``mu = 0`` stay exactly 0. ``mu`` and ``payoff`` have shape (..., K).
+    """
+    z = mu.log() + payoff / strength  # log 0 = -inf keeps unsupported actions at probability 0
+    return torch.softmax(z, dim=-1)
+
+
+def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
+    r"""The KL-regularised RLHF optimum for the Bradley-Terry reward fitted under ``nu x nu``.
+
+    .. math:: \pi^*(y) = \frac{\mu(y)\exp(\hat r(y)/\beta)}{Z}, \qquad
+              \hat r = \texttt{bt\_fit}(P, \nu).
+
+    This is also the minimiser of the population DPO loss with the same ``beta`` and pairs from
+    ``nu x nu`` (Azar et al., arXiv:2310.12036v2, App. B Prop. 4), whether or not ``P`` is itself a
+    Bradley-Terry matrix.
+
+    Parameters
+    ----------
+    P : array-like, shape (K, K)
+        Preference matrix, ``P[i, j] = Pr(y_i beats y_j)``.
+    mu : array-like, shape (K,)
+        Reference policy (the KL anchor; pi_ref in the DPO paper).
+    beta : float > 0
+        KL strength (beta in Rafailov et al.; TRL's ``beta``).
+    nu : array-like, shape (K,), optional
+        Distribution of the compared pairs; default uniform, as in :func:`bt_fit`. Must have full
+        support (the reward of an action never compared is not identified).
+
+    Returns
+    -------
+    Tensor, shape (K,), float64.
+
+    Raises
+    ------
+    ValueError
+        Malformed inputs, ``beta <= 0``, or no finite BT maximiser (deterministic preferences
+        with no path back; the message names the pairs).
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3, Eq. (4); Azar et al., arXiv:2310.12036v2, Eq. (3), App.
+    B Prop. 4.
+
+    Examples
+    --------
+    >>> from prefopt_toy.games import bradley_terry
+    >>> import math
+    >>> rlhf_optimum(bradley_terry([math.log(3.0), 0.0]), [0.5, 0.5], beta=1.0)
+    tensor([0.7500, 0.2500], dtype=torch.float64)
+    """
+    P_t = as_preference_matrix(P)
+    k = P_t.shape[0]
+    mu_t = as_policy(mu, "mu", size=k)
+    beta_f = as_positive_float(beta, "beta")
+    reward = bt_fit(P_t, nu)
+    return gibbs_policy(mu_t, reward, beta_f)
+
+
+def ipo_optimum(P: Any, mu: Any, tau: Any, nu: Any = None) -> Tensor:
+    r"""The IPO optimum: :math:`\pi^*(y) \propto \mu(y)\exp\big(p(y \succ \nu)/\tau\big)`.
+
+    The maximiser of :math:`P(\pi \succ \nu) - \tau KL(\pi\|\mu)` (PsiPO with Psi = identity) and
+    the unique minimiser of the population IPO loss with pairs from ``nu x nu`` when
+    ``supp(nu) = supp(mu)`` (Azar et al., Theorem 2).
+
+    Parameters
+    ----------
+    P : array-like, shape (K, K)
+        Preference matrix.
+    mu : array-like, shape (K,)
+        Reference policy; actions with ``mu = 0`` get probability 0.
+    tau : float > 0
+        KL strength (tau in Azar et al.; TRL's ``beta`` for ``loss_type="ipo"``).
+    nu : array-like, shape (K,), optional
+        Distribution the compared pairs are drawn from; default ``mu``.
+
+    Returns
+    -------
+    Tensor, shape (K,), float64.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (8)-(9) with Psi = identity; Sec. 5.3.1 for the
+    two-action example below.
+
+    Examples
+    --------
+    >>> ipo_optimum([[0.5, 1.0], [0.0, 0.5]], [0.5, 0.5], tau=0.5)  # sigmoid(0.5 / tau) = 0.731059
+    tensor([0.7311, 0.2689], dtype=torch.float64)
+    """
+    P_t = as_preference_matrix(P)
+    k = P_t.shape[0]
+    mu_t = as_policy(mu, "mu", size=k)
+    tau_f = as_positive_float(tau, "tau")
+    nu_t = mu_t if nu is None else as_policy(nu, "nu", size=k)
+    return gibbs_policy(mu_t, P_t @ nu_t, tau_f)
