@@ -122,9 +122,11 @@ def is_bradley_terry(P: Any, atol: float = 1e-9) -> bool:
 
     Notes
     -----
-    A matrix with an off-diagonal entry exactly 0 or 1 is a *limit* of BT matrices at best
-    (scores at infinity) and has no finite scores, so the answer is False for it, however close
-    the BT approximation. Every 1 x 1 matrix and every 2 x 2 matrix with entries in (0, 1) is BT.
+    A matrix with an off-diagonal entry exactly 0 (so its partner is 1) is a *limit* of BT
+    matrices at best (scores at infinity) and has no finite scores, so the answer is False for
+    it, however close the BT approximation. An entry that is 1 only by rounding, next to a
+    partner > 0 (e.g. ``bradley_terry([0, 40])``: 1 - 4e-18 rounds to 1), is fine: the log-odds
+    use both entries of a pair, as ``bt_fit`` does. Every 1 x 1 matrix and every 2 x 2 matrix with entries in (0, 1) is BT.
     Near the boundary (a non-BT perturbation of size ~``atol``) the answer depends on the choice
     of least-squares scores; far from it, it does not.
 
@@ -140,9 +142,9 @@ def is_bradley_terry(P: Any, atol: float = 1e-9) -> bool:
     P_t = as_preference_matrix(P, "P")
     tol = as_positive_float(atol, "atol", allow_zero=True)
     off_diag = ~torch.eye(P_t.shape[0], dtype=torch.bool)
-    if bool(((P_t[off_diag] == 0) | (P_t[off_diag] == 1)).any()):
+    if bool((P_t[off_diag] == 0).any()):
         return False
-    logp = P_t.log()
+    logp = P_t.log()  # both entries of a pair enter the log-odds: finite since neither is 0
     scores = (logp - logp.T).mean(dim=1)  # least-squares fit of s_i - s_j to the log-odds
     return float((P_t - bradley_terry(scores)).abs().max()) <= tol
 

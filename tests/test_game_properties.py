@@ -109,7 +109,10 @@ def test_every_two_action_game_with_interior_entries_is_bt():
 def test_deterministic_entries_are_not_bt_with_finite_scores():
     # A BT limit (scores at +-infinity) but no finite scores reproduce exact 0/1 entries.
     assert not is_bradley_terry([[0.5, 1.0], [0.0, 0.5]])
+    assert not is_bradley_terry(bradley_terry([0.0, 800.0]))  # sigmoid(-800) underflows to 0
     assert is_bradley_terry([[0.5, 1.0 - 1e-12], [1e-12, 0.5]])
+    # 1 - sigmoid(-40) rounds to exactly 1, but its partner 4e-18 keeps the log-odds finite.
+    assert is_bradley_terry(bradley_terry([0.0, 40.0]))
 
 
 def test_cycles_are_not_bt_and_not_transitive():
