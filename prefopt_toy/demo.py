@@ -169,12 +169,18 @@ def reference_paths(game: NamedGame | str, taus: Sequence[float] = PATH_TAUS) ->
     Returns a dict mapping ``"RLHF/DPO optimum"``, ``"IPO optimum"`` and ``"regularized Nash"`` to
     tensors of shape ``(len(taus), K)``, row ``i`` at ``taus[i]``. The figure draws these as curves.
     """
+    from .bt import bt_fit
+    from .optima import gibbs_policy
+
     api = _solvers()
     g = _game(game)
     P, mu = g.preference_matrix(), g.reference_policy()
     tau_list = [as_positive_float(t, "tau") for t in taus]
+    # rlhf_optimum(P, mu, beta, nu) is gibbs_policy(mu, bt_fit(P, nu), beta): the BT reward does
+    # not depend on beta, so fit it once for the whole path instead of once per point.
+    reward = bt_fit(P, mu)
     return {
-        RLHF: torch.stack([api.rlhf_optimum(P, mu, t, nu=mu) for t in tau_list]),
+        RLHF: torch.stack([gibbs_policy(mu, reward, t) for t in tau_list]),
         IPO: torch.stack([api.ipo_optimum(P, mu, t, nu=mu) for t in tau_list]),
         REG_NASH: torch.stack([api.regularized_nash(P, mu, t) for t in tau_list]),
     }

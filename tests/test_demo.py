@@ -13,7 +13,7 @@ for _module in ["games", "bt", "game_properties", "optima", "regularized", "nash
     pytest.importorskip(f"prefopt_toy.{_module}")
 
 from prefopt_toy.__main__ import main  # noqa: E402
-from prefopt_toy.demo import format_table, reference_table, run_demo  # noqa: E402
+from prefopt_toy.demo import format_table, reference_paths, reference_table, run_demo  # noqa: E402
 from prefopt_toy.game_properties import condorcet_winner  # noqa: E402
 from prefopt_toy.named_games import NAMED_GAMES, named_game  # noqa: E402
 from prefopt_toy.nash import exploitability, nash_equilibrium  # noqa: E402
@@ -88,6 +88,18 @@ def test_reference_table_structure(name):
         assert r.exploitability >= -1e-9
     nash = next(r for r in rows if r.solution == "Nash equilibrium")
     assert nash.exploitability == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", list(NAMED_GAMES))
+def test_reference_paths_match_the_solvers(name):
+    game = named_game(name)
+    P, mu = game.preference_matrix(), game.reference_policy()
+    taus = [3.0, 0.2, 0.02]
+    paths = reference_paths(game, taus)
+    for i, tau in enumerate(taus):
+        torch.testing.assert_close(paths["RLHF/DPO optimum"][i], rlhf_optimum(P, mu, tau, nu=mu))
+        torch.testing.assert_close(paths["IPO optimum"][i], ipo_optimum(P, mu, tau, nu=mu))
+        torch.testing.assert_close(paths["regularized Nash"][i], regularized_nash(P, mu, tau))
 
 
 def test_reference_table_with_fixed_beta():
