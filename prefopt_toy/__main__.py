@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--game", action="append", choices=list(NAMED_GAMES), help=game_help)
         if has_out:
-            sub.add_argument("--out", default="figures", metavar="DIR",
-                             help="folder for the figure files (default: figures)")
+            sub.add_argument(
+                "--out",
+                default="figures",
+                metavar="DIR",
+                help="folder for the figure files (default: figures)",
+            )
     return parser
 
 

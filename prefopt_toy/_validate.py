@@ -29,6 +29,8 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype = DTYPE) -> Tensor:
 
     Raises ``ValueError`` naming ``name`` if ``x`` is not numeric or holds NaN / inf.
     """
+    if x is None:
+        raise ValueError(f"{name} must be numeric (list, numpy array or tensor), got None")
     if isinstance(x, Tensor):
         t = x.detach() if not x.requires_grad else x
         if t.is_complex():
@@ -40,7 +42,7 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype = DTYPE) -> Tensor:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name} must be numeric (list, numpy array or tensor), got {type(x).__name__}") from err
         t = torch.tensor(arr, dtype=dtype)  # torch.tensor copies: never aliases the caller's array
-    if not bool(torch.isfinite(t).all()):
+    if not bool(torch.isfinite(t.detach()).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
     return t
 
@@ -67,22 +69,42 @@ def as_square(x: Any, name: str) -> Tensor:
     return t
 
 
+def input_tolerance(x: Any, atol: float = PROB_ATOL) -> float:
+    """``atol``, widened for low-precision input: a float32 policy sums to 1 only within ~1e-7.
+
+    The tolerance is ``max(atol, 16 * eps * sqrt(n))`` with ``eps`` the machine epsilon of the
+    caller's floating dtype (float64 when ``x`` is a list), ``n`` the number of entries.
+    """
+    dtype = getattr(x, "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        eps = torch.finfo(dtype).eps
+    elif isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating):
+        eps = float(np.finfo(dtype).eps)
+    else:
+        eps = float(np.finfo(np.float64).eps)
+    n = int(np.prod(getattr(x, "shape", (1,)))) or 1
+    return max(atol, 16.0 * eps * math.sqrt(n))
+
+
 def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL) -> Tensor:
     """Validate a preference matrix: square, finite, entries in [0, 1], ``P + P.T == 1``.
 
-    The diagonal must therefore be 1/2. Returns a float64 copy.
+    The diagonal must therefore be 1/2. Returns a float64 copy. The tolerance widens for float32
+    or bfloat16 input (see ``input_tolerance``).
     """
+    atol = input_tolerance(P, atol)
     t = as_square(P, name)
-    lo, hi = float(t.min()), float(t.max())
+    d = t.detach()  # checks read values only; the result keeps autograd
+    lo, hi = float(d.min()), float(d.max())
     if lo < -atol or hi > 1 + atol:
         raise ValueError(f"{name} entries must lie in [0, 1] (probabilities), got min {lo:.6g}, max {hi:.6g}")
-    gap = (t + t.T - 1).abs()
+    gap = (d + d.T - 1).abs()
     worst = float(gap.max())
     if worst > atol:
-        i, j = divmod(int(gap.argmax()), t.shape[0])
+        i, j = divmod(int(gap.argmax()), d.shape[0])
         raise ValueError(
             f"{name} must satisfy P + P.T = 1 (P[i, j] = Pr(i beats j)); "
-            f"P[{i}, {j}] + P[{j}, {i}] = {float(t[i, j] + t[j, i]):.12g} (tolerance {atol:g})"
+            f"P[{i}, {j}] + P[{j}, {i}] = {float(d[i, j] + d[j, i]):.12g} (tolerance {atol:g})"
         )
     return t.clamp(0.0, 1.0)
 
@@ -99,16 +121,19 @@ def as_policy(
 
     ``positive=True`` additionally requires every entry to be > 0 (a full-support reference
     policy, needed wherever ``log mu`` appears). Returns a float64 copy renormalised to sum to 1
-    exactly (in floating point), so round-off in the input does not propagate.
+    exactly (in floating point), so round-off in the input does not propagate. The tolerance
+    widens for float32 or bfloat16 input (see ``input_tolerance``).
     """
+    atol = input_tolerance(pi, atol)
     t = as_vector(pi, name, size=size)
-    if float(t.min()) < 0:
-        raise ValueError(f"{name} must be non-negative (a probability vector), min entry is {float(t.min()):.6g}")
-    total = float(t.sum())
+    d = t.detach()
+    if float(d.min()) < 0:
+        raise ValueError(f"{name} must be non-negative (a probability vector), min entry is {float(d.min()):.6g}")
+    total = float(d.sum())
     if abs(total - 1.0) > atol:
         raise ValueError(f"{name} must sum to 1 (a probability vector), sums to {total:.12g}")
-    if positive and float(t.min()) <= 0:
-        k = int(t.argmin())
+    if positive and float(d.min()) <= 0:
+        k = int(d.argmin())
         raise ValueError(f"{name} must be strictly positive (full support), but {name}[{k}] = 0")
     return t / t.sum()
 
@@ -173,3 +198,38 @@ def as_generator(seed: Any, name: str = "seed") -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(value)
     return gen
+
+
+def as_index_pairs(pairs: Any, name: str, n_actions: int, *, allow_empty: bool = False) -> np.ndarray:
+    """``(winner, loser)`` rows as an int64 array of shape (m, 2), indices in ``[0, n_actions)``.
+
+    Raises ``ValueError`` naming ``name`` for ragged or non-integer input, a wrong shape, an index
+    out of range, or a row with winner == loser.
+    """
+    if isinstance(pairs, Tensor):
+        pairs = pairs.detach().cpu().numpy()
+    try:
+        arr = np.asarray(pairs)
+    except (TypeError, ValueError) as err:  # ragged lists: numpy's own error names nothing
+        raise ValueError(f"{name} must be an integer array of (winner, loser) rows") from err
+    if arr.size == 0 and allow_empty:
+        arr = arr.reshape(0, 2)
+    if arr.ndim == 2 and arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} must be non-empty: at least one (winner, loser) row")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (m, 2) of (winner, loser) rows, got shape {arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise ValueError(f"{name} must hold integer action indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_actions)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        raise ValueError(
+            f"{name} must hold indices in [0, n_actions) = [0, {n_actions}), i.e. indices in "
+            f"[0, {n_actions - 1}], but row {row} is {tuple(int(x) for x in arr[row])}"
+        )
+    same = arr[:, 0] == arr[:, 1]
+    if same.any():
+        row = int(np.argmax(same))
+        raise ValueError(f"{name} must have winner != loser, but row {row} is {tuple(int(x) for x in arr[row])}")
+    return arr

@@ -216,12 +216,19 @@ def _starting_point(P: Tensor, nu: Tensor) -> Tensor:
     return max(candidates, key=lambda r: _log_likelihood(r - r.mean(), P, W))
 
 
+def _detached(x: Any) -> Any:
+    """``x`` without autograd history, on the CPU (for the non-differentiable solvers here)."""
+    return x.detach().cpu() if isinstance(x, Tensor) else x
+
+
 def _validate(P: Any, nu: Any) -> tuple[Tensor, Tensor]:
-    P_t = as_preference_matrix(P, "P")
+    # The solver is not differentiable (scipy graph check, Newton iterations): work on a detached
+    # CPU copy, whatever the caller passed.
+    P_t = as_preference_matrix(_detached(P), "P")
     k = P_t.shape[0]
     if nu is None:
         return P_t, torch.full((k,), 1.0 / k, dtype=DTYPE)
-    nu_t = as_policy(nu, "nu", size=k)
+    nu_t = as_policy(_detached(nu), "nu", size=k)
     zero = [int(y) for y in torch.nonzero(nu_t == 0).flatten()]
     if zero:
         raise ValueError(
@@ -283,8 +290,10 @@ def bt_fit(P: Any, nu: Any = None) -> Tensor:
     :math:`\max_y |\sum_{y'} \nu_{y'}(P[y, y'] \sigma(-d) - P[y', y] \sigma(d))|` with
     :math:`d = r_y - r_{y'}`, is at most 1e-13 **and** the last Newton step is at most 1e-11
     (times ``max(1, max|r|)``) in max-norm. The step test matters for near-deterministic ``P``,
-    where a gradient of 1e-13 can still leave the rewards 0.1 off. Typical: 5-10 iterations;
-    K = 1000 takes well under a second.
+    where a gradient of 1e-13 can still leave the rewards 0.1 off. Far from the optimum a full
+    Newton step is doubled while the slope along it stays positive, so reward gaps of hundreds
+    are reached in a few iterations. Measured: 0 iterations on a BT matrix, 3 on uniform random
+    games, about 10 from ``r = 0``; K = 1000 takes about 0.2 s on one CPU thread.
 
     References
     ----------
@@ -332,8 +341,11 @@ def bt_log_likelihood(P: Any, rewards: Any, nu: Any = None) -> float:
     >>> round(bt_log_likelihood([[0.5, 0.9], [0.1, 0.5]], [0.0, 0.0]), 6)  # -log(2) / 2
     -0.346574
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     k = P_t.shape[0]
-    r = as_vector(rewards, "rewards", size=k)
-    nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE) if nu is None else as_policy(nu, "nu", size=k)
+    r = as_vector(_detached(rewards), "rewards", size=k)
+    if nu is None:
+        nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE)
+    else:
+        nu_t = as_policy(_detached(nu), "nu", size=k)
     return _log_likelihood(r, P_t, nu_t[:, None] * nu_t[None, :])

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor
@@ -33,17 +34,19 @@ from ._validate import as_positive_float
 from .named_games import NAMED_GAMES, NamedGame, named_game
 
 __all__ = [
-    "ReferenceRow",
-    "reference_table",
-    "reference_paths",
-    "format_table",
-    "run_demo",
     "PATH_TAUS",
+    "ReferenceRow",
+    "format_table",
+    "reference_paths",
+    "reference_table",
+    "run_demo",
 ]
 
 # Taus along which the figure draws each solution as a curve: from near mu (tau = 10) to near the
 # unregularised limit (tau = 0.01), log-spaced so every decade gets the same number of points.
-PATH_TAUS: tuple[float, ...] = tuple(float(t) for t in torch.logspace(1, -2, 91, dtype=torch.float64))
+PATH_TAUS: tuple[float, ...] = tuple(
+    float(t) for t in torch.logspace(1, -2, 91, dtype=torch.float64)
+)
 
 RLHF = "RLHF/DPO optimum"
 IPO = "IPO optimum"
@@ -202,7 +205,7 @@ def format_table(game: NamedGame | str, rows: Sequence[ReferenceRow] | None = No
     Examples
     --------
     >>> rows = [ReferenceRow("Condorcet winner", None, None, None)]
-    >>> print(format_table("rock_paper_scissors", rows).splitlines()[-1])
+    >>> print(format_table("three_voter_types", rows).splitlines()[-1])
     Condorcet winner  -    none    none    none    -
     """
     g = _game(game)
@@ -259,7 +262,9 @@ def run_demo(
     for g in chosen:
         print(format_table(g), end="\n\n", file=out)
     fig = reference_solutions_figure(chosen)
-    paths = save_figure(fig, Path(out_dir) / "reference_solutions", configs=[g.name for g in chosen])
+    paths = save_figure(
+        fig, Path(out_dir) / "reference_solutions", configs=[g.name for g in chosen]
+    )
     for path in paths:
         print(f"wrote {path}", file=out)
     return paths

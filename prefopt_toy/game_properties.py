@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ._validate import DTYPE, as_policy, as_positive_float, as_preference_matrix
-from .bt import bt_fit
+from .bt import _detached, bt_fit
 from .games import bradley_terry
 
 __all__ = ["bt_fit_gap", "bt_fit_kl", "condorcet_winner", "is_bradley_terry", "is_transitive"]
@@ -55,7 +55,7 @@ def condorcet_winner(P: Any) -> int | None:
     >>> condorcet_winner([[0.5, 0.6, 0.9], [0.4, 0.5, 0.8], [0.1, 0.2, 0.5]])
     0
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     wins = (P_t > 0.5).sum(dim=1)  # diagonal is 1/2, so it never counts
     winners = torch.nonzero(wins == P_t.shape[0] - 1).flatten()
     return int(winners[0]) if winners.numel() else None
@@ -88,8 +88,17 @@ def is_transitive(P: Any) -> bool:
     -----
     Exact comparisons with 1/2 (ties count as "at least as good" both ways). Without ties this is
     the same as "no 3-cycle i > j > k > i". Costs one K x K boolean matrix product.
+
+    References
+    ----------
+    Tversky (1969), Psychological Review 76(1) (weak stochastic transitivity and its violations).
+
+    Examples
+    --------
+    >>> is_transitive([[0.5, 0.6, 0.9], [0.4, 0.5, 0.8], [0.1, 0.2, 0.5]])
+    True
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     weak = (P_t >= 0.5).to(DTYPE)  # (K, K), weak majority relation, reflexive
     two_steps = (weak @ weak) > 0  # i reaches k through some j (j = i or k included)
     return not bool((two_steps & (weak == 0)).any())
@@ -126,7 +135,8 @@ def is_bradley_terry(P: Any, atol: float = 1e-9) -> bool:
     matrices at best (scores at infinity) and has no finite scores, so the answer is False for
     it, however close the BT approximation. An entry that is 1 only by rounding, next to a
     partner > 0 (e.g. ``bradley_terry([0, 40])``: 1 - 4e-18 rounds to 1), is fine: the log-odds
-    use both entries of a pair, as ``bt_fit`` does. Every 1 x 1 matrix and every 2 x 2 matrix with entries in (0, 1) is BT.
+    use both entries of a pair, as ``bt_fit`` does. Every 1 x 1 matrix and every 2 x 2 matrix
+    with entries in (0, 1) is BT.
     Near the boundary (a non-BT perturbation of size ~``atol``) the answer depends on the choice
     of least-squares scores; far from it, it does not.
 
@@ -139,7 +149,7 @@ def is_bradley_terry(P: Any, atol: float = 1e-9) -> bool:
     >>> is_bradley_terry([[0.5, 0.75], [0.25, 0.5]])
     True
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     tol = as_positive_float(atol, "atol", allow_zero=True)
     off_diag = ~torch.eye(P_t.shape[0], dtype=torch.bool)
     if bool((P_t[off_diag] == 0).any()):
@@ -184,7 +194,7 @@ def bt_fit_gap(P: Any, nu: Any = None) -> float:
     >>> round(bt_fit_gap([[0.5, 0.9], [0.1, 0.5]]), 12)  # every 2 x 2 game is BT
     0.0
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     return float((P_t - bradley_terry(bt_fit(P_t, nu))).abs().max())
 
 
@@ -222,10 +232,13 @@ def bt_fit_kl(P: Any, nu: Any = None) -> float:
     ----------
     Azar et al., arXiv:2310.12036v2, Eq. (2) (the BT log-likelihood).
     """
-    P_t = as_preference_matrix(P, "P")
+    P_t = as_preference_matrix(_detached(P), "P")
     k = P_t.shape[0]
     r = bt_fit(P_t, nu)
-    nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE) if nu is None else as_policy(nu, "nu", size=k)
+    if nu is None:
+        nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE)
+    else:
+        nu_t = as_policy(_detached(nu), "nu", size=k)
     gap = r[:, None] - r[None, :]
     # log sigma via logsigmoid: finite where the fitted probability is ~1e-300.
     log_ratio = torch.where(P_t > 0, P_t.log() - torch.nn.functional.logsigmoid(gap), 0.0)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ._validate import (
+    as_index_pairs,
     DTYPE,
     PROB_ATOL,
     as_float,
@@ -276,6 +277,11 @@ def from_win_counts(wins: Any, prior: float = 1.0) -> Tensor:
         If ``wins`` is not a finite non-empty square matrix or has a negative entry, or ``prior``
         is negative or not finite.
 
+    References
+    ----------
+    Laplace (1774), Mémoires ... par divers savans 6 (the rule of succession, ``prior = 1``);
+    Bradley & Terry (1952), Biometrika 39 (paired-comparison data, fitted by ``bt_fit``).
+
     Examples
     --------
     >>> from_win_counts([[0, 3], [1, 0]])  # (3 + 1) / (3 + 1 + 2)
@@ -329,6 +335,11 @@ def from_comparisons(comparisons: Any, n_actions: int, prior: float = 1.0) -> Te
         If ``comparisons`` is not an integer array of shape (m, 2), holds an index outside
         ``[0, n_actions)`` or a row with winner == loser; if ``n_actions < 1``; if ``prior < 0``.
 
+    References
+    ----------
+    Laplace (1774), Mémoires ... par divers savans 6 (the rule of succession, ``prior = 1``);
+    Bradley & Terry (1952), Biometrika 39 (paired-comparison data, fitted by ``bt_fit``).
+
     Examples
     --------
     >>> from_comparisons([(0, 1), (0, 1), (1, 0)], n_actions=2, prior=0.0)
@@ -336,33 +347,7 @@ def from_comparisons(comparisons: Any, n_actions: int, prior: float = 1.0) -> Te
             [0.3333, 0.5000]], dtype=torch.float64)
     """
     k = as_int(n_actions, "n_actions", minimum=1)
-    if isinstance(comparisons, Tensor):
-        comparisons = comparisons.detach().cpu().numpy()
-    try:
-        arr = np.asarray(comparisons)
-    except (TypeError, ValueError) as err:
-        raise ValueError("comparisons must be an integer array of (winner, loser) rows") from err
-    if arr.size == 0:
-        arr = arr.reshape(0, 2)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(
-            f"comparisons must have shape (m, 2) of (winner, loser) rows, got shape {arr.shape}"
-        )
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise ValueError(f"comparisons must hold integer action indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = (arr < 0) | (arr >= k)
-    if bad.any():
-        row = int(np.argwhere(bad)[0, 0])
-        raise ValueError(
-            f"comparisons must hold indices in [0, n_actions) = [0, {k}), "
-            f"but row {row} is {tuple(int(x) for x in arr[row])}"
-        )
-    same = arr[:, 0] == arr[:, 1]
-    if same.any():
-        row = int(np.argmax(same))
-        pair = tuple(int(x) for x in arr[row])
-        raise ValueError(f"comparisons must have winner != loser, but row {row} is {pair}")
+    arr = as_index_pairs(comparisons, "comparisons", k, allow_empty=True)
     counts = np.zeros((k, k), dtype=np.float64)
     np.add.at(counts, (arr[:, 0], arr[:, 1]), 1.0)
     return from_win_counts(counts, prior)

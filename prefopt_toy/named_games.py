@@ -1,4 +1,4 @@
-r"""Named three-action games: the shared configs behind the demo table, the reference figure and tests.
+r"""Named three-action games: shared configs behind the demo table, the reference figure, tests.
 
 Each entry of ``NAMED_GAMES`` is a frozen ``NamedGame`` config: how to build the preference matrix
 ``P`` (a constructor of ``games.py`` and its arguments), the reference policy ``mu`` and the KL
@@ -35,7 +35,7 @@ class NamedGame:
     """A named three-action preference game with its reference policy and tabulated KL strengths."""
 
     name: str
-    """Registry key, a Python identifier (``"rock_paper_scissors"``); also the CLI and figure name."""
+    """Registry key, a Python identifier (``"rock_paper_scissors"``); also the name on the CLI."""
     title: str
     """Short human-readable title for figure panels (``"Rock-paper-scissors"``)."""
     description: str

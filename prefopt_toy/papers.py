@@ -44,6 +44,13 @@ PAPERS: dict[str, Paper] = {
         Paper("ford", "Ford", 1957,
               "Solution of a ranking problem from binary comparisons",
               None, "American Mathematical Monthly 64(8):28-33"),
+        Paper("laplace", "Laplace", 1774,
+              "Mémoire sur la probabilité des causes par les événements",
+              None, "Mémoires de mathématique et de physique, présentés à l'Académie royale des "
+              "sciences, par divers savans 6:621-656"),
+        Paper("tversky", "Tversky", 1969,
+              "Intransitivity of preferences",
+              None, "Psychological Review 76(1):31-48"),
         Paper("dpo", "Rafailov et al.", 2023,
               "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
               "2305.18290v3", "NeurIPS 2023"),

@@ -13,8 +13,9 @@ the reference solutions.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -152,22 +153,57 @@ def _draw_reference_panel(ax: Axes, game: NamedGame, path_taus: Sequence[float])
     for name in paths:
         points = [r for r in rows if r.solution == name]
         for size, r in zip(sizes, points):
-            plot_policy(ax, r.policy, color=COLORS[name], markersize=size, markeredgecolor="white",
-                        markeredgewidth=0.5, zorder=3)
+            plot_policy(
+                ax,
+                r.policy,
+                color=COLORS[name],
+                markersize=size,
+                markeredgecolor="white",
+                markeredgewidth=0.5,
+                zorder=3,
+            )
     for r in rows:
         if r.solution == REG_NASH:
             x, y = _xy(r.policy)
-            ax.annotate(rf"$\tau$={r.tau:g}", (x, y), xytext=(4, -9), textcoords="offset points",
-                        fontsize=7, color=COLORS[REG_NASH])
+            ax.annotate(
+                rf"$\tau$={r.tau:g}",
+                (x, y),
+                xytext=(4, -9),
+                textcoords="offset points",
+                fontsize=7,
+                color=COLORS[REG_NASH],
+            )
     by_name = {r.solution: r for r in rows}
-    plot_policy(ax, by_name["reference mu"].policy, marker="X", markersize=9,
-                color=COLORS["reference mu"], markeredgecolor="white", zorder=4)
-    plot_policy(ax, by_name["Nash equilibrium"].policy, marker="*", markersize=13,
-                color=COLORS["Nash equilibrium"], markeredgecolor="white", zorder=5)
+    plot_policy(
+        ax,
+        by_name["reference mu"].policy,
+        marker="X",
+        markersize=9,
+        color=COLORS["reference mu"],
+        markeredgecolor="white",
+        zorder=4,
+    )
+    plot_policy(
+        ax,
+        by_name["Nash equilibrium"].policy,
+        marker="*",
+        markersize=13,
+        color=COLORS["Nash equilibrium"],
+        markeredgecolor="white",
+        zorder=5,
+    )
     winner = by_name["Condorcet winner"]
     if winner.policy is not None:
-        plot_policy(ax, winner.policy, marker="s", markersize=15, markerfacecolor="none",
-                    markeredgecolor=COLORS["Condorcet winner"], markeredgewidth=1.5, zorder=4)
+        plot_policy(
+            ax,
+            winner.policy,
+            marker="s",
+            markersize=15,
+            markerfacecolor="none",
+            markeredgecolor=COLORS["Condorcet winner"],
+            markeredgewidth=1.5,
+            zorder=4,
+        )
     ax.set_title(game.title, fontsize=11)
 
 
@@ -178,14 +214,34 @@ def _legend_handles() -> list[Line2D]:
     return [
         handle(rf"{RLHF} ($\beta = \tau$)", color=COLORS[RLHF], marker="o", **_CURVE_STYLE[RLHF]),
         handle(rf"{IPO} ($\nu = \mu$)", color=COLORS[IPO], marker="o", **_CURVE_STYLE[IPO]),
-        handle("regularized Nash equilibrium", color=COLORS[REG_NASH], marker="o",
-               **_CURVE_STYLE[REG_NASH]),
-        handle(r"Nash equilibrium ($\tau = 0$)", color=COLORS["Nash equilibrium"], marker="*",
-               markersize=12, linestyle="none"),
-        handle("Condorcet winner", color=COLORS["Condorcet winner"], marker="s", markersize=11,
-               markerfacecolor="none", linestyle="none"),
-        handle(r"reference policy $\mu$", color=COLORS["reference mu"], marker="X", markersize=9,
-               linestyle="none"),
+        handle(
+            "regularized Nash equilibrium",
+            color=COLORS[REG_NASH],
+            marker="o",
+            **_CURVE_STYLE[REG_NASH],
+        ),
+        handle(
+            r"Nash equilibrium ($\tau = 0$)",
+            color=COLORS["Nash equilibrium"],
+            marker="*",
+            markersize=12,
+            linestyle="none",
+        ),
+        handle(
+            "Condorcet winner",
+            color=COLORS["Condorcet winner"],
+            marker="s",
+            markersize=11,
+            markerfacecolor="none",
+            linestyle="none",
+        ),
+        handle(
+            r"reference policy $\mu$",
+            color=COLORS["reference mu"],
+            marker="X",
+            markersize=9,
+            linestyle="none",
+        ),
     ]
 
 
@@ -214,8 +270,10 @@ def reference_solutions_figure(
     matplotlib.figure.Figure
         A figure not attached to pyplot; save it with ``save_figure`` or ``fig.savefig``.
     """
-    chosen = [g if isinstance(g, NamedGame) else named_game(g)
-              for g in (NAMED_GAMES.values() if games is None else games)]
+    chosen = [
+        g if isinstance(g, NamedGame) else named_game(g)
+        for g in (NAMED_GAMES.values() if games is None else games)
+    ]
     if not chosen:
         raise ValueError("games must name at least one game")
     ncols = 1 if len(chosen) == 1 else 2
@@ -224,7 +282,7 @@ def reference_solutions_figure(
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, game in zip(axes, chosen):
         _draw_reference_panel(ax, game, path_taus)
-    for ax in axes[len(chosen):]:
+    for ax in axes[len(chosen) :]:
         ax.set_axis_off()
     fig.suptitle(
         "Reference solutions on the named games\n"
@@ -232,8 +290,9 @@ def reference_solutions_figure(
         r"markers: tabulated $\tau$ (larger = smaller $\tau$)",
         fontsize=12,
     )
-    fig.legend(handles=_legend_handles(), loc="outside lower center", ncols=3, fontsize=9,
-               frameon=False)
+    fig.legend(
+        handles=_legend_handles(), loc="outside lower center", ncols=3, fontsize=9, frameon=False
+    )
     return fig
 
 
@@ -279,11 +338,20 @@ def save_figure(
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
         if fmt == "png":
-            metadata: dict[str, Any] = {"Software": None, "Title": stem.name, "Source": source,
-                                        "Description": subject}
+            metadata: dict[str, Any] = {
+                "Software": None,
+                "Title": stem.name,
+                "Source": source,
+                "Description": subject,
+            }
         elif fmt == "pdf":
-            metadata = {"CreationDate": None, "ModDate": None, "Title": stem.name,
-                        "Creator": source, "Subject": subject}
+            metadata = {
+                "CreationDate": None,
+                "ModDate": None,
+                "Title": stem.name,
+                "Creator": source,
+                "Subject": subject,
+            }
         else:
             raise ValueError(f"formats may contain 'png' and 'pdf', got {fmt!r}")
         fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)

@@ -154,6 +154,11 @@ def win_rate(P: Any, pi: Any, pi_other: Any) -> float:
 
     ``win_rate(P, pi, pi) == 0.5`` for every ``pi`` because ``P + P.T = 1``.
 
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 3 (the preference between policies, P(pi > pi'));
+    Azar et al., arXiv:2310.12036v2, Sec. 3.
+
     Examples
     --------
     >>> win_rate([[0.5, 0.9], [0.1, 0.5]], [1.0, 0.0], [0.0, 1.0])

@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ._validate import as_policy, as_preference_matrix, as_vector
+from ._validate import as_index_pairs, as_policy, as_preference_matrix, as_vector
 from .policies import log_softmax
 
 __all__ = ["pair_margins", "hard_labels", "population_loss", "dataset_loss"]
@@ -109,6 +108,11 @@ def hard_labels(P: Any) -> Tensor:
 
     The comparison is made on :math:`P - P^\top` so that ``L + L.T == 1`` holds exactly even when
     ``P`` is complementary only up to round-off.
+
+    References
+    ----------
+    Calandriello et al., arXiv:2403.08635v1, Sec. 6 (online DPO/IPO with preference-model labels);
+    TRL's OnlineDPOTrainer labels the higher-scored completion as chosen (ALGORITHMS.md Sec. 10).
 
     Examples
     --------
@@ -239,14 +243,7 @@ def population_loss(
 
 
 def _as_pairs(pairs: Any, k: int) -> Tensor:
-    arr = np.asarray(pairs.detach().cpu() if isinstance(pairs, Tensor) else pairs)
-    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
-        raise ValueError(f"pairs must be a non-empty list of (winner, loser) index pairs, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"pairs must hold integer action indices, got dtype {arr.dtype}")
-    if arr.min() < 0 or arr.max() >= k:
-        raise ValueError(f"pairs must hold action indices in [0, {k - 1}], got {arr.min()}..{arr.max()}")
-    return torch.as_tensor(arr, dtype=torch.long)
+    return torch.as_tensor(as_index_pairs(pairs, "pairs", k), dtype=torch.long)
 
 
 def dataset_loss(theta: Any, mu: Any, pairs: Any, loss: PairLoss) -> Tensor:

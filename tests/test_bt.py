@@ -255,3 +255,12 @@ def test_bad_inputs(P, nu, argname):
 def test_bt_log_likelihood_bad_rewards():
     with pytest.raises(ValueError, match="rewards"):
         bt_log_likelihood([[0.5, 0.9], [0.1, 0.5]], [0.0, 0.0, 0.0])
+
+
+def test_inputs_with_autograd_history_are_accepted():
+    # bt_fit is a solver, not a differentiable op: a P built from scores that require grad is
+    # detached, not rejected (and warns nothing; warnings are errors in this suite).
+    s = torch.tensor([0.0, 1.0, 2.5], dtype=torch.float64, requires_grad=True)
+    r = bt_fit(bradley_terry(s))
+    assert not r.requires_grad
+    assert float((r - (s.detach() - s.detach().mean())).abs().max()) <= 1e-12

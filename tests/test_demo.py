@@ -9,19 +9,22 @@ import re
 import pytest
 import torch
 
-for _module in ["games", "bt", "game_properties", "optima", "regularized", "nash"]:
-    pytest.importorskip(f"prefopt_toy.{_module}")
+from prefopt_toy.__main__ import main
+from prefopt_toy.demo import format_table, reference_paths, reference_table, run_demo
+from prefopt_toy.game_properties import condorcet_winner
+from prefopt_toy.named_games import NAMED_GAMES, named_game
+from prefopt_toy.nash import exploitability, nash_equilibrium
+from prefopt_toy.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.regularized import regularized_nash
 
-from prefopt_toy.__main__ import main  # noqa: E402
-from prefopt_toy.demo import format_table, reference_paths, reference_table, run_demo  # noqa: E402
-from prefopt_toy.game_properties import condorcet_winner  # noqa: E402
-from prefopt_toy.named_games import NAMED_GAMES, named_game  # noqa: E402
-from prefopt_toy.nash import exploitability, nash_equilibrium  # noqa: E402
-from prefopt_toy.optima import ipo_optimum, rlhf_optimum  # noqa: E402
-from prefopt_toy.regularized import regularized_nash  # noqa: E402
-
-SOLUTIONS = ["reference mu", "RLHF/DPO optimum", "IPO optimum", "regularized Nash",
-             "Nash equilibrium", "Condorcet winner"]
+SOLUTIONS = [
+    "reference mu",
+    "RLHF/DPO optimum",
+    "IPO optimum",
+    "regularized Nash",
+    "Nash equilibrium",
+    "Condorcet winner",
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,11 @@ def test_reference_table_structure(name):
     rows = reference_table(game)
     n = len(game.taus)
     assert [r.solution for r in rows] == (
-        ["reference mu"] + ["RLHF/DPO optimum"] * n + ["IPO optimum"] * n
-        + ["regularized Nash"] * n + ["Nash equilibrium", "Condorcet winner"]
+        ["reference mu"]
+        + ["RLHF/DPO optimum"] * n
+        + ["IPO optimum"] * n
+        + ["regularized Nash"] * n
+        + ["Nash equilibrium", "Condorcet winner"]
     )
     assert rows[1].tau == max(game.taus) and rows[n].tau == min(game.taus)
     for r in rows:
@@ -118,13 +124,13 @@ def test_format_table_is_aligned():
     text = format_table("condorcet_winner")
     lines = text.splitlines()
     header_at = next(i for i, line in enumerate(lines) if line.startswith("solution"))
-    header, body = lines[header_at], lines[header_at + 1:]
+    header, body = lines[header_at], lines[header_at + 1 :]
     assert header.split() == ["solution", "tau", "pi(y0)", "pi(y1)", "pi(y2)", "exploitability"]
     columns = [header.index(c) for c in ["pi(y0)", "pi(y1)", "pi(y2)", "exploitability"]]
     assert len(body) == 1 + 3 * 3 + 2
     for line in body:
         for start in columns:
-            assert line[start - 2:start] == "  " and line[start] != " ", line
+            assert line[start - 2 : start] == "  " and line[start] != " ", line
         assert re.search(r"  \d\.\d{4}  ", line), line  # policies with 4 decimals
     assert body[-1].startswith("Condorcet winner") and "1.0000  0.0000  0.0000" in body[-1]
 
@@ -149,9 +155,9 @@ def test_condorcet_game_separates_nash_from_bt_and_ipo():
         assert _argmax(ipo_optimum(P, mu, tau, nu=mu)) == 1
         assert _argmax(rlhf_optimum(P, mu, tau, nu=mu)) == 1
         assert _argmax(rlhf_optimum(P, mu, tau)) == 1  # default nu (uniform) = mu here
-    torch.testing.assert_close(nash_equilibrium(P), torch.tensor([1.0, 0.0, 0.0],
-                                                                 dtype=torch.float64),
-                               rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        nash_equilibrium(P), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), rtol=0, atol=1e-7
+    )
     # The regularised Nash tends to the Condorcet winner as tau -> 0.
     assert float(regularized_nash(P, mu, 0.01)[0]) > 0.95
 
@@ -161,8 +167,11 @@ def test_transitive_game_agrees_everywhere():
     P, mu = game.preference_matrix(), game.reference_policy()
     assert condorcet_winner(P) == 0
     for tau in game.taus:
-        for pi in [rlhf_optimum(P, mu, tau, nu=mu), ipo_optimum(P, mu, tau, nu=mu),
-                   regularized_nash(P, mu, tau)]:
+        for pi in [
+            rlhf_optimum(P, mu, tau, nu=mu),
+            ipo_optimum(P, mu, tau, nu=mu),
+            regularized_nash(P, mu, tau),
+        ]:
             assert pi[0] >= pi[1] >= pi[2]
 
 

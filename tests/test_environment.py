@@ -150,12 +150,16 @@ def test_constraints_pin_torch():
 def test_makefile_installs_with_constraints():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     # Every spelled-out `pip install` (e.g. the PIP_INSTALL variable) carries the constraints.
-    installs = [line for line in makefile.splitlines() if re.search(r"pip\)?\s+install\b", line, re.I)]
+    installs = [
+        line
+        for line in makefile.splitlines()
+        if re.search(r"pip\)?\s+install\b", line, re.IGNORECASE)
+    ]
     assert installs, "the Makefile has no pip install line"
     for line in installs:
         assert "-c constraints.txt" in line, f"pip install without -c constraints.txt: {line!r}"
     # torch goes in first, on its own, at the pin of constraints.txt.
-    torch_pin = re.search(r"^TORCH\s*:?=\s*(\S+)", makefile, flags=re.M)
+    torch_pin = re.search(r"^TORCH\s*:?=\s*(\S+)", makefile, flags=re.MULTILINE)
     assert torch_pin, "the Makefile must name the torch pin it installs first (TORCH := ...)"
     assert torch_pin.group(1) == "torch" + _constraint_pins()["torch"]
     first_torch = makefile.index('$(PIP_INSTALL) "$(TORCH)"')

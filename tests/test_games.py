@@ -102,12 +102,13 @@ def test_from_win_counts_invariants(wins, prior):
         assert bool(((P[off] > 0) & (P[off] < 1)).all())
 
 
-@FAST
 @st.composite
 def comparison_lists(draw):
     k = draw(st.integers(1, 6))
-    pair = st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)).filter(lambda p: p[0] != p[1])
-    return k, draw(st.lists(pair, max_size=30))
+    if k == 1:
+        return k, []  # a single action cannot be compared with another
+    winner_loser = st.permutations(list(range(k))).map(lambda perm: (perm[0], perm[1]))
+    return k, draw(st.lists(winner_loser, max_size=30))
 
 
 @FAST

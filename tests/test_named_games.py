@@ -12,7 +12,10 @@ from prefopt_toy.named_games import NAMED_GAMES, NamedGame, named_game
 
 def test_registry_has_the_four_reference_games():
     assert list(NAMED_GAMES) == [
-        "transitive", "rock_paper_scissors", "three_voter_types", "condorcet_winner"
+        "transitive",
+        "rock_paper_scissors",
+        "three_voter_types",
+        "condorcet_winner",
     ]
     for key, game in NAMED_GAMES.items():
         assert game.name == key and key.isidentifier()
@@ -55,17 +58,16 @@ def test_reference_policy_is_a_full_support_policy(name):
 
 @pytest.mark.parametrize("name", list(NAMED_GAMES))
 def test_preference_matrix_is_valid(name):
-    pytest.importorskip("prefopt_toy.games")
     P = named_game(name).preference_matrix()
     assert P.shape == (3, 3) and P.dtype == torch.float64
     torch.testing.assert_close(P + P.T, torch.ones(3, 3, dtype=torch.float64))
 
 
 def test_condorcet_game_matrix_is_the_documented_one():
-    pytest.importorskip("prefopt_toy.games")
     P = named_game("condorcet_winner").preference_matrix()
-    expected = torch.tensor([[0.5, 0.55, 0.55], [0.45, 0.5, 0.95], [0.45, 0.05, 0.5]],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[0.5, 0.55, 0.55], [0.45, 0.5, 0.95], [0.45, 0.05, 0.5]], dtype=torch.float64
+    )
     torch.testing.assert_close(P, expected)
     # y0 beats every other action; y1 has the top Borda score (mean win rate against uniform).
     assert bool((P[0, 1:] > 0.5).all())

@@ -42,8 +42,9 @@ def test_plot_policy_marks_the_cartesian_point(ax):
     pi = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
     line = plot_policy(ax, pi, color="red")
     assert isinstance(line, Line2D) and line in ax.lines
-    np.testing.assert_allclose(np.c_[line.get_xdata(), line.get_ydata()][0],
-                               barycentric_to_cartesian(pi).numpy())
+    np.testing.assert_allclose(
+        np.c_[line.get_xdata(), line.get_ydata()][0], barycentric_to_cartesian(pi).numpy()
+    )
     assert line.get_marker() == "o" and line.get_linestyle() == "None"
 
 

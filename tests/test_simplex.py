@@ -39,8 +39,9 @@ def test_round_trip_from_simplex(w):
 @given(st.floats(-2, 2), st.floats(-2, 2))
 def test_round_trip_from_plane(x, y):
     xy = torch.tensor([x, y], dtype=torch.float64)
-    torch.testing.assert_close(barycentric_to_cartesian(cartesian_to_barycentric(xy)), xy,
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        barycentric_to_cartesian(cartesian_to_barycentric(xy)), xy, rtol=0, atol=1e-12
+    )
 
 
 @settings(deadline=None)  # the first call pays torch's warm-up
@@ -56,10 +57,12 @@ def test_points_of_the_simplex_land_in_the_triangle(w):
 
 
 def test_vertices_map_to_the_corners():
-    torch.testing.assert_close(barycentric_to_cartesian(torch.eye(3, dtype=torch.float64)),
-                               TRIANGLE_CORNERS)
-    torch.testing.assert_close(cartesian_to_barycentric(TRIANGLE_CORNERS),
-                               torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(
+        barycentric_to_cartesian(torch.eye(3, dtype=torch.float64)), TRIANGLE_CORNERS
+    )
+    torch.testing.assert_close(
+        cartesian_to_barycentric(TRIANGLE_CORNERS), torch.eye(3, dtype=torch.float64)
+    )
 
 
 def test_triangle_is_equilateral_with_unit_side():
