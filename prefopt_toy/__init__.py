@@ -6,7 +6,13 @@ torch tensors or Python floats. See the README for a tour and the notation table
 """
 
 from .bt import bt_fit, bt_log_likelihood
-from .game_properties import bt_fit_gap, bt_fit_kl, condorcet_winner, is_bradley_terry, is_transitive
+from .game_properties import (
+    bt_fit_gap,
+    bt_fit_kl,
+    condorcet_winner,
+    is_bradley_terry,
+    is_transitive,
+)
 from .games import (
     bradley_terry,
     check_preference_matrix,

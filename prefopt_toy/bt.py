@@ -27,12 +27,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from ._validate import DTYPE, as_policy, as_preference_matrix, as_vector
+from .losses import _neg_logsigmoid
 
 __all__ = ["bt_fit", "bt_log_likelihood"]
 
@@ -114,8 +114,9 @@ def _check_ford_condition(P: Tensor) -> None:
 
 def _log_likelihood(r: Tensor, P: Tensor, W: Tensor) -> float:
     gap = r[:, None] - r[None, :]  # (K, K)
-    # logsigmoid, not log(sigmoid): finite for any finite gap, so 0 * log-prob never gives NaN.
-    return float((W * P * F.logsigmoid(gap)).sum())
+    # -softplus(-gap), not log(sigmoid): finite for any finite gap, so 0 * log-prob never gives NaN
+    # (losses._neg_logsigmoid explains why not F.logsigmoid: slow on tiny CPU tensors).
+    return float((W * P * -_neg_logsigmoid(gap)).sum())
 
 
 def _residual(r: Tensor, P: Tensor, nu: Tensor) -> Tensor:
@@ -140,17 +141,13 @@ def _newton_step(r: Tensor, P: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
     # The Laplacian is singular along 1: pin the last reward's step to 0 and solve the reduced
     # system, positive definite when the graph is connected (the dropped equation holds because
     # sum(grad) = 0); centre afterwards. Jacobi scaling first, so that actions whose pairs are all
-    # near-deterministic (tiny curvature) do not wreck the conditioning; then Cholesky.
+    # near-deterministic (tiny curvature) do not wreck the conditioning; then an LU solve (torch's
+    # Cholesky was measured at milliseconds per call on tiny matrices with 2 intra-op threads).
     red = lap[:-1, :-1]
     scale = red.diagonal().clamp_min(torch.finfo(DTYPE).tiny).sqrt()  # (K-1,)
     red = red / (scale[:, None] * scale[None, :])
     rhs = ((nu * res)[:-1] / scale)[:, None]  # (K-1, 1)
-    chol, info = torch.linalg.cholesky_ex(red)
-    if int(info) == 0:
-        half = torch.linalg.solve_triangular(chol, rhs, upper=False)
-        y = torch.linalg.solve_triangular(chol.T, half, upper=True)
-    else:  # numerically indefinite (curvature lost to round-off): fall back to LU
-        y = torch.linalg.solve(red, rhs)
+    y = torch.linalg.solve(red, rhs)
     step = torch.zeros_like(r)
     step[:-1] = y[:, 0] / scale
     return res, step - step.mean()

@@ -16,6 +16,7 @@ import torch
 from ._validate import DTYPE, as_policy, as_positive_float, as_preference_matrix
 from .bt import _detached, bt_fit
 from .games import bradley_terry
+from .losses import _neg_logsigmoid
 
 __all__ = ["bt_fit_gap", "bt_fit_kl", "condorcet_winner", "is_bradley_terry", "is_transitive"]
 
@@ -240,7 +241,7 @@ def bt_fit_kl(P: Any, nu: Any = None) -> float:
     else:
         nu_t = as_policy(_detached(nu), "nu", size=k)
     gap = r[:, None] - r[None, :]
-    # log sigma via logsigmoid: finite where the fitted probability is ~1e-300.
-    log_ratio = torch.where(P_t > 0, P_t.log() - torch.nn.functional.logsigmoid(gap), 0.0)
+    # log sigma as -softplus(-gap): finite where the fitted probability is ~1e-300.
+    log_ratio = torch.where(P_t > 0, P_t.log() + _neg_logsigmoid(gap), 0.0)
     value = float((nu_t[:, None] * nu_t[None, :] * P_t * log_ratio).sum())
     return max(value, 0.0) if math.isfinite(value) else value

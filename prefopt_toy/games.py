@@ -19,11 +19,11 @@ import torch
 from torch import Tensor
 
 from ._validate import (
-    as_index_pairs,
     DTYPE,
     PROB_ATOL,
     as_float,
     as_generator,
+    as_index_pairs,
     as_int,
     as_positive_float,
     as_preference_matrix,
