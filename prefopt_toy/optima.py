@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ._validate import as_policy, as_positive_float, as_preference_matrix
 from .bt import bt_fit
+from .policies import normalize_log
 
 
 def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float) -> Tensor:
@@ -24,7 +24,7 @@ def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float) -> Tensor:
     Entries with ``mu = 0`` stay exactly 0. ``mu`` and ``payoff`` have shape (..., K).
     """
     z = mu.log() + payoff / strength  # log 0 = -inf keeps unsupported actions at probability 0
-    return torch.softmax(z, dim=-1)
+    return normalize_log(z).exp()
 
 
 def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:

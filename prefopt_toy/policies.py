@@ -28,7 +28,17 @@ def log_softmax(theta: Any) -> Tensor:
     t = as_tensor(theta, "theta")
     if t.ndim == 0 or t.shape[-1] == 0:
         raise ValueError(f"theta must have a last axis of actions, got shape {tuple(t.shape)}")
-    return torch.log_softmax(t, dim=-1)
+    return normalize_log(t)
+
+
+def normalize_log(z: Tensor) -> Tensor:
+    """``z - logsumexp(z)`` over the last axis (no validation; differentiable; ``-inf`` allowed).
+
+    Used instead of ``torch.log_softmax`` / ``torch.softmax`` on batched inputs: with torch 2.13
+    on CPU those parallelise over rows, and a tiny (B, K) call was measured stalling ~8 ms waking
+    the intra-op thread pool on a busy 2-core machine; ``logsumexp`` does not.
+    """
+    return z - torch.logsumexp(z, dim=-1, keepdim=True)
 
 
 def softmax(theta: Any) -> Tensor:
@@ -76,7 +86,7 @@ def log_geometric_mixture(log_pi: Tensor, log_mu: Tensor, mixture: float) -> Ten
     else:
         # Mixing in log space: pi^(1-m) mu^m never underflows to 0 * inf = NaN.
         z = (1.0 - mixture) * log_pi + mixture * log_mu
-    return z - torch.logsumexp(z, dim=-1, keepdim=True)
+    return normalize_log(z)
 
 
 def geometric_mixture(pi: Any, mu: Any, mixture: float) -> Tensor:
