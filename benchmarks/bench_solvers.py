@@ -35,6 +35,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +137,18 @@ def maximin_lp(P: np.ndarray) -> dict[str, Any]:
     }
 
 
-def scipy_highs(P: np.ndarray) -> np.ndarray:
-    """scipy ``linprog(method="highs")`` with default options, no polish."""
-    result = linprog(method="highs", **maximin_lp(P))
+def scipy_highs(P: np.ndarray, method: str = "highs") -> np.ndarray:
+    """scipy ``linprog(method=method)`` with default options, no polish."""
+    result = linprog(method=method, **maximin_lp(P))
     if result.status != 0:
         raise RuntimeError(result.message)
     return result.x[:-1]
+
+
+def scipy_highs_ipm(P: np.ndarray) -> np.ndarray:
+    """What-if: HiGHS's interior-point method (with its default crossover) instead of the simplex
+    that ``method="highs"`` picks for these dense LPs; default options, no polish."""
+    return scipy_highs(P, "highs-ipm")
 
 
 def nashpy_lp(P: np.ndarray) -> np.ndarray:
@@ -170,6 +177,7 @@ LP_SOLVERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "ours": ours_lp,
     "nashpy": nashpy_lp,
     "scipy": scipy_highs,
+    "scipy-ipm": scipy_highs_ipm,
 }
 
 
@@ -215,20 +223,43 @@ def bench_regularized(ks: tuple[int, ...], repeats: dict[int, int]) -> list[RegR
             for tau in TAUS:
                 try:
                     seconds, (pi, report) = _median_time(
-                        lambda: pt.regularized_nash(P, mu, tau, return_report=True), repeats[k]
+                        partial(pt.regularized_nash, P, mu, tau, return_report=True), repeats[k]
                     )
                 except RuntimeError as err:  # not certified: record it, do not hide it
-                    rows.append(RegRow(k, mu_name, tau, float("nan"), float("nan"), float("nan"),
-                                       0, 0, "-", error=str(err)))
+                    rows.append(
+                        RegRow(
+                            k,
+                            mu_name,
+                            tau,
+                            float("nan"),
+                            float("nan"),
+                            float("nan"),
+                            0,
+                            0,
+                            "-",
+                            error=str(err),
+                        )
+                    )
                     continue
-                rows.append(RegRow(
-                    k, mu_name, tau, seconds, report.residual,
-                    fixed_point_residual(P, mu, tau, pi), report.iterations, report.stages,
-                    report.method,
-                ))
-                print(f"  regularized_nash K={k:5d} mu={mu_name:11s} tau={tau:g}: "
-                      f"{_fmt_time(seconds)}, residual {report.residual:.1e}, "
-                      f"{report.iterations} Newton iterations", flush=True)
+                rows.append(
+                    RegRow(
+                        k,
+                        mu_name,
+                        tau,
+                        seconds,
+                        report.residual,
+                        fixed_point_residual(P, mu, tau, pi),
+                        report.iterations,
+                        report.stages,
+                        report.method,
+                    )
+                )
+                print(
+                    f"  regularized_nash K={k:5d} mu={mu_name:11s} tau={tau:g}: "
+                    f"{_fmt_time(seconds)}, residual {report.residual:.1e}, "
+                    f"{report.iterations} Newton iterations",
+                    flush=True,
+                )
     return rows
 
 
@@ -238,13 +269,16 @@ def bench_lp(ks: tuple[int, ...], repeats: dict[int, int]) -> list[LPRow]:
         P = game(k).numpy()
         row = LPRow(k)
         for name, solver in LP_SOLVERS.items():
-            seconds, pi = _median_time(lambda: solver(P), repeats[k])
+            seconds, pi = _median_time(partial(solver, P), repeats[k])
             row.seconds[name] = seconds
             row.exploitability[name] = lp_exploitability(P, pi)
             if name == "ours":
                 row.support = int((pi > 1e-9).sum())
-            print(f"  LP K={k:5d} {name:7s}: {_fmt_time(seconds)}, exploitability "
-                  f"{row.exploitability[name]:.1e}", flush=True)
+            print(
+                f"  LP K={k:5d} {name:9s}: {_fmt_time(seconds)}, exploitability "
+                f"{row.exploitability[name]:.1e}",
+                flush=True,
+            )
         rows.append(row)
     return rows
 
@@ -275,25 +309,37 @@ def machine(load_start: tuple[float, ...], load_end: tuple[float, ...]) -> list[
 
     return [
         f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- CPU: {_cpu_model()}, {os.cpu_count()} cores visible, torch intra-op threads "
-        f"{torch.get_num_threads()}",
-        f"- Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-        f"scipy {scipy.__version__}, nashpy {_version('nashpy')}, prefopt_toy {pt.__version__}",
+        (
+            f"- CPU: {_cpu_model()}, {os.cpu_count()} cores visible, torch intra-op threads "
+            f"{torch.get_num_threads()}"
+        ),
+        (
+            f"- Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+            f"scipy {scipy.__version__}, nashpy {_version('nashpy')}, prefopt_toy {pt.__version__}"
+        ),
         f"- Load average (1 / 5 / 15 min) at start: {load(load_start)}; at end: {load(load_end)}",
-        "- **A 2-core shared machine**: other developers' test suites may run at the same time, so "
-        "absolute times are noisy (up to several times slower under load). Ratios are measured in "
-        "the same run, on the same game, one solver right after the other, and are the more "
-        "reliable numbers.",
+        (
+            "- **A 2-core shared machine**: other developers' test suites may run at the same time, so "
+            "absolute times are noisy (up to several times slower under load). Ratios are measured in "
+            "the same run, on the same game, one solver right after the other, and are the more "
+            "reliable numbers."
+        ),
     ]
 
 
-def render(reg: list[RegRow], lp: list[LPRow], repeats: dict[str, dict[int, int]],
-           header: list[str], quick: bool) -> str:
+def render(
+    reg: list[RegRow],
+    lp: list[LPRow],
+    repeats: dict[str, dict[int, int]],
+    header: list[str],
+    quick: bool,
+) -> str:
     out = [
         "# Solver benchmarks" + (" (quick run)" if quick else ""),
         "",
         "Generated by `python benchmarks/bench_solvers.py"
-        + (" --quick" if quick else "") + "` (`make bench`). Do not edit by hand.",
+        + (" --quick" if quick else "")
+        + "` (`make bench`). Do not edit by hand.",
         "",
         "## Machine",
         "",
@@ -337,9 +383,11 @@ def render(reg: list[RegRow], lp: list[LPRow], repeats: dict[str, dict[int, int]
     out += [
         "## `regularized_nash` (certified damped Newton)",
         "",
-        "Residual = the report's certified `max_y |pi_y - T(pi)_y|`; independent = the same "
-        "quantity recomputed by the benchmark from `mu * exp(P pi / tau)`; iterations = Newton "
-        "iterations over all continuation stages (stages > 1: tau-continuation was used).",
+        (
+            "Residual = the report's certified `max_y |pi_y - T(pi)_y|`; independent = the same "
+            "quantity recomputed by the benchmark from `mu * exp(P pi / tau)`; iterations = Newton "
+            "iterations over all continuation stages (stages > 1: tau-continuation was used)."
+        ),
         "",
         "| K | mu | tau | time (median) | residual | independent | Newton iterations | stages |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -358,27 +406,55 @@ def render(reg: list[RegRow], lp: list[LPRow], repeats: dict[str, dict[int, int]
     out += [
         "## `nash_equilibrium` against nashpy and raw scipy",
         "",
-        "- ours: `prefopt_toy.nash_equilibrium(P)`: one HiGHS LP with feasibility tolerances "
-        "1e-10, then a least-squares polish of the indifference equations on the support.",
-        "- nashpy: `nashpy.Game(P - 0.5).linear_program()`: two HiGHS LPs (row and column player), "
-        "default tolerances; the row strategy is scored.",
-        "- scipy: `scipy.optimize.linprog(method=\"highs\")` on the same maximin LP, default "
-        "options, no polish.",
+        (
+            "- ours: `prefopt_toy.nash_equilibrium(P)`: one HiGHS LP with feasibility tolerances "
+            "1e-10, then a least-squares polish of the indifference equations on the support."
+        ),
+        (
+            "- nashpy: `nashpy.Game(P - 0.5).linear_program()`: two HiGHS LPs (row and column player), "
+            "default tolerances; the row strategy is scored."
+        ),
+        (
+            '- scipy: `scipy.optimize.linprog(method="highs")` on the same maximin LP, default '
+            "options, no polish."
+        ),
+        (
+            '- scipy-ipm (a what-if, not a peer): the same call with `method="highs-ipm"` (HiGHS\'s '
+            'interior-point method with crossover; `"highs"` picks the dual simplex here), default '
+            "options, no polish."
+        ),
         "",
-        "Ratios are ours / peer (below 1: ours is faster). Exploitability is "
-        "`max_y (P pi)_y - 1/2` of the returned policy (negatives clipped, renormalised); exactly 0 "
-        "at a Nash equilibrium, so it measures how well each solution is solved.",
+        (
+            "Ratios are ours / peer (below 1: ours is faster). Exploitability is "
+            "`max_y (P pi)_y - 1/2` of the returned policy (negatives clipped, renormalised); exactly 0 "
+            "at a Nash equilibrium, so it measures how well each solution is solved."
+        ),
         "",
-        "| K | support | ours | nashpy | scipy | ours / nashpy | ours / scipy | "
-        "expl. ours | expl. nashpy | expl. scipy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (
+            "| K | support | ours | nashpy | scipy | scipy-ipm | ours / nashpy | ours / scipy | "
+            "ours / scipy-ipm |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in lp:
-        s, e = row.seconds, row.exploitability
+        s = row.seconds
         out.append(
             f"| {row.k} | {row.support} | {_fmt_time(s['ours'])} | {_fmt_time(s['nashpy'])} | "
-            f"{_fmt_time(s['scipy'])} | {s['ours'] / s['nashpy']:.2f} | {s['ours'] / s['scipy']:.2f} | "
-            f"{_fmt_sci(e['ours'])} | {_fmt_sci(e['nashpy'])} | {_fmt_sci(e['scipy'])} |"
+            f"{_fmt_time(s['scipy'])} | {_fmt_time(s['scipy-ipm'])} | {s['ours'] / s['nashpy']:.2f} | "
+            f"{s['ours'] / s['scipy']:.2f} | {s['ours'] / s['scipy-ipm']:.2f} |"
+        )
+    out += [
+        "",
+        "Exploitability of each returned policy (the polish is what takes ours to round-off):",
+        "",
+        "| K | ours | nashpy | scipy | scipy-ipm |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in lp:
+        e = row.exploitability
+        out.append(
+            f"| {row.k} | {_fmt_sci(e['ours'])} | {_fmt_sci(e['nashpy'])} | {_fmt_sci(e['scipy'])} | "
+            f"{_fmt_sci(e['scipy-ipm'])} |"
         )
     out.append("")
     return "\n".join(out)
@@ -386,10 +462,17 @@ def render(reg: list[RegRow], lp: list[LPRow], repeats: dict[str, dict[int, int]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="K in {3, 10, 100} and few repeats; prints only unless --out is given")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"markdown output (default: {DEFAULT_OUT.relative_to(ROOT)} for a full run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="K in {3, 10, 100} and few repeats; prints only unless --out is given",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown output (default: {DEFAULT_OUT.relative_to(ROOT)} for a full run)",
+    )
     args = parser.parse_args(argv)
 
     ks = KS_QUICK if args.quick else KS_FULL
@@ -406,8 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     lp = bench_lp(ks, lp_repeats)
     load_end = os.getloadavg()
 
-    text = render(reg, lp, {"reg": reg_repeats, "lp": lp_repeats},
-                  machine(load_start, load_end), args.quick)
+    text = render(
+        reg, lp, {"reg": reg_repeats, "lp": lp_repeats}, machine(load_start, load_end), args.quick
+    )
     print()
     print(text)
     if out_path is not None:

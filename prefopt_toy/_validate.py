@@ -147,6 +147,28 @@ def as_positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+def as_hyper(x: Any, name: str, *, positive: bool = True, below: float | None = None) -> float | Tensor:
+    """A loss hyperparameter: a number, or a tensor of per-row values for batched use.
+
+    Numbers are checked like ``as_positive_float`` (``> 0``; or ``>= 0`` with ``positive=False``)
+    and, with ``below``, ``< below``. A tensor (shape broadcastable to the margins, e.g. (B, 1, 1)
+    in the exact engine) gets the same checks on every entry and is returned as is.
+    """
+    if isinstance(x, Tensor) and x.numel() != 1:
+        d = x.detach()
+        if not bool(torch.isfinite(d).all()):
+            raise ValueError(f"{name} must be finite")
+        if bool((d <= 0).any()) if positive else bool((d < 0).any()):
+            raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} in every entry")
+        if below is not None and bool((d >= below).any()):
+            raise ValueError(f"{name} must be < {below} in every entry")
+        return x
+    value = as_positive_float(x, name, allow_zero=not positive)
+    if below is not None and value >= below:
+        raise ValueError(f"{name} must lie in [0, {below}), got {value!r}")
+    return value
+
+
 def as_float(x: Any, name: str) -> float:
     """A finite real scalar (Python number, 0-d array or 0-d tensor)."""
     if isinstance(x, Tensor):

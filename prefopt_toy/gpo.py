@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import as_positive_float, as_tensor
+from ._validate import as_hyper, as_positive_float, as_tensor
 from .losses import _as_margin, _neg_logsigmoid
 
 __all__ = ["GPO_FUNCTIONS", "gpo_loss", "gpo_optimal_margin", "exponential_threshold"]
@@ -165,7 +165,7 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
     0.4
     """
     m = _as_margin(margin)
-    b = as_positive_float(beta, "beta")
+    b = as_hyper(beta, "beta")
     name = _gpo_name(f)
     return GPO_FUNCTIONS[name](b * m)
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validate import as_float, as_positive_float, as_tensor
+from ._validate import as_hyper, as_tensor
 
 __all__ = ["margin", "dpo_loss", "robust_dpo_loss", "ipo_loss", "slic_loss"]
 
@@ -62,12 +62,12 @@ def _neg_logsigmoid(x: Tensor) -> Tensor:
     return F.softplus(-x, threshold=_SOFTPLUS_THRESHOLD)
 
 
-def _label_smoothing(x: Any) -> float:
-    """The flip probability epsilon of cDPO / rDPO, in [0, 1/2)."""
-    eps = as_float(x, "label_smoothing")
-    if not 0.0 <= eps < 0.5:
-        raise ValueError(f"label_smoothing must lie in [0, 0.5) (a label-flip probability), got {eps!r}")
-    return eps
+def _label_smoothing(x: Any) -> float | Tensor:
+    """The flip probability epsilon of cDPO / rDPO, in [0, 1/2) (a number, or a tensor of them)."""
+    try:
+        return as_hyper(x, "label_smoothing", positive=False, below=0.5)
+    except ValueError as err:
+        raise ValueError(f"label_smoothing must lie in [0, 0.5) (a label-flip probability): {err}") from None
 
 
 def margin(logp_chosen: Any, logp_rejected: Any, logp_ref_chosen: Any, logp_ref_rejected: Any) -> Tensor:
@@ -172,10 +172,10 @@ def dpo_loss(margin: Any, beta: float, label_smoothing: float = 0.0) -> Tensor:
     0.437488
     """
     m = _as_margin(margin)
-    b = as_positive_float(beta, "beta")
+    b = as_hyper(beta, "beta")
     eps = _label_smoothing(label_smoothing)
     x = b * m
-    if eps == 0.0:
+    if isinstance(eps, float) and eps == 0.0:
         return _neg_logsigmoid(x)  # -log sigma(beta h): pushes h up
     # (1 - eps) on the observed order, eps on the flipped one (Mitchell's note, Eq. 3)
     return (1.0 - eps) * _neg_logsigmoid(x) + eps * _neg_logsigmoid(-x)
@@ -231,7 +231,7 @@ def robust_dpo_loss(margin: Any, beta: float, label_smoothing: float) -> Tensor:
     0.693147
     """
     m = _as_margin(margin)
-    b = as_positive_float(beta, "beta")
+    b = as_hyper(beta, "beta")
     eps = _label_smoothing(label_smoothing)
     x = b * m
     loss_clean = _neg_logsigmoid(x)  # -log sigma(beta h), the observed order
@@ -286,7 +286,7 @@ def ipo_loss(margin: Any, tau: float) -> Tensor:
     1.0
     """
     m = _as_margin(margin)
-    t = as_positive_float(tau, "tau")
+    t = as_hyper(tau, "tau")
     target = 1.0 / (2.0 * t)  # tau^{-1} / 2, Azar et al. Eq. (17)
     return (m - target) ** 2
 
@@ -335,5 +335,5 @@ def slic_loss(margin: Any, beta: float) -> Tensor:
     0.4
     """
     m = _as_margin(margin)
-    b = as_positive_float(beta, "beta")
+    b = as_hyper(beta, "beta")
     return torch.clamp_min(1.0 - b * m, 0.0)

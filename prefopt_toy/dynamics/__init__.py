@@ -1,0 +1,1 @@
+"""Exact learning dynamics on tabular preference games (expectations by enumeration, exact gradients)."""

@@ -1,0 +1,113 @@
+r"""Pair samplers, label models and the exact expected gradient of a per-pair loss.
+
+One preference-optimisation algorithm on a bandit is a **pair sampler** (where the compared pair
+comes from), a **label model** (which of the two is called the winner) and a **per-pair loss** of
+the margin. With all three fixed, the expected loss of one comparison is a finite sum over the
+K^2 ordered pairs,
+
+.. math:: \mathcal L(\theta) = \sum_{y, y'} 2\, s(y)\, s(y')\, L[y, y']\; \ell\big(h_\theta(y, y')\big),
+          \qquad h_\theta(y, y') = (\theta_y - \theta_{y'}) - (\log\mu_y - \log\mu_{y'}),
+
+(the same normalisation as ``prefopt_toy.population_loss``; Azar et al., arXiv:2310.12036v2,
+Eq. (10); Calandriello et al., arXiv:2403.08635v1, Eq. (10)-(11)). Because the softmax normaliser
+cancels in ``h``, the exact gradient is :math:`\partial\mathcal L/\partial\theta_k = \sum_{y'} G[k, y'] -
+\sum_{y} G[y, k]` with :math:`G = 2 s s^\top \odot L \odot \ell'(H)`: no autograd is needed in the loop,
+and tests check it against autograd of ``population_loss``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..policies import normalize_log
+from .derivatives import PairLoss, value_and_derivative
+
+
+@dataclass(frozen=True)
+class Sampler:
+    r"""Where pairs come from: :math:`\log s = \mathrm{normalise}(a \log\pi + b \log\nu)` (stop-gradient).
+
+    ``fixed`` is ``(a, b) = (0, 1)``; ``online`` is ``(1, 0)``; the IPO-MD / Nash-MD mixture
+    :math:`\pi^{1-m}\mu^m` is ``(1 - m, m)`` with ``nu = mu``.
+    """
+
+    weight_policy: Tensor
+    """a, shape (B, 1)."""
+    weight_data: Tensor
+    """b, shape (B, 1)."""
+    log_nu: Tensor
+    """log of the data policy (or of mu for mixtures), shape (B, K); may hold -inf where b = 0."""
+    name: str
+    """"fixed", "online" or "mixture"."""
+
+    def log_weights(self, log_pi: Tensor) -> Tensor:
+        """``log s``, shape (B, K), from the current log-policy (treated as a constant)."""
+        if self.name == "fixed":
+            return self.log_nu
+        if self.name == "online":
+            return log_pi
+        return normalize_log(self.weight_policy * log_pi + self.weight_data * self.log_nu)
+
+
+def fixed_sampler(log_nu: Tensor) -> Sampler:
+    """Pairs from a fixed data policy ``nu`` (offline algorithms), ``log_nu`` of shape (B, K)."""
+    b = log_nu.shape[0]
+    one = torch.ones(b, 1, dtype=log_nu.dtype)
+    return Sampler(0.0 * one, one, log_nu, "fixed")
+
+
+def online_sampler(batch_size: int, n_actions: int) -> Sampler:
+    """Pairs from the current policy with stop-gradient (online DPO / IPO)."""
+    one = torch.ones(batch_size, 1, dtype=torch.float64)
+    return Sampler(one, 0.0 * one, torch.zeros(batch_size, n_actions, dtype=torch.float64), "online")
+
+
+def mixture_sampler(log_mu: Tensor, mixture: Tensor) -> Sampler:
+    """Pairs from the geometric mixture ``pi^(1-m) mu^m`` with stop-gradient (IPO-MD)."""
+    m = mixture[:, None]
+    return Sampler(1.0 - m, m, log_mu, "mixture")
+
+
+def hard_label_matrix(P: Tensor) -> Tensor:
+    """Hard labels: 1 where ``P > 1/2``, 1/2 on ties, 0 elsewhere (batched ``hard_labels``)."""
+    lead = P - P.transpose(-1, -2)
+    return (lead > 0).to(P.dtype) + 0.5 * (lead == 0).to(P.dtype)
+
+
+def sampled_label_matrix(P: Tensor, n_labels: int, generator: torch.Generator) -> Tensor:
+    """Empirical labels from ``n_labels`` Bernoulli(P) draws per unordered pair, complementary.
+
+    ``L[y, y'] = Binomial(n, P[y, y']) / n`` above the diagonal, ``1 - L[y', y]`` below, 1/2 on it.
+    """
+    k = P.shape[-1]
+    upper = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)
+    draws = torch.binomial(torch.full_like(P, float(n_labels)), P, generator=generator) / n_labels
+    L = torch.where(upper, draws, 0.0)
+    L = L + torch.where(upper.T, 1.0 - L.transpose(-1, -2), 0.0)
+    return L + 0.5 * torch.eye(k, dtype=P.dtype)
+
+
+def pair_margins(log_pi: Tensor, log_mu: Tensor) -> Tensor:
+    """``H[b, y, y'] = h(y, y')``, shape (B, K, K), from log-policies of shape (B, K)."""
+    r = log_pi - log_mu  # (B, K) log-ratios to the reference
+    return r[:, :, None] - r[:, None, :]
+
+
+def expected_loss_and_gradient(
+    log_pi: Tensor, log_mu: Tensor, log_s: Tensor, labels: Tensor, loss: PairLoss
+) -> tuple[Tensor, Tensor]:
+    r"""Exact expected per-comparison loss (B,) and its gradient in the logits (B, K).
+
+    ``log_s`` is the log pair distribution (held fixed: stop-gradient), ``labels`` the (B, K, K)
+    probability that the row action is labelled the winner.
+    """
+    s = log_s.exp()
+    W = 2.0 * s[:, :, None] * s[:, None, :] * labels  # (B, K, K) weight of (winner, loser)
+    value, slope = value_and_derivative(loss, pair_margins(log_pi, log_mu))
+    G = W * slope
+    # dh(y, y')/dtheta_k = [k = y] - [k = y']: row sums minus column sums.
+    grad = G.sum(-1) - G.sum(-2)
+    return (W * value).sum((-1, -2)), grad
