@@ -1,1 +1,30 @@
-"""Exact learning dynamics on tabular preference games (expectations by enumeration, exact gradients)."""
+"""Exact learning dynamics on tabular preference games (expectations by enumeration, exact gradients).
+
+Every algorithm returns a :class:`Trajectory` and is batched over games, reference policies and
+hyperparameters. ``ALGORITHMS`` maps names to them.
+"""
+
+from .nash_md import nash_md, nash_md_pg
+from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
+from .registry import ALGORITHMS, FIXED_POINTS, run_algorithm
+from .rlhf import rlhf
+from .trajectory import TARGETS, Trajectory
+
+__all__ = [
+    "ALGORITHMS",
+    "FIXED_POINTS",
+    "TARGETS",
+    "Trajectory",
+    "dpo",
+    "gpo",
+    "ipo",
+    "ipo_md",
+    "nash_md",
+    "nash_md_pg",
+    "online_dpo",
+    "online_ipo",
+    "preference_optimization",
+    "rlhf",
+    "run_algorithm",
+    "slic",
+]

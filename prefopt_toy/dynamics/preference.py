@@ -114,8 +114,8 @@ def preference_optimization(
     log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps)
     record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None}
     record.update({key: v for key, v in loss_kwargs.items() if isinstance(v, str)})
-    if nu is not None:
-        record["nu"] = nu
+    if sampler == "fixed":
+        record["nu"] = unbatch(nu_t, batch)  # the targets (rlhf_optimum, ipo_optimum) need it
     record.update(labels=labels, optimizer=optimizer, sampler=sampler)
     return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),
                       name, unbatch(batch.P, batch), unbatch(batch.mu, batch), record)

@@ -1,0 +1,148 @@
+r"""Nash-MD (closed-form mirror step) and Nash-MD-PG (exact expected policy gradient).
+
+Nash-MD (Munos et al., arXiv:2312.00886v4, Sec. 6, Eq. (8)-(9)): with the geometric mixture
+:math:`\pi_t^\mu \propto \pi_t^{1-\eta_t\tau}\mu^{\eta_t\tau}`,
+
+.. math:: \pi_{t+1} = \arg\max_\pi\, \eta_t P(\pi \succ \pi_t^\mu) - KL(\pi\|\pi_t^\mu)
+          \iff \log\pi_{t+1} = (1-\eta_t\tau)\log\pi_t + \eta_t\tau\log\mu + \eta_t P\pi_t^\mu + c.
+
+With :math:`\eta_t = 2/(\tau(t+2))` the last iterate satisfies
+:math:`KL(\pi^*_\tau\|\pi_T) \le 8/(\tau^2(T+1))` (Theorem 1). A constant step instead converges
+to the IPO-MD fixed point with mixture :math:`\eta\tau` (ALGORITHMS.md Sec. 5, pitfall 2).
+
+Nash-MD-PG (ibid., Sec. 7 and App. F): ascend
+:math:`E_{y\sim\pi}[\nabla\log\pi(y)\,(P(y \succ y') - 1/2 - \tau\log(\pi(y)/\mu(y)))]` with
+:math:`y' \sim \pi^{1-m}\mu^m` (stop-gradient); in the logits its exact expectation is
+:math:`\pi \odot (A - E_\pi A)`, :math:`A = P s - \tau\log(\pi/\mu)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validate import as_int
+from ..policies import normalize_log
+from .batch import as_batch, positive, unbatch, unit_interval
+from .loop import run
+from .optimizers import GradientDescent
+from .preference import DEFAULT_STEPS
+from .trajectory import Trajectory
+
+
+def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: Any = None) -> Trajectory:
+    r"""Nash-MD from :math:`\pi_0 = \mu`, exact (closed-form) mirror steps, batched.
+
+    Parameters
+    ----------
+    P : array-like, (K, K) or (B, K, K)
+        Preference matrix (or a batch).
+    mu : array-like, (K,) or (B, K)
+        Reference policy, strictly positive.
+    tau : float or sequence, > 0
+        KL strength (tau in Munos et al.).
+    steps : int >= 0
+        Number of mirror steps T.
+    eta : None, float or sequence
+        ``None``: the schedule :math:`\eta_t = 2/(\tau(t+2))` of Theorem 1 (t from 0, so
+        :math:`\eta_0\tau = 1` and the first iterate is the IPO optimum with ``nu = mu``). A number:
+        a constant step, with ``eta * tau <= 1`` required (the mixture weight must lie in [0, 1]).
+
+    Returns
+    -------
+    Trajectory
+        ``log_policies`` of shape (steps + 1, K) (or batched); ``losses`` is None.
+
+    Raises
+    ------
+    ValueError
+        Malformed ``P`` / ``mu``, ``tau <= 0``, ``eta <= 0`` or ``eta * tau > 1``.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 6 (Nash-MD, Eq. (8)-(9)) and Theorem 1.
+    """
+    steps = as_int(steps, "steps", minimum=0)
+    batch, hyper = as_batch(P, mu, tau=tau, eta=eta)
+    tau_t = positive(hyper["tau"], "tau")[:, None]  # (B, 1)
+    eta_t = hyper["eta"]
+    if eta_t is not None:
+        positive(eta_t, "eta")
+        if bool((eta_t[:, None] * tau_t > 1.0).any()):
+            raise ValueError("eta * tau must be <= 1 (it is the weight of mu in the mixture)")
+        eta_t = eta_t[:, None]
+    log_mu, P_b = batch.log_mu, batch.P
+
+    def step(log_pi: Tensor, t: int) -> tuple[None, Tensor]:
+        eta_now = 2.0 / (tau_t * (t + 2)) if eta_t is None else eta_t  # (B, 1)
+        m = eta_now * tau_t
+        log_mix = normalize_log((1.0 - m) * log_pi + m * log_mu)
+        payoff = (P_b @ log_mix.exp()[:, :, None])[:, :, 0]  # (B, K): (P pi_t^mu)_y
+        # Mirror step as a descent direction: theta - eta (tau (log pi - log mu) - P pi^mu).
+        return None, eta_now * (tau_t * (log_pi - log_mu) - payoff)
+
+    one = torch.ones(batch.size, dtype=torch.float64)
+    log_policies, _ = run(log_mu.clone(), step, GradientDescent(one), steps)
+    record: dict[str, Any] = {"tau": unbatch(hyper["tau"], batch)}
+    record["eta"] = None if eta is None else unbatch(hyper["eta"], batch)
+    if eta is not None:
+        record["mixture"] = unbatch(hyper["eta"] * hyper["tau"], batch)
+    return Trajectory(unbatch(log_policies, batch), None, "nash_md", unbatch(batch.P, batch),
+                      unbatch(batch.mu, batch), record)
+
+
+def regularized_advantage(log_pi: Tensor, log_mu: Tensor, payoff: Tensor, strength: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Exact policy gradient of :math:`E_\pi[\text{payoff}] - \text{strength}\,KL(\pi\|\mu)` in the logits.
+
+    Returns the objective (B,) and the *descent* direction (B, K),
+    :math:`-\pi \odot (A - E_\pi A)` with :math:`A = \text{payoff} - \text{strength}\log(\pi/\mu)`
+    (the score-function identity :math:`\nabla_\theta\log\pi(y) = e_y - \pi`).
+    """
+    pi = log_pi.exp()
+    log_ratio = log_pi - log_mu
+    A = payoff - strength * log_ratio
+    baseline = (pi * A).sum(-1, keepdim=True)
+    kl = (pi * log_ratio).sum(-1)
+    objective = (pi * payoff).sum(-1) - strength[:, 0] * kl
+    return objective, -pi * (A - baseline)
+
+
+def _pg_lr(strength: Tensor) -> Tensor:
+    # The update's Jacobian has a damping part ~ strength * pi and a rotation ~ pi / 2 (|P - 1/2|
+    # <= 1/2): lr = strength / (strength + 1/2)^2 keeps lr * |lambda|^2 < 2 Re(lambda) for pi <= 1.
+    return 0.5 * strength / (strength + 0.5) ** 2
+
+
+def nash_md_pg(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, mixture: Any = 0.0,
+               lr: Any = None) -> Trajectory:
+    r"""Nash-MD-PG with exact expected gradients: ascent on :math:`P(\pi \succ s) - \tau KL(\pi\|\mu)`
+    with the opponent :math:`s = \pi^{1-m}\mu^m` held fixed (stop-gradient) at each step.
+
+    Converges to ``ipo_md_fixed_point(P, mu, tau, mixture)``; ``mixture = 0`` (self-play) gives
+    ``regularized_nash``. ``losses`` records the negated objective.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 7 (Nash-MD-PG) and App. F; Calandriello et al.,
+    arXiv:2403.08635v1, Prop. 4.2 (online IPO's gradient is a positive multiple of this one at m = 0).
+    """
+    steps = as_int(steps, "steps", minimum=0)
+    batch, hyper = as_batch(P, mu, tau=tau, mixture=mixture, lr=lr)
+    tau_t = positive(hyper["tau"], "tau")[:, None]
+    m = unit_interval(hyper["mixture"], "mixture")[:, None]
+    lr_t = _pg_lr(hyper["tau"]) if hyper["lr"] is None else positive(hyper["lr"], "lr")
+    log_mu, P_b = batch.log_mu, batch.P
+
+    def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        s = normalize_log((1.0 - m) * log_pi + m * log_mu).exp()
+        payoff = (P_b @ s[:, :, None])[:, :, 0]  # (B, K): P(y > s)
+        objective, direction = regularized_advantage(log_pi, log_mu, payoff, tau_t)
+        return -objective, direction
+
+    log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps)
+    record = {"tau": unbatch(hyper["tau"], batch), "mixture": unbatch(hyper["mixture"], batch),
+              "lr": unbatch(lr_t, batch)}
+    return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),
+                      "nash_md_pg", unbatch(batch.P, batch), unbatch(batch.mu, batch), record)

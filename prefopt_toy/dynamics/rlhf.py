@@ -1,0 +1,86 @@
+r"""RLHF: fit a Bradley-Terry reward on pairs from ``nu``, then maximise it under a KL penalty.
+
+Stage 1 is ``bt_fit(P, nu)`` (the population reward-model fit). Stage 2 maximises
+:math:`J(\pi) = E_\pi[\hat r] - \beta KL(\pi\|\mu)`, either in closed form
+(:math:`\mu e^{\hat r/\beta}/Z`; Azar et al., arXiv:2310.12036v2, Eq. (3) and App. A.1) or by exact
+policy-gradient ascent on the logits, whose gradient is :math:`\pi\odot(A - E_\pi A)` with
+:math:`A = \hat r - \beta\log(\pi/\mu)` (ALGORITHMS.md Sec. 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validate import as_int
+from ..bt import bt_fit
+from ..optima import gibbs_policy
+from .batch import as_batch, policy_batch, positive, unbatch
+from .loop import run
+from .nash_md import _pg_lr, regularized_advantage
+from .optimizers import GradientDescent
+from .preference import DEFAULT_STEPS, _strength
+from .trajectory import Trajectory
+
+
+def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
+         method: str = "policy_gradient", lr: Any = None) -> Trajectory:
+    r"""Two-stage RLHF with exact quantities; converges to ``rlhf_optimum(P, mu, beta, nu)``.
+
+    Parameters
+    ----------
+    P, mu
+        Game(s) and reference policy (batched like every algorithm).
+    steps : int
+        Policy-gradient steps (with ``method="closed_form"`` every iterate after the first is the
+        optimum itself).
+    beta : float or sequence, > 0
+        KL strength; ``tau`` is accepted as an alias.
+    nu : array-like, optional
+        Distribution of the pairs the reward model is fitted on; default ``mu`` (pairs sampled from
+        the reference, as in offline DPO, so ``rlhf`` and ``dpo`` share their optimum by default).
+    method : {"policy_gradient", "closed_form"}
+    lr : float, optional
+        Step size of the ascent (default ``0.5 beta / (beta + 1/2)^2``; the reward is centred, so
+        the same bound as Nash-MD-PG applies when rewards are O(1)).
+
+    Returns
+    -------
+    Trajectory
+        ``losses`` holds ``-J(pi_t)``; ``hyper["reward"]`` the fitted BT reward.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (1)-(3); Rafailov et al., arXiv:2305.18290v3, Eq. (3)-(4).
+    """
+    steps = as_int(steps, "steps", minimum=0)
+    b_value = _strength(beta, tau, "rlhf")
+    batch, hyper = as_batch(P, mu, beta=b_value, lr=lr)
+    beta_t = positive(hyper["beta"], "beta")[:, None]
+    nu_b = batch.mu if nu is None else policy_batch(nu, "nu", batch.n_actions, positive=False).expand(batch.size, -1)
+    reward = torch.stack([bt_fit(batch.P[i], nu_b[i]) for i in range(batch.size)])  # (B, K)
+    log_mu = batch.log_mu
+    if method == "closed_form":
+        optimum = gibbs_policy(batch.mu, reward, beta_t).log()
+        log_policies = torch.cat([log_mu[:, None], optimum[:, None].expand(-1, steps, -1)], dim=1)
+        losses: Tensor | None = None
+        lr_t = None
+    elif method == "policy_gradient":
+        lr_t = _pg_lr(hyper["beta"]) if hyper["lr"] is None else positive(hyper["lr"], "lr")
+
+        def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
+            objective, direction = regularized_advantage(log_pi, log_mu, reward, beta_t)
+            return -objective, direction
+
+        log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps)
+    else:
+        raise ValueError(f"method must be 'policy_gradient' or 'closed_form', got {method!r}")
+    record: dict[str, Any] = {"beta": unbatch(hyper["beta"], batch), "method": method,
+                              "reward": unbatch(reward, batch)}
+    if lr_t is not None:
+        record["lr"] = unbatch(lr_t, batch)
+    record["nu"] = unbatch(nu_b, batch)
+    return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),
+                      "rlhf", unbatch(batch.P, batch), unbatch(batch.mu, batch), record)
