@@ -11,28 +11,35 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..policies import normalize_log
+from ..policies import normalize_log_finite
 from .optimizers import Optimizer
 
 StepFn = Callable[[Tensor, int], tuple[Tensor | None, Tensor]]
 
 
-def run(theta0: Tensor, step: StepFn, optimizer: Optimizer, steps: int) -> tuple[Tensor, Tensor | None]:
-    """Run ``steps`` updates from logits ``theta0`` (B, K).
+def run(
+    theta0: Tensor, step: StepFn, optimizer: Optimizer, steps: int, *, action_axis: int = -1
+) -> tuple[Tensor, Tensor | None]:
+    """Run ``steps`` updates from logits ``theta0`` (B, K), or (K, B) with ``action_axis=0``.
 
-    ``step(log_pi, t)`` returns the expected loss (B,) (or None) and the gradient (B, K) at the
-    current iterate; ``optimizer`` turns it into new logits. Returns the log-policies
-    (B, steps + 1, K) and the losses (B, steps) (or None).
+    ``step(log_pi, t)`` returns the expected loss (B,) (or None) and the gradient (same layout as
+    ``theta0``) at the current iterate; ``optimizer`` turns it into new logits. Returns the
+    log-policies (B, steps + 1, K) and the losses (B, steps) (or None), whatever the layout.
+
+    The (K, B) layout is for large batches of small games: reductions over a leading axis of
+    size K run vectorised along the contiguous batch axis (10x faster than over a trailing K = 3).
 
     Raises ``RuntimeError`` if an iterate becomes non-finite (a learning rate too large for the
     problem), naming the step.
     """
-    b, k = theta0.shape
-    log_policies = torch.empty(b, steps + 1, k, dtype=theta0.dtype)
+    if action_axis not in (0, -1):
+        raise ValueError(f"action_axis must be 0 or -1, got {action_axis}")
+    b = theta0.shape[1] if action_axis == 0 else theta0.shape[0]
+    log_policies = torch.empty(steps + 1, *theta0.shape, dtype=theta0.dtype)  # contiguous writes
     losses: Tensor | None = None
     theta = theta0
-    log_pi = normalize_log(theta)
-    log_policies[:, 0] = log_pi
+    log_pi = normalize_log_finite(theta, action_axis)
+    log_policies[0] = log_pi
     state = optimizer.init(theta)
     for t in range(steps):
         value, grad = step(log_pi, t)
@@ -43,8 +50,10 @@ def run(theta0: Tensor, step: StepFn, optimizer: Optimizer, steps: int) -> tuple
         theta, state = optimizer.update(theta, grad, state, t)
         # Keep the logits normalised (theta = log pi): they cannot drift, and a mirror step that
         # mixes theta with log mu (Nash-MD) reads them as log-probabilities.
-        theta = log_pi = normalize_log(theta)
-        log_policies[:, t + 1] = log_pi
+        theta = log_pi = normalize_log_finite(theta, action_axis)
+        log_policies[t + 1] = log_pi
+    order = (2, 0, 1) if action_axis == 0 else (1, 0, 2)
+    log_policies = log_policies.permute(order).contiguous()  # (B, steps + 1, K)
     _check_not_nan(log_policies)
     return log_policies, losses
 

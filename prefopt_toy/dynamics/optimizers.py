@@ -54,7 +54,23 @@ class Adam:
         return theta - self.lr[:, None] * m_hat / (v_hat.sqrt() + self.eps), (m, v)
 
 
-Optimizer = GradientDescent | Adam
+@dataclass(frozen=True)
+class Assign:
+    """No optimiser: the step function returns the new (unnormalised) logits themselves.
+
+    Used by closed-form rules (Nash-MD's mirror step), whose step size is part of the rule.
+    """
+
+    def init(self, theta: Tensor) -> tuple[Tensor, ...]:
+        """No state."""
+        return ()
+
+    def update(self, theta: Tensor, new: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The step's output is the next iterate."""
+        return new, state
+
+
+Optimizer = GradientDescent | Adam | Assign
 
 
 def make_optimizer(name: str, lr: Tensor) -> Optimizer:
