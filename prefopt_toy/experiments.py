@@ -135,6 +135,8 @@ class IpoToyConfig:
     """Largest tau of the curves."""
     curve_points: int
     """Points on the closed-form curves."""
+    two_action_P: tuple[tuple[float, ...], ...]
+    """Preference matrix of the two-action case (Sec. 5.3.1): y1 always beats y2; mu = nu uniform."""
     run_taus: tuple[float, ...]
     """Taus of the exact-dynamics runs (markers), one batched call per loss and toy."""
     exact_steps: int
@@ -208,6 +210,7 @@ IPO_TOY = IpoToyConfig(
     tau_min=0.01,
     tau_max=10.0,
     curve_points=121,
+    two_action_P=((0.5, 1.0), (0.0, 0.5)),
     run_taus=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
     exact_steps=6000,
     quick_exact_steps=200,

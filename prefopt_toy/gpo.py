@@ -91,6 +91,40 @@ GPO_FUNCTIONS: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
 """Name -> f(x) of the GPO family, x = beta * margin (a read-only mapping; see ``gpo_loss``)."""
 
 
+def _hinge_prime(x: Tensor) -> Tensor:
+    return -(x <= 1.0).to(x.dtype)  # clamp_min passes the gradient at equality, like autograd
+
+
+def _exponential_prime(x: Tensor) -> Tensor:
+    return -torch.exp(-torch.clamp_min(x, exponential_threshold(x.dtype)))
+
+
+def _savage_prime(x: Tensor) -> Tensor:
+    s = torch.sigmoid(-x)
+    return -2.0 * s * s * torch.sigmoid(x)
+
+
+# f'(x) beside each f (used by the exact engine; tests check them against autograd of f).
+GPO_DERIVATIVES: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
+    {
+        "logistic": lambda x: -torch.sigmoid(-x),
+        "hinge": _hinge_prime,
+        "squared": lambda x: 2.0 * (x - 1.0),
+        "exponential": _exponential_prime,
+        "truncated_quadratic": lambda x: -2.0 * torch.clamp_min(1.0 - x, 0.0),
+        "savage": _savage_prime,
+    }
+)
+
+
+def _gpo_value(h: Tensor, beta: Any, f: str) -> Tensor:
+    return GPO_FUNCTIONS[f](beta * h)
+
+
+def _gpo_slope(h: Tensor, beta: Any, f: str) -> Tensor:
+    return beta * GPO_DERIVATIVES[f](beta * h)
+
+
 def _gpo_name(f: Any) -> str:
     if not isinstance(f, str) or f not in GPO_FUNCTIONS:
         raise ValueError(f"f must be one of {sorted(GPO_FUNCTIONS)}, got {f!r}")
@@ -149,8 +183,8 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
 
     *Savage* is computed as :math:`\sigma(-x)^2`, bounded in [0, 1]. Unlike the others it is not
     convex (only monotone), though its per-pair optimum is still unique; the GPO table as commonly
-    reproduced lists it. At the kinks of hinge and truncated quadratic (x = 1) autograd takes the
-    one-sided derivative 0.
+    reproduced lists it. At the kink x = 1 autograd gives the hinge its left derivative -1 and the
+    truncated quadratic its (two-sided) derivative 0.
 
     References
     ----------
@@ -164,10 +198,7 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
     >>> round(float(gpo_loss(6.0, beta=0.1, f="hinge")), 12)
     0.4
     """
-    m = _as_margin(margin)
-    b = as_hyper(beta, "beta")
-    name = _gpo_name(f)
-    return GPO_FUNCTIONS[name](b * m)
+    return _gpo_value(_as_margin(margin), as_hyper(beta, "beta"), _gpo_name(f))
 
 
 def gpo_optimal_margin(p: Any, beta: float, f: str) -> Tensor:

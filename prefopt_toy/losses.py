@@ -171,14 +171,25 @@ def dpo_loss(margin: Any, beta: float, label_smoothing: float = 0.0) -> Tensor:
     >>> round(float(dpo_loss(6.0, beta=0.1)), 6)
     0.437488
     """
-    m = _as_margin(margin)
-    b = as_hyper(beta, "beta")
-    eps = _label_smoothing(label_smoothing)
-    x = b * m
-    if isinstance(eps, float) and eps == 0.0:
+    return _dpo_value(_as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing))
+
+
+# Kernels: the formulas themselves, without validation (the exact engine validates once, then
+# calls them at every step). Each value kernel has its derivative in the margin beside it.
+
+
+def _dpo_value(h: Tensor, beta: Any, label_smoothing: Any = 0.0) -> Tensor:
+    x = beta * h
+    if isinstance(label_smoothing, float) and label_smoothing == 0.0:
         return _neg_logsigmoid(x)  # -log sigma(beta h): pushes h up
     # (1 - eps) on the observed order, eps on the flipped one (Mitchell's note, Eq. 3)
-    return (1.0 - eps) * _neg_logsigmoid(x) + eps * _neg_logsigmoid(-x)
+    return (1.0 - label_smoothing) * _neg_logsigmoid(x) + label_smoothing * _neg_logsigmoid(-x)
+
+
+def _dpo_slope(h: Tensor, beta: Any, label_smoothing: Any = 0.0) -> Tensor:
+    # d/dh [(1-eps) softplus(-x) + eps softplus(x)] = beta [eps sigma(x) - (1-eps) sigma(-x)], x = beta h
+    x = beta * h
+    return beta * (label_smoothing * torch.sigmoid(x) - (1.0 - label_smoothing) * torch.sigmoid(-x))
 
 
 def robust_dpo_loss(margin: Any, beta: float, label_smoothing: float) -> Tensor:
@@ -230,13 +241,19 @@ def robust_dpo_loss(margin: Any, beta: float, label_smoothing: float) -> Tensor:
     >>> round(float(robust_dpo_loss(0.0, beta=0.1, label_smoothing=0.1)), 6)
     0.693147
     """
-    m = _as_margin(margin)
-    b = as_hyper(beta, "beta")
-    eps = _label_smoothing(label_smoothing)
-    x = b * m
+    return _robust_dpo_value(_as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing))
+
+
+def _robust_dpo_value(h: Tensor, beta: Any, label_smoothing: Any) -> Tensor:
+    x, eps = beta * h, label_smoothing
     loss_clean = _neg_logsigmoid(x)  # -log sigma(beta h), the observed order
     loss_flipped = _neg_logsigmoid(-x)  # -log sigma(-beta h), the flipped order
     return ((1.0 - eps) * loss_clean - eps * loss_flipped) / (1.0 - 2.0 * eps)
+
+
+def _robust_dpo_slope(h: Tensor, beta: Any, label_smoothing: Any) -> Tensor:
+    x, eps = beta * h, label_smoothing
+    return -beta * ((1.0 - eps) * torch.sigmoid(-x) + eps * torch.sigmoid(x)) / (1.0 - 2.0 * eps)
 
 
 def ipo_loss(margin: Any, tau: float) -> Tensor:
@@ -285,10 +302,15 @@ def ipo_loss(margin: Any, tau: float) -> Tensor:
     >>> float(ipo_loss(6.0, tau=0.1))
     1.0
     """
-    m = _as_margin(margin)
-    t = as_hyper(tau, "tau")
-    target = 1.0 / (2.0 * t)  # tau^{-1} / 2, Azar et al. Eq. (17)
-    return (m - target) ** 2
+    return _ipo_value(_as_margin(margin), as_hyper(tau, "tau"))
+
+
+def _ipo_value(h: Tensor, tau: Any) -> Tensor:
+    return (h - 1.0 / (2.0 * tau)) ** 2  # target tau^{-1} / 2, Azar et al. Eq. (17)
+
+
+def _ipo_slope(h: Tensor, tau: Any) -> Tensor:
+    return 2.0 * (h - 1.0 / (2.0 * tau))
 
 
 def slic_loss(margin: Any, beta: float) -> Tensor:
@@ -322,7 +344,7 @@ def slic_loss(margin: Any, beta: float) -> Tensor:
     SLiC-HF's rank-calibration loss is a hinge on *raw* sequence log-likelihoods with margin delta,
     plus a cross-entropy regulariser; this is the reference-normalised variant used in practice
     (TRL ``loss_type="hinge"``; the "hinge" case of GPO). At the kink ``beta * h = 1`` autograd
-    returns the one-sided derivative 0.
+    returns the left derivative ``-beta`` (``torch.clamp_min`` passes the gradient at equality).
 
     References
     ----------
@@ -334,6 +356,13 @@ def slic_loss(margin: Any, beta: float) -> Tensor:
     >>> round(float(slic_loss(6.0, beta=0.1)), 12)
     0.4
     """
-    m = _as_margin(margin)
-    b = as_hyper(beta, "beta")
-    return torch.clamp_min(1.0 - b * m, 0.0)
+    return _slic_value(_as_margin(margin), as_hyper(beta, "beta"))
+
+
+def _slic_value(h: Tensor, beta: Any) -> Tensor:
+    return torch.clamp_min(1.0 - beta * h, 0.0)
+
+
+def _slic_slope(h: Tensor, beta: Any) -> Tensor:
+    # torch.clamp_min passes the gradient at equality, so the kink beta h = 1 counts as active.
+    return -beta * (beta * h <= 1.0).to(h.dtype)

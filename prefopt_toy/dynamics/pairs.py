@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..policies import normalize_log
-from .derivatives import PairLoss, value_and_derivative
+from .derivatives import PairLoss, ValueAndSlope, value_and_derivative
 
 
 @dataclass(frozen=True)
@@ -97,16 +97,29 @@ def pair_margins(log_pi: Tensor, log_mu: Tensor) -> Tensor:
 
 
 def expected_loss_and_gradient(
-    log_pi: Tensor, log_mu: Tensor, log_s: Tensor, labels: Tensor, loss: PairLoss
+    log_pi: Tensor,
+    log_mu: Tensor,
+    log_s: Tensor,
+    labels: Tensor,
+    loss: PairLoss | None = None,
+    *,
+    value_and_slope: ValueAndSlope | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Exact expected per-comparison loss (B,) and its gradient in the logits (B, K).
 
     ``log_s`` is the log pair distribution (held fixed: stop-gradient), ``labels`` the (B, K, K)
-    probability that the row action is labelled the winner.
+    probability that the row action is labelled the winner. Give the per-pair ``loss``, or (in a
+    loop) ``value_and_slope = derivatives.prepare(loss, probe)``, validated once.
     """
     s = log_s.exp()
     W = 2.0 * s[:, :, None] * s[:, None, :] * labels  # (B, K, K) weight of (winner, loser)
-    value, slope = value_and_derivative(loss, pair_margins(log_pi, log_mu))
+    H = pair_margins(log_pi, log_mu)
+    if value_and_slope is None:
+        if loss is None:
+            raise ValueError("give loss or value_and_slope")
+        value, slope = value_and_derivative(loss, H)
+    else:
+        value, slope = value_and_slope(H)
     G = W * slope
     # dh(y, y')/dtheta_k = [k = y] - [k = y']: row sums minus column sums.
     grad = G.sum(-1) - G.sum(-2)

@@ -20,6 +20,7 @@ from .._validate import as_generator, as_int
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, slic_loss
 from .batch import Batch, as_batch, policy_batch, positive, unbatch, unit_interval
+from .derivatives import prepare
 from .loop import run
 from .optimizers import make_optimizer
 from .pairs import (
@@ -107,9 +108,11 @@ def preference_optimization(
     kwargs = {key: (hyper[key][:, None, None] if key in numeric else value) for key, value in loss_kwargs.items()}
     pair_loss = functools.partial(loss, **kwargs)
     log_mu = batch.log_mu
+    value_and_slope = prepare(pair_loss, torch.zeros(b, k, k, dtype=torch.float64))
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        return expected_loss_and_gradient(log_pi, log_mu, smp.log_weights(log_pi), label_fn(), pair_loss)
+        return expected_loss_and_gradient(log_pi, log_mu, smp.log_weights(log_pi), label_fn(),
+                                          value_and_slope=value_and_slope)
 
     log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps)
     record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None}
