@@ -11,7 +11,8 @@
 Games come from ``prefopt_toy.random_game(K, seed)``, with the first seed >= K whose game has a
 majority cycle and no Condorcet winner (generic, non-transitive). Every solver is
 warmed up once on a small game before anything is timed (the first LAPACK / HiGHS call pays for
-loading and thread start-up). Times are wall clock (``time.perf_counter``), median of repeats.
+loading and thread start-up). Times are wall clock (``time.perf_counter``), median of repeats; the LP solvers are timed round-robin (each
+repeat calls every solver once), so a change of load during a run does not bias their ratios.
 
 Usage::
 
@@ -264,18 +265,24 @@ def bench_regularized(ks: tuple[int, ...], repeats: dict[int, int]) -> list[RegR
 
 
 def bench_lp(ks: tuple[int, ...], repeats: dict[int, int]) -> list[LPRow]:
+    """Round-robin: each repeat calls every solver once, so a change of machine load during the
+    (long, K = 1000) run hits all solvers alike instead of biasing the ratios."""
     rows = []
     for k in ks:
         P = game(k).numpy()
         row = LPRow(k)
-        for name, solver in LP_SOLVERS.items():
-            seconds, pi = _median_time(partial(solver, P), repeats[k])
-            row.seconds[name] = seconds
-            row.exploitability[name] = lp_exploitability(P, pi)
-            if name == "ours":
-                row.support = int((pi > 1e-9).sum())
+        times: dict[str, list[float]] = {name: [] for name in LP_SOLVERS}
+        for _ in range(repeats[k]):
+            for name, solver in LP_SOLVERS.items():
+                seconds, pi = _median_time(partial(solver, P), 1)
+                times[name].append(seconds)
+                row.exploitability[name] = lp_exploitability(P, pi)
+                if name == "ours":
+                    row.support = int((pi > 1e-9).sum())
+        for name in LP_SOLVERS:
+            row.seconds[name] = statistics.median(times[name])
             print(
-                f"  LP K={k:5d} {name:9s}: {_fmt_time(seconds)}, exploitability "
+                f"  LP K={k:5d} {name:9s}: {_fmt_time(row.seconds[name])}, exploitability "
                 f"{row.exploitability[name]:.1e}",
                 flush=True,
             )
@@ -352,7 +359,8 @@ def render(
         + ", ".join(f"{r} (K={k})" for k, r in repeats["reg"].items())
         + " calls for `regularized_nash` and of "
         + ", ".join(f"{r} (K={k})" for k, r in repeats["lp"].items())
-        + " calls for each LP solver, after one warm-up call of every solver.",
+        + " calls for each LP solver (round-robin: each repeat calls every solver once), after one "
+        "warm-up call of every solver.",
         "",
     ]
 

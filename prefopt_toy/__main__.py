@@ -1,11 +1,15 @@
 """Command line: ``python -m prefopt_toy {demo,table,figures}`` (also installed as ``prefopt-toy``).
 
-- ``demo [--out DIR] [--game NAME ...]``: print the reference tables and write the figures
-  (what ``make demo`` runs).
+- ``demo [--out DIR] [--game NAME ...] [--quick]``: print the reference tables and write every
+  figure (what ``make demo`` runs).
 - ``table [--game NAME ...]``: print the reference tables only (no matplotlib needed).
-- ``figures [--out DIR] [--game NAME ...]``: write the figures only (what ``make figures`` runs).
+- ``figures [--out DIR] [--only FIGURE ...] [--quick] [--game NAME ...]``: write the figures only
+  (what ``make figures`` runs); ``--only`` picks figures by name, ``--quick`` is the CI smoke mode
+  (fewer steps and seeds), ``--game`` narrows the panels of ``reference_solutions``.
 
-Figures are drawn with matplotlib's Agg backend, headless, whatever the environment asks for.
+The figures, their functions and configs are listed in ``figures/README.md``
+(``dynamics_figures.FIGURES``, ``experiments.EXPERIMENTS``). They are drawn with matplotlib's Agg
+backend, headless, whatever the environment asks for.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Names only: importing these two modules pulls in neither the solvers nor matplotlib.
+    from .experiments import EXPERIMENTS
     from .named_games import NAMED_GAMES
 
     parser = argparse.ArgumentParser(
@@ -23,9 +29,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Exact tabular preference optimisation: demo, reference tables and figures.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    game_help = f"a named game to include (repeatable; default all: {', '.join(NAMED_GAMES)})"
+    game_help = (
+        "a named game of the reference-solutions figure and tables (repeatable; default all: "
+        f"{', '.join(NAMED_GAMES)})"
+    )
     for name, help_text, has_out in [
-        ("demo", "print the reference tables and write the figures", True),
+        ("demo", "print the reference tables and write every figure", True),
         ("table", "print the reference tables", False),
         ("figures", "write the figures", True),
     ]:
@@ -37,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
                 default="figures",
                 metavar="DIR",
                 help="folder for the figure files (default: figures)",
+            )
+            sub.add_argument(
+                "--quick",
+                action="store_true",
+                help="smoke mode: fewer steps, points and seeds (what the tests run)",
+            )
+        if name == "figures":
+            sub.add_argument(
+                "--only",
+                action="append",
+                choices=list(EXPERIMENTS),
+                metavar="FIGURE",
+                help=f"write only this figure (repeatable; one of: {', '.join(EXPERIMENTS)})",
             )
     return parser
 
@@ -58,20 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Headless and reproducible: the files must not depend on a display or a user's backend.
     matplotlib.use("Agg")
+    from .experiments import EXPERIMENTS
 
     if args.command == "demo":
         from .demo import run_demo
 
-        run_demo(args.out, games=games)
+        run_demo(args.out, games=games, figures=tuple(EXPERIMENTS), quick=args.quick)
         return 0
 
-    from .named_games import NAMED_GAMES
-    from .plotting import reference_solutions_figure, save_figure
+    from .dynamics_figures import write_figures
 
-    chosen = games or list(NAMED_GAMES)
-    fig = reference_solutions_figure(chosen)
-    for path in save_figure(fig, f"{args.out}/reference_solutions", configs=chosen):
-        print(f"wrote {path}")
+    write_figures(args.out, only=args.only, quick=args.quick, games=games)
     return 0
 
 

@@ -14,7 +14,8 @@ its optimum and how exploitable that point is:
 Exploitability is ``max_y (P @ pi)_y - 1/2``: how much a best response beats ``pi`` by; 0 exactly
 at a Nash equilibrium. All numbers come from the library's solvers; this file only arranges them.
 ``run_demo`` (``make demo``, ``python -m prefopt_toy demo``) prints the tables and writes
-``reference_solutions.png`` and ``.pdf``.
+``reference_solutions.png`` and ``.pdf``; the command line's ``demo`` also writes every figure of
+the exact dynamics (``dynamics_figures.FIGURES``, listed in ``figures/README.md``).
 """
 
 from __future__ import annotations
@@ -238,22 +239,30 @@ def run_demo(
     *,
     games: Iterable[NamedGame | str] | None = None,
     stream: TextIO | None = None,
+    figures: Sequence[str] = ("reference_solutions",),
+    quick: bool = False,
 ) -> list[Path]:
-    """Print the reference table of every named game and write the reference-solutions figure.
+    """Print the reference table of every named game and write figures (by default the reference one).
 
     Parameters
     ----------
     out_dir : str or Path
-        Folder for ``reference_solutions.png`` and ``reference_solutions.pdf`` (created if needed).
+        Folder for the figure files, ``<name>.png`` and ``<name>.pdf`` (created if needed).
     games : iterable of NamedGame or str, optional
-        Games to tabulate and draw (default: all of ``NAMED_GAMES``, in registry order).
+        Games to tabulate and draw in ``reference_solutions`` (default: all of ``NAMED_GAMES``, in
+        registry order). The other figures take their games from their experiment configs.
     stream : text stream, optional
         Where the tables go (default ``sys.stdout``).
+    figures : sequence of str
+        Names of ``dynamics_figures.FIGURES`` to write, in order. The default writes only
+        ``reference_solutions``; ``python -m prefopt_toy demo`` (``make demo``) writes them all.
+    quick : bool
+        Smoke mode for the dynamics figures (fewer steps; see ``experiments``).
 
     Returns
     -------
     list of Path
-        The files written.
+        The files written, PNG then PDF for each figure.
     """
     from .plotting import reference_solutions_figure, save_figure
 
@@ -261,10 +270,18 @@ def run_demo(
     chosen = [_game(g) for g in (NAMED_GAMES.values() if games is None else games)]
     for g in chosen:
         print(format_table(g), end="\n\n", file=out)
-    fig = reference_solutions_figure(chosen)
-    paths = save_figure(
-        fig, Path(out_dir) / "reference_solutions", configs=[g.name for g in chosen]
-    )
-    for path in paths:
-        print(f"wrote {path}", file=out)
+    paths: list[Path] = []
+    for name in figures:
+        if name == "reference_solutions":
+            fig = reference_solutions_figure(chosen)
+            written = save_figure(
+                fig, Path(out_dir) / "reference_solutions", configs=[g.name for g in chosen]
+            )
+            for path in written:
+                print(f"wrote {path}", file=out)
+        else:
+            from .dynamics_figures import write_figures  # imports the dynamics engine: only here
+
+            written = write_figures(out_dir, only=[name], quick=quick, stream=out)
+        paths += written
     return paths

@@ -65,7 +65,7 @@ class TrajectoriesConfig:
     name: str
     """Figure name, also the file stem."""
     games: tuple[str, ...]
-    """Named games, one column each: a transitive, a cyclic and a Condorcet-winner game."""
+    """Named games, one column each: a transitive game, cyclic games, a Condorcet-winner game."""
     algorithm_groups: tuple[tuple[str, ...], ...]
     """Rows of panels: each a tuple of keys of ``dynamics.ALGORITHMS`` drawn together."""
     tau: float
@@ -74,10 +74,12 @@ class TrajectoriesConfig:
     """Exact steps per run: enough that every trajectory visibly reaches its end point."""
     quick_steps: int
     """Steps in ``--quick`` mode (the trajectories are cut short; the targets are exact)."""
-    hyper: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    hyper: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
     """Extra keyword arguments per algorithm, as ``(name, ((key, value), ...))`` pairs (a tuple
     keeps the config frozen); algorithms not listed run with their defaults (e.g. IPO-MD's
     mixture 0.125, Nash-MD's decaying step)."""
+    background: tuple[str, ...]
+    """Algorithms drawn thinner, underneath the others (a long spiral would hide them)."""
 
     def hyper_for(self, algorithm: str) -> dict[str, Any]:
         """The extra keyword arguments of ``algorithm`` as a dict (empty when it has none)."""
@@ -169,7 +171,7 @@ REFERENCE_SOLUTIONS = ReferenceSolutionsConfig(name="reference_solutions", games
 
 TRAJECTORIES = TrajectoriesConfig(
     name="trajectories",
-    games=("transitive", "rock_paper_scissors", "condorcet_winner"),
+    games=("transitive", "rock_paper_scissors", "three_voter_types", "condorcet_winner"),
     algorithm_groups=(
         CORE_ALGORITHMS,
         (
@@ -184,6 +186,10 @@ TRAJECTORIES = TrajectoriesConfig(
     tau=0.1,
     steps=2000,
     quick_steps=100,
+    # The hinge has no curvature, so the default step (0.4 / (beta^2 / 4) = 160 at beta = 0.1)
+    # throws SLiC's iterates across the simplex at every step; lr = 1 lets them settle.
+    hyper=(("slic", (("lr", 1.0),)), ("gpo_hinge", (("lr", 1.0),))),
+    background=("online_dpo",),
 )
 
 TAU_PATH = TauPathConfig(
@@ -248,4 +254,6 @@ def experiment(name: str) -> Any:
     try:
         return EXPERIMENTS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}") from None
+        raise ValueError(
+            f"unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}"
+        ) from None

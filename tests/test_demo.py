@@ -208,7 +208,8 @@ def test_cli_table(capsys):
 
 
 def test_cli_figures(tmp_path, capsys):
-    assert main(["figures", "--out", str(tmp_path), "--game", "transitive"]) == 0
+    only = ["--only", "reference_solutions"]  # the dynamics figures: tests/test_dynamics_figures.py
+    assert main(["figures", "--out", str(tmp_path), "--game", "transitive", *only]) == 0
     assert (tmp_path / "reference_solutions.png").stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out
 

@@ -33,16 +33,30 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._validate import DTYPE, as_generator, as_index_pairs, as_int, as_policy, as_positive_float, as_tensor
+from .._validate import (
+    DTYPE,
+    as_generator,
+    as_index_pairs,
+    as_int,
+    as_policy,
+    as_positive_float,
+    as_tensor,
+)
 from ..games import from_comparisons
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, slic_loss
-from .derivatives import PairLoss, value_and_derivative
+from .derivatives import PairLoss, prepare, value_and_derivative
 from .loop import run
-from .optimizers import make_optimizer
+from .optimizers import Adam, make_optimizer
 from .trajectory import Trajectory
 
-__all__ = ["DATASET_LOSSES", "SeedSummary", "dataset_run", "minibatch_loss_and_gradient", "seed_summary"]
+__all__ = [
+    "DATASET_LOSSES",
+    "SeedSummary",
+    "dataset_run",
+    "minibatch_loss_and_gradient",
+    "seed_summary",
+]
 
 # Named losses: the library function and the keyword its KL strength goes to. tau and beta are both
 # accepted by dataset_run (Azar et al. Eq. (4) write DPO with tau; TRL calls IPO's tau beta).
@@ -54,9 +68,7 @@ DATASET_LOSSES: dict[str, tuple[Callable[..., Tensor], str, dict[str, Any]]] = {
 }
 """Loss name -> (per-pair loss, name of its strength keyword, fixed keywords)."""
 
-# Index draws are made per seed in blocks of _BLOCK_ENTRIES / batch_size steps (one RNG call per
-# block, not per step). On CPU a block draw equals the same draws made step by step, and blocks are
-# always drawn whole, so a run of fewer steps is a prefix of a longer one with the same seed.
+# Minibatch indices are drawn per seed in blocks of _BLOCK_ENTRIES // batch_size steps (_PairStream).
 _BLOCK_ENTRIES = 1 << 16
 
 
@@ -86,24 +98,28 @@ def minibatch_loss_and_gradient(
     tuple of Tensor
         The loss (B,) and the gradient (B, K); each gradient row sums to 0.
 
+    Notes
+    -----
+    An engine function: ``pairs`` and ``index`` are not validated (``dataset_run`` does that).
+
     References
     ----------
     Azar et al., arXiv:2310.12036v2, Eq. (17) and Sec. 5.4 (sampled loss and protocol).
     """
     winners, losers = pairs[:, 0][index], pairs[:, 1][index]  # (B, M)
-    value, slope = value_and_derivative(loss, _margins(log_pi, log_mu, winners, losers))
+    ratio = log_pi - log_mu  # (B, K) log(pi / mu); the softmax normaliser cancels in h
+    value, slope = value_and_derivative(loss, _margins(ratio, winners, losers))
     return value.mean(-1), _gradient(log_pi, winners, losers, slope)
 
 
-def _margins(log_pi: Tensor, log_mu: Tensor, winners: Tensor, losers: Tensor) -> Tensor:
-    """Margins ``h(y_w, y_l)``, shape (B, M), of winners and losers of shape (B, M)."""
-    ratio = log_pi - log_mu  # (B, K) log(pi / mu); the softmax normaliser cancels in h
+def _margins(ratio: Tensor, winners: Tensor, losers: Tensor) -> Tensor:
+    """Margins ``h(y_w, y_l)`` (..., M) from log-ratios ``log(pi / mu)`` (..., K), indices (..., M)."""
     return ratio.gather(-1, winners) - ratio.gather(-1, losers)
 
 
-def _gradient(log_pi: Tensor, winners: Tensor, losers: Tensor, slope: Tensor) -> Tensor:
-    """Mean over the M columns of ``slope * (e_w - e_l)``, shape (B, K)."""
-    grad = torch.zeros_like(log_pi)  # a fresh tensor: the in-place scatters touch no input
+def _gradient(like: Tensor, winners: Tensor, losers: Tensor, slope: Tensor) -> Tensor:
+    """Mean over the M columns of ``slope * (e_w - e_l)``, shaped like ``like`` (..., K)."""
+    grad = torch.zeros_like(like)  # a fresh tensor: the in-place scatters touch no input
     # dh(w, l)/dtheta_k = [k = w] - [k = l]: +l'(h) at the winner, -l'(h) at the loser.
     grad.scatter_add_(-1, winners, slope).scatter_add_(-1, losers, -slope)
     return grad / slope.shape[-1]
@@ -112,60 +128,67 @@ def _gradient(log_pi: Tensor, winners: Tensor, losers: Tensor, slope: Tensor) ->
 class _PairStream:
     """Minibatch winners and losers per seed, drawn block by block; ``rows(t)`` gives step t's.
 
-    ``rows(t)`` returns winners and losers of shape (B, M + N): the M minibatch pairs of step t
-    followed by the whole data set (the same N columns every step, for the recorded loss). Rows are
-    strength-major (row = strength_index * n_seeds + seed_index), and every strength uses the same
-    draws of a seed (common random numbers across strengths). Drawing, repeating, appending and
-    looking up the actions once per block keeps the per-step cost to two views.
+    Seed ``s`` draws its data-set rows with its own generator as ``torch.randint(N, (block, M))``,
+    block after block (one RNG call per block, not per step; on CPU a block draw equals the same
+    draws made step by step). Blocks are always drawn whole and their size depends only on M, so a
+    seed's minibatches do not depend on ``steps`` or on the other rows of the call.
     """
 
-    def __init__(self, generators: list[torch.Generator], pairs: Tensor, batch_size: int, n_strengths: int):
+    def __init__(self, generators: list[torch.Generator], pairs: Tensor, batch_size: int):
         self.generators = generators
         self.pairs = pairs  # (N, 2)
-        self.batch_size = batch_size
-        self.n_strengths = n_strengths
-        self.block = max(1, _BLOCK_ENTRIES // batch_size)
+        self.size = (max(1, _BLOCK_ENTRIES // batch_size), batch_size)  # (block, M)
         self.block_id = -1
         self.winners = self.losers = torch.empty(0, dtype=torch.long)
 
     def rows(self, t: int) -> tuple[Tensor, Tensor]:
-        block_id = t // self.block
-        if block_id != self.block_id:  # the loop calls t = 0, 1, 2, ...: each block is drawn once
+        """Winners and losers of step ``t``, each of shape (S, M)."""
+        block = self.size[0]
+        if t // block != self.block_id:  # the loop calls t = 0, 1, 2, ...: each block is drawn once
             n = self.pairs.shape[0]
-            size = (self.block, self.batch_size)
-            draws = torch.stack([torch.randint(n, size, generator=g) for g in self.generators], dim=1)
-            draws = draws.repeat(1, self.n_strengths, 1)  # (block, B, M), step-major: contiguous steps
-            whole = torch.arange(n).expand(self.block, draws.shape[1], n)  # (block, B, N)
-            index = torch.cat([draws, whole], dim=-1)  # (block, B, M + N)
+            index = torch.stack(
+                [torch.randint(n, self.size, generator=g) for g in self.generators], dim=1
+            )
+            # Step-major (block, S, M), so that each step's slice is contiguous.
             self.winners, self.losers = self.pairs[:, 0][index], self.pairs[:, 1][index]
-            self.block_id = block_id
-        return self.winners[t % self.block], self.losers[t % self.block]
+            self.block_id = t // block
+        return self.winners[t % block], self.losers[t % block]
 
 
-def _resolve_loss(loss: Any, tau: Any, beta: Any) -> tuple[str, Callable[..., Tensor], str | None, Any]:
+def _resolve_loss(
+    loss: Any, tau: Any, beta: Any
+) -> tuple[str, Callable[..., Tensor], str | None, Any]:
     """(name, loss function, strength keyword or None, strength values or None)."""
     if tau is not None and beta is not None:
         raise ValueError("give tau or beta (the KL strength; either name is accepted), not both")
     strength = tau if tau is not None else beta
     if isinstance(loss, str):
         if loss not in DATASET_LOSSES:
-            raise ValueError(f"loss must be one of {sorted(DATASET_LOSSES)} or a callable, got {loss!r}")
+            raise ValueError(
+                f"loss must be one of {sorted(DATASET_LOSSES)} or a callable, got {loss!r}"
+            )
         fn, key, fixed = DATASET_LOSSES[loss]
         if strength is None:
             raise ValueError(f"loss {loss!r} needs its KL strength: pass tau=... (or beta=...)")
         return loss, functools.partial(fn, **fixed), key, strength
     if not callable(loss):
-        raise ValueError(f"loss must be a name in {sorted(DATASET_LOSSES)} or a callable, got {type(loss).__name__}")
+        raise ValueError(
+            f"loss must be a name in {sorted(DATASET_LOSSES)} or a callable, got {type(loss).__name__}"
+        )
+    name = getattr(loss, "__name__", "custom")
+    name = "custom" if name.startswith("<") else name  # a lambda
     if strength is None:
-        return getattr(loss, "__name__", "custom"), loss, None, None
-    return getattr(loss, "__name__", "custom"), loss, ("tau" if tau is not None else "beta"), strength
+        return name, loss, None, None
+    return name, loss, ("tau" if tau is not None else "beta"), strength
 
 
 def _strengths(values: Any, name: str) -> tuple[Tensor, bool]:
     """Strengths as a (G,) float64 tensor, each > 0, and whether a sequence was given."""
     v = as_tensor(values, name)
     if v.ndim > 1 or v.numel() == 0:
-        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence, got shape {tuple(v.shape)}")
+        raise ValueError(
+            f"{name} must be a number or a non-empty 1-D sequence, got shape {tuple(v.shape)}"
+        )
     if bool((v <= 0).any()):
         raise ValueError(f"{name} must be > 0, got {v.tolist()}")
     return v.reshape(-1), v.ndim == 1
@@ -178,12 +201,16 @@ def _generators(seeds: Any) -> tuple[list[torch.Generator], list[int]]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         n = as_int(seeds, "seeds", minimum=1)
         entries: list[Any] = list(range(n))
+    elif isinstance(seeds, (np.ndarray, Tensor)) and seeds.ndim == 1:
+        entries = seeds.tolist()
     elif isinstance(seeds, Sequence) and not isinstance(seeds, str):
         entries = list(seeds)
-        if not entries:
-            raise ValueError("seeds must be a count >= 1, a non-empty sequence of ints, or a torch.Generator")
     else:
-        raise ValueError(f"seeds must be a count, a sequence of ints or a torch.Generator, got {type(seeds).__name__}")
+        raise ValueError(
+            f"seeds must be a count, a sequence of ints or a torch.Generator, got {type(seeds).__name__}"
+        )
+    if not entries:
+        raise ValueError("seeds must be a count >= 1, a non-empty sequence of ints, or a generator")
     gens = [as_generator(s, "seeds") for s in entries]  # ints >= 0 or generators; else ValueError
     return gens, [-1 if isinstance(s, torch.Generator) else int(s) for s in entries]
 
@@ -265,6 +292,11 @@ def dataset_run(
     least-squares minimiser :math:`\pi \propto (e^{2/(3\tau)}, e^{1/(3\tau)}, 1)` (ALGORITHMS.md
     Sec. 3.1). The data set printed as D3 = ``[(0, 1), (1, 0)]`` gives action 2 no gradient.
 
+    The paper starts from logits 0, i.e. :math:`\pi_0 = \mu` for its uniform ``mu``; starting at
+    :math:`\log\mu` keeps :math:`\pi_0 = \mu` for any ``mu``. Minibatch rows are drawn per seed
+    as ``torch.randint(len(pairs), (block, batch_size), generator=g_seed)`` (see ``_PairStream``).
+    The recorded loss adds one evaluation of the N data-set margins per step, cheap for the toys.
+
     References
     ----------
     Azar et al., arXiv:2310.12036v2, Sec. 5.4 (protocol), Eq. (4) (DPO), Eq. (17) (sampled IPO).
@@ -272,10 +304,19 @@ def dataset_run(
 
     Examples
     --------
-    >>> traj = dataset_run([1/3, 1/3, 1/3], [(0, 1), (1, 2), (0, 2)], loss="ipo", tau=1.0,
-    ...                    steps=2000, optimizer="gd", lr=0.5, minibatch=False)
-    >>> [round(x, 4) for x in traj.final.tolist()]
+    Exact IPO on the paper's D1 reaches :math:`\pi \propto (e^{2/3}, e^{1/3}, 1)` for tau = 1:
+
+    >>> D1 = [(0, 1), (1, 2), (0, 2)]
+    >>> exact = dataset_run([1/3, 1/3, 1/3], D1, loss="ipo", tau=1.0, steps=100, optimizer="gd",
+    ...                     lr=0.5, minibatch=False)
+    >>> [round(x, 4) for x in exact.final.tolist()]
     [0.4484, 0.3213, 0.2302]
+
+    The sampled protocol, 3 seeds x 2 strengths, rows strength-major:
+
+    >>> traj = dataset_run([1/3, 1/3, 1/3], D1, loss="dpo", tau=[0.1, 1.0], steps=100, seeds=3)
+    >>> traj.log_policies.shape, traj.hyper["seed"].tolist()
+    (torch.Size([6, 101, 3]), [0, 1, 2, 0, 1, 2])
     """
     mu_t = as_policy(mu, "mu", positive=True)
     k = mu_t.shape[-1]
@@ -304,21 +345,32 @@ def dataset_run(
     pair_loss = fn if key is None else functools.partial(fn, **{key: row_strength[:, None]})
     log_mu = mu_t.log().expand(b, k)
     n = pairs_t.shape[0]
-    full = torch.arange(n).expand(b, n)  # (B, N): the whole data set in every row
-    stream = _PairStream(generators, pairs_t, batch_size, g) if minibatch else None
+    whole_w, whole_l = pairs_t[:, 0].expand(b, n), pairs_t[:, 1].expand(b, n)  # (B, N)
+    stream = _PairStream(generators, pairs_t, batch_size) if minibatch else None
+    m = batch_size if minibatch else 0
+    # Validate the loss and its hyperparameters once; the loop then calls its unchecked kernels.
+    value_and_slope = prepare(pair_loss, torch.zeros(b, m + n, dtype=DTYPE))
+    opt = make_optimizer(optimizer, torch.full((b,), lr_value, dtype=DTYPE))
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        ratio = log_pi - log_mu  # (B, K)
+        h_whole = _margins(ratio, whole_w, whole_l)  # (B, N)
         if stream is None:
-            return minibatch_loss_and_gradient(log_pi, log_mu, pairs_t, full, pair_loss)
+            value, slope = value_and_slope(h_whole)
+            return value.mean(-1), _gradient(ratio, whole_w, whole_l, slope)
+        # Rows are strength-major, (G, S) = (strength, seed): every strength of a seed shares its
+        # minibatches (common random numbers), through expanded views rather than copies.
+        w, lo = (x.expand(g, s, m) for x in stream.rows(t))  # (G, S, M)
+        ratio_gs = ratio.view(g, s, k)
         # One loss call on [minibatch | whole data set]: the gradient from the first M columns, the
         # recorded loss (the data-set loss at this iterate) from the last N.
-        winners, losers = stream.rows(t)  # (B, M + N) each
-        value, slope = value_and_derivative(pair_loss, _margins(log_pi, log_mu, winners, losers))
-        m = batch_size
-        return value[:, m:].mean(-1), _gradient(log_pi, winners[:, :m], losers[:, :m], slope[:, :m])
+        h = torch.cat([_margins(ratio_gs, w, lo).view(b, m), h_whole], dim=-1)  # (B, M + N)
+        value, slope = value_and_slope(h)
+        grad = _gradient(ratio_gs, w, lo, slope[:, :m].view(g, s, m))
+        return value[:, m:].mean(-1), grad.view(b, k)
 
     theta0 = log_mu.clone()
-    log_policies, losses = run(theta0, step, make_optimizer(optimizer, torch.full((b,), lr_value, dtype=DTYPE)), steps)
+    log_policies, losses = run(theta0, step, opt, steps)
 
     batched = minibatch or grouped
     hyper: dict[str, Any] = {
@@ -333,17 +385,25 @@ def dataset_run(
         "loss": name,
         "protocol": "Azar et al., arXiv:2310.12036v2, Sec. 5.4",
     }
-    if optimizer == "adam":
-        hyper.update(betas=(0.9, 0.999), eps=1e-8)
+    if isinstance(opt, Adam):
+        hyper.update(betas=opt.betas, eps=opt.eps)
     if key is not None:
         hyper[key] = row_strength if batched else float(row_strength[0])
     if minibatch:
         hyper["seed"] = torch.tensor(seed_list * g, dtype=torch.long)
     P = from_comparisons(pairs_t.numpy(), k, prior=0.0)  # empirical win fractions of D
     if batched:
-        return Trajectory(log_policies, losses, f"dataset_{name}", P.expand(b, k, k).clone(),
-                          mu_t.expand(b, k).clone(), hyper)
-    return Trajectory(log_policies[0], None if losses is None else losses[0], f"dataset_{name}", P, mu_t, hyper)
+        return Trajectory(
+            log_policies,
+            losses,
+            f"dataset_{name}",
+            P.expand(b, k, k).clone(),
+            mu_t.expand(b, k).clone(),
+            hyper,
+        )
+    return Trajectory(
+        log_policies[0], None if losses is None else losses[0], f"dataset_{name}", P, mu_t, hyper
+    )
 
 
 @dataclass(frozen=True)
@@ -374,7 +434,9 @@ class SeedSummary:
         return self.mean + self.half_width
 
 
-def seed_summary(traj: Trajectory, *, confidence: float = 0.95, step: int | None = -1) -> SeedSummary:
+def seed_summary(
+    traj: Trajectory, *, confidence: float = 0.95, step: int | None = -1
+) -> SeedSummary:
     r"""Mean and confidence interval over seeds of a minibatch ``dataset_run``, per strength group.
 
     .. math:: \bar\pi \pm t_{(1+c)/2,\,S-1}\, \frac{s}{\sqrt S}
@@ -404,10 +466,20 @@ def seed_summary(traj: Trajectory, *, confidence: float = 0.95, step: int | None
     References
     ----------
     Azar et al., arXiv:2310.12036v2, Sec. 5.4 (mean and 95% CI over 10 seeds).
+
+    Examples
+    --------
+    >>> traj = dataset_run([1/3, 1/3, 1/3], [(0, 1), (1, 2), (0, 2)], loss="ipo", tau=[0.5, 1.0],
+    ...                    steps=100, seeds=5)
+    >>> summary = seed_summary(traj)
+    >>> tuple(summary.mean.shape), summary.n_seeds, summary.strength.tolist()
+    ((2, 3), 5, [0.5, 1.0])
     """
     s = traj.hyper.get("n_seeds", 0) if traj.batched else 0
     if not traj.hyper.get("minibatch", False) or s < 2:
-        raise ValueError("traj must be a batched minibatch dataset_run result with at least 2 seeds")
+        raise ValueError(
+            "traj must be a batched minibatch dataset_run result with at least 2 seeds"
+        )
     c = as_positive_float(confidence, "confidence")
     if c >= 1:
         raise ValueError(f"confidence must lie in (0, 1), got {c!r}")
