@@ -285,14 +285,14 @@ def figure_configs(config: Any, quick: bool = False) -> list[str]:
     """What a figure's file metadata records as its configs (``save_figure(configs=...)``).
 
     ``reference_solutions`` records its games (as ``demo.run_demo`` always has); every other figure
-    records ``experiments.<name>`` (with ``(quick)`` in smoke mode) and the named games it uses.
+    records ``experiments.<name>`` (with ``[quick]`` in smoke mode) and the named games it uses.
     """
     games = list(
         getattr(config, "games", None) or ([config.game] if hasattr(config, "game") else [])
     )
     if isinstance(config, ReferenceSolutionsConfig):
         return games
-    return [f"experiments.{config.name}" + (" (quick)" if quick else ""), *games]
+    return [f"experiments.{config.name}" + (" [quick]" if quick else ""), *games]
 
 
 def write_figures(

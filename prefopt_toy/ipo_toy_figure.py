@@ -185,7 +185,7 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
             if data["sampled_taus"] is not None:
                 mean = data[f"d1_{loss}_sampled_mean"][:, y].numpy()
                 half = data[f"d1_{loss}_sampled_half_width"][:, y].numpy()
-                ax.errorbar(
+                bars = ax.errorbar(
                     data["sampled_taus"].numpy(),
                     mean,
                     yerr=half,
@@ -195,8 +195,9 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
                     capsize=4,
                     elinewidth=1.5,
                     zorder=5,
-                    gid=f"d1_{loss}_sampled:{name}",
                 )
+                bars.lines[0].set_gid(f"d1_{loss}_sampled:{name}")  # the means
+                bars.lines[2][0].set_gid(f"d1_{loss}_sampled_ci:{name}")  # the intervals
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(r"$\pi(y)$")
     ax_ipo.set_title(

@@ -38,7 +38,8 @@ def tau_path_data(
     r"""Per game: the regularised Nash and RLHF/DPO optimum along a log grid of tau, and the limits.
 
     Returns ``{game: {"taus": (N,), "regularized_nash": (N, K), "rlhf": (N, K), "nash": (K,),
-    "bt_argmax": (K,) vertex}}``, taus from ``tau_max`` down to ``tau_min``. The BT reward does not
+    "bt_argmax": (K,) vertex, "marked_regularized_nash": (M, K), "marked_rlhf": (M, K)}}``, taus
+    from ``tau_max`` down to ``tau_min``; the ``marked_*`` rows are at ``config.marked_taus``. The BT reward does not
     depend on tau, so it is fitted once per game and the RLHF path is one vectorised
     ``gibbs_policy`` call (``rlhf_optimum = mu * exp(bt_fit(P, mu) / tau)``); the regularised Nash is
     solved per tau (certified Newton, ``regularized_nash``).

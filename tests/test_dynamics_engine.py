@@ -30,8 +30,7 @@ from prefopt_toy import (
     robust_dpo_loss,
     slic_loss,
 )
-from prefopt_toy.dynamics import ALGORITHMS, dpo, ipo, ipo_md, online_dpo, online_ipo
-from prefopt_toy.dynamics import derivatives
+from prefopt_toy.dynamics import ALGORITHMS, derivatives, dpo, ipo, ipo_md, online_dpo, online_ipo
 from prefopt_toy.dynamics.derivatives import prepare, value_and_derivative
 from prefopt_toy.dynamics.optimizers import Adam, GradientDescent
 from prefopt_toy.dynamics.pairs import (
@@ -73,7 +72,9 @@ def _margins(seed: int) -> torch.Tensor:
     return h
 
 
-def _hyper(scalar: float, batched: bool, spread: tuple[float, ...] = (0.05, 0.3, 1.0, 2.5)) -> object:
+def _hyper(
+    scalar: float, batched: bool, spread: tuple[float, ...] = (0.05, 0.3, 1.0, 2.5)
+) -> object:
     """A scalar hyperparameter, or a (B, 1, 1) tensor of per-row values (the engine's layout)."""
     if not batched:
         return scalar
@@ -99,7 +100,10 @@ def _loss_cases(batched: bool) -> dict[str, Callable[[torch.Tensor], torch.Tenso
 def _uses_kernels(loss) -> bool:
     """Whether the engine evaluates ``loss`` through closed-form kernels (not its autograd fallback)."""
     prepared = prepare(loss, torch.zeros(B, 2, 2, dtype=F64))  # B rows: batched strengths broadcast
-    return not (isinstance(prepared, functools.partial) and prepared.func is derivatives._autograd_value_and_slope)
+    return not (
+        isinstance(prepared, functools.partial)
+        and prepared.func is derivatives._autograd_value_and_slope
+    )
 
 
 def test_every_kernel_is_covered_here():
@@ -152,7 +156,7 @@ def test_gpo_exponential_derivative_on_both_sides_of_its_threshold():
 
 def test_fallback_for_other_callables_is_autograd():
     # Not a partial of a library loss: the engine falls back to autograd. Oracle: d/dh h^3 = 3 h^2.
-    loss = lambda h: h**3 - 2.0 * h  # noqa: E731
+    loss = lambda h: h**3 - 2.0 * h
     assert not _uses_kernels(loss)
     h = torch.linspace(-3.0, 3.0, 13, dtype=F64).reshape(1, 13, 1)
     value, slope = value_and_derivative(loss, h)
@@ -212,7 +216,7 @@ def test_expected_loss_and_gradient_equal_population_loss(k, sampler, labels):
         smp, nu = online_sampler(1, k), (lambda p: p)
     else:
         smp = mixture_sampler(log_mu, torch.tensor([m], dtype=F64))
-        nu = lambda p: geometric_mixture(p, mu, m)  # noqa: E731
+        nu = lambda p: geometric_mixture(p, mu, m)
     if labels == "soft":
         L, pop_labels = P[None], "soft"
     elif labels == "hard":
@@ -223,8 +227,12 @@ def test_expected_loss_and_gradient_equal_population_loss(k, sampler, labels):
     for name, loss in _pair_losses().items():
         value, grad = expected_loss_and_gradient(log_pi, log_mu, smp.log_weights(log_pi), L, loss)
         ref_value, ref_grad = _population_value_and_grad(theta, P, mu, loss, nu, pop_labels)
-        torch.testing.assert_close(value[0], ref_value, rtol=1e-12, atol=1e-12, msg=f"value, {name}")
-        torch.testing.assert_close(grad[0], ref_grad, rtol=1e-12, atol=1e-12, msg=f"gradient, {name}")
+        torch.testing.assert_close(
+            value[0], ref_value, rtol=1e-12, atol=1e-12, msg=f"value, {name}"
+        )
+        torch.testing.assert_close(
+            grad[0], ref_grad, rtol=1e-12, atol=1e-12, msg=f"gradient, {name}"
+        )
 
 
 def test_expected_gradient_batched_rows_match_population_loss():
@@ -236,12 +244,18 @@ def test_expected_gradient_batched_rows_match_population_loss():
     theta = torch.randn(b, k, generator=gen, dtype=F64)
     tau = torch.tensor([0.05, 0.1, 0.5, 1.0, 4.0], dtype=F64)
     log_pi = torch.log_softmax(theta, -1)
-    value, grad = expected_loss_and_gradient(log_pi, mu.log(), log_pi, P,
-                                             functools.partial(ipo_loss, tau=tau[:, None, None]))
+    value, grad = expected_loss_and_gradient(
+        log_pi, mu.log(), log_pi, P, functools.partial(ipo_loss, tau=tau[:, None, None])
+    )
     for i in range(b):
-        ref_value, ref_grad = _population_value_and_grad(theta[i], P[i], mu[i],
-                                                         functools.partial(ipo_loss, tau=float(tau[i])),
-                                                         lambda p: p, "soft")
+        ref_value, ref_grad = _population_value_and_grad(
+            theta[i],
+            P[i],
+            mu[i],
+            functools.partial(ipo_loss, tau=float(tau[i])),
+            lambda p: p,
+            "soft",
+        )
         torch.testing.assert_close(value[i], ref_value, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(grad[i], ref_grad, rtol=1e-12, atol=1e-12)
 
@@ -252,7 +266,9 @@ def test_sampled_labels_are_complementary_empirical_frequencies():
     n = 9
     L = sampled_label_matrix(P, n, gen)
     torch.testing.assert_close(L + L.transpose(-1, -2), torch.ones_like(L), rtol=0, atol=1e-15)
-    torch.testing.assert_close(torch.diagonal(L, dim1=-2, dim2=-1), torch.full((3, 5), 0.5, dtype=F64))
+    torch.testing.assert_close(
+        torch.diagonal(L, dim1=-2, dim2=-1), torch.full((3, 5), 0.5, dtype=F64)
+    )
     counts = L * n  # off the diagonal: whole numbers of wins out of n draws
     off = ~torch.eye(5, dtype=torch.bool)
     torch.testing.assert_close(counts[:, off], counts[:, off].round(), rtol=0, atol=1e-12)
@@ -282,25 +298,61 @@ def test_first_step_is_a_gradient_step_on_population_loss(name):
     nu = _simplex(gen, k)
     lr = 0.37
     run: dict[str, tuple] = {
-        "ipo": (lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr), functools.partial(ipo_loss, tau=0.2), None, "soft"),
-        "ipo_hard": (lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr, labels="hard"),
-                     functools.partial(ipo_loss, tau=0.2), None, "hard"),
-        "ipo_nu": (lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr, nu=nu), functools.partial(ipo_loss, tau=0.2), nu, "soft"),
-        "dpo": (lambda: dpo(P, mu, steps=2, beta=0.4, lr=lr), functools.partial(dpo_loss, beta=0.4), None, "soft"),
-        "cdpo": (lambda: dpo(P, mu, steps=2, beta=0.4, label_smoothing=0.15, lr=lr),
-                 functools.partial(dpo_loss, beta=0.4, label_smoothing=0.15), None, "soft"),
-        "online_ipo": (lambda: online_ipo(P, mu, steps=2, tau=0.2, lr=lr), functools.partial(ipo_loss, tau=0.2),
-                       lambda p: p, "soft"),
-        "online_dpo": (lambda: online_dpo(P, mu, steps=2, beta=0.4, lr=lr), functools.partial(dpo_loss, beta=0.4),
-                       lambda p: p, "soft"),
-        "ipo_md": (lambda: ipo_md(P, mu, steps=2, tau=0.2, mixture=0.3, lr=lr), functools.partial(ipo_loss, tau=0.2),
-                   lambda p: geometric_mixture(p, mu, 0.3), "soft"),
+        "ipo": (
+            lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr),
+            functools.partial(ipo_loss, tau=0.2),
+            None,
+            "soft",
+        ),
+        "ipo_hard": (
+            lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr, labels="hard"),
+            functools.partial(ipo_loss, tau=0.2),
+            None,
+            "hard",
+        ),
+        "ipo_nu": (
+            lambda: ipo(P, mu, steps=2, tau=0.2, lr=lr, nu=nu),
+            functools.partial(ipo_loss, tau=0.2),
+            nu,
+            "soft",
+        ),
+        "dpo": (
+            lambda: dpo(P, mu, steps=2, beta=0.4, lr=lr),
+            functools.partial(dpo_loss, beta=0.4),
+            None,
+            "soft",
+        ),
+        "cdpo": (
+            lambda: dpo(P, mu, steps=2, beta=0.4, label_smoothing=0.15, lr=lr),
+            functools.partial(dpo_loss, beta=0.4, label_smoothing=0.15),
+            None,
+            "soft",
+        ),
+        "online_ipo": (
+            lambda: online_ipo(P, mu, steps=2, tau=0.2, lr=lr),
+            functools.partial(ipo_loss, tau=0.2),
+            lambda p: p,
+            "soft",
+        ),
+        "online_dpo": (
+            lambda: online_dpo(P, mu, steps=2, beta=0.4, lr=lr),
+            functools.partial(dpo_loss, beta=0.4),
+            lambda p: p,
+            "soft",
+        ),
+        "ipo_md": (
+            lambda: ipo_md(P, mu, steps=2, tau=0.2, mixture=0.3, lr=lr),
+            functools.partial(ipo_loss, tau=0.2),
+            lambda p: geometric_mixture(p, mu, 0.3),
+            "soft",
+        ),
     }
     call, loss, pop_nu, labels = run[name]
     traj = call()
     torch.testing.assert_close(traj.policies[0], mu, rtol=0, atol=1e-15)
-    torch.testing.assert_close(traj.policies[1], _one_step_by_hand(P, mu, loss, pop_nu, labels, lr),
-                               rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        traj.policies[1], _one_step_by_hand(P, mu, loss, pop_nu, labels, lr), rtol=1e-12, atol=1e-14
+    )
     # The recorded loss is the population loss at the iterate before each update.
     ref0 = population_loss(mu.log(), P, mu, loss, nu=pop_nu, labels=labels)
     torch.testing.assert_close(traj.losses[0], ref0, rtol=1e-12, atol=1e-14)
@@ -342,7 +394,9 @@ def test_adam_equals_torch_optim_adam_on_the_same_gradients():
         for t in range(steps):
             p.grad = grads[t, i].clone()
             peer.step()
-            torch.testing.assert_close(mine[t][i], p.detach(), rtol=1e-12, atol=1e-12, msg=f"row {i}, step {t}")
+            torch.testing.assert_close(
+                mine[t][i], p.detach(), rtol=1e-12, atol=1e-12, msg=f"row {i}, step {t}"
+            )
 
 
 def test_adam_trajectory_equals_torch_optim_adam_on_population_loss():
@@ -361,7 +415,9 @@ def test_adam_trajectory_equals_torch_optim_adam_on_population_loss():
         peer.zero_grad()
         population_loss(theta, P, mu, loss).backward()
         peer.step()
-        torch.testing.assert_close(traj.policies[t + 1], torch.softmax(theta.detach(), 0), rtol=1e-11, atol=1e-13)
+        torch.testing.assert_close(
+            traj.policies[t + 1], torch.softmax(theta.detach(), 0), rtol=1e-11, atol=1e-13
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,17 +440,30 @@ def _batch_inputs():
 TAUS = [0.1, 0.4, 1.5]
 BATCH_CASES = {
     "online_ipo": ({"tau": TAUS}, lambda i: {"tau": TAUS[i]}),
-    "ipo_md": ({"tau": TAUS, "mixture": [0.0, 0.3, 1.0]}, lambda i: {"tau": TAUS[i], "mixture": [0.0, 0.3, 1.0][i]}),
+    "ipo_md": (
+        {"tau": TAUS, "mixture": [0.0, 0.3, 1.0]},
+        lambda i: {"tau": TAUS[i], "mixture": [0.0, 0.3, 1.0][i]},
+    ),
     "ipo": ({"tau": TAUS, "nu": "nu"}, lambda i: {"tau": TAUS[i], "nu": "nu"}),
-    "dpo": ({"beta": TAUS, "label_smoothing": [0.0, 0.1, 0.3]},
-            lambda i: {"beta": TAUS[i], "label_smoothing": [0.0, 0.1, 0.3][i]}),
+    "dpo": (
+        {"beta": TAUS, "label_smoothing": [0.0, 0.1, 0.3]},
+        lambda i: {"beta": TAUS[i], "label_smoothing": [0.0, 0.1, 0.3][i]},
+    ),
     "online_dpo": ({"beta": TAUS, "labels": "hard"}, lambda i: {"beta": TAUS[i], "labels": "hard"}),
-    "slic": ({"beta": TAUS, "optimizer": "adam", "lr": [0.01, 0.02, 0.05]},
-             lambda i: {"beta": TAUS[i], "optimizer": "adam", "lr": [0.01, 0.02, 0.05][i]}),
+    "slic": (
+        {"beta": TAUS, "optimizer": "adam", "lr": [0.01, 0.02, 0.05]},
+        lambda i: {"beta": TAUS[i], "optimizer": "adam", "lr": [0.01, 0.02, 0.05][i]},
+    ),
     "gpo_savage": ({"beta": TAUS}, lambda i: {"beta": TAUS[i]}),
     "nash_md": ({"tau": TAUS}, lambda i: {"tau": TAUS[i]}),
-    "nash_md_const": ({"tau": TAUS, "eta": [2.0, 1.0, 0.5]}, lambda i: {"tau": TAUS[i], "eta": [2.0, 1.0, 0.5][i]}),
-    "nash_md_pg": ({"tau": TAUS, "mixture": [0.0, 0.5, 0.9]}, lambda i: {"tau": TAUS[i], "mixture": [0.0, 0.5, 0.9][i]}),
+    "nash_md_const": (
+        {"tau": TAUS, "eta": [2.0, 1.0, 0.5]},
+        lambda i: {"tau": TAUS[i], "eta": [2.0, 1.0, 0.5][i]},
+    ),
+    "nash_md_pg": (
+        {"tau": TAUS, "mixture": [0.0, 0.5, 0.9]},
+        lambda i: {"tau": TAUS[i], "mixture": [0.0, 0.5, 0.9][i]},
+    ),
     "rlhf": ({"beta": TAUS, "nu": "nu"}, lambda i: {"beta": TAUS[i], "nu": "nu"}),
 }
 

@@ -52,17 +52,27 @@ def cli_dir(tmp_path_factory) -> Path:
     return out
 
 
-def artist(fig: Figure, gid: str):
+def artists(fig: Figure, gid: str) -> list:
     found = [a for ax in fig.axes for a in ax.get_children() if a.get_gid() == gid]
+    assert found, f"no artist with gid {gid!r}"
+    return found
+
+
+def artist(fig: Figure, gid: str):
+    found = artists(fig, gid)
     assert len(found) == 1, f"expected one artist with gid {gid!r}, found {len(found)}"
     return found[0]
 
 
 def simplex_points(fig: Figure, gid: str) -> torch.Tensor:
-    """The policies (N, 3) behind a line drawn on a simplex, back from Cartesian coordinates."""
-    line = artist(fig, gid)
-    xy = np.column_stack([line.get_xdata(), line.get_ydata()])
-    return cartesian_to_barycentric(xy)
+    """The policies (N, 3) behind a line drawn on a simplex (every copy must agree)."""
+    copies = [
+        cartesian_to_barycentric(np.column_stack([line.get_xdata(), line.get_ydata()]))
+        for line in artists(fig, gid)
+    ]
+    for other in copies[1:]:
+        torch.testing.assert_close(other, copies[0], atol=0, rtol=0)
+    return copies[0]
 
 
 # --- configs and registry -----------------------------------------------------------------------
@@ -122,7 +132,10 @@ def test_readme_lists_every_figure():
         assert f"`{name}.png`" in text and f"--only {name}" in text
         function = FIGURES[name]
         assert f"{function.__module__}.{function.__name__}" in text
-        assert f"experiments.{type(EXPERIMENTS[name]).__name__}" in text or name == "reference_solutions"
+        assert (
+            f"experiments.{type(EXPERIMENTS[name]).__name__}" in text
+            or name == "reference_solutions"
+        )
 
 
 # --- files: the command line, sizes, reproducibility --------------------------------------------
@@ -139,7 +152,7 @@ def test_cli_writes_every_figure(cli_dir):
 
 def test_metadata_names_the_config(cli_dir):
     pdf = (cli_dir / "tau_path.pdf").read_bytes()
-    assert b"experiments.tau_path (quick)" in pdf
+    assert b"experiments.tau_path [quick]" in pdf
     assert b"/CreationDate" not in pdf and b"/ModDate" not in pdf
 
 
@@ -152,7 +165,9 @@ def test_files_are_reproducible(name, built, cli_dir, tmp_path):
 
 
 def test_cli_only_and_rejects_unknown(tmp_path, capsys):
-    assert main(["figures", "--quick", "--only", "nash_md_convergence", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["figures", "--quick", "--only", "nash_md_convergence", "--out", str(tmp_path)]) == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "nash_md_convergence.pdf",
         "nash_md_convergence.png",
@@ -205,7 +220,11 @@ def test_trajectories_config_runs_long_enough_to_converge():
         if target is None:
             continue
         run = ALGORITHMS[algorithm](
-            P, mu, steps=TRAJECTORIES.steps, tau=TRAJECTORIES.tau, **TRAJECTORIES.hyper_for(algorithm)
+            P,
+            mu,
+            steps=TRAJECTORIES.steps,
+            tau=TRAJECTORIES.tau,
+            **TRAJECTORIES.hyper_for(algorithm),
         )
         gap = run.distance_to(target)[:, -1]
         assert float(gap.max()) < 0.02, f"{algorithm} ends {gap.tolist()} from its {target}"
@@ -219,8 +238,12 @@ def test_tau_path_limits(built):
         nash = simplex_points(fig, f"regularized nash path:{name}")
         rlhf = simplex_points(fig, f"rlhf path:{name}")
         # The drawn path runs from tau_max to tau_min and is the library's solution there.
-        torch.testing.assert_close(nash[-1], regularized_nash(P, mu, config.tau_min), atol=1e-9, rtol=0)
-        torch.testing.assert_close(rlhf[0], rlhf_optimum(P, mu, config.tau_max, nu=mu), atol=1e-9, rtol=0)
+        torch.testing.assert_close(
+            nash[-1], regularized_nash(P, mu, config.tau_min), atol=1e-9, rtol=0
+        )
+        torch.testing.assert_close(
+            rlhf[0], rlhf_optimum(P, mu, config.tau_max, nu=mu), atol=1e-9, rtol=0
+        )
         # RLHF/DPO ends on the BT argmax (fitted on pairs from mu), almost deterministically.
         bt_argmax = int(bt_fit(P, mu).argmax())
         assert int(rlhf[-1].argmax()) == bt_argmax and float(rlhf[-1, bt_argmax]) > 0.99
@@ -287,9 +310,14 @@ def test_ipo_toy_d1_matches_the_worked_examples(built):
     assert limits == [1.0, 0.0, 0.0]
     # The sampled protocol is drawn, with a 95% interval for every action and tau.
     config = experiments.IPO_TOY
-    for a in "abc":
-        sampled = artist(fig, f"d1_ipo_sampled:{a}")
-        assert len(sampled.lines[0].get_xdata()) == len(config.sampled_taus)
+    for loss in ("ipo", "dpo"):
+        for a in "abc":
+            means = artist(fig, f"d1_{loss}_sampled:{a}")
+            np.testing.assert_allclose(means.get_xdata(), config.sampled_taus)
+            intervals = artist(fig, f"d1_{loss}_sampled_ci:{a}").get_segments()
+            assert len(intervals) == len(config.sampled_taus)
+            for (lo, hi), y in zip(intervals, means.get_ydata()):
+                assert lo[1] <= y <= hi[1]  # each interval brackets its mean
 
 
 def test_ipo_toy_exact_d1_runs_reach_the_closed_form():

@@ -11,8 +11,9 @@ Measured (torch 2.13, float64; see the report of issue #3):
 - online IPO, default lr, tau = 0.1: residual < 1e-8 after up to ~4.3e3 steps at K = 3, ~1.5e4 at
   K = 5 and ~2.9e4 at K = 10 (8 random games each); at tau in [0.2, 1] under 3e3 steps for K <= 10;
 - Nash-MD (decaying schedule), T = 20000, tau = 0.1: max |pi_T - pi*| = 2e-5 (the O(1/T) rate);
-- RLHF and Nash-MD-PG at their default learning rates are far slower than the preference losses
-  (see the xfail reasons below).
+- RLHF and Nash-MD-PG default to the natural-gradient (mirror) form of their exact policy
+  gradient; the vanilla softmax gradient is pi-weighted and needs ~1e5 steps where the fixed point
+  has probabilities ~1e-3 (Mei et al. 2020, arXiv:2005.06392), so it is tested at larger tau.
 """
 
 from __future__ import annotations
@@ -83,11 +84,19 @@ def _kl_rows(p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 # K = 3 games for the long default-hyperparameter runs: random (cyclic or not), rock-paper-scissors,
 # the three-voter-types Condorcet cycle and a Bradley-Terry game, each with its own random mu.
 
-GAMES3 = torch.cat([
-    _non_transitive_games(3, 3, base=0),
-    torch.stack([random_game(3, seed=1), rock_paper_scissors(0.8), three_voter_types(0.1),
-                 bradley_terry([1.0, 0.0, -0.5])]),
-])
+GAMES3 = torch.cat(
+    [
+        _non_transitive_games(3, 3, base=0),
+        torch.stack(
+            [
+                random_game(3, seed=1),
+                rock_paper_scissors(0.8),
+                three_voter_types(0.1),
+                bradley_terry([1.0, 0.0, -0.5]),
+            ]
+        ),
+    ]
+)
 N3 = GAMES3.shape[0]
 MU3 = _simplex_rows(0, N3, 3)
 NU3 = _simplex_rows(1, N3, 3)  # a data policy != mu for the offline algorithms
@@ -107,8 +116,13 @@ def default_runs():
         if fixed_point is None:
             continue
         if name in ("dpo", "ipo"):
-            runs[name] = ALGORITHMS[name](torch.cat([GAMES3, GAMES3]), torch.cat([MU3, MU3]), steps=LONG, tau=TAU,
-                                          nu=torch.cat([MU3, NU3]))
+            runs[name] = ALGORITHMS[name](
+                torch.cat([GAMES3, GAMES3]),
+                torch.cat([MU3, MU3]),
+                steps=LONG,
+                tau=TAU,
+                nu=torch.cat([MU3, NU3]),
+            )
         else:
             runs[name] = ALGORITHMS[name](GAMES3, MU3, steps=LONG, tau=TAU)
     return runs
@@ -122,40 +136,16 @@ def _default_target(name: str, i: int) -> torch.Tensor:
         return ipo_optimum(P, mu, TAU)
     if name in ("online_ipo", "nash_md"):
         return regularized_nash(P, mu, TAU)
-    if name == "ipo_md":
-        return ipo_md_fixed_point(P, mu, TAU, 0.125)  # the default mixture (Calandriello et al. Sec. 7)
+    if name == "ipo_md":  # the default mixture 0.125 (Calandriello et al. Sec. 7)
+        return ipo_md_fixed_point(P, mu, TAU, 0.125)
     if name == "nash_md_pg":
         return ipo_md_fixed_point(P, mu, TAU, 0.0)  # the default mixture 0: self-play
     raise AssertionError(name)
 
 
-_PG_SLOW = (
-    "exact softmax policy gradient at its default lr (dynamics.nash_md._pg_lr: 0.5 s / (s + 1/2)^2 = 0.139 "
-    "at s = 0.1) does not reach 1e-6 in 20000 steps: the logit gradient pi * (A - E_pi A) is pi-weighted, so "
-    "near a peaked fixed point it contracts at ~ lr * s * min_y pi*(y) per step, and a vanishing "
-    "probability decays only like 1 / t (Mei et al. 2020, arXiv:2005.06392)"
-)
-XFAIL_DEFAULT = {
-    "rlhf": pytest.mark.xfail(strict=True, reason=(
-        _PG_SLOW + ". rlhf(GAMES3, MU3, steps=20000, tau=0.1): max |pi_T - rlhf_optimum(P, mu, 0.1, mu)| = "
-        "8.1e-4 (row 0, min pi* = 1.8e-3); rows with min pi* = 3e-10 and 1e-7 stay at ~1e-5 even at lr = 19, "
-        "just under the stability limit 2 / beta, so no default lr fixes it. Suggested fix: make the update a "
-        "natural-gradient / mirror-ascent step, log pi <- log pi + lr (r - beta log(pi / mu)) + c (a "
-        "contraction by 1 - lr beta in log space; lr = 1 / beta is the closed form), or default "
-        "method='closed_form', or drop rlhf from the 20000-step claim.")),
-    "nash_md_pg": pytest.mark.xfail(strict=True, reason=(
-        _PG_SLOW + ". nash_md_pg(GAMES3, MU3, steps=20000, tau=0.1): max |pi_T - regularized_nash| = 2.3e-5 "
-        "on bradley_terry([1, 0, -0.5]) (min pi* = 0.014); 2x the default lr gives 7e-8, 4x gives 7e-13. "
-        "Online IPO, whose expected gradient is 4 / tau times this one (check 7), takes an effective PG step "
-        "of (4 / tau) * 0.018 = 0.73, 5x larger. Suggested fix: a larger default lr (>= 4x, with the "
-        "stability argument of _pg_lr redone) or a natural-gradient step.")),
-}
-
-
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=XFAIL_DEFAULT[n]) if n in XFAIL_DEFAULT else n
-     for n, fp in FIXED_POINTS.items() if fp is not None],
+    [n for n, fp in FIXED_POINTS.items() if fp is not None],
 )
 def test_default_hyperparameters_land_on_the_fixed_point(default_runs, name):
     traj = default_runs[name]
@@ -187,7 +177,9 @@ def test_online_ipo_converges_to_regularized_nash_k3(default_runs):
         assert _max_abs(final[i], regularized_nash(GAMES3[i], MU3[i], TAU)) <= 1e-8
 
 
-@pytest.mark.parametrize("k, taus, steps", [(5, [0.2, 0.5, 1.0], 4000), (10, [0.25, 0.5, 1.0], 5000)])
+@pytest.mark.parametrize(
+    "k, taus, steps", [(5, [0.2, 0.5, 1.0], 4000), (10, [0.25, 0.5, 1.0], 5000)]
+)
 def test_online_ipo_converges_to_regularized_nash(k, taus, steps):
     # One batched call per K: 6 non-transitive games, taus per row, default lr. Steps measured for a
     # residual of 1e-8: <= 803 (K = 5), <= 2863 (K = 10). At tau = 0.1 the same needs ~1.5e4 (K = 5)
@@ -272,7 +264,7 @@ def test_nash_md_constant_step_converges_to_ipo_md_not_to_regularized_nash():
 
 def _nash_md_step_by_hand(P, mu, pi, tau, eta):
     """One Nash-MD step (Munos et al. Eq. (8)-(9)), written from the argmax form:
-    pi_next ∝ mix * exp(eta * P mix), mix ∝ pi^(1 - eta tau) mu^(eta tau)."""
+    pi_next propto mix * exp(eta * P mix), mix propto pi^(1 - eta tau) mu^(eta tau)."""
     m = eta * tau
     mix = pi ** (1 - m) * mu**m
     mix = mix / mix.sum()
@@ -314,16 +306,26 @@ def test_offline_algorithms_converge_to_their_closed_forms(default_runs, name):
 
 
 def test_online_dpo_stationary_point():
-    P = torch.stack([three_voter_types(0.1), rock_paper_scissors(0.6),
-                     bradley_terry([1.0, 0.0, -0.5]), bradley_terry([0.3, -0.2, 0.5])])
-    mu = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]], dtype=F64)
+    P = torch.stack(
+        [
+            three_voter_types(0.1),
+            rock_paper_scissors(0.6),
+            bradley_terry([1.0, 0.0, -0.5]),
+            bradley_terry([0.3, -0.2, 0.5]),
+        ]
+    )
+    mu = torch.tensor(
+        [[1 / 3, 1 / 3, 1 / 3], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]], dtype=F64
+    )
     beta = 0.5
     traj = online_dpo(P, mu, steps=4000, beta=beta)
     pi = traj.final
     for i in range(4):
         # Stationarity, independently: autograd of population_loss with pairs from pi (held fixed).
         theta = pi[i].log().clone().requires_grad_(True)
-        value = population_loss(theta, P[i], mu[i], functools.partial(dpo_loss, beta=beta), nu=pi[i].clone())
+        value = population_loss(
+            theta, P[i], mu[i], functools.partial(dpo_loss, beta=beta), nu=pi[i].clone()
+        )
         (grad,) = torch.autograd.grad(value, theta)
         assert float(grad.abs().max()) < 1e-12
         # Self-consistency (IPO Prop. 4 with nu = pi): pi is the RLHF optimum for the BT reward
@@ -364,7 +366,9 @@ def test_online_ipo_gradient_is_a_positive_multiple_of_nash_md_pg(k, tau):
     ascent = pi * (A - (pi * A).sum())  # Nash-MD-PG exact expected direction, my own formula
     torch.testing.assert_close(g_online, -(4.0 / tau) * ascent, rtol=1e-11, atol=1e-13)
     # The library's regularized_advantage returns the descent direction -ascent.
-    _, descent = regularized_advantage(pi.log()[None], mu.log()[None], (P @ pi)[None], torch.tensor([[tau]], dtype=F64))
+    _, descent = regularized_advantage(
+        pi.log()[None], mu.log()[None], (P @ pi)[None], torch.tensor([[tau]], dtype=F64)
+    )
     torch.testing.assert_close(descent[0], -ascent, rtol=1e-12, atol=1e-15)
     # The ratio is the same positive constant in every coordinate (where the direction is not tiny).
     big = ascent.abs() > 1e-8 * ascent.abs().max()
@@ -381,8 +385,9 @@ def test_ipo_md_gradient_is_prop_5_1(m):
     theta = torch.randn(k, generator=gen, dtype=F64)
     pi = torch.softmax(theta, 0)
     th = theta.clone().requires_grad_(True)
-    value = population_loss(th, P, mu, functools.partial(ipo_loss, tau=tau),
-                            nu=lambda p: geometric_mixture(p, mu, m))
+    value = population_loss(
+        th, P, mu, functools.partial(ipo_loss, tau=tau), nu=lambda p: geometric_mixture(p, mu, m)
+    )
     (grad,) = torch.autograd.grad(value, th)
     s = pi ** (1 - m) * mu**m
     s = s / s.sum()
@@ -433,7 +438,7 @@ def _game_with_interior_nash(x: torch.Tensor, seed: int) -> torch.Tensor:
 def test_interior_nash_reference_is_a_fixed_point_of_every_update(name):
     # With mu = x, a full-support Nash equilibrium (P x = 1/2): every margin starts at 0 and, for
     # any per-pair loss with soft labels, dL/dtheta_k = 2 l'(0) x_k (2 (P x)_k - 1) = 0; Nash-MD's
-    # mixture is mu and mu exp(eta P mu) ∝ mu; the BT fit under nu = x is r = 0 (its stationarity
+    # mixture is mu and mu exp(eta P mu) propto mu; the BT fit under nu = x is r = 0 (its stationarity
     # condition is (P x)_y = 1/2). So every algorithm starts *at* its fixed point: no registry
     # algorithm takes a start argument, and this is the way to start one there.
     x = torch.tensor([0.15, 0.4, 0.25, 0.2], dtype=F64)
@@ -452,9 +457,17 @@ def _one_step_from(name: str, P, mu, target) -> torch.Tensor:
     lr = float(ALGORITHMS[name](P, mu, steps=0, tau=TAU).hyper["lr"])
     log_t = target.log()
     if name in ("dpo", "ipo", "online_ipo", "ipo_md"):
-        loss = functools.partial(dpo_loss, beta=TAU) if name == "dpo" else functools.partial(ipo_loss, tau=TAU)
-        nu = {"dpo": None, "ipo": None, "online_ipo": lambda p: p,
-              "ipo_md": lambda p: geometric_mixture(p, mu, 0.125)}[name]
+        loss = (
+            functools.partial(dpo_loss, beta=TAU)
+            if name == "dpo"
+            else functools.partial(ipo_loss, tau=TAU)
+        )
+        nu = {
+            "dpo": None,
+            "ipo": None,
+            "online_ipo": lambda p: p,
+            "ipo_md": lambda p: geometric_mixture(p, mu, 0.125),
+        }[name]
         th = log_t.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(population_loss(th, P, mu, loss, nu=nu), th)
         return torch.softmax(log_t - lr * grad, 0)

@@ -79,11 +79,15 @@ def _common_size(sizes: dict[str, int]) -> int:
     return distinct.pop() if distinct else 1
 
 
-def as_batch(P: Any, mu: Any, **hyper: Any) -> tuple[Batch, dict[str, Tensor]]:
-    """Validate and broadcast ``P``, ``mu`` and hyperparameters (numbers or length-B sequences).
+def as_batch(
+    P: Any, mu: Any, *, policies: dict[str, Any] | None = None, **hyper: Any
+) -> tuple[Batch, dict[str, Tensor]]:
+    """Validate and broadcast ``P``, ``mu``, extra ``policies`` and hyperparameters.
 
-    Returns the :class:`Batch` and each hyperparameter as a float64 tensor of shape (B,). ``None``
-    hyperparameters are passed through as ``None``.
+    Hyperparameters are numbers or length-B sequences; ``policies`` (e.g. ``{"nu": nu}``) are
+    probability vectors (K,) or batches (B, K), zeros allowed. Returns the :class:`Batch` and a
+    dict with each hyperparameter as a float64 tensor (B,) and each policy as (B, K); ``None``
+    values are passed through as ``None``.
     """
     P_t = preference_batch(P)
     k = P_t.shape[-1]
@@ -93,6 +97,11 @@ def as_batch(P: Any, mu: Any, **hyper: Any) -> tuple[Batch, dict[str, Tensor]]:
         sizes["P"] = P_t.shape[0]
     if mu_t.ndim == 2:
         sizes["mu"] = mu_t.shape[0]
+    extra: dict[str, Tensor | None] = {}
+    for key, value in (policies or {}).items():
+        extra[key] = None if value is None else policy_batch(value, key, k, positive=False)
+        if extra[key] is not None and extra[key].ndim == 2:  # type: ignore[union-attr]
+            sizes[key] = extra[key].shape[0]  # type: ignore[union-attr]
     values: dict[str, Tensor | None] = {}
     for key, value in hyper.items():
         if value is None:
@@ -108,6 +117,8 @@ def as_batch(P: Any, mu: Any, **hyper: Any) -> tuple[Batch, dict[str, Tensor]]:
     P_b = P_t.expand(size, k, k) if P_t.ndim == 2 else P_t
     mu_b = mu_t.expand(size, k) if mu_t.ndim == 1 else mu_t
     out = {key: (None if v is None else v.to(DTYPE).expand(size).clone()) for key, v in values.items()}
+    for key, v in extra.items():
+        out[key] = None if v is None else v.expand(size, k).clone()  # type: ignore[assignment]
     return Batch(P_b.clone(), mu_b.clone(), batched=bool(sizes)), out  # type: ignore[arg-type]
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_generator, as_int
+from .._validate import as_generator, as_int, as_tensor
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, slic_loss
-from .batch import Batch, as_batch, policy_batch, positive, unbatch, unit_interval
+from .batch import Batch, as_batch, positive, unbatch, unit_interval
 from .derivatives import prepare
 from .loop import run
 from .optimizers import make_optimizer
@@ -45,6 +45,12 @@ def _strength(beta: Any, tau: Any, name: str) -> Any:
     value = beta if beta is not None else tau
     if value is None:
         raise ValueError(f"{name} needs beta (the KL strength; tau is accepted as an alias)")
+    return _checked(value, "beta" if beta is not None else "tau")
+
+
+def _checked(value: Any, name: str) -> Any:
+    """A KL strength (number or sequence), checked finite and > 0 before anything uses it."""
+    positive(as_tensor(value, name).detach(), name)
     return value
 
 
@@ -89,11 +95,11 @@ def preference_optimization(
     """
     steps = as_int(steps, "steps", minimum=0)
     numeric = {k: v for k, v in loss_kwargs.items() if not isinstance(v, str)}
-    batch, hyper = as_batch(P, mu, lr=lr, mixture=mixture, **numeric)
+    batch, hyper = as_batch(P, mu, policies={"nu": nu}, lr=lr, mixture=mixture, **numeric)
     positive(hyper["lr"], "lr")
     b, k = batch.size, batch.n_actions
     if sampler == "fixed":
-        nu_t = batch.mu if nu is None else policy_batch(nu, "nu", k, positive=False).expand(b, k)
+        nu_t = batch.mu if nu is None else hyper["nu"]
         smp: Sampler = fixed_sampler(nu_t.log())
     elif sampler == "online":
         smp = online_sampler(b, k)
@@ -115,7 +121,7 @@ def preference_optimization(
                                           value_and_slope=value_and_slope)
 
     log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps)
-    record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None}
+    record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None and key != "nu"}
     record.update({key: v for key, v in loss_kwargs.items() if isinstance(v, str)})
     if sampler == "fixed":
         record["nu"] = unbatch(nu_t, batch)  # the targets (rlhf_optimum, ipo_optimum) need it
@@ -168,7 +174,7 @@ def ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, nu: Any 
 
     Azar et al., arXiv:2310.12036v2, Eq. (13)/(17); unique minimiser by Theorem 2.
     """
-    lr = _default_lr(2.0, tau, False) if lr is None else lr
+    lr = _default_lr(2.0, _checked(tau, "tau"), False) if lr is None else lr
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="fixed", steps=steps,
                                    lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="ipo")
 
@@ -223,7 +229,7 @@ def online_ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, l
 
     Calandriello et al., arXiv:2403.08635v1, Eq. (11) and Prop. 4.1 (fixed point = regularised Nash).
     """
-    lr = _default_lr(2.0, tau, True) if lr is None else lr
+    lr = _default_lr(2.0, _checked(tau, "tau"), True) if lr is None else lr
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="online", steps=steps,
                                    lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_ipo")
 
@@ -235,7 +241,7 @@ def ipo_md(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, mixtu
 
     Calandriello et al., arXiv:2403.08635v1, Sec. 5 (default mixture 0.125, their Sec. 7 choice).
     """
-    lr = _default_lr(2.0, tau, True) if lr is None else lr
+    lr = _default_lr(2.0, _checked(tau, "tau"), True) if lr is None else lr
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="mixture", steps=steps,
                                    lr=lr, mixture=mixture, labels=labels, optimizer=optimizer, seed=seed,
                                    name="ipo_md")

@@ -17,16 +17,16 @@ from torch import Tensor
 from .._validate import as_int
 from ..bt import bt_fit
 from ..optima import gibbs_policy
-from .batch import as_batch, policy_batch, positive, unbatch
+from .batch import as_batch, positive, unbatch
 from .loop import run
-from .nash_md import _pg_lr, regularized_advantage
+from .nash_md import _gradient_kind, _pg_lr, policy_gradient_direction
 from .optimizers import GradientDescent
 from .preference import DEFAULT_STEPS, _strength
 from .trajectory import Trajectory
 
 
 def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
-         method: str = "policy_gradient", lr: Any = None) -> Trajectory:
+         method: str = "policy_gradient", gradient: str = "natural", lr: Any = None) -> Trajectory:
     r"""Two-stage RLHF with exact quantities; converges to ``rlhf_optimum(P, mu, beta, nu)``.
 
     Parameters
@@ -42,9 +42,12 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
         Distribution of the pairs the reward model is fitted on; default ``mu`` (pairs sampled from
         the reference, as in offline DPO, so ``rlhf`` and ``dpo`` share their optimum by default).
     method : {"policy_gradient", "closed_form"}
+    gradient : {"natural", "vanilla"}
+        With ``method="policy_gradient"``: ascend the centred advantage (natural gradient, the
+        default: every action converges at rate ``1 - lr beta``) or the exact vanilla gradient
+        :math:`\pi\odot(A - E_\pi A)` (slow where the optimum has tiny probabilities).
     lr : float, optional
-        Step size of the ascent (default ``0.5 beta / (beta + 1/2)^2``; the reward is centred, so
-        the same bound as Nash-MD-PG applies when rewards are O(1)).
+        Step size of the ascent (default ``beta / (beta + 1/2)^2``, four times that for vanilla).
 
     Returns
     -------
@@ -57,9 +60,9 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
     """
     steps = as_int(steps, "steps", minimum=0)
     b_value = _strength(beta, tau, "rlhf")
-    batch, hyper = as_batch(P, mu, beta=b_value, lr=lr)
+    batch, hyper = as_batch(P, mu, policies={"nu": nu}, beta=b_value, lr=lr)
     beta_t = positive(hyper["beta"], "beta")[:, None]
-    nu_b = batch.mu if nu is None else policy_batch(nu, "nu", batch.n_actions, positive=False).expand(batch.size, -1)
+    nu_b = batch.mu if nu is None else hyper["nu"]
     reward = torch.stack([bt_fit(batch.P[i], nu_b[i]) for i in range(batch.size)])  # (B, K)
     log_mu = batch.log_mu
     if method == "closed_form":
@@ -68,16 +71,16 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
         losses: Tensor | None = None
         lr_t = None
     elif method == "policy_gradient":
-        lr_t = _pg_lr(hyper["beta"]) if hyper["lr"] is None else positive(hyper["lr"], "lr")
+        kind = _gradient_kind(gradient)
+        lr_t = _pg_lr(hyper["beta"], kind) if hyper["lr"] is None else positive(hyper["lr"], "lr")
 
         def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-            objective, direction = regularized_advantage(log_pi, log_mu, reward, beta_t)
-            return -objective, direction
+            return policy_gradient_direction(log_pi, log_mu, reward, beta_t, kind)
 
         log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps)
     else:
         raise ValueError(f"method must be 'policy_gradient' or 'closed_form', got {method!r}")
-    record: dict[str, Any] = {"beta": unbatch(hyper["beta"], batch), "method": method,
+    record: dict[str, Any] = {"beta": unbatch(hyper["beta"], batch), "method": method, "gradient": gradient,
                               "reward": unbatch(reward, batch)}
     if lr_t is not None:
         record["lr"] = unbatch(lr_t, batch)
