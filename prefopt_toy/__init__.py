@@ -6,6 +6,7 @@ torch tensors or Python floats. See the README for a tour and the notation table
 """
 
 from .bt import bt_fit, bt_log_likelihood
+from .dynamics import ALGORITHMS, FIXED_POINTS, Trajectory, dataset_run, nash_md, seed_summary
 from .game_properties import (
     bt_fit_gap,
     bt_fit_kl,
@@ -79,6 +80,13 @@ __all__ = [
     "pair_margins",
     "hard_labels",
     "dataset_loss",
+    # exact learning dynamics
+    "ALGORITHMS",
+    "FIXED_POINTS",
+    "Trajectory",
+    "nash_md",
+    "dataset_run",
+    "seed_summary",
     # sources
     "PAPERS",
     "cite",

@@ -224,6 +224,8 @@ def test_result_tables_cover_the_public_functions():
         "rock_paper_scissors", "three_voter_types", "random_game", "from_comparisons",
         "condorcet_winner", "is_transitive", "is_bradley_terry", "cite", "FixedPointReport",
         "PAPERS", "GPO_FUNCTIONS",
+        # the dynamics return Trajectory objects (tests/test_dynamics_trajectory.py checks them)
+        "ALGORITHMS", "FIXED_POINTS", "Trajectory", "nash_md", "dataset_run", "seed_summary",
     }
     missing = set(pt.__all__) - other - set(TENSOR_RESULTS) - set(FLOAT_RESULTS)
     assert not missing, f"add these public functions to TENSOR_RESULTS or FLOAT_RESULTS: {sorted(missing)}"

@@ -230,6 +230,9 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "pair_margins": lambda a: pt.pair_margins(a["theta"], a["mu"]),
     "hard_labels": lambda a: pt.hard_labels(a["P"]),
     "dataset_loss": lambda a: pt.dataset_loss(a["theta"], a["mu"], [(0, 1), (2, 3)], _ipo),
+    "nash_md": lambda a: pt.nash_md(a["P"], a["mu"], 0.5, 3),
+    "ALGORITHMS": lambda a: [pt.ALGORITHMS[n](a["P"], a["mu"], steps=3, tau=0.5) for n in pt.ALGORITHMS],
+    "dataset_run": lambda a: pt.dataset_run(a["mu"], [(0, 1), (2, 3)], loss="ipo", tau=0.5, steps=3, seeds=2),
 }
 
 
@@ -267,6 +270,8 @@ def test_public_calls_cover_every_array_function():
     no_array_arguments = {
         "rock_paper_scissors", "three_voter_types", "random_game", "from_comparisons", "cite",
         "FixedPointReport", "PAPERS", "GPO_FUNCTIONS",
+        # a class, a table, and a summary of a Trajectory (covered through ALGORITHMS / dataset_run)
+        "Trajectory", "FIXED_POINTS", "seed_summary",
     }
     missing = set(pt.__all__) - no_array_arguments - set(CALLS)
     assert not missing, f"add these public functions to CALLS: {sorted(missing)}"

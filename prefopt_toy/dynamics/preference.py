@@ -148,6 +148,16 @@ def _default_lr(curvature: Any, strength: Any, online: bool) -> Any:
     return lr if lr.ndim else float(lr)
 
 
+def _hinge_lr(beta: Any) -> Any:
+    """The hinge has no curvature to size a step by: ``lr = 1 / beta`` moves each margin by at most
+    ``2 s s' <= 1/2`` per step (the gradient of ``max(0, 1 - beta h)`` is ``-beta``), a fraction of
+    the hinge's width ``1 / beta``. A subgradient step of constant size does not converge to a point:
+    the iterates end hovering within about one step of the kink (a set of minimisers anyway)."""
+    b = torch.as_tensor(beta, dtype=torch.float64)
+    lr = 1.0 / b
+    return lr if lr.ndim else float(lr)
+
+
 def _beta2(beta: Any) -> Tensor:
     b = torch.as_tensor(beta, dtype=torch.float64)
     return b * b
@@ -187,7 +197,7 @@ def slic(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
     general a set (any margin beyond ``1/beta`` on deterministic pairs), not a point.
     """
     b = _strength(beta, tau, "slic")
-    lr = _default_lr(_beta2(b) / 4, b, False) if lr is None else lr
+    lr = _hinge_lr(b) if lr is None else lr
     return preference_optimization(P, mu, loss=slic_loss, loss_kwargs={"beta": b}, sampler="fixed", steps=steps,
                                    lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="slic")
 
@@ -201,9 +211,12 @@ def gpo(P: Any, mu: Any, *, f: str, steps: int = DEFAULT_STEPS, beta: Any = None
     if f not in GPO_FUNCTIONS:
         raise ValueError(f"f must be one of {sorted(GPO_FUNCTIONS)}, got {f!r}")
     b = _strength(beta, tau, "gpo")
-    # f'' is 2 for the squared and truncated quadratic surrogates, at most 1/4 for the others.
-    curvature = _beta2(b) * (2.0 if f in ("squared", "truncated_quadratic") else 0.25)
-    lr = _default_lr(curvature, b, False) if lr is None else lr
+    # f'' is 2 for the squared and truncated quadratic surrogates, at most 1/4 for the smooth others;
+    # the hinge has none (see _hinge_lr).
+    if lr is None and f == "hinge":
+        lr = _hinge_lr(b)
+    elif lr is None:
+        lr = _default_lr(_beta2(b) * (2.0 if f in ("squared", "truncated_quadratic") else 0.25), b, False)
     return preference_optimization(P, mu, loss=gpo_loss, loss_kwargs={"beta": b, "f": f}, sampler="fixed",
                                    steps=steps, lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed,
                                    name=f"gpo_{f}")

@@ -25,7 +25,14 @@ TARGETS = ("regularized_nash", "rlhf_optimum", "ipo_optimum", "ipo_md_fixed_poin
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Iterates of one algorithm run (or a batch of runs)."""
+    """Iterates of one algorithm run (or a batch of runs).
+
+    References
+    ----------
+    The targets are those of Munos et al., arXiv:2312.00886v4 (Theorem 1, the KL to the
+    regularised Nash), Calandriello et al., arXiv:2403.08635v1 (Prop. 4.1, 5.2) and Azar et al.,
+    arXiv:2310.12036v2 (Eq. (9), App. B Prop. 4).
+    """
 
     log_policies: Tensor
     """Log-policies, shape (steps + 1, K), or (B, steps + 1, K) for a batch; row 0 is the start."""
