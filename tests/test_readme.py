@@ -41,3 +41,13 @@ def test_readme_starts_with_the_two_commands():
     first_block = re.search(r"```bash\n(.*?)```", text, flags=re.S).group(1)
     assert first_block.splitlines()[0].startswith("make test")
     assert first_block.splitlines()[1].startswith("make demo")
+
+
+def test_readme_algorithms_block_runs_and_lands():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 2, "README.md lost its Algorithms example"
+    namespace: dict = {}
+    exec(compile(blocks[1], str(README), "exec"), namespace)  # our own README, not user input
+    traj = namespace["traj"]
+    assert tuple(traj.policies.shape) == (5001, 3)
+    assert float(traj.distance_to("regularized_nash")[-1]) < 1e-12
