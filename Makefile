@@ -4,7 +4,7 @@
 #   make demo     print the reference tables, write figures/reference_solutions.{png,pdf}
 #   make figures  write the figures only
 #   make lab      install the lab extra, open JupyterLab on notebooks/ (127.0.0.1)
-#   make bench    time the exact solvers (benchmarks/bench_solvers.py)
+#   make bench    time the exact solvers and the dynamics (benchmarks/bench_*.py)
 #   make env      just set up .venv with the dev extra
 #   make clean    remove caches and build leftovers (keeps .venv; `make distclean` removes it)
 #
@@ -60,6 +60,7 @@ figures: $(VENV)/.stamp-base
 
 bench: $(VENV)/.stamp-dev
 	$(PY) benchmarks/bench_solvers.py
+	$(PY) benchmarks/bench_dynamics.py
 
 # JupyterLab refuses to start as root without --allow-root (containers often run as root).
 lab: $(VENV)/.stamp-lab
