@@ -188,6 +188,8 @@ def _dpo_value(h: Tensor, beta: Any, label_smoothing: Any = 0.0) -> Tensor:
 
 def _dpo_slope(h: Tensor, beta: Any, label_smoothing: Any = 0.0) -> Tensor:
     # d/dh [(1-eps) softplus(-x) + eps softplus(x)] = beta [eps sigma(x) - (1-eps) sigma(-x)], x = beta h
+    if isinstance(label_smoothing, float) and label_smoothing == 0.0:
+        return -beta * torch.sigmoid(-beta * h)
     x = beta * h
     return beta * (label_smoothing * torch.sigmoid(x) - (1.0 - label_smoothing) * torch.sigmoid(-x))
 

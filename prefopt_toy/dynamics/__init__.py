@@ -4,6 +4,7 @@ Every algorithm returns a :class:`Trajectory` and is batched over games, referen
 hyperparameters. ``ALGORITHMS`` maps names to them.
 """
 
+from .fused import CORE, redraw
 from .nash_md import nash_md, nash_md_pg
 from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
 from .registry import ALGORITHMS, FIXED_POINTS, run_algorithm
@@ -13,6 +14,8 @@ from .trajectory import TARGETS, Trajectory
 
 __all__ = [
     "ALGORITHMS",
+    "CORE",
+    "redraw",
     "DATASET_LOSSES",
     "SeedSummary",
     "dataset_run",
