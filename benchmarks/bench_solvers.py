@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import os
 import platform
 import statistics
@@ -147,7 +148,7 @@ def scipy_highs(P: np.ndarray, method: str = "highs") -> np.ndarray:
 
 
 def scipy_highs_ipm(P: np.ndarray) -> np.ndarray:
-    """What-if: HiGHS's interior-point method (with its default crossover) instead of the simplex
+    """HiGHS's interior-point method (with its default crossover) instead of the dual simplex
     that ``method="highs"`` picks for these dense LPs; default options, no polish."""
     return scipy_highs(P, "highs-ipm")
 
@@ -164,6 +165,15 @@ def nashpy_lp(P: np.ndarray) -> np.ndarray:
 
 def ours_lp(P: np.ndarray) -> np.ndarray:
     return pt.nash_equilibrium(P).numpy()
+
+
+def _our_lp_method() -> str:
+    """How ``nash_equilibrium`` picks its HiGHS method, for the report (reads a private constant;
+    falls back to a generic phrase if it moves)."""
+    threshold = getattr(importlib.import_module("prefopt_toy.nash"), "_IPM_FROM", None)
+    if isinstance(threshold, int):
+        return f"dual simplex below K = {threshold}, interior point with crossover from K = {threshold}"
+    return "the HiGHS method nash_equilibrium picks for K"
 
 
 def lp_exploitability(P: np.ndarray, pi: np.ndarray) -> float:
@@ -423,7 +433,8 @@ def render(
         "",
         (
             "- ours: `prefopt_toy.nash_equilibrium(P)`: one HiGHS LP with feasibility tolerances "
-            "1e-10, then a least-squares polish of the indifference equations on the support."
+            f"1e-10 ({_our_lp_method()}), then a least-squares polish of the indifference "
+            "equations on the support."
         ),
         (
             "- nashpy: `nashpy.Game(P - 0.5).linear_program()`: two HiGHS LPs (row and column player), "
@@ -434,9 +445,10 @@ def render(
             "options, no polish."
         ),
         (
-            '- scipy-ipm (a what-if, not a peer): the same call with `method="highs-ipm"` (HiGHS\'s '
-            'interior-point method with crossover; `"highs"` picks the dual simplex here), default '
-            "options, no polish."
+            '- scipy-ipm: the same call with `method="highs-ipm"` (HiGHS\'s interior-point method '
+            'with crossover; `"highs"` picks the dual simplex for these dense LPs), default '
+            "options, no polish: the LP that ours runs for large K, without the tight tolerances "
+            "and the polish."
         ),
         "",
         (
