@@ -25,7 +25,8 @@ from matplotlib.lines import Line2D
 from torch import Tensor
 
 from .dynamics import dpo, ipo
-from .dynamics.sampled import dataset_run, seed_summary
+from .dynamics.sampled import dataset_run
+from .dynamics.seeds import seed_summary
 from .experiments import IPO_TOY, IpoToyConfig
 from .games import from_comparisons
 from .optima import ipo_optimum

@@ -23,12 +23,8 @@ import pytest
 import torch
 from scipy import stats
 
-from prefopt_toy.dynamics.sampled import (
-    DATASET_LOSSES,
-    dataset_run,
-    minibatch_loss_and_gradient,
-    seed_summary,
-)
+from prefopt_toy.dynamics.sampled import DATASET_LOSSES, dataset_run, minibatch_loss_and_gradient
+from prefopt_toy.dynamics.seeds import seed_summary
 from prefopt_toy.gpo import gpo_loss
 from prefopt_toy.losses import dpo_loss, ipo_loss, slic_loss
 from prefopt_toy.population import dataset_loss

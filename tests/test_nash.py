@@ -9,7 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefopt_toy import exploitability, nash_equilibrium, random_game, rock_paper_scissors, three_voter_types
+from prefopt_toy import (
+    exploitability,
+    nash_equilibrium,
+    random_game,
+    rock_paper_scissors,
+    three_voter_types,
+)
 
 
 def unique_equilibrium(P: np.ndarray):

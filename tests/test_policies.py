@@ -10,7 +10,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefopt_toy import entropy, geometric_mixture, kl, log_softmax, random_game, softmax, win_rate, win_rates
+from prefopt_toy import (
+    entropy,
+    geometric_mixture,
+    kl,
+    log_softmax,
+    random_game,
+    softmax,
+    win_rate,
+    win_rates,
+)
 
 
 @st.composite

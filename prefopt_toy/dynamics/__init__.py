@@ -9,7 +9,8 @@ from .nash_md import nash_md, nash_md_pg
 from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
 from .registry import ALGORITHMS, FIXED_POINTS, run_algorithm
 from .rlhf import rlhf
-from .sampled import DATASET_LOSSES, SeedSummary, dataset_run, seed_summary
+from .sampled import DATASET_LOSSES, dataset_run
+from .seeds import SeedSummary, seed_summary
 from .trajectory import TARGETS, Trajectory
 
 __all__ = [
