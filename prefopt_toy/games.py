@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .comparison_data import from_comparisons, from_win_counts  # re-exported
 from ._validate import (
     DTYPE,
     PROB_ATOL,
@@ -31,6 +30,7 @@ from ._validate import (
     as_unit_interval,
     as_vector,
 )
+from .comparison_data import from_comparisons, from_win_counts  # re-exported
 
 __all__ = [
     "bradley_terry",
