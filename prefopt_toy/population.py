@@ -39,7 +39,7 @@ def _log_pi(theta: Any, k: int) -> Tensor:
     return log_softmax(theta_t)  # (K,)
 
 
-def _margin_matrix(log_ratio: Tensor) -> Tensor:
+def margin_matrix(log_ratio: Tensor) -> Tensor:
     # h[y, y'] = log(pi/mu)(y) - log(pi/mu)(y'): row = first (winner) action, column = second.
     return log_ratio[..., :, None] - log_ratio[..., None, :]  # (K, K)
 
@@ -98,7 +98,7 @@ def pair_margins(theta: Any, mu: Any) -> Tensor:
             [ 1.0986,  0.0000]], dtype=torch.float64)
     """
     mu_t = as_policy(mu, "mu", positive=True)
-    return _margin_matrix(_log_pi(theta, mu_t.shape[-1]) - mu_t.log())
+    return margin_matrix(_log_pi(theta, mu_t.shape[-1]) - mu_t.log())
 
 
 def hard_labels(P: Any) -> Tensor:
@@ -120,9 +120,13 @@ def hard_labels(P: Any) -> Tensor:
     tensor([[0.5000, 1.0000],
             [0.0000, 0.5000]], dtype=torch.float64)
     """
-    P_t = as_preference_matrix(P)
-    lead = P_t - P_t.T  # antisymmetric: its sign decides both orders consistently
-    return (lead > 0).to(P_t.dtype) + 0.5 * (lead == 0).to(P_t.dtype)
+    return hard_label_kernel(as_preference_matrix(P))
+
+
+def hard_label_kernel(P: Tensor) -> Tensor:
+    """``hard_labels`` without validation, for (..., K, K) stacks (the exact engine's label model)."""
+    lead = P - P.transpose(-1, -2)  # antisymmetric: its sign decides both orders consistently
+    return (lead > 0).to(P.dtype) + 0.5 * (lead == 0).to(P.dtype)
 
 
 def _labels(labels: Any, P_t: Tensor) -> Tensor:
@@ -235,7 +239,7 @@ def population_loss(
     log_pi = _log_pi(theta, k)  # (K,)
     s = _pair_distribution(nu, log_pi.detach().exp(), mu_t)  # (K,), no gradient
     log_ratio = log_pi - mu_t.log()  # log(pi/mu); mu > 0 was checked
-    h = _margin_matrix(log_ratio)  # (K, K)
+    h = margin_matrix(log_ratio)  # (K, K)
     values = _apply_loss(loss_fn, h)
     # 2 s_y s_y' L[y, y']: the two orders of one unordered draw, merged with L + L.T = 1.
     weights = 2.0 * s[..., :, None] * s[..., None, :] * L  # (K, K)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..policies import normalize_log
+from ..population import margin_matrix, hard_label_kernel
 from .derivatives import PairLoss, ValueAndSlope, value_and_derivative
 
 
@@ -73,8 +74,7 @@ def mixture_sampler(log_mu: Tensor, mixture: Tensor) -> Sampler:
 
 def hard_label_matrix(P: Tensor) -> Tensor:
     """Hard labels: 1 where ``P > 1/2``, 1/2 on ties, 0 elsewhere (batched ``hard_labels``)."""
-    lead = P - P.transpose(-1, -2)
-    return (lead > 0).to(P.dtype) + 0.5 * (lead == 0).to(P.dtype)
+    return hard_label_kernel(P)
 
 
 def sampled_label_matrix(P: Tensor, n_labels: int, generator: torch.Generator) -> Tensor:
@@ -92,8 +92,7 @@ def sampled_label_matrix(P: Tensor, n_labels: int, generator: torch.Generator) -
 
 def pair_margins(log_pi: Tensor, log_mu: Tensor) -> Tensor:
     """``H[b, y, y'] = h(y, y')``, shape (B, K, K), from log-policies of shape (B, K)."""
-    r = log_pi - log_mu  # (B, K) log-ratios to the reference
-    return r[:, :, None] - r[:, None, :]
+    return margin_matrix(log_pi - log_mu)  # from the (B, K) log-ratios to the reference
 
 
 def expected_loss_and_gradient(
