@@ -79,6 +79,11 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     ------
     ValueError
         Malformed ``P`` / ``mu``, ``tau <= 0``, ``mixture`` outside [0, 1], an unknown name.
+
+    References
+    ----------
+    As for each algorithm (``ALGORITHMS``); Nash-MD's step is Munos et al., arXiv:2312.00886v4,
+    Eq. (9), written as a natural-gradient step with :math:`\eta_t = 2/(\tau(t+2))`.
     """
     P_t = as_preference_matrix(P)
     k = P_t.shape[0]

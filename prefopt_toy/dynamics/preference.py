@@ -92,6 +92,11 @@ def preference_optimization(
     per-pair callable accepting the keywords of ``loss_kwargs``); each keyword may be a number or a
     length-B sequence. ``sampler`` is ``"fixed"`` (pairs from ``nu``, default ``mu``), ``"online"``
     (from the current policy, stop-gradient) or ``"mixture"`` (from ``pi^(1-m) mu^m``).
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (10) (the population loss with a fixed ``nu``);
+    Calandriello et al., arXiv:2403.08635v1, Eq. (11) (online sampling) and Sec. 5 (IPO-MD).
     """
     steps = as_int(steps, "steps", minimum=0)
     numeric = {k: v for k, v in loss_kwargs.items() if not isinstance(v, str)}

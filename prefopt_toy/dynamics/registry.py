@@ -62,7 +62,11 @@ FIXED_POINTS: MappingProxyType[str, str | None] = MappingProxyType(
 
 
 def run_algorithm(name: str, P: Any, mu: Any, **kwargs: Any) -> Trajectory:
-    """``ALGORITHMS[name](P, mu, **kwargs)`` with a clear error for an unknown name."""
+    """``ALGORITHMS[name](P, mu, **kwargs)`` with a clear error for an unknown name.
+
+    Each entry's docstring cites its paper (Rafailov et al. arXiv:2305.18290v3, Azar et al.
+    arXiv:2310.12036v2, Munos et al. arXiv:2312.00886v4, Calandriello et al. arXiv:2403.08635v1).
+    """
     if name not in ALGORITHMS:
         raise ValueError(f"name must be one of {sorted(ALGORITHMS)}, got {name!r}")
     return ALGORITHMS[name](P, mu, **kwargs)
