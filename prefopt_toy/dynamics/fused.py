@@ -69,7 +69,7 @@ def _lr(name: str, tau: float) -> float:
 
 def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any = 0.125,
            names: tuple[str, ...] = CORE) -> dict[str, Trajectory]:
-    """Run the ``names`` algorithms on one game together; returns ``{name: Trajectory}``.
+    r"""Run the ``names`` algorithms on one game together; returns ``{name: Trajectory}``.
 
     Each trajectory equals ``ALGORITHMS[name](P, mu, steps=steps, tau=tau)`` (with
     ``mixture=mixture`` for ``ipo_md``) up to round-off: same defaults (learning rates, soft labels,
