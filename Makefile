@@ -64,6 +64,7 @@ bench: $(VENV)/.stamp-dev
 
 # JupyterLab refuses to start as root without --allow-root (containers often run as root).
 lab: $(VENV)/.stamp-lab
+	mkdir -p notebooks
 	$(VENV)/bin/jupyter lab notebooks/ --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:

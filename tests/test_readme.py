@@ -51,3 +51,12 @@ def test_readme_algorithms_block_runs_and_lands():
     traj = namespace["traj"]
     assert tuple(traj.policies.shape) == (5001, 3)
     assert float(traj.distance_to("regularized_nash")[-1]) < 1e-12
+
+
+def test_notebooks_readme_block_runs():
+    text = (README.parent / "notebooks" / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "notebooks/README.md", "exec"), namespace)  # our own file, not user input
+    assert set(namespace["trajs"]) == {"dpo", "ipo", "slic", "online_dpo", "online_ipo", "ipo_md",
+                                       "nash_md", "nash_md_pg", "rlhf"}
