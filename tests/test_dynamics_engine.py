@@ -36,12 +36,12 @@ from prefopt_toy.dynamics.optimizers import Adam, GradientDescent
 from prefopt_toy.dynamics.pairs import (
     expected_loss_and_gradient,
     fixed_sampler,
-    hard_label_matrix,
     mixture_sampler,
     online_sampler,
     sampled_label_matrix,
 )
 from prefopt_toy.gpo import GPO_FUNCTIONS
+from prefopt_toy.population import hard_label_kernel
 
 F64 = torch.float64
 
@@ -220,7 +220,7 @@ def test_expected_loss_and_gradient_equal_population_loss(k, sampler, labels):
     if labels == "soft":
         L, pop_labels = P[None], "soft"
     elif labels == "hard":
-        L, pop_labels = hard_label_matrix(P[None]), "hard"
+        L, pop_labels = hard_label_kernel(P[None]), "hard"
     else:
         L = sampled_label_matrix(P[None], 7, torch.Generator().manual_seed(k))
         pop_labels = L[0]

@@ -29,12 +29,11 @@ from torch import Tensor
 from .._validate import as_int, as_policy, as_positive_float, as_preference_matrix, as_unit_interval
 from ..bt import bt_fit
 from ..losses import dpo_loss, ipo_loss, slic_loss
-from ..policies import normalize_log_finite
 from .derivatives import prepare
 from .loop import run
 from .nash_md import _pg_lr, policy_gradient_direction
 from .optimizers import Assign
-from .pairs import expected_loss_and_gradient
+from .pairs import expected_loss_and_gradient, mixture_log_weights
 from .preference import _beta2, _default_lr, _hinge_lr
 from .trajectory import Trajectory
 
@@ -97,15 +96,12 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     b = len(names)
     f64 = dict(dtype=torch.float64)
     log_mu = mu_t.log().expand(b, k).clone()
-    # Sampler coefficients log s = normalise(a log pi + b log mu); Nash-MD's change every step.
-    coef_pi, coef_mu = torch.ones(b, 1, **f64), torch.zeros(b, 1, **f64)
+    # Every row's pairs (or opponent) come from the mixture pi^(1-m) mu^m: m = 1 is "pairs from mu",
+    # m = 0 "online" / self-play; Nash-MD's m = eta_t tau changes every step.
+    weight_mu = torch.zeros(b, 1, **f64)
     lr = torch.empty(b, 1, **f64)
     for i, name in enumerate(names):
-        sampler = _ROWS[name][0]
-        if sampler == "fixed":
-            coef_pi[i], coef_mu[i] = 0.0, 1.0
-        elif sampler == "mixture":
-            coef_pi[i], coef_mu[i] = 1.0 - m_md, m_md
+        weight_mu[i] = {"fixed": 1.0, "mixture": m_md}.get(_ROWS[name][0], 0.0)  # type: ignore[arg-type]
         lr[i] = _lr(name, tau_f)
     schedule = torch.tensor([_ROWS[n][0] == "schedule" for n in names])[:, None]  # (B, 1)
     pair_rows = torch.tensor([_ROWS[n][1] is not None for n in names])[:, None]
@@ -118,12 +114,11 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     # Per-step coefficients, precomputed: Nash-MD's mixture weight eta_t tau = 2 / (t + 2) and its
     # step eta_t; the other rows keep theirs.
     m_all = 2.0 / (torch.arange(max(steps, 1), **f64) + 2.0)[:, None, None]  # (T, 1, 1)
-    coef_pi_t = torch.where(schedule, 1.0 - m_all, coef_pi)  # (T, B, 1)
-    coef_mu_t = torch.where(schedule, m_all, coef_mu)
+    weight_mu_t = torch.where(schedule, m_all, weight_mu)  # (T, B, 1)
     step_size_t = torch.where(schedule, m_all / tau_f, lr)
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        log_s = normalize_log_finite(coef_pi_t[t] * log_pi + coef_mu_t[t] * log_mu)
+        log_s = mixture_log_weights(log_pi, log_mu, weight_mu_t[t])
         pair_value, pair_grad = expected_loss_and_gradient(log_pi, log_mu, log_s, labels,
                                                            value_and_slope=value_and_slope)
         payoff = torch.where(reward_rows, reward, (P_b @ log_s.exp()[:, :, None])[:, :, 0])

@@ -27,6 +27,7 @@ from ..policies import normalize_log_finite
 from .batch import as_batch, positive, unbatch, unit_interval
 from .loop import run
 from .optimizers import Assign, GradientDescent
+from .pairs import mixture_log_weights
 from .preference import DEFAULT_STEPS
 from .trajectory import Trajectory
 
@@ -178,7 +179,7 @@ def nash_md_pg(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, m
     log_mu, P_b = batch.log_mu, batch.P
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        s = normalize_log_finite((1.0 - m) * log_pi + m * log_mu).exp()
+        s = mixture_log_weights(log_pi, log_mu, m).exp()
         payoff = (P_b @ s[:, :, None])[:, :, 0]  # (B, K): P(y > s)
         return policy_gradient_direction(log_pi, log_mu, payoff, tau_t, kind)
 

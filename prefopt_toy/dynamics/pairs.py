@@ -22,59 +22,55 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..policies import normalize_log
-from ..population import margin_matrix, hard_label_kernel
+from ..policies import normalize_log_finite
+from ..population import margin_matrix
 from .derivatives import PairLoss, ValueAndSlope, value_and_derivative
+
+
+def mixture_log_weights(log_pi: Tensor, log_mu: Tensor, mixture: Tensor | float) -> Tensor:
+    r"""Log of the geometric mixture :math:`\pi^{1-m}\mu^m / Z` from finite log-policies (B, K).
+
+    The one mixture of the dynamics: IPO-MD's pair sampler, Nash-MD-PG's opponent, the fused
+    redraw's per-row samplers. ``mixture`` is a number or per-row (B, 1) weights of ``mu``.
+    """
+    return normalize_log_finite((1.0 - mixture) * log_pi + mixture * log_mu)
 
 
 @dataclass(frozen=True)
 class Sampler:
-    r"""Where pairs come from: :math:`\log s = \mathrm{normalise}(a \log\pi + b \log\nu)` (stop-gradient).
+    r"""Where pairs come from, held fixed within a step (stop-gradient): a data policy ``nu``
+    (``"fixed"``), the current policy (``"online"``) or the mixture :math:`\pi^{1-m}\mu^m`
+    (``"mixture"``)."""
 
-    ``fixed`` is ``(a, b) = (0, 1)``; ``online`` is ``(1, 0)``; the IPO-MD / Nash-MD mixture
-    :math:`\pi^{1-m}\mu^m` is ``(1 - m, m)`` with ``nu = mu``.
-    """
-
-    weight_policy: Tensor
-    """a, shape (B, 1)."""
-    weight_data: Tensor
-    """b, shape (B, 1)."""
-    log_nu: Tensor
-    """log of the data policy (or of mu for mixtures), shape (B, K); may hold -inf where b = 0."""
-    name: str
+    kind: str
     """"fixed", "online" or "mixture"."""
+    log_nu: Tensor | None = None
+    """"fixed": log of the data policy; "mixture": log mu. Shape (B, K); may hold -inf (fixed)."""
+    mixture: Tensor | None = None
+    """"mixture": the weight of mu, shape (B, 1)."""
 
     def log_weights(self, log_pi: Tensor) -> Tensor:
         """``log s``, shape (B, K), from the current log-policy (treated as a constant)."""
-        if self.name == "fixed":
-            return self.log_nu
-        if self.name == "online":
+        if self.kind == "fixed":
+            return self.log_nu  # type: ignore[return-value]
+        if self.kind == "online":
             return log_pi
-        return normalize_log(self.weight_policy * log_pi + self.weight_data * self.log_nu)
+        return mixture_log_weights(log_pi, self.log_nu, self.mixture)  # type: ignore[arg-type]
 
 
 def fixed_sampler(log_nu: Tensor) -> Sampler:
     """Pairs from a fixed data policy ``nu`` (offline algorithms), ``log_nu`` of shape (B, K)."""
-    b = log_nu.shape[0]
-    one = torch.ones(b, 1, dtype=log_nu.dtype)
-    return Sampler(0.0 * one, one, log_nu, "fixed")
+    return Sampler("fixed", log_nu=log_nu)
 
 
 def online_sampler(batch_size: int, n_actions: int) -> Sampler:
     """Pairs from the current policy with stop-gradient (online DPO / IPO)."""
-    one = torch.ones(batch_size, 1, dtype=torch.float64)
-    return Sampler(one, 0.0 * one, torch.zeros(batch_size, n_actions, dtype=torch.float64), "online")
+    return Sampler("online")
 
 
 def mixture_sampler(log_mu: Tensor, mixture: Tensor) -> Sampler:
-    """Pairs from the geometric mixture ``pi^(1-m) mu^m`` with stop-gradient (IPO-MD)."""
-    m = mixture[:, None]
-    return Sampler(1.0 - m, m, log_mu, "mixture")
-
-
-def hard_label_matrix(P: Tensor) -> Tensor:
-    """Hard labels: 1 where ``P > 1/2``, 1/2 on ties, 0 elsewhere (batched ``hard_labels``)."""
-    return hard_label_kernel(P)
+    """Pairs from the geometric mixture ``pi^(1-m) mu^m`` with stop-gradient (IPO-MD), ``mixture`` (B,)."""
+    return Sampler("mixture", log_nu=log_mu, mixture=mixture[:, None])
 
 
 def sampled_label_matrix(P: Tensor, n_labels: int, generator: torch.Generator) -> Tensor:

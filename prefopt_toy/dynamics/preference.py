@@ -19,6 +19,7 @@ from torch import Tensor
 from .._validate import as_generator, as_int, as_tensor
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, slic_loss
+from ..population import hard_label_kernel
 from .batch import Batch, as_batch, positive, unbatch, unit_interval
 from .derivatives import prepare
 from .loop import run
@@ -27,7 +28,6 @@ from .pairs import (
     Sampler,
     expected_loss_and_gradient,
     fixed_sampler,
-    hard_label_matrix,
     mixture_sampler,
     online_sampler,
     sampled_label_matrix,
@@ -60,7 +60,7 @@ def _labels(batch: Batch, labels: Any, generator: torch.Generator | None) -> Cal
         soft = batch.P
         return lambda: soft
     if isinstance(labels, str) and labels == "hard":
-        hard = hard_label_matrix(batch.P)
+        hard = hard_label_kernel(batch.P)
         return lambda: hard
     if isinstance(labels, int) and not isinstance(labels, bool):
         n = as_int(labels, "labels", minimum=1)
