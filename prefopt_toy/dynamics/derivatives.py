@@ -30,30 +30,46 @@ _KERNELS: dict[Callable[..., Tensor], tuple[Callable[..., Tensor], Callable[...,
 }
 
 
+def _kernels(loss: PairLoss) -> tuple[Callable[..., Tensor], Callable[..., Tensor], dict] | None:
+    """The (value, slope) kernels and keywords of a library loss given as a keyword partial."""
+    if isinstance(loss, functools.partial) and not loss.args and loss.func in _KERNELS:
+        return (*_KERNELS[loss.func], loss.keywords)
+    return None
+
+
 def prepare(loss: PairLoss, probe: Tensor) -> ValueAndSlope:
     """Validate ``loss`` once on ``probe`` margins and return ``H -> (loss(H), loss'(H))``.
 
     For a library loss with keyword hyperparameters the returned function calls its kernels
     directly; otherwise it uses autograd on the margins.
     """
-    value = loss(probe)  # validates the hyperparameters (ValueError naming them) and the shape
-    if not isinstance(value, Tensor) or value.shape != probe.shape:
+    _check_elementwise(loss(probe), probe)  # validates the hyperparameters (ValueError naming them)
+    kernels = _kernels(loss)
+    if kernels is None:
+        return functools.partial(_autograd_value_and_slope, loss)
+    value_kernel, slope_kernel, kw = kernels
+    return lambda H: (value_kernel(H, **kw), slope_kernel(H, **kw))
+
+
+def _check_elementwise(value: object, margins: Tensor) -> None:
+    if not isinstance(value, Tensor) or value.shape != margins.shape:
         raise ValueError("loss must map a margin tensor to a tensor of the same shape (no reduction)")
-    if isinstance(loss, functools.partial) and not loss.args and loss.func in _KERNELS:
-        value_kernel, slope_kernel = _KERNELS[loss.func]
-        kw = loss.keywords
-        return lambda H: (value_kernel(H, **kw), slope_kernel(H, **kw))
-    return functools.partial(_autograd_value_and_slope, loss)
 
 
 def _autograd_value_and_slope(loss: PairLoss, margins: Tensor) -> tuple[Tensor, Tensor]:
     with torch.enable_grad():
         h = margins.detach().requires_grad_(True)
         value = loss(h)
+        _check_elementwise(value, h)
         (slope,) = torch.autograd.grad(value.sum(), h)
     return value.detach(), slope
 
 
 def value_and_derivative(loss: PairLoss, margins: Tensor) -> tuple[Tensor, Tensor]:
     """``loss(margins)`` and its elementwise derivative in the margin (validates on each call)."""
-    return prepare(loss, margins)(margins)
+    kernels = _kernels(loss)
+    if kernels is None:
+        return _autograd_value_and_slope(loss, margins)
+    value = loss(margins)  # the public loss: validated, computed once
+    _check_elementwise(value, margins)
+    return value, kernels[1](margins, **kernels[2])

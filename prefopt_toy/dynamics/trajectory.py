@@ -19,6 +19,7 @@ from torch import Tensor
 from ..nash import nash_equilibrium
 from ..optima import ipo_optimum, rlhf_optimum
 from ..regularized import ipo_md_fixed_point, regularized_nash
+from .batch import policy_batch
 
 TARGETS = ("regularized_nash", "rlhf_optimum", "ipo_optimum", "ipo_md_fixed_point", "nash_equilibrium")
 
@@ -151,8 +152,7 @@ class Trajectory:
     def _as_target(self, target: str | Any, override: dict[str, Any]) -> Tensor:
         if isinstance(target, str):
             return self.target(target, **override)
-        t = torch.as_tensor(target, dtype=torch.float64)
-        return t
+        return policy_batch(target, "target", self.log_policies.shape[-1], positive=False)
 
     def kl_to(self, target: str | Any, **override: Any) -> Tensor:
         r""":math:`KL(\text{target} \| \pi_t)` at every step, shape (steps + 1,) or (B, steps + 1).
