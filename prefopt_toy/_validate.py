@@ -86,25 +86,33 @@ def input_tolerance(x: Any, atol: float = PROB_ATOL) -> float:
     return max(atol, 16.0 * eps * math.sqrt(n))
 
 
-def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL) -> Tensor:
+def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL, batched: bool = False) -> Tensor:
     """Validate a preference matrix: square, finite, entries in [0, 1], ``P + P.T == 1``.
 
     The diagonal must therefore be 1/2. Returns a float64 copy. The tolerance widens for float32
-    or bfloat16 input (see ``input_tolerance``).
+    or bfloat16 input (see ``input_tolerance``). ``batched=True`` also accepts a stack (B, K, K),
+    each matrix checked alike.
     """
     atol = input_tolerance(P, atol)
-    t = as_square(P, name)
+    if batched:
+        t = as_tensor(P, name)
+        if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2] or t.shape[-1] == 0:
+            raise ValueError(f"{name} must be a square matrix (K, K) or a batch (B, K, K), got shape {tuple(t.shape)}")
+    else:
+        t = as_square(P, name)
     d = t.detach()  # checks read values only; the result keeps autograd
     lo, hi = float(d.min()), float(d.max())
     if lo < -atol or hi > 1 + atol:
         raise ValueError(f"{name} entries must lie in [0, 1] (probabilities), got min {lo:.6g}, max {hi:.6g}")
-    gap = (d + d.T - 1).abs()
+    gap = (d + d.transpose(-1, -2) - 1).abs()
     worst = float(gap.max())
     if worst > atol:
-        i, j = divmod(int(gap.argmax()), d.shape[0])
+        *batch, i, j = (int(x) for x in np.unravel_index(int(gap.argmax()), tuple(d.shape)))
+        where = f" (matrix {batch[0]} of the batch)" if batch else ""
+        pair_sum = float(d[(*batch, i, j)] + d[(*batch, j, i)])
         raise ValueError(
             f"{name} must satisfy P + P.T = 1 (P[i, j] = Pr(i beats j)); "
-            f"P[{i}, {j}] + P[{j}, {i}] = {float(d[i, j] + d[j, i]):.12g} (tolerance {atol:g})"
+            f"P[{i}, {j}] + P[{j}, {i}] = {pair_sum:.12g}{where} (tolerance {atol:g})"
         )
     return t.clamp(0.0, 1.0)
 
@@ -116,26 +124,36 @@ def as_policy(
     size: int | None = None,
     positive: bool = False,
     atol: float = PROB_ATOL,
+    batched: bool = False,
 ) -> Tensor:
     """Validate a probability vector: finite, non-negative, sums to 1 within ``atol``.
 
     ``positive=True`` additionally requires every entry to be > 0 (a full-support reference
     policy, needed wherever ``log mu`` appears). Returns a float64 copy renormalised to sum to 1
     exactly (in floating point), so round-off in the input does not propagate. The tolerance
-    widens for float32 or bfloat16 input (see ``input_tolerance``).
+    widens for float32 or bfloat16 input (see ``input_tolerance``). ``batched=True`` also accepts
+    a stack (B, K) of policies, each checked alike.
     """
     atol = input_tolerance(pi, atol)
-    t = as_vector(pi, name, size=size)
+    if batched:
+        t = as_tensor(pi, name)
+        if t.ndim not in (1, 2) or t.shape[-1] == 0 or (size is not None and t.shape[-1] != size):
+            want = f"({size},) or (B, {size})" if size is not None else "(K,) or (B, K)"
+            raise ValueError(f"{name} must have shape {want} (one entry per action), got {tuple(t.shape)}")
+    else:
+        t = as_vector(pi, name, size=size)
     d = t.detach()
     if float(d.min()) < 0:
         raise ValueError(f"{name} must be non-negative (a probability vector), min entry is {float(d.min()):.6g}")
-    total = float(d.sum())
+    totals = d.sum(-1)
+    worst = int((totals - 1.0).abs().argmax()) if totals.ndim else 0
+    total = float(totals.reshape(-1)[worst])
     if abs(total - 1.0) > atol:
         raise ValueError(f"{name} must sum to 1 (a probability vector), sums to {total:.12g}")
     if positive and float(d.min()) <= 0:
-        k = int(d.argmin())
+        k = int(d.argmin()) % d.shape[-1]
         raise ValueError(f"{name} must be strictly positive (full support), but {name}[{k}] = 0")
-    return t / t.sum()
+    return t / t.sum(-1, keepdim=True)
 
 
 def as_positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:

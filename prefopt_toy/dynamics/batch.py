@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._validate import DTYPE, PROB_ATOL, as_tensor, input_tolerance
+from .._validate import DTYPE, as_policy, as_preference_matrix, as_tensor
 
 
 @dataclass(frozen=True)
@@ -45,31 +45,12 @@ class Batch:
 
 def preference_batch(P: Any, name: str = "P") -> Tensor:
     """A (K, K) or (B, K, K) stack of preference matrices, each validated like ``check_preference_matrix``."""
-    atol = input_tolerance(P, PROB_ATOL)
-    t = as_tensor(P, name).detach()
-    if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2] or t.shape[-1] == 0:
-        raise ValueError(f"{name} must be a square matrix (K, K) or a batch (B, K, K), got shape {tuple(t.shape)}")
-    if float(t.min()) < -atol or float(t.max()) > 1 + atol:
-        raise ValueError(f"{name} entries must lie in [0, 1] (probabilities)")
-    gap = float((t + t.transpose(-1, -2) - 1).abs().max())
-    if gap > atol:
-        raise ValueError(f"{name} must satisfy P + P.T = 1 (worst violation {gap:.3g}, tolerance {atol:g})")
-    return t.clamp(0.0, 1.0)
+    return as_preference_matrix(P, name, batched=True).detach()
 
 
 def policy_batch(pi: Any, name: str, k: int, *, positive: bool) -> Tensor:
     """A (K,) or (B, K) stack of probability vectors, renormalised exactly."""
-    atol = input_tolerance(pi, PROB_ATOL)
-    t = as_tensor(pi, name).detach()
-    if t.ndim not in (1, 2) or t.shape[-1] != k:
-        raise ValueError(f"{name} must have shape ({k},) or (B, {k}) (one entry per action), got {tuple(t.shape)}")
-    if float(t.min()) < 0:
-        raise ValueError(f"{name} must be non-negative (a probability vector)")
-    if float((t.sum(-1) - 1).abs().max()) > atol:
-        raise ValueError(f"{name} must sum to 1 (a probability vector) along its last axis")
-    if positive and float(t.min()) <= 0:
-        raise ValueError(f"{name} must be strictly positive (full support): its log is needed")
-    return t / t.sum(-1, keepdim=True)
+    return as_policy(pi, name, size=k, positive=positive, batched=True).detach()
 
 
 def _common_size(sizes: dict[str, int]) -> int:
