@@ -25,14 +25,18 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, TextIO
+from typing import TextIO
 
 import torch
 from torch import Tensor
 
 from ._validate import as_positive_float
+from .bt import bt_fit
+from .game_properties import condorcet_winner
 from .named_games import NAMED_GAMES, NamedGame, named_game
+from .nash import exploitability, nash_equilibrium
+from .optima import gibbs_policy, ipo_optimum
+from .regularized import regularized_nash
 
 __all__ = [
     "PATH_TAUS",
@@ -74,32 +78,6 @@ def _game(game: NamedGame | str) -> NamedGame:
     return game if isinstance(game, NamedGame) else named_game(game)
 
 
-def _solvers() -> SimpleNamespace:
-    """The reference solvers, imported on first use so that importing this file needs none."""
-    from .nash import exploitability, nash_equilibrium
-    from .optima import ipo_optimum, rlhf_optimum
-    from .regularized import regularized_nash
-
-    return SimpleNamespace(
-        exploitability=exploitability,
-        nash_equilibrium=nash_equilibrium,
-        ipo_optimum=ipo_optimum,
-        rlhf_optimum=rlhf_optimum,
-        regularized_nash=regularized_nash,
-    )
-
-
-def _condorcet_index(P: Tensor) -> int | None:
-    """Index of the Condorcet winner of ``P``, or None (the library's answer, normalised)."""
-    from .game_properties import condorcet_winner
-
-    winner: Any = condorcet_winner(P)
-    if winner is None:
-        return None
-    index = int(winner)
-    return index if index >= 0 else None
-
-
 def reference_table(
     game: NamedGame | str,
     taus: Sequence[float] | None = None,
@@ -138,7 +116,6 @@ def reference_table(
     Azar et al., arXiv:2310.12036v2, Eq. (3) (RLHF closed form) and Eq. (9) with Psi = I (IPO);
     Munos et al., arXiv:2312.00886v4, Sec. 3-4 (regularised and unregularised Nash).
     """
-    api = _solvers()
     g = _game(game)
     P, mu = g.preference_matrix(), g.reference_policy()
     tau_list = g.taus if taus is None else tuple(as_positive_float(t, "tau") for t in taus)
@@ -150,15 +127,16 @@ def reference_table(
         if pi is None:
             return ReferenceRow(solution, tau, None, None)
         policy = tuple(float(p) for p in pi)
-        return ReferenceRow(solution, tau, policy, float(api.exploitability(P, pi)))
+        return ReferenceRow(solution, tau, policy, float(exploitability(P, pi)))
 
     rows = [row("reference mu", math.inf, mu)]
     betas = tau_list if beta is None else (as_positive_float(beta, "beta"),)
-    rows += [row(RLHF, b, api.rlhf_optimum(P, mu, b, nu=mu)) for b in betas]
-    rows += [row(IPO, t, api.ipo_optimum(P, mu, t, nu=mu)) for t in tau_list]
-    rows += [row(REG_NASH, t, api.regularized_nash(P, mu, t)) for t in tau_list]
-    rows.append(row("Nash equilibrium", 0.0, api.nash_equilibrium(P)))
-    winner = _condorcet_index(P)
+    reward = bt_fit(P, mu)  # rlhf_optimum(P, mu, b, nu=mu) for every b, with one BT fit
+    rows += [row(RLHF, b, gibbs_policy(mu, reward, b)) for b in betas]
+    rows += [row(IPO, t, ipo_optimum(P, mu, t, nu=mu)) for t in tau_list]
+    rows += [row(REG_NASH, t, regularized_nash(P, mu, t)) for t in tau_list]
+    rows.append(row("Nash equilibrium", 0.0, nash_equilibrium(P)))
+    winner = condorcet_winner(P)
     vertex = None
     if winner is not None:
         vertex = torch.zeros(P.shape[0], dtype=P.dtype)
@@ -173,10 +151,6 @@ def reference_paths(game: NamedGame | str, taus: Sequence[float] = PATH_TAUS) ->
     Returns a dict mapping ``"RLHF/DPO optimum"``, ``"IPO optimum"`` and ``"regularized Nash"`` to
     tensors of shape ``(len(taus), K)``, row ``i`` at ``taus[i]``. The figure draws these as curves.
     """
-    from .bt import bt_fit
-    from .optima import gibbs_policy
-
-    api = _solvers()
     g = _game(game)
     P, mu = g.preference_matrix(), g.reference_policy()
     tau_list = [as_positive_float(t, "tau") for t in taus]
@@ -185,8 +159,8 @@ def reference_paths(game: NamedGame | str, taus: Sequence[float] = PATH_TAUS) ->
     reward = bt_fit(P, mu)
     return {
         RLHF: torch.stack([gibbs_policy(mu, reward, t) for t in tau_list]),
-        IPO: torch.stack([api.ipo_optimum(P, mu, t, nu=mu) for t in tau_list]),
-        REG_NASH: torch.stack([api.regularized_nash(P, mu, t) for t in tau_list]),
+        IPO: torch.stack([ipo_optimum(P, mu, t, nu=mu) for t in tau_list]),
+        REG_NASH: torch.stack([regularized_nash(P, mu, t) for t in tau_list]),
     }
 
 

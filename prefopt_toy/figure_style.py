@@ -31,16 +31,17 @@ __all__ = [
 ]
 
 # (colour, line style) per algorithm: dashed = offline (pairs from mu), solid = online or mixture
-# sampling, dotted = RLHF's policy gradient on a fitted reward. An algorithm shares the colour of
-# the target it converges to (DPO / RLHF blue, IPO orange, Nash-MD green) as in reference_solutions.
+# sampling, dotted = RLHF's policy gradient on a fitted reward. DPO, IPO and Nash-MD share the
+# colour of the target they converge to (taken from plotting.COLORS, as in reference_solutions);
+# RLHF's policy gradient is pink so that it stays apart from DPO, which has the same target.
 ALGORITHM_STYLE: dict[str, tuple[str, Any]] = {
-    "dpo": ("tab:blue", "--"),
-    "ipo": ("tab:orange", "--"),
+    "dpo": (COLORS["RLHF/DPO optimum"], "--"),
+    "ipo": (COLORS["IPO optimum"], "--"),
     "slic": ("tab:olive", "--"),
     "online_dpo": ("tab:cyan", "-"),
     "online_ipo": ("tab:red", "-"),
     "ipo_md": ("tab:purple", "-"),
-    "nash_md": ("tab:green", "-"),
+    "nash_md": (COLORS["regularized Nash"], "-"),
     "nash_md_pg": ("tab:brown", "-."),
     "rlhf": ("tab:pink", ":"),
     "gpo_logistic": ("tab:blue", "--"),
@@ -57,7 +58,7 @@ TARGET_STYLE: dict[str, dict[str, Any]] = {
     "RLHF/DPO optimum": {"marker": "s", "color": COLORS["RLHF/DPO optimum"], "markersize": 9},
     "IPO optimum": {"marker": "D", "color": COLORS["IPO optimum"], "markersize": 8},
     "regularized Nash": {"marker": "*", "color": COLORS["regularized Nash"], "markersize": 15},
-    "IPO-MD fixed point": {"marker": "^", "color": "tab:purple", "markersize": 9},
+    "IPO-MD fixed point": {"marker": "^", "color": ALGORITHM_STYLE["ipo_md"][0], "markersize": 9},
     "reference mu": {"marker": "X", "color": COLORS["reference mu"], "markersize": 9},
 }
 

@@ -28,6 +28,7 @@ from .dynamics import dpo, ipo
 from .dynamics.sampled import dataset_run
 from .dynamics.seeds import seed_summary
 from .experiments import IPO_TOY, IpoToyConfig
+from .figure_style import tau_grid
 from .games import from_comparisons
 from .optima import ipo_optimum
 from .plotting import COLORS
@@ -48,10 +49,8 @@ def ipo_toy_data(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> dict[st
     (S, 3), or None when ``config.sampled_taus`` is empty.
     """
     steps = config.quick_exact_steps if quick else config.exact_steps
-    lo, hi = torch.log10(
-        torch.tensor([config.tau_min, config.tau_max], dtype=torch.float64)
-    ).tolist()
-    curve_taus = torch.logspace(lo, hi, config.curve_points, dtype=torch.float64)
+    # Ascending: the shared grid runs from tau_max down, so read it backwards.
+    curve_taus = tau_grid(config.tau_max, config.tau_min, config.curve_points).flip(0)
     run_taus = torch.tensor(config.run_taus, dtype=torch.float64)
 
     P2 = torch.tensor(config.two_action_P, dtype=torch.float64)

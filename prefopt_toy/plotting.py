@@ -141,6 +141,43 @@ _CURVE_STYLE: dict[str, dict[str, Any]] = {
 }
 
 
+# The single points of a panel, drawn in this order: mu (cross), the unregularised Nash equilibrium
+# (star), the Condorcet winner (open square, when there is one).
+_POINT_STYLE: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "reference mu",
+        {
+            "marker": "X",
+            "markersize": 9,
+            "color": COLORS["reference mu"],
+            "markeredgecolor": "white",
+            "zorder": 4,
+        },
+    ),
+    (
+        "Nash equilibrium",
+        {
+            "marker": "*",
+            "markersize": 13,
+            "color": COLORS["Nash equilibrium"],
+            "markeredgecolor": "white",
+            "zorder": 5,
+        },
+    ),
+    (
+        "Condorcet winner",
+        {
+            "marker": "s",
+            "markersize": 15,
+            "markerfacecolor": "none",
+            "markeredgecolor": COLORS["Condorcet winner"],
+            "markeredgewidth": 1.5,
+            "zorder": 4,
+        },
+    ),
+)
+
+
 def _draw_reference_panel(ax: Axes, game: NamedGame, path_taus: Sequence[float]) -> None:
     """One panel of ``reference_solutions_figure``: every solution concept of ``game``."""
     draw_simplex(ax, game.actions, gridlines=4)
@@ -174,75 +211,42 @@ def _draw_reference_panel(ax: Axes, game: NamedGame, path_taus: Sequence[float])
                 color=COLORS[REG_NASH],
             )
     by_name = {r.solution: r for r in rows}
-    plot_policy(
-        ax,
-        by_name["reference mu"].policy,
-        marker="X",
-        markersize=9,
-        color=COLORS["reference mu"],
-        markeredgecolor="white",
-        zorder=4,
-    )
-    plot_policy(
-        ax,
-        by_name["Nash equilibrium"].policy,
-        marker="*",
-        markersize=13,
-        color=COLORS["Nash equilibrium"],
-        markeredgecolor="white",
-        zorder=5,
-    )
-    winner = by_name["Condorcet winner"]
-    if winner.policy is not None:
-        plot_policy(
-            ax,
-            winner.policy,
-            marker="s",
-            markersize=15,
-            markerfacecolor="none",
-            markeredgecolor=COLORS["Condorcet winner"],
-            markeredgewidth=1.5,
-            zorder=4,
-        )
+    for name, style in _POINT_STYLE:
+        policy = by_name[name].policy
+        if policy is not None:  # no Condorcet winner on a cyclic game
+            plot_policy(ax, policy, **style)
     ax.set_title(game.title, fontsize=11)
 
 
 def _legend_handles() -> list[Line2D]:
-    def handle(label: str, **style: Any) -> Line2D:
-        return Line2D([], [], label=label, **style)
-
-    return [
-        handle(rf"{RLHF} ($\beta = \tau$)", color=COLORS[RLHF], marker="o", **_CURVE_STYLE[RLHF]),
-        handle(rf"{IPO} ($\nu = \mu$)", color=COLORS[IPO], marker="o", **_CURVE_STYLE[IPO]),
-        handle(
-            "regularized Nash equilibrium",
-            color=COLORS[REG_NASH],
-            marker="o",
-            **_CURVE_STYLE[REG_NASH],
-        ),
-        handle(
+    curves = (
+        (RLHF, rf"{RLHF} ($\beta = \tau$)"),
+        (IPO, rf"{IPO} ($\nu = \mu$)"),
+        (REG_NASH, "regularized Nash equilibrium"),
+    )
+    points: tuple[tuple[str, dict[str, Any]], ...] = (
+        (
             r"Nash equilibrium ($\tau = 0$)",
-            color=COLORS["Nash equilibrium"],
-            marker="*",
-            markersize=12,
-            linestyle="none",
+            {"color": COLORS["Nash equilibrium"], "marker": "*", "markersize": 12},
         ),
-        handle(
+        (
             "Condorcet winner",
-            color=COLORS["Condorcet winner"],
-            marker="s",
-            markersize=11,
-            markerfacecolor="none",
-            linestyle="none",
+            {
+                "color": COLORS["Condorcet winner"],
+                "marker": "s",
+                "markersize": 11,
+                "markerfacecolor": "none",
+            },
         ),
-        handle(
+        (
             r"reference policy $\mu$",
-            color=COLORS["reference mu"],
-            marker="X",
-            markersize=9,
-            linestyle="none",
+            {"color": COLORS["reference mu"], "marker": "X", "markersize": 9},
         ),
-    ]
+    )
+    return [
+        Line2D([], [], label=label, color=COLORS[name], marker="o", **_CURVE_STYLE[name])
+        for name, label in curves
+    ] + [Line2D([], [], label=label, linestyle="none", **style) for label, style in points]
 
 
 def reference_solutions_figure(

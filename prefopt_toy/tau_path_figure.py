@@ -11,6 +11,7 @@ arXiv:2310.12036v2, Eq. (3)). ``tau_path_data`` computes both paths (one BT fit 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +90,36 @@ def _label_taus(ax: Axes, taus: Sequence[float], points: Tensor, min_gap: float 
 
 
 def _tv(a: Tensor, b: Tensor) -> Tensor:
+    """Total variation ``0.5 * ||a - b||_1`` along the last axis (``Trajectory.distance_to`` is the
+    same quantity for a run of the dynamics; these paths are solutions, not runs)."""
     return 0.5 * (a - b).abs().sum(-1)
+
+
+# The distance curves of the bottom row: (gid prefix, legend label, path key, limit key of
+# ``tau_path_data``, line style). One spec drives both the curve and its legend entry.
+_DISTANCES: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    (
+        "tv regularized nash to nash",
+        "TV(regularized Nash, Nash equilibrium)",
+        "regularized_nash",
+        "nash",
+        {"color": COLORS["regularized Nash"], "linewidth": 1.8},
+    ),
+    (
+        "tv rlhf to bt argmax",
+        "TV(RLHF optimum, BT-argmax vertex)",
+        "rlhf",
+        "bt_argmax",
+        {"color": COLORS["RLHF/DPO optimum"], "linewidth": 1.8},
+    ),
+    (
+        "tv rlhf to nash",
+        "TV(RLHF optimum, Nash equilibrium)",
+        "rlhf",
+        "nash",
+        {"color": COLORS["RLHF/DPO optimum"], "linewidth": 1.4, "linestyle": ":"},
+    ),
+)
 
 
 def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Figure:
@@ -122,25 +152,20 @@ def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Fi
             ax, d["regularized_nash"], color=COLORS["regularized Nash"], linewidth=1.6, zorder=3
         ).set_gid(f"regularized nash path:{name}")
         sizes = np.linspace(4.0, 8.0, len(config.marked_taus))
-        for size, pi_n, pi_r in zip(sizes, d["marked_regularized_nash"], d["marked_rlhf"]):
-            plot_policy(
-                ax,
-                pi_r,
-                color=COLORS["RLHF/DPO optimum"],
-                markersize=size,
-                markeredgecolor="white",
-                markeredgewidth=0.5,
-                zorder=4,
-            )
-            plot_policy(
-                ax,
-                pi_n,
-                color=COLORS["regularized Nash"],
-                markersize=size,
-                markeredgecolor="white",
-                markeredgewidth=0.5,
-                zorder=5,
-            )
+        for key, color, zorder in (
+            ("marked_rlhf", COLORS["RLHF/DPO optimum"], 4),
+            ("marked_regularized_nash", COLORS["regularized Nash"], 5),
+        ):
+            for size, pi in zip(sizes, d[key]):
+                plot_policy(
+                    ax,
+                    pi,
+                    color=color,
+                    markersize=size,
+                    markeredgecolor="white",
+                    markeredgewidth=0.5,
+                    zorder=zorder,
+                )
         _label_taus(ax, config.marked_taus, d["marked_regularized_nash"])
         plot_policy(
             ax,
@@ -156,28 +181,8 @@ def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Fi
 
         ax = axes[1, c]
         taus = d["taus"].numpy()
-        ax.plot(
-            taus,
-            _tv(d["regularized_nash"], d["nash"]).numpy(),
-            color=COLORS["regularized Nash"],
-            linewidth=1.8,
-            gid=f"tv regularized nash to nash:{name}",
-        )
-        ax.plot(
-            taus,
-            _tv(d["rlhf"], d["bt_argmax"]).numpy(),
-            color=COLORS["RLHF/DPO optimum"],
-            linewidth=1.8,
-            gid=f"tv rlhf to bt argmax:{name}",
-        )
-        ax.plot(
-            taus,
-            _tv(d["rlhf"], d["nash"]).numpy(),
-            color=COLORS["RLHF/DPO optimum"],
-            linewidth=1.4,
-            linestyle=":",
-            gid=f"tv rlhf to nash:{name}",
-        )
+        for gid, label, path, limit, style in _DISTANCES:
+            ax.plot(taus, _tv(d[path], d[limit]).numpy(), gid=f"{gid}:{name}", **style)
         ax.set_xscale("log")
         ax.set_xlim(config.tau_max, config.tau_min)  # tau decreases to the right, as on the simplex
         ax.set_ylim(-0.02, 1.02)
@@ -213,28 +218,7 @@ def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Fi
                 label=r"Nash equilibrium ($\tau=0$)",
             ),
             *target_handles(["reference mu"]),
-            Line2D(
-                [],
-                [],
-                color=COLORS["regularized Nash"],
-                linewidth=1.8,
-                label="TV(regularized Nash, Nash equilibrium)",
-            ),
-            Line2D(
-                [],
-                [],
-                color=COLORS["RLHF/DPO optimum"],
-                linewidth=1.8,
-                label="TV(RLHF optimum, BT-argmax vertex)",
-            ),
-            Line2D(
-                [],
-                [],
-                color=COLORS["RLHF/DPO optimum"],
-                linewidth=1.4,
-                linestyle=":",
-                label="TV(RLHF optimum, Nash equilibrium)",
-            ),
+            *(Line2D([], [], label=label, **style) for _, label, _, _, style in _DISTANCES),
         ],
         loc="outside lower center",
         ncols=4,

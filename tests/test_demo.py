@@ -108,6 +108,22 @@ def test_reference_paths_match_the_solvers(name):
         torch.testing.assert_close(paths["regularized Nash"][i], regularized_nash(P, mu, tau))
 
 
+@pytest.mark.parametrize("name", list(NAMED_GAMES))
+def test_reference_table_matches_the_solvers(name):
+    game = named_game(name)
+    P, mu = game.preference_matrix(), game.reference_policy()
+    solvers = {
+        "RLHF/DPO optimum": lambda t: rlhf_optimum(P, mu, t, nu=mu),  # one BT fit per beta here
+        "IPO optimum": lambda t: ipo_optimum(P, mu, t, nu=mu),
+        "regularized Nash": lambda t: regularized_nash(P, mu, t),
+    }
+    for r in reference_table(game):
+        if r.solution in solvers:
+            expected = solvers[r.solution](r.tau)
+            torch.testing.assert_close(torch.tensor(r.policy, dtype=torch.float64), expected)
+            assert r.exploitability == pytest.approx(float(exploitability(P, expected)), abs=1e-12)
+
+
 def test_reference_table_with_fixed_beta():
     rows = reference_table("transitive", taus=[0.5, 2.0], beta=0.3)
     rlhf = [r for r in rows if r.solution == "RLHF/DPO optimum"]

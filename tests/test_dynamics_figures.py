@@ -249,6 +249,18 @@ def test_tau_path_limits(built):
         assert int(rlhf[-1].argmax()) == bt_argmax and float(rlhf[-1, bt_argmax]) > 0.99
         tv = artist(fig, f"tv regularized nash to nash:{name}").get_ydata()
         assert tv[-1] < 1e-2
+        # The distance curves are 0.5 * ||path - limit||_1 of the drawn paths, at the drawn taus.
+        vertex = torch.nn.functional.one_hot(torch.tensor(bt_argmax), 3).double()
+        limits = {
+            "tv regularized nash to nash": (nash, nash_equilibrium(P)),
+            "tv rlhf to bt argmax": (rlhf, vertex),
+            "tv rlhf to nash": (rlhf, nash_equilibrium(P)),
+        }
+        for gid, (path, limit) in limits.items():
+            curve = artist(fig, f"{gid}:{name}")
+            np.testing.assert_allclose(curve.get_xdata(), np.geomspace(10.0, 1e-3, len(path)))
+            expected = 0.5 * (path - limit).abs().sum(-1)
+            np.testing.assert_allclose(curve.get_ydata(), expected.numpy(), rtol=0, atol=1e-9)
     voters = simplex_points(fig, "regularized nash path:three_voter_types")[-1]
     P = named_game("three_voter_types").preference_matrix()
     assert float((voters - nash_equilibrium(P)).abs().max()) < 1e-2

@@ -46,6 +46,10 @@ def test_plot_policy_marks_the_cartesian_point(ax):
         np.c_[line.get_xdata(), line.get_ydata()][0], barycentric_to_cartesian(pi).numpy()
     )
     assert line.get_marker() == "o" and line.get_linestyle() == "None"
+    # By hand: y1 at (1, 0), y2 at (1/2, sqrt(3)/2), so x = 0.3 + 0.5 * 0.5, y = 0.5 * sqrt(3)/2.
+    np.testing.assert_allclose(
+        [line.get_xdata()[0], line.get_ydata()[0]], [0.55, 0.25 * np.sqrt(3.0)], rtol=0, atol=1e-15
+    )
 
 
 def test_plot_trajectory_follows_the_policies(ax):
@@ -55,6 +59,9 @@ def test_plot_trajectory_follows_the_policies(ax):
     xy = np.c_[line.get_xdata(), line.get_ydata()]
     np.testing.assert_allclose(xy, barycentric_to_cartesian(policies).numpy())
     assert line.get_linewidth() == 2
+    # The path is the straight segment from the y0 corner (0, 0) to the midpoint of the y1-y2 edge.
+    end = np.array([0.75, np.sqrt(3.0) / 4.0])
+    np.testing.assert_allclose(xy, t.numpy() * end, rtol=0, atol=1e-15)
 
 
 def test_plot_trajectory_rejects_a_single_policy(ax):
