@@ -218,14 +218,18 @@ def _detached(x: Any) -> Any:
     return x.detach().cpu() if isinstance(x, Tensor) else x
 
 
+def _nu_or_uniform(nu: Any, k: int) -> Tensor:
+    """``nu`` as a detached probability vector of length ``k`` (zeros allowed); uniform when None."""
+    if nu is None:
+        return torch.full((k,), 1.0 / k, dtype=DTYPE)
+    return as_policy(_detached(nu), "nu", size=k)
+
+
 def _validate(P: Any, nu: Any) -> tuple[Tensor, Tensor]:
     # The solver is not differentiable (scipy graph check, Newton iterations): work on a detached
     # CPU copy, whatever the caller passed.
     P_t = as_preference_matrix(_detached(P), "P")
-    k = P_t.shape[0]
-    if nu is None:
-        return P_t, torch.full((k,), 1.0 / k, dtype=DTYPE)
-    nu_t = as_policy(_detached(nu), "nu", size=k)
+    nu_t = _nu_or_uniform(nu, P_t.shape[0])
     zero = [int(y) for y in torch.nonzero(nu_t == 0).flatten()]
     if zero:
         raise ValueError(
@@ -234,6 +238,12 @@ def _validate(P: Any, nu: Any) -> tuple[Tensor, Tensor]:
             "so no pair involves them and their BT rewards are not identified"
         )
     return P_t, nu_t
+
+
+def _fit(P_t: Tensor, nu_t: Tensor) -> Tensor:
+    """``bt_fit`` on inputs already checked by ``_validate`` (for callers that also need them)."""
+    _check_ford_condition(P_t)
+    return _newton(P_t, nu_t, _starting_point(P_t, nu_t)).rewards
 
 
 def bt_fit(P: Any, nu: Any = None) -> Tensor:
@@ -304,9 +314,7 @@ def bt_fit(P: Any, nu: Any = None) -> Tensor:
     >>> bt_fit([[0.5, 0.25], [0.75, 0.5]])  # scores (0, log 3), centred
     tensor([-0.5493,  0.5493], dtype=torch.float64)
     """
-    P_t, nu_t = _validate(P, nu)
-    _check_ford_condition(P_t)
-    return _newton(P_t, nu_t, _starting_point(P_t, nu_t)).rewards
+    return _fit(*_validate(P, nu))
 
 
 def bt_log_likelihood(P: Any, rewards: Any, nu: Any = None) -> float:
@@ -341,8 +349,5 @@ def bt_log_likelihood(P: Any, rewards: Any, nu: Any = None) -> float:
     P_t = as_preference_matrix(_detached(P), "P")
     k = P_t.shape[0]
     r = as_vector(_detached(rewards), "rewards", size=k)
-    if nu is None:
-        nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE)
-    else:
-        nu_t = as_policy(_detached(nu), "nu", size=k)
+    nu_t = _nu_or_uniform(nu, k)
     return _log_likelihood(r, P_t, nu_t[:, None] * nu_t[None, :])

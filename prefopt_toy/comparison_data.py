@@ -71,10 +71,10 @@ def from_win_counts(wins: Any, prior: float = 1.0) -> Tensor:
     compared = total > 0
     Q = (W + a) / torch.where(compared, total, torch.ones((), dtype=DTYPE))  # (K, K)
     # Keep the smaller side of each pair as computed (full relative accuracy when it is tiny) and
-    # set its partner to 1 - smaller; equal sides and pairs never compared (possible only with
-    # prior = 0, no information) get exactly 1/2.
-    P = torch.where(Q < Q.T, Q, torch.where(Q > Q.T, 1.0 - Q.T, 0.5))
-    return torch.where(compared, P, 0.5).fill_diagonal_(0.5)
+    # set its partner to 1 - smaller. Equal sides get exactly 1/2: that covers the diagonal
+    # (Q[i, i] == Q.T[i, i]) and the pairs never compared (possible only with prior = 0, no
+    # information), where both sides are 0 / 1 = 0.
+    return torch.where(Q < Q.T, Q, torch.where(Q > Q.T, 1.0 - Q.T, 0.5))
 
 
 def from_comparisons(comparisons: Any, n_actions: int, prior: float = 1.0) -> Tensor:

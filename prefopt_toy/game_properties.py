@@ -8,13 +8,13 @@ RLHF, DPO and the BT-based methods see the whole game), and if not, how far is t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from ._validate import DTYPE, as_policy, as_positive_float, as_preference_matrix
-from .bt import _detached, bt_fit
+from ._validate import DTYPE, as_positive_float, as_preference_matrix
+from .bt import _detached, _fit
+from .bt import _validate as _bt_inputs
 from .games import bradley_terry
 from .losses import _neg_logsigmoid
 
@@ -195,8 +195,8 @@ def bt_fit_gap(P: Any, nu: Any = None) -> float:
     >>> round(bt_fit_gap([[0.5, 0.9], [0.1, 0.5]]), 12)  # every 2 x 2 game is BT
     0.0
     """
-    P_t = as_preference_matrix(_detached(P), "P")
-    return float((P_t - bradley_terry(bt_fit(P_t, nu))).abs().max())
+    P_t, nu_t = _bt_inputs(P, nu)  # validated once, here, not again inside bt_fit
+    return float((P_t - bradley_terry(_fit(P_t, nu_t))).abs().max())
 
 
 def bt_fit_kl(P: Any, nu: Any = None) -> float:
@@ -233,15 +233,11 @@ def bt_fit_kl(P: Any, nu: Any = None) -> float:
     ----------
     Azar et al., arXiv:2310.12036v2, Eq. (2) (the BT log-likelihood).
     """
-    P_t = as_preference_matrix(_detached(P), "P")
-    k = P_t.shape[0]
-    r = bt_fit(P_t, nu)
-    if nu is None:
-        nu_t = torch.full((k,), 1.0 / k, dtype=DTYPE)
-    else:
-        nu_t = as_policy(_detached(nu), "nu", size=k)
+    P_t, nu_t = _bt_inputs(P, nu)  # validated once, here, not again inside bt_fit
+    r = _fit(P_t, nu_t)
     gap = r[:, None] - r[None, :]
     # log sigma as -softplus(-gap): finite where the fitted probability is ~1e-300.
     log_ratio = torch.where(P_t > 0, P_t.log() + _neg_logsigmoid(gap), 0.0)
-    value = float((nu_t[:, None] * nu_t[None, :] * P_t * log_ratio).sum())
-    return max(value, 0.0) if math.isfinite(value) else value
+    # Every term is finite (P > 0 where log P is taken, finite rewards), so only round-off can
+    # make the sum negative.
+    return max(float((nu_t[:, None] * nu_t[None, :] * P_t * log_ratio).sum()), 0.0)

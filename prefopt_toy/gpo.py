@@ -70,7 +70,7 @@ def _exponential(x: Tensor) -> Tensor:
 
 
 def _truncated_quadratic(x: Tensor) -> Tensor:
-    return torch.clamp_min(1.0 - x, 0.0) ** 2
+    return _hinge(x) ** 2
 
 
 def _savage(x: Tensor) -> Tensor:
@@ -111,7 +111,7 @@ GPO_DERIVATIVES: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
         "hinge": _hinge_prime,
         "squared": lambda x: 2.0 * (x - 1.0),
         "exponential": _exponential_prime,
-        "truncated_quadratic": lambda x: -2.0 * torch.clamp_min(1.0 - x, 0.0),
+        "truncated_quadratic": lambda x: -2.0 * _hinge(x),
         "savage": _savage_prime,
     }
 )

@@ -66,8 +66,9 @@ def _label_smoothing(x: Any) -> float | Tensor:
     """The flip probability epsilon of cDPO / rDPO, in [0, 1/2) (a number, or a tensor of them)."""
     try:
         return as_hyper(x, "label_smoothing", positive=False, below=0.5)
-    except ValueError as err:
-        raise ValueError(f"label_smoothing must lie in [0, 0.5) (a label-flip probability): {err}") from None
+    except ValueError:
+        shown = "a tensor with an entry outside" if isinstance(x, Tensor) and x.numel() > 1 else repr(x)
+        raise ValueError(f"label_smoothing must lie in [0, 0.5) (a label-flip probability), got {shown}") from None
 
 
 def margin(logp_chosen: Any, logp_rejected: Any, logp_ref_chosen: Any, logp_ref_rejected: Any) -> Tensor:

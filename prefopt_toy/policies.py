@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._validate import as_policy, as_preference_matrix, as_tensor, as_unit_interval, as_vector
+from ._validate import as_policy, as_preference_matrix, as_tensor, as_unit_interval
 
 
 def log_softmax(theta: Any) -> Tensor:
@@ -83,22 +83,6 @@ def entropy(p: Any) -> float:
     return float(-(ps * ps.log()).sum())
 
 
-def log_geometric_mixture(log_pi: Tensor, log_mu: Tensor, mixture: float) -> Tensor:
-    r"""Log of the normalised geometric mixture, from log-policies (no validation; differentiable).
-
-    ``log_pi`` and ``log_mu`` have shape (..., K); entries may be ``-inf`` (zero probability).
-    Used inside the engine where inputs are already validated log-probabilities.
-    """
-    if mixture == 0.0:
-        z = log_pi
-    elif mixture == 1.0:
-        z = log_mu
-    else:
-        # Mixing in log space: pi^(1-m) mu^m never underflows to 0 * inf = NaN.
-        z = (1.0 - mixture) * log_pi + mixture * log_mu
-    return normalize_log(z)
-
-
 def geometric_mixture(pi: Any, mu: Any, mixture: float) -> Tensor:
     r"""Normalised geometric mixture :math:`\pi^{1-m}\mu^{m} / Z`, with ``m = mixture`` the weight of ``mu``.
 
@@ -136,7 +120,12 @@ def geometric_mixture(pi: Any, mu: Any, mixture: float) -> Tensor:
     pi_t = as_policy(pi, "pi")
     mu_t = as_policy(mu, "mu", size=pi_t.numel())
     m = as_unit_interval(mixture, "mixture")
-    log_mix = log_geometric_mixture(pi_t.log(), mu_t.log(), m)
+    # Mixing in log space: pi^(1-m) mu^m never underflows, and zeros stay exact (log 0 = -inf);
+    # the inf-safe normalisation handles them (the dynamics' finite-only mixture is
+    # dynamics.pairs.mixture_log_weights).
+    with torch.no_grad():
+        z = pi_t.log() if m == 0.0 else mu_t.log() if m == 1.0 else (1.0 - m) * pi_t.log() + m * mu_t.log()
+    log_mix = normalize_log(z)
     if not bool(torch.isfinite(log_mix).any()):
         raise ValueError("pi and mu have disjoint supports: their geometric mixture has no mass")
     return log_mix.exp()
@@ -189,8 +178,3 @@ def win_rate(P: Any, pi: Any, pi_other: Any) -> float:
     pi_t = as_policy(pi, "pi", size=k)
     other = as_policy(pi_other, "pi_other", size=k)
     return float(pi_t @ P_t @ other)
-
-
-def validate_logits(theta: Any, size: int | None = None) -> Tensor:
-    """Logits as a float64 vector (length ``size`` when given); keeps autograd when present."""
-    return as_vector(theta, "theta", size=size)

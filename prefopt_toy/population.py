@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ._validate import as_index_pairs, as_policy, as_preference_matrix, as_vector
-from .policies import log_softmax
+from .policies import normalize_log
 
 __all__ = ["pair_margins", "hard_labels", "population_loss", "dataset_loss"]
 
@@ -36,7 +36,7 @@ PairLoss = Callable[[Tensor], Tensor]
 def _log_pi(theta: Any, k: int) -> Tensor:
     """``log softmax(theta)`` for logits of shape (K,); differentiable in ``theta``."""
     theta_t = as_vector(theta, "theta", size=k)  # keeps autograd when theta requires grad
-    return log_softmax(theta_t)  # (K,)
+    return normalize_log(theta_t)  # (K,); theta_t is already checked, so not log_softmax again
 
 
 def margin_matrix(log_ratio: Tensor) -> Tensor:
@@ -134,7 +134,7 @@ def _labels(labels: Any, P_t: Tensor) -> Tensor:
         return P_t
     if isinstance(labels, str):
         if labels == "hard":
-            return hard_labels(P_t)
+            return hard_label_kernel(P_t)  # P_t is already validated
         raise ValueError(f"labels must be 'soft', 'hard' or a K x K matrix, got {labels!r}")
     L = as_preference_matrix(labels, "labels")
     if L.shape != P_t.shape:
@@ -142,12 +142,12 @@ def _labels(labels: Any, P_t: Tensor) -> Tensor:
     return L
 
 
-def _pair_distribution(nu: Any, pi_detached: Tensor, mu_t: Tensor) -> Tensor:
+def _pair_distribution(nu: Any, log_pi: Tensor, mu_t: Tensor) -> Tensor:
     k = mu_t.shape[-1]
     if nu is None:
         return mu_t
     if callable(nu):
-        out = nu(pi_detached)
+        out = nu(log_pi.detach().exp())
         if isinstance(out, Tensor):
             out = out.detach()  # stop-gradient: the sampler is data, not part of the model
         return as_policy(out, "nu(pi)", size=k)
@@ -237,7 +237,7 @@ def population_loss(
     loss_fn = _check_loss(loss)
     L = _labels(labels, P_t)
     log_pi = _log_pi(theta, k)  # (K,)
-    s = _pair_distribution(nu, log_pi.detach().exp(), mu_t)  # (K,), no gradient
+    s = _pair_distribution(nu, log_pi, mu_t)  # (K,), no gradient
     log_ratio = log_pi - mu_t.log()  # log(pi/mu); mu > 0 was checked
     h = margin_matrix(log_ratio)  # (K, K)
     values = _apply_loss(loss_fn, h)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -69,6 +70,16 @@ def test_condorcet_winner_of_bt_game_is_top_score(scores):
     if np.min(np.diff(np.sort(s))) < 1e-12:
         return
     assert condorcet_winner(bradley_terry(s)) == int(np.argmax(s))
+
+
+@FAST
+@given(st.integers(1, 6), st.integers(0, 10_000), st.booleans())
+def test_condorcet_winner_matches_brute_force(k, seed, transitive):
+    # Independent oracle: the definition, looped in plain Python over every other action.
+    P = random_game(k, seed, transitive=transitive)
+    winners = [y for y in range(k) if all(float(P[y, z]) > 0.5 for z in range(k) if z != y)]
+    assert len(winners) <= 1
+    assert condorcet_winner(P) == (winners[0] if winners else None)
 
 
 # ---------------------------------------------------------------- BT or not
@@ -159,6 +170,22 @@ def test_bt_fit_kl_is_likelihood_gap_and_minimal():
     for _ in range(20):
         other = r + 0.05 * torch.randn(4, generator=gen, dtype=torch.float64)
         assert weighted_kl(bradley_terry(other)) > kl
+
+
+def test_bt_fit_gap_and_kl_by_hand_on_a_non_bt_game():
+    # Independent oracle: fit the BT scores with scipy on a numpy objective written here, then take
+    # the largest entry error and the nu x nu weighted KL by their definitions.
+    P = random_game(4, 3)
+    nu = np.array([0.1, 0.2, 0.3, 0.4])
+    P_np, w = P.numpy(), np.outer(nu, nu)
+
+    def neg_log_likelihood(r: np.ndarray) -> float:
+        return float(np.sum(w * P_np * np.logaddexp(0.0, -(r[:, None] - r[None, :]))))
+
+    r = scipy.optimize.minimize(neg_log_likelihood, np.zeros(4), method="BFGS", options={"gtol": 1e-12}).x
+    Q = 1.0 / (1.0 + np.exp(-(r[:, None] - r[None, :])))
+    assert abs(bt_fit_gap(P, nu) - float(np.abs(P_np - Q).max())) <= 1e-6
+    assert abs(bt_fit_kl(P, nu) - float(np.sum(w * P_np * np.log(P_np / Q)))) <= 1e-10
 
 
 def test_bt_fit_gap_propagates_no_finite_maximiser():

@@ -95,6 +95,19 @@ def test_ipo_hand_value():
     assert grad == pytest.approx(2.0, abs=1e-12)
 
 
+@SETTINGS
+@given(h=margins, beta=betas, eps=st.floats(0.0, 0.45))
+def test_cdpo_and_rdpo_values_by_formula(h, beta, eps):
+    # Independent oracle: -log sigma(z) = log(1 + e^{-z}) via numpy's logaddexp, then the cDPO
+    # mixture (Mitchell, Eq. 3) and the rDPO de-biased difference (Chowdhury et al., Sec. 3).
+    x = beta * h
+    clean, flipped = float(np.logaddexp(0.0, -x)), float(np.logaddexp(0.0, x))
+    cdpo = (1 - eps) * clean + eps * flipped
+    rdpo = ((1 - eps) * clean - eps * flipped) / (1 - 2 * eps)
+    assert float(dpo_loss(h, beta, label_smoothing=eps)) == pytest.approx(cdpo, rel=1e-12, abs=1e-12)
+    assert float(robust_dpo_loss(h, beta, eps)) == pytest.approx(rdpo, rel=1e-12, abs=1e-9 * (1 + abs(x)))
+
+
 def test_cdpo_optimal_margin():
     eps, beta = 0.1, 0.1
     closed = math.log((1 - eps) / eps) / beta
