@@ -53,3 +53,22 @@ def test_subset_and_bad_input():
         redraw(P, mu, tau=0.0)
     with pytest.raises(ValueError, match="mixture"):
         redraw(P, mu, mixture=1.5)
+
+
+def test_results_are_ordinary_tensors():
+    # The loop runs in inference mode; what it returns must still work with autograd downstream.
+    P, mu = GAMES["three_voter_types"]
+    out = redraw(P, mu, tau=0.1, steps=4)
+    weight = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    for name in CORE:
+        assert not out[name].log_policies.is_inference(), name
+    (out["nash_md"].log_policies * weight).sum().backward()
+    assert torch.equal(weight.grad, out["nash_md"].log_policies.sum(0))
+
+
+def test_zero_steps_and_row_order():
+    P, mu = GAMES["three_voter_types"]
+    out = redraw(P, mu, steps=0, names=("rlhf", "dpo"))
+    assert list(out) == ["rlhf", "dpo"]  # the caller's order, whatever the internal row order
+    for traj in out.values():
+        assert traj.log_policies.shape == (1, 3) and traj.losses is None

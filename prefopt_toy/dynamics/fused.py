@@ -29,10 +29,8 @@ from torch import Tensor
 from .._validate import as_int, as_policy, as_positive_float, as_preference_matrix, as_unit_interval
 from ..bt import bt_fit
 from ..losses import dpo_loss, ipo_loss, slic_loss
-from .derivatives import prepare
-from .loop import run
-from .nash_md import _pg_lr, policy_gradient_direction
-from .optimizers import Assign
+from .derivatives import _kernels, prepare
+from .nash_md import _pg_lr, centred_advantage
 from .pairs import expected_loss_and_gradient, mixture_log_weights
 from .preference import _beta2, _default_lr, _hinge_lr
 from .trajectory import Trajectory
@@ -93,71 +91,142 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     unknown = [n for n in names if n not in _ROWS]
     if unknown or not names:
         raise ValueError(f"names must be a non-empty subset of {CORE}, got unknown {unknown}")
-    b = len(names)
+    # Rows sorted by kind so that each kind acts on one contiguous slice of the batch: the pair
+    # losses grouped by kernel, then the policy-gradient rows (payoff P s first, reward last).
+    rows = [n for n in _ORDER if n in names]
+    b, n_pair = len(rows), sum(_ROWS[n][1] is not None for n in rows)
+    n_payoff = sum(n in ("nash_md", "nash_md_pg") for n in rows)
     f64 = dict(dtype=torch.float64)
-    log_mu = mu_t.log().expand(b, k).clone()
+    log_mu = mu_t.log().expand(b, k)
+    lr = torch.tensor([[_lr(n, tau_f)] for n in rows], **f64)  # (B, 1)
+    reward = bt_fit(P_t, mu_t) if "rlhf" in rows else None
+
     # Every row's pairs (or opponent) come from the mixture pi^(1-m) mu^m: m = 1 is "pairs from mu",
-    # m = 0 "online" / self-play; Nash-MD's m = eta_t tau changes every step.
-    weight_mu = torch.zeros(b, 1, **f64)
-    lr = torch.empty(b, 1, **f64)
-    for i, name in enumerate(names):
-        weight_mu[i] = {"fixed": 1.0, "mixture": m_md}.get(_ROWS[name][0], 0.0)  # type: ignore[arg-type]
-        lr[i] = _lr(name, tau_f)
-    schedule = torch.tensor([_ROWS[n][0] == "schedule" for n in names])[:, None]  # (B, 1)
-    pair_rows = torch.tensor([_ROWS[n][1] is not None for n in names])[:, None]
-    reward_rows = torch.tensor([n == "rlhf" for n in names])[:, None]
-    reward = bt_fit(P_t, mu_t).expand(b, k) if "rlhf" in names else torch.zeros(b, k, **f64)
-    strength = torch.full((b, 1), tau_f, **f64)
-    P_b, labels = P_t.expand(b, k, k), P_t.expand(b, k, k)
-    value_and_slope = _mixed_kernels(names, tau_f, b, k)
-
-    # Per-step coefficients, precomputed: Nash-MD's mixture weight eta_t tau = 2 / (t + 2) and its
-    # step eta_t; the other rows keep theirs.
+    # m = 0 "online" / self-play; Nash-MD's m = eta_t tau = 2 / (t + 2) and step eta_t change every
+    # step. Precomputed per step as (B, 1) columns.
+    weight_mu = torch.tensor([[{"fixed": 1.0, "mixture": m_md}.get(_ROWS[n][0], 0.0)] for n in rows], **f64)
+    schedule = torch.tensor([[_ROWS[n][0] == "schedule"] for n in rows])
     m_all = 2.0 / (torch.arange(max(steps, 1), **f64) + 2.0)[:, None, None]  # (T, 1, 1)
-    weight_mu_t = torch.where(schedule, m_all, weight_mu)  # (T, B, 1)
-    step_size_t = torch.where(schedule, m_all / tau_f, lr)
+    weight_mu_t = torch.where(schedule, m_all, weight_mu).unbind(0)
+    step_size_t = torch.where(schedule, m_all / tau_f, lr).unbind(0)
 
-    def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        log_s = mixture_log_weights(log_pi, log_mu, weight_mu_t[t])
-        pair_value, pair_grad = expected_loss_and_gradient(log_pi, log_mu, log_s, labels,
-                                                           value_and_slope=value_and_slope)
-        payoff = torch.where(reward_rows, reward, (P_b @ log_s.exp()[:, :, None])[:, :, 0])
-        pg_value, pg_direction = policy_gradient_direction(log_pi, log_mu, payoff, strength, "natural")
-        direction = torch.where(pair_rows, pair_grad, pg_direction)
-        loss = torch.where(pair_rows[:, 0], pair_value, pg_value)
-        return loss, log_pi - step_size_t[t] * direction
-
-    log_policies, losses = run(log_mu.clone(), step, Assign(), steps)
-    return {name: _trajectory(name, i, log_policies, losses, P_t, mu_t, tau_f, m_md, float(lr[i]), reward)
-            for i, name in enumerate(names)}
-
-
-def _mixed_kernels(names: tuple[str, ...], tau: float, b: int, k: int) -> Any:
-    """One ``H -> (value, slope)`` for the batch: each loss's kernel, masked to its rows."""
-    groups = []
-    for loss in (dpo_loss, ipo_loss, slic_loss):
-        rows = torch.tensor([_ROWS[n][1] is loss for n in names], dtype=torch.float64)[:, None, None]
-        if bool(rows.any()):
-            keyword = "tau" if loss is ipo_loss else "beta"
-            groups.append((rows, prepare(functools.partial(loss, **{keyword: tau}), torch.zeros(b, k, k,
-                                                                                              dtype=torch.float64))))
-
-    def value_and_slope(H: Tensor) -> tuple[Tensor, Tensor]:
-        value, slope = None, None
-        for rows, kernel in groups:
-            v, s = kernel(H)
-            value = rows * v if value is None else value + rows * v
-            slope = rows * s if slope is None else slope + rows * s
-        if value is None:  # no preference-loss row: the pair part is unused
-            return torch.zeros_like(H), torch.zeros_like(H)
-        return value, slope
-
-    return value_and_slope
+    slopes = [(slice(i, i + len(group)), _slope_kernel(loss, tau_f))
+              for i, group, loss in _groups(rows)]
+    # Inference mode: no autograd bookkeeping per call (~20% of a call's cost here); the loop's
+    # inference tensors stay inside, the stored iterates are copied out as ordinary tensors.
+    with torch.inference_mode():
+        log_policies = _iterate(log_mu, weight_mu_t, step_size_t, slopes, 2.0 * P_t, P_t.T.contiguous(),
+                                reward, tau_f, n_pair, n_payoff, steps)
+    log_policies = log_policies.transpose(0, 1).contiguous()  # (B, steps + 1, K), outside inference mode
+    if not bool(torch.isfinite(log_policies).all()):
+        raise RuntimeError("redraw: the iterates became non-finite (a learning rate too large)")
+    losses = _losses(rows, log_policies[:, :steps], log_mu[0], P_t, tau_f, m_md, reward)
+    out = {}
+    for name in names:
+        i = rows.index(name)
+        out[name] = _trajectory(name, log_policies[i], losses[i], P_t, mu_t, tau_f, m_md, float(lr[i]), reward)
+    return out
 
 
-def _trajectory(name: str, i: int, log_policies: Tensor, losses: Tensor | None, P: Tensor, mu: Tensor,
-                tau: float, mixture: float, lr: float, reward: Tensor) -> Trajectory:
-    """Row ``i`` as the Trajectory its registry call would return (targets need the same hyper)."""
+def _iterate(log_mu: Tensor, weight_mu_t: tuple[Tensor, ...], step_size_t: tuple[Tensor, ...], slopes: list,
+             labels2: Tensor, P_T: Tensor, reward: Tensor | None, strength: float, n_pair: int, n_payoff: int,
+             steps: int) -> Tensor:
+    """The fused loop: log-policies (steps + 1, B, K). ``labels2 = 2 P`` (W = 2 s s^T P weighs the
+    (winner, loser) pairs under soft labels).
+
+    One step is ~40 torch calls on tiny tensors whatever the batch, so every call counts (the widget
+    budget is 100 ms for 1000 steps): the mixture needs no max-shift (both terms are log-probabilities:
+    every entry is <= 0 and the largest >= log(1/K) + min log mu), nor does the renormalisation (the
+    logits move by lr * direction from a log-policy), and the natural policy gradient's baseline
+    E_pi A is dropped because the renormalisation removes a constant per row.
+    """
+    b, k = log_mu.shape
+    log_policies = torch.empty(steps + 1, b, k, dtype=log_mu.dtype)
+    log_pi = log_policies[0] = log_mu
+    reward_row = None if reward is None else reward[None, :]
+    for t in range(steps):
+        log_ratio = log_pi - log_mu
+        s = torch.lerp(log_pi, log_mu, weight_mu_t[t]).exp()
+        s = s / s.sum(-1, keepdim=True)
+        direction = []
+        if n_pair:
+            sp, d = s[:n_pair], log_ratio[:n_pair]
+            W = sp[:, :, None] * sp[:, None, :] * labels2
+            H = d[:, :, None] - d[:, None, :]
+            G = W * torch.cat([kernel(H[rows_]) for rows_, kernel in slopes])
+            direction.append(G.sum(-1) - G.sum(-2))  # dh(y, y')/dtheta = e_y - e_y'
+        if b > n_pair:
+            payoff = [s[n_pair:n_pair + n_payoff] @ P_T] if n_payoff else []
+            if reward_row is not None:
+                payoff.append(reward_row)
+            direction.append(strength * log_ratio[n_pair:] - torch.cat(payoff))
+        theta = torch.addcmul(log_pi, step_size_t[t], torch.cat(direction), value=-1.0)
+        log_pi = torch.sub(theta, theta.exp().sum(-1, keepdim=True).log(), out=log_policies[t + 1])
+    return log_policies
+
+
+_ORDER = ("dpo", "online_dpo", "ipo", "online_ipo", "ipo_md", "slic", "nash_md", "nash_md_pg", "rlhf")
+
+
+def _groups(rows: list[str]) -> list[tuple[int, list[str], Any]]:
+    """The pair rows as (first row, names, loss) runs of one loss each, in ``rows`` order."""
+    out: list[tuple[int, list[str], Any]] = []
+    for i, name in enumerate(rows):
+        loss = _ROWS[name][1]
+        if loss is None:
+            break
+        if out and out[-1][2] is loss:
+            out[-1][1].append(name)
+        else:
+            out.append((i, [name], loss))
+    return out
+
+
+def _bound(loss: Any, tau: float) -> Any:
+    return functools.partial(loss, **{"tau" if loss is ipo_loss else "beta": tau})
+
+
+def _slope_kernel(loss: Any, tau: float) -> Any:
+    """``H -> loss'(H)``: the loss library's own slope kernel (validated once by ``prepare``)."""
+    bound = _bound(loss, tau)
+    prepare(bound, torch.zeros(1, 2, 2, dtype=torch.float64))
+    _, slope, kw = _kernels(bound)
+    return lambda H: slope(H, **kw)
+
+
+def _losses(rows: list[str], log_pi: Tensor, log_mu: Tensor, P: Tensor, tau: float, mixture: float,
+            reward: Tensor | None) -> list[Tensor | None]:
+    """Each row's loss at every iterate, from the stored policies (B, T, K) in one vectorised pass.
+
+    The pair rows' expected loss (``pairs.expected_loss_and_gradient``), the policy-gradient rows'
+    negated objective (``nash_md.centred_advantage``); Nash-MD has none.
+    """
+    b, t, k = log_pi.shape
+    out: list[Tensor | None] = [None] * b
+    if t == 0:
+        return out  # no step taken: no loss recorded, as in ``loop.run``
+    for first, group, loss in _groups(rows):
+        flat = log_pi[first:first + len(group)].reshape(-1, k)
+        weight = torch.tensor([{"fixed": 1.0, "mixture": mixture}.get(_ROWS[n][0], 0.0) for n in group],
+                              dtype=torch.float64).repeat_interleave(t)[:, None]
+        mu_flat = log_mu.expand_as(flat)
+        value, _ = expected_loss_and_gradient(
+            flat, mu_flat, mixture_log_weights(flat, mu_flat, weight), P.expand(flat.shape[0], k, k),
+            value_and_slope=prepare(_bound(loss, tau), torch.zeros(1, 2, 2, dtype=torch.float64)))
+        for j in range(len(group)):
+            out[first + j] = value.view(len(group), t)[j]
+    for i, name in enumerate(rows):
+        if name in ("nash_md_pg", "rlhf"):
+            payoff = reward.expand(t, k) if name == "rlhf" else log_pi[i].exp() @ P.T
+            objective, _ = centred_advantage(log_pi[i], log_mu.expand(t, k), payoff,
+                                             torch.full((t, 1), tau, dtype=torch.float64))
+            out[i] = -objective
+    return out
+
+
+def _trajectory(name: str, log_policies: Tensor, losses: Tensor | None, P: Tensor, mu: Tensor,
+                tau: float, mixture: float, lr: float, reward: Tensor | None) -> Trajectory:
+    """One row as the Trajectory its registry call would return (targets need the same hyper)."""
     hyper: dict[str, Any] = {"tau": tau}
     if name in ("dpo", "slic", "online_dpo", "rlhf"):
         hyper = {"beta": tau}
@@ -168,8 +237,7 @@ def _trajectory(name: str, i: int, log_policies: Tensor, losses: Tensor | None, 
     if name == "nash_md_pg":
         hyper["mixture"] = 0.0
     if name == "rlhf":
-        hyper["reward"] = reward[i]
+        hyper["reward"] = reward
     if name != "nash_md":
         hyper["lr"] = lr
-    row_losses = None if (losses is None or name == "nash_md") else losses[i]
-    return Trajectory(log_policies[i], row_losses, name, P, mu, hyper)
+    return Trajectory(log_policies, losses, name, P, mu, hyper)
