@@ -91,3 +91,15 @@ __all__ = [
     "PAPERS",
     "cite",
 ]
+
+# Teaching modules with heavier imports (sympy, ipywidgets) load on first use, so that
+# ``import prefopt_toy`` stays fast: ``pt.symbolic``, ``pt.widgets``, ``pt.labs``, ...
+_LAZY_MODULES = ("symbolic", "widgets", "labs", "conventions", "displacement", "plotting", "experiments")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,192 @@
+"""End to end in a real browser: JupyterLab serves the notebooks, headless Chromium runs them.
+
+A JupyterLab server on 127.0.0.1 with a token serves a *copy* of ``notebooks/`` (JupyterLab
+autosaves, and the committed notebooks must stay without outputs). Playwright drives Debian's
+Chromium (``executable_path``; ``playwright install`` is never used): it opens the Nash-learning
+notebook, waits for an idle kernel, runs all cells, moves the tau slider and asserts that the
+figure changed; it also runs a few other notebooks and checks that no cell raised. Screenshots go
+to ``$PREFOPT_SCREENSHOTS`` when it is set (``tmp_path`` otherwise), for people to look at.
+
+Without Chromium the tests skip and say how to enable them; under CI (``CI`` set) they fail
+instead, because ``.ci/run`` installs Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+KERNEL_TIMEOUT_MS = 120_000
+RUN_TIMEOUT_MS = 300_000
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = ("Chromium not found: the browser test needs Debian's Chromium "
+               "(`apt-get update && apt-get install -y chromium`); .ci/run installs it")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("PREFOPT_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A JupyterLab server on a copy of notebooks/, and a headless Chromium page on it."""
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    work = tmp_path_factory.mktemp("lab")
+    served = work / "notebooks"
+    shutil.copytree(ROOT / "notebooks", served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    token, port = secrets.token_hex(16), _free_port()
+    # No "get notified about Jupyter news?" toast over the page (it would hide part of a screenshot).
+    labconfig = work / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = dict(os.environ, PREFOPT_SMOKE="1", HF_HUB_OFFLINE="1",
+               JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"))
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={served}",
+               "--LabApp.expose_app_in_browser=True"]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses to run as root without it
+    log = open(work / "jupyter.log", "w")  # noqa: SIM115 - closed in the teardown below
+    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/api/status?token={token}", server, work / "jupyter.log")
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield {"page": page, "base": base, "token": token,
+                   "shots": _screenshot_dir(tmp_path_factory), "log": work / "jupyter.log"}
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost server
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+# JavaScript run in the page; window.jupyterapp exists because of --LabApp.expose_app_in_browser.
+_KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!kernel && kernel.status === 'idle' && w.content.widgets.length > 0;
+}"""
+_RUN_STATE = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const code = w.content.widgets.filter(c => c.model.type === 'code');
+  const errors = [];
+  code.forEach((c, i) => c.model.outputs.toJSON().forEach(o => {
+    if (o.output_type === 'error') errors.push(`code cell ${i}: ${o.ename}: ${o.evalue}`);
+  }));
+  const done = code.every(c => c.model.executionCount !== null);
+  const idle = w.sessionContext.session.kernel.status === 'idle';
+  return {errors, done: done && idle, executed: code.filter(c => c.model.executionCount !== null).length,
+          total: code.length};
+}"""
+
+
+def _open_and_run_all(lab: dict, name: str) -> dict:
+    """Open notebooks/<name>.ipynb, wait for an idle kernel, Run All, wait until every cell ran."""
+    page = lab["page"]
+    page.goto(f"{lab['base']}/lab/tree/{name}.ipynb?token={lab['token']}")
+    page.wait_for_function(_KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
+    # An idle kernel first: Run All on a kernel still starting may run only the first cell.
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
+    state: dict = {}
+    while time.monotonic() < deadline:
+        state = page.evaluate(_RUN_STATE)
+        if state["errors"]:
+            page.screenshot(path=str(lab["shots"] / f"{name}_error.png"), full_page=True)
+            pytest.fail(f"{name}: a cell raised in JupyterLab: {state['errors']}")
+        if state["done"]:
+            return state
+        time.sleep(0.5)
+    page.screenshot(path=str(lab["shots"] / f"{name}_timeout.png"), full_page=True)
+    pytest.fail(f"{name}: Run All did not finish in {RUN_TIMEOUT_MS / 1000:.0f} s ({state})")
+
+
+def test_nash_learning_slider_changes_the_figure(lab):
+    page = lab["page"]
+    state = _open_and_run_all(lab, "04_nash_learning")
+    assert state["executed"] == state["total"] > 0
+    figure = page.locator("img.prefopt-figure").first
+    figure.wait_for(state="visible", timeout=60_000)
+    figure.scroll_into_view_if_needed()
+    before_src, before_png = figure.get_attribute("src"), figure.screenshot()
+    page.screenshot(path=str(lab["shots"] / "04_nash_learning_before.png"), full_page=False)
+
+    # Move the tau slider with the keyboard, as a user would: focus its handle, press the arrows.
+    handle = page.locator(".prefopt-tau .noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    readout = page.locator(".prefopt-tau .widget-readout").first
+    before_value = readout.inner_text()
+    handle.focus()
+    for _ in range(3):
+        handle.press("ArrowRight")
+    page.wait_for_function("([sel, old]) => { const img = document.querySelector(sel);"
+                           " return img && img.getAttribute('src') !== old; }",
+                           arg=["img.prefopt-figure", before_src], timeout=60_000)
+    assert readout.inner_text() != before_value, "the tau readout did not move"
+    after_png = figure.screenshot()
+    assert after_png != before_png, "the figure's pixels did not change after moving tau"
+    page.screenshot(path=str(lab["shots"] / "04_nash_learning_after.png"), full_page=False)
+
+
+@pytest.mark.parametrize("name", ["00_tour", "01_preference_games", "06_symbolic_derivations"])
+def test_notebook_runs_in_jupyterlab(lab, name):
+    state = _open_and_run_all(lab, name)
+    assert state["executed"] == state["total"] > 0
+    lab["page"].screenshot(path=str(lab["shots"] / f"{name}.png"), full_page=False)
