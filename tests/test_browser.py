@@ -118,10 +118,10 @@ def _wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: flo
 
 
 # JavaScript run in the page; window.jupyterapp exists because of --LabApp.expose_app_in_browser.
-_KERNEL_IDLE = """() => {
+_KERNEL_IDLE = """(path) => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const kernel = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!kernel && kernel.status === 'idle' && w.content.widgets.length > 0;
+  return !!kernel && w.context.path === path && kernel.status === 'idle' && w.content.widgets.length > 0;
 }"""
 _RUN_STATE = """() => {
   const w = window.jupyterapp.shell.currentWidget;
@@ -140,8 +140,9 @@ _RUN_STATE = """() => {
 def _open_and_run_all(lab: dict, name: str) -> dict:
     """Open notebooks/<name>.ipynb, wait for an idle kernel, Run All, wait until every cell ran."""
     page = lab["page"]
-    page.goto(f"{lab['base']}/lab/tree/{name}.ipynb?token={lab['token']}")
-    page.wait_for_function(_KERNEL_IDLE, timeout=KERNEL_TIMEOUT_MS)
+    # ?reset: a fresh workspace, so the notebook opened before does not come back as the current tab.
+    page.goto(f"{lab['base']}/lab/tree/{name}.ipynb?reset&token={lab['token']}")
+    page.wait_for_function(_KERNEL_IDLE, arg=f"{name}.ipynb", timeout=KERNEL_TIMEOUT_MS)
     # An idle kernel first: Run All on a kernel still starting may run only the first cell.
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
@@ -185,8 +186,25 @@ def test_nash_learning_slider_changes_the_figure(lab):
     page.screenshot(path=str(lab["shots"] / "04_nash_learning_after.png"), full_page=False)
 
 
-@pytest.mark.parametrize("name", ["00_tour", "01_preference_games", "06_symbolic_derivations"])
+def _page_through(lab: dict, name: str, pages: int = 12) -> int:
+    """Screenshot the notebook a screen at a time from the top (name_01.png, ...); returns how many."""
+    page = lab["page"]
+    scroller = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer"
+    page.evaluate(f"document.querySelector('{scroller}').scrollTo(0, 0)")
+    taken = 0
+    for i in range(pages):
+        page.wait_for_timeout(300)  # let the windowed notebook render the cells now in view
+        page.screenshot(path=str(lab["shots"] / f"{name}_{i + 1:02d}.png"))
+        taken += 1
+        moved = page.evaluate(f"""() => {{ const el = document.querySelector('{scroller}');
+            const before = el.scrollTop; el.scrollBy(0, el.clientHeight - 80); return el.scrollTop > before; }}""")
+        if not moved:
+            break
+    return taken
+
+
+@pytest.mark.parametrize("name", ["00_tour", "01_preference_games", "02_rlhf_to_dpo", "06_symbolic_derivations"])
 def test_notebook_runs_in_jupyterlab(lab, name):
     state = _open_and_run_all(lab, name)
     assert state["executed"] == state["total"] > 0
-    lab["page"].screenshot(path=str(lab["shots"] / f"{name}.png"), full_page=False)
+    assert _page_through(lab, name) >= 2, "the notebook should be longer than one screen"
