@@ -868,7 +868,7 @@ def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
     )
 
     t = np.arange(1, data["steps"] + 1, dtype=float)
-    ax_k.plot(
+    (bound_line,) = ax_k.plot(
         t,
         nash_md_bound(data["tau"], t),
         color="0.45",
@@ -921,4 +921,5 @@ def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
             )
         )
     handles += target_handles(["reference mu"])
+    handles.append(bound_line)  # the dotted grey curve of the right panel
     _legend_below(fig, handles, 3)
