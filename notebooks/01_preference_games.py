@@ -74,12 +74,12 @@ print("pt.check_preference_matrix accepts it:", pt.check_preference_matrix(P).sh
 scores = torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
 P_bt = pt.bradley_terry(scores)
 fit = pt.bt_fit(P_bt)
-print("true scores  :", scores)
-print("fitted scores:", fit, "(shifted by a constant)")
+print("true scores  :", scores.numpy().round(4))
+print("fitted scores:", fit.numpy().round(4), "(shifted by a constant)")
 print("score differences recovered to", float(((fit - fit[2]) - scores).abs().max()))
 print("is BT:", pt.is_bradley_terry(P_bt), "| transitive:", pt.is_transitive(P_bt),
       "| BT fit gap:", pt.bt_fit_gap(P_bt))
-print("Condorcet winner:", pt.condorcet_winner(P_bt), "| Nash equilibrium:", pt.nash_equilibrium(P_bt))
+print("Condorcet winner:", pt.condorcet_winner(P_bt), "| Nash equilibrium:", pt.nash_equilibrium(P_bt).numpy().round(4))
 
 # %% [markdown]
 # On a BT game everybody agrees: the top score, the Condorcet winner and the Nash equilibrium (a
@@ -98,8 +98,8 @@ P_voters = pt.three_voter_types(EPSILON)
 for name, G in [("rock-paper-scissors", P_rps), (f"three voter types, eps={EPSILON}", P_voters)]:
     print(f"{name}: transitive={pt.is_transitive(G)}, Condorcet winner={pt.condorcet_winner(G)}, "
           f"BT={pt.is_bradley_terry(G)}")
-    print("   Nash equilibrium:", pt.nash_equilibrium(G))
-    print("   BT fit scores   :", pt.bt_fit(G), f" BT fit gap {pt.bt_fit_gap(G):.4f}")
+    print("   Nash equilibrium:", pt.nash_equilibrium(G).numpy().round(4))
+    print("   BT fit scores   :", pt.bt_fit(G).numpy().round(4), f" BT fit gap {pt.bt_fit_gap(G):.4f}")
 
 # %% [markdown]
 # Two lessons:
@@ -150,9 +150,9 @@ plt.show()
 
 # %%
 fit = pt.bt_fit(P)
-print("BT scores:", fit, "-> BT argmax: y%d" % int(fit.argmax()))
+print("BT scores:", fit.numpy().round(4), "-> BT argmax: y%d" % int(fit.argmax()))
 print("Condorcet winner: y%d" % pt.condorcet_winner(P))
-print("Nash equilibrium:", pt.nash_equilibrium(P))
+print("Nash equilibrium:", pt.nash_equilibrium(P).numpy().round(4))
 print(f"transitive: {pt.is_transitive(P)}, BT: {pt.is_bradley_terry(P)}, BT fit gap {pt.bt_fit_gap(P):.4f}")
 print("BT fit predicts P(y0 > y1) =", float(pt.bradley_terry(fit)[0, 1]), "but P(y0 > y1) =", float(P[0, 1]))
 
@@ -164,7 +164,7 @@ print("BT fit predicts P(y0 > y1) =", float(pt.bradley_terry(fit)[0, 1]), "but P
 
 # %%
 for beta in [1.0, 0.1, 0.01]:
-    print(f"beta = {beta:5}: RLHF/DPO optimum {pt.rlhf_optimum(P, game.reference_policy(), beta)}")
+    print(f"beta = {beta:5}: RLHF/DPO optimum {pt.rlhf_optimum(P, game.reference_policy(), beta).numpy().round(6)}")
 
 # %% [markdown]
 # The library's reference figure shows every solution concept on the four named games: the RLHF/DPO

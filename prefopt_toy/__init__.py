@@ -94,7 +94,8 @@ __all__ = [
 
 # Teaching modules with heavier imports (sympy, ipywidgets) load on first use, so that
 # ``import prefopt_toy`` stays fast: ``pt.symbolic``, ``pt.widgets``, ``pt.labs``, ...
-_LAZY_MODULES = ("symbolic", "widgets", "labs", "conventions", "displacement", "plotting", "experiments")
+_LAZY_MODULES = ("symbolic", "widgets", "labs", "conventions", "displacement", "notebook_plots", "plotting",
+                 "experiments")
 
 
 def __getattr__(name: str):
