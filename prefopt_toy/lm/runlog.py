@@ -1,0 +1,368 @@
+"""Run logs as JSON lines, read back by notebooks and widgets; a tqdm progress bar that stays quiet in CI.
+
+A run log is a text file with one JSON object per line:
+
+- the first line is the header, ``{"kind": "header", "format": "prefopt_toy.runlog", "version": 1,
+  "config": {...}}``, with the run's configuration;
+- each training step appends ``{"kind": "step", "step": 17, "loss": 0.69, "rewards/chosen": ...}``,
+  with TRL's metric names (``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
+  ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``) plus ``loss``, ``kl``,
+  ``win_rate`` and, for lifted games, ``class_distribution`` as a list;
+- a resumed run writes ``{"kind": "resume", "step": k, "config": {...}}`` where it continued, so a
+  changed configuration (say, a lower learning rate after a NaN) stays on record.
+
+Each line is flushed when written, so a notebook can read a run that is still going.
+
+**Non-finite values.** Strict JSON has no NaN or infinity. ``nan``, ``inf`` and ``-inf`` are all
+written as ``null``: :func:`read_run_log` returns them as ``None`` and :func:`run_log_frame` as NaN.
+The sign of an infinity is lost; a metric that can legitimately be infinite should be logged in a
+transformed form (e.g. its log).
+
+References
+----------
+JSON Lines, https://jsonlines.org; TRL v1.13.0 metric names (``trl/trainer/dpo_trainer.py``),
+https://github.com/huggingface/trl; tqdm, https://github.com/tqdm/tqdm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from torch import Tensor
+
+from prefopt_toy._validate import as_int
+
+__all__ = ["RunLogger", "progress", "read_run_header", "read_run_log", "run_log_frame"]
+
+FORMAT = "prefopt_toy.runlog"
+VERSION = 1
+_RESERVED = ("kind", "step")
+T = TypeVar("T")
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A JSON-ready copy of a metric value: floats, ints, bools, strings, None and lists of them."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, Tensor):
+        if value.is_complex():
+            raise ValueError(f"{where} must be real, got a complex tensor")
+        # tolist() gives Python floats (doubles), which hold float32/bf16 values exactly; integer
+        # and bool tensors stay ints and bools; a 0-d tensor gives a scalar
+        return _plain(value.detach().cpu().tolist(), where)
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist(), where)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        return x if math.isfinite(x) else None  # documented rule: nan/inf -> null
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(
+        f"{where} must be a number, a tensor, a string, None or a list of them, got {type(value).__name__}"
+    )
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """All records of a run log. A last line without its newline (a write cut short) is dropped."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lines = text.split("\n")
+    # text ends with "\n" when complete, so the last piece is "" or a partial line, dropped
+    complete = lines[:-1]
+    records = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"path {str(path)!r} line {number} is not JSON: {err}") from err
+        if not isinstance(record, dict) or "kind" not in record:
+            raise ValueError(
+                f"path {str(path)!r} line {number} is not a run-log record (no 'kind')"
+            )
+        records.append(record)
+    if records and records[0].get("kind") != "header":
+        raise ValueError(f"path {str(path)!r} is not a run log: the first line is not a header")
+    return records
+
+
+class RunLogger:
+    """Append one JSON line per training step to a run log; resumable without duplicated steps.
+
+    Parameters
+    ----------
+    path : path
+        The ``.jsonl`` file (its directory is created if missing).
+    config : dict, optional
+        JSON-serialisable run configuration, written in the header (or, when resuming, in a
+        ``resume`` record).
+    resume_from_step : int >= 0, optional
+        Continue an existing log after a restart from the checkpoint at this step: lines with a
+        step above it (written after the checkpoint, before the interruption) are removed, and
+        logging continues in the same file. If the file does not exist it is created.
+    overwrite : bool
+        Start a fresh log even if ``path`` already holds one. Without it (and without
+        ``resume_from_step``) an existing non-empty file is an error, so that a second run never
+        mixes its steps into the first one's log.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not JSON-serialisable, ``path`` exists and neither ``overwrite`` nor
+        ``resume_from_step`` is given, ``resume_from_step`` is negative, both are given, or the
+        existing file is not a run log.
+
+    Notes
+    -----
+    The file is opened, appended to, flushed and closed at each :meth:`log`, so nothing is lost if
+    the process dies between steps and no file handle is left open. Truncation on resume rewrites
+    the file atomically (temporary file + ``os.replace``).
+
+    References
+    ----------
+    JSON Lines, https://jsonlines.org; TRL v1.13.0 metric names, https://github.com/huggingface/trl.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> with tempfile.TemporaryDirectory() as run:
+    ...     path = os.path.join(run, "run.jsonl")
+    ...     logger = RunLogger(path, config={"algorithm": "online_ipo", "tau": 0.1})
+    ...     logger.log(1, {"loss": torch.tensor(0.5), "rewards/margins": 0.25, "kl": float("nan")})
+    ...     print(read_run_log(path))
+    [{'step': 1, 'loss': 0.5, 'rewards/margins': 0.25, 'kl': None}]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        config: Mapping[str, Any] | None = None,
+        resume_from_step: int | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        config_json = self._check_config(config)
+        if resume_from_step is not None:
+            resume_from_step = as_int(resume_from_step, "resume_from_step", minimum=0)
+            if overwrite:
+                raise ValueError("overwrite and resume_from_step cannot both be given")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        header = {"kind": "header", "format": FORMAT, "version": VERSION, "config": config_json}
+
+        if resume_from_step is None or not exists:
+            if exists and not overwrite:
+                raise ValueError(
+                    f"path {str(self.path)!r} already holds a run log; pass resume_from_step=k to "
+                    "continue it after a restart, or overwrite=True to start over"
+                )
+            self._rewrite(
+                [header]
+                if resume_from_step is None
+                else [header, self._resume(resume_from_step, config_json)]
+            )
+            self.last_step: int | None = None
+            return
+
+        kept = []
+        for record in _read_lines(self.path):
+            if (
+                "step" in record
+                and as_int(record["step"], "step in the run log") > resume_from_step
+            ):
+                continue
+            kept.append(record)
+        kept.append(self._resume(resume_from_step, config_json))
+        self._rewrite(kept)
+        steps = [r["step"] for r in kept if r["kind"] == "step"]
+        self.last_step = max(steps) if steps else None
+
+    @staticmethod
+    def _check_config(config: Any) -> dict[str, Any]:
+        config = {} if config is None else config
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a dict, got {type(config).__name__}")  # noqa: TRY004
+        try:
+            return json.loads(json.dumps(dict(config), allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config must be JSON-serialisable without NaN/inf: {err}") from err
+
+    @staticmethod
+    def _resume(step: int, config: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "resume", "step": step, "config": config}
+
+    def _rewrite(self, records: list[dict[str, Any]]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jsonl", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for record in records:
+                    f.write(json.dumps(record, allow_nan=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Append the metrics of one step as a JSON line and flush it.
+
+        Parameters
+        ----------
+        step : int >= 0
+            Strictly greater than the previous logged step (and than ``resume_from_step``'s kept
+            lines), so a step is never logged twice.
+        metrics : dict of str -> value
+            Numbers, 0-d or n-d tensors, numpy arrays, strings, None or lists; tensors and arrays
+            become (nested) lists of floats, 0-d ones plain floats. NaN and infinities become null.
+            The keys ``"kind"`` and ``"step"`` are reserved.
+
+        Raises
+        ------
+        ValueError
+            On a step that does not increase, a non-string or reserved key, or a value of another
+            type (a dict, an object).
+
+        References
+        ----------
+        JSON Lines, https://jsonlines.org.
+        """
+        step = as_int(step, "step", minimum=0)
+        if self.last_step is not None and step <= self.last_step:
+            raise ValueError(f"step must increase: got {step} after {self.last_step}")
+        if not isinstance(metrics, Mapping):
+            raise ValueError(  # noqa: TRY004
+                f"metrics must be a dict of name -> value, got {type(metrics).__name__}"
+            )
+        record: dict[str, Any] = {"kind": "step", "step": step}
+        for key, value in metrics.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"metrics keys must be non-empty strings, got {key!r}")
+            if key in _RESERVED:
+                raise ValueError(f"metrics must not use the reserved key {key!r}")
+            record[key] = _plain(value, f"metrics[{key!r}]")
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+        self.last_step = step
+
+
+def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The step records of a run log, in file order, each ``{"step": ..., <metric>: ...}``.
+
+    Header and resume records are left out (see :func:`read_run_header`). Non-finite values were
+    written as null and come back as None. A last line cut short by an interrupted write is ignored.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not exist or a complete line is not a run-log record.
+
+    References
+    ----------
+    JSON Lines, https://jsonlines.org.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} does not exist")
+    return [
+        {k: v for k, v in r.items() if k != "kind"}
+        for r in _read_lines(path)
+        if r["kind"] == "step"
+    ]
+
+
+def read_run_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration in a run log's header line.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not exist or holds no header.
+
+    References
+    ----------
+    JSON Lines, https://jsonlines.org.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} does not exist")
+    records = _read_lines(path)
+    if not records:
+        raise ValueError(f"path {str(path)!r} is empty: no header")
+    return dict(records[0]["config"])
+
+
+def run_log_frame(path: str | os.PathLike[str]) -> Any:
+    """The step records as a pandas DataFrame indexed by ``step`` (null -> NaN).
+
+    List-valued metrics (``class_distribution``) stay lists in one column.
+
+    References
+    ----------
+    JSON Lines, https://jsonlines.org; pandas, https://pandas.pydata.org.
+    """
+    import pandas as pd  # at the edge only: the training code does not need pandas
+
+    records = read_run_log(path)
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return pd.DataFrame(index=pd.Index([], name="step", dtype="int64"))
+    return frame.set_index("step")  # pandas turns None into NaN in numeric columns
+
+
+def progress(
+    iterable: Iterable[T],
+    *,
+    enabled: bool | None = None,
+    total: int | None = None,
+    desc: str | None = None,
+) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm progress bar, shown only where a person is watching.
+
+    Parameters
+    ----------
+    iterable : iterable
+        What the training loop iterates over.
+    enabled : bool, optional
+        Force the bar on or off. None (default): on only when standard error is a terminal and the
+        ``CI`` environment variable is unset, so tests, CI logs and redirected output stay clean.
+    total, desc : optional
+        Passed to tqdm.
+
+    Returns
+    -------
+    iterator
+        Yields the same items as ``iterable``.
+
+    References
+    ----------
+    tqdm, https://github.com/tqdm/tqdm.
+
+    Examples
+    --------
+    >>> list(progress(range(3), enabled=False))
+    [0, 1, 2]
+    """
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)()) and not os.environ.get("CI")
+    return iter(tqdm(iterable, total=total, desc=desc, disable=not enabled))
