@@ -1,0 +1,282 @@
+r"""Log-probabilities of completions under a causal LM, prompt and padding masked, reduction explicit.
+
+A batch is three aligned ``(B, T)`` tensors: ``input_ids`` (prompt, completion and padding, left or
+right), ``attention_mask`` (1 on real tokens) and ``completion_mask`` (1 on the completion tokens
+that are scored, 0 on prompt and padding). Position ``t`` of the model's output predicts token
+``t + 1``; here every per-token tensor is aligned with ``input_ids``: entry ``[b, t]`` is
+``log p(input_ids[b, t] | input_ids[b, :t])``, so the same ``completion_mask`` selects it. Position
+0 has no prediction and is never part of a completion. An EOS token that ends a completion is
+scored like any other token when ``completion_mask`` covers it (``prefopt_toy.lm.data`` does so).
+
+**The reduction is part of the loss, so it has no default.** The sequence log-ratio of the theory
+(DPO, IPO, Nash-MD, the exact toy) is the *sum* of token log-probs, ``log pi(y | x)``. TRL's
+``DPOTrainer`` with ``loss_type="ipo"`` uses the per-token *mean* instead (TRL PR #1265), whose
+optimum is not Azar et al.'s ``mu exp(p / tau)``; TRL's online trainers sum. See
+``../shared/reference/ALGORITHMS.md`` section 3 ("Sum versus average of token log-probs").
+
+Position ids are computed from the attention mask (``cumsum - 1``), so GPT-2's absolute position
+embeddings see the same positions whatever the padding side: left and right padding give the same
+log-probs (tested).
+
+References
+----------
+Rafailov et al., arXiv:2305.18290v3 (DPO: summed sequence log-probs); Azar et al.,
+arXiv:2310.12036v2 (IPO); TRL https://github.com/huggingface/trl v1.13.0 (``DPOTrainer``
+averages for IPO); Radford et al. 2019 (GPT-2).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "position_ids_from_mask",
+    "token_logprobs_from_logits",
+    "token_logprobs",
+    "reduce_logprobs",
+    "completion_logprobs_from_logits",
+    "completion_logprobs",
+]
+
+_REQUIRED = object()  # sentinel: ``reduction`` has no default value
+
+
+def _check_reduction(reduction) -> str:
+    if reduction is _REQUIRED:
+        raise ValueError(
+            "reduction is required and has no default: pass reduction='sum' (log pi(y|x), the "
+            "theory's sequence log-prob) or reduction='mean' (per-token average, TRL's DPOTrainer for IPO)"
+        )
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return reduction
+
+
+def _as_mask(m, name: str, shape: torch.Size) -> Tensor:
+    if not isinstance(m, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (B, T), got {type(m).__name__}")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{name} must have the shape of input_ids {tuple(shape)}, got {tuple(m.shape)}")
+    if m.dtype != torch.bool:
+        if m.is_floating_point() or m.is_complex():
+            raise ValueError(f"{name} must be a bool or integer 0/1 tensor, got dtype {m.dtype}")
+        if bool(((m != 0) & (m != 1)).any()):
+            raise ValueError(f"{name} must hold only 0 and 1")
+        m = m != 0
+    return m
+
+
+def _check_batch(input_ids, attention_mask, completion_mask) -> tuple[Tensor, Tensor]:
+    """Validate the three (B, T) tensors; return the masks as bool."""
+    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be a 2-D (B, T) tensor, got {getattr(input_ids, 'shape', type(input_ids).__name__)}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"input_ids must hold integer token ids (int64), got dtype {input_ids.dtype}")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] < 2:
+        raise ValueError(f"input_ids must have B >= 1 rows and T >= 2 positions, got {tuple(input_ids.shape)}")
+    attn = _as_mask(attention_mask, "attention_mask", input_ids.shape) if attention_mask is not None else None
+    comp = _as_mask(completion_mask, "completion_mask", input_ids.shape)
+    empty = (~comp.any(dim=1)).nonzero().flatten()
+    if empty.numel():
+        raise ValueError(f"completion_mask is empty (empty completion) in row(s) {empty.tolist()}: every sequence needs >= 1 completion token")
+    if bool(comp[:, 0].any()):
+        raise ValueError("completion_mask must be 0 at position 0: the first token has no prediction (the prompt must be non-empty)")
+    if attn is not None:
+        if bool((comp & ~attn).any()):
+            raise ValueError("completion_mask must be 0 wherever attention_mask is 0 (a completion token cannot be padding)")
+        # The token before each completion token must be real (a prompt or completion token).
+        if bool((comp[:, 1:] & ~attn[:, :-1]).any()):
+            raise ValueError("completion_mask: every completion token must follow a real token (a non-empty prompt)")
+    return attn, comp
+
+
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """GPT-2 position ids from a (B, T) attention mask: 0, 1, ... over the real tokens of each row.
+
+    Padding positions get 0 (their outputs are masked anyway). With them, a left-padded row sees
+    the positions a right-padded one does.
+
+    References
+    ----------
+    Radford et al. 2019 (GPT-2: learned absolute position embeddings).
+
+    Examples
+    --------
+    >>> position_ids_from_mask(torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]])).tolist()
+    [[0, 0, 0, 1, 2], [0, 1, 2, 0, 0]]
+    """
+    m = attention_mask.long()
+    return (m.cumsum(dim=-1) - 1).clamp(min=0) * m  # (B, T)
+
+
+def _gather_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
+    """log_softmax(logits)[..., target] without materialising the (B, T, V) log-softmax.
+
+    logits: (B, T, V); targets: (B, T) -> (B, T) in float32 (float64 stays float64). Low-precision
+    logits (bf16/fp16) are upcast one row at a time, so the normaliser is accurate.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        rows = [_gather_logprobs(row.float().unsqueeze(0), t.unsqueeze(0)) for row, t in zip(logits, targets)]
+        return torch.cat(rows, dim=0)
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return picked - torch.logsumexp(logits, dim=-1)  # (B, T)
+
+
+def token_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mask: Tensor) -> Tensor:
+    """Per-token completion log-probs from a model's logits, aligned with ``input_ids``.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, T, V)
+        The model's output for ``input_ids`` (``logits[:, t]`` predicts ``input_ids[:, t + 1]``).
+    input_ids : Tensor, shape (B, T)
+    completion_mask : Tensor, shape (B, T)
+        1 on the scored completion tokens (never at position 0).
+
+    Returns
+    -------
+    Tensor, shape (B, T)
+        ``log p(input_ids[b, t] | input_ids[b, :t])`` where ``completion_mask`` is 1, exactly 0
+        elsewhere (also where padding gave non-finite logits). float32 for float32 / bf16 / fp16
+        logits, float64 for float64 logits; differentiable.
+
+    References
+    ----------
+    Radford et al. 2019 (GPT-2 next-token factorisation); Rafailov et al., arXiv:2305.18290v3.
+    """
+    _, comp = _check_batch(input_ids, None, completion_mask)
+    if not isinstance(logits, Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != tuple(input_ids.shape):
+        raise ValueError(f"logits must have shape (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got {getattr(logits, 'shape', None)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating tensor, got dtype {logits.dtype}")
+    lp = _gather_logprobs(logits[:, :-1], input_ids[:, 1:].long())  # (B, T-1): token t+1 given <= t
+    lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)  # (B, T), aligned with input_ids
+    return torch.where(comp, lp, torch.zeros_like(lp))  # where, not *: padding rows may hold NaN
+
+
+def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
+    """Per-token completion log-probs ``(B, T)`` under ``model`` (one forward pass).
+
+    Parameters
+    ----------
+    model : transformers causal LM (GPT-2)
+    input_ids, attention_mask, completion_mask : Tensor, shape (B, T)
+        Left or right padding; position ids are derived from ``attention_mask``.
+
+    Returns
+    -------
+    Tensor, shape (B, T)
+        As ``token_logprobs_from_logits``: zero outside ``completion_mask``.
+
+    References
+    ----------
+    Radford et al. 2019 (GPT-2); Rafailov et al., arXiv:2305.18290v3.
+    """
+    attn, comp = _check_batch(input_ids, attention_mask, completion_mask)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attn.long(),
+        position_ids=position_ids_from_mask(attn),
+        use_cache=False,
+    )
+    return token_logprobs_from_logits(out.logits, input_ids, comp)  # (B, T)
+
+
+def reduce_logprobs(token_lp: Tensor, completion_mask: Tensor, *, reduction=_REQUIRED) -> Tensor:
+    """Per-sequence log-prob from per-token ones: sum or mean over the completion tokens.
+
+    Parameters
+    ----------
+    token_lp : Tensor, shape (B, T)
+    completion_mask : Tensor, shape (B, T)
+    reduction : {"sum", "mean"}
+        Required, no default (see the module docstring: the theory sums, TRL's DPOTrainer
+        averages for IPO).
+
+    Returns
+    -------
+    Tensor, shape (B,)
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2; TRL https://github.com/huggingface/trl v1.13.0 (PR #1265).
+
+    Examples
+    --------
+    >>> lp = torch.tensor([[0.0, -1.0, -2.0], [0.0, 0.0, -3.0]])
+    >>> m = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    >>> reduce_logprobs(lp, m, reduction="sum").tolist(), reduce_logprobs(lp, m, reduction="mean").tolist()
+    ([-3.0, -3.0], [-1.5, -3.0])
+    """
+    reduction = _check_reduction(reduction)
+    if not isinstance(token_lp, Tensor) or token_lp.ndim != 2:
+        raise ValueError(f"token_lp must be a (B, T) tensor, got {getattr(token_lp, 'shape', None)}")
+    comp = _as_mask(completion_mask, "completion_mask", token_lp.shape)
+    counts = comp.sum(dim=1)  # (B,)
+    if bool((counts == 0).any()):
+        raise ValueError(f"completion_mask is empty (empty completion) in row(s) {(counts == 0).nonzero().flatten().tolist()}")
+    total = torch.where(comp, token_lp, torch.zeros_like(token_lp)).sum(dim=1)  # (B,)
+    return total if reduction == "sum" else total / counts.to(total.dtype)
+
+
+def completion_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mask: Tensor, *, reduction=_REQUIRED) -> Tensor:
+    """Per-sequence completion log-probs ``(B,)`` from precomputed logits ``(B, T, V)``.
+
+    Use it to score the reference model once (under ``torch.no_grad()``) and cache the result.
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3; Azar et al., arXiv:2310.12036v2.
+    """
+    reduction = _check_reduction(reduction)
+    return reduce_logprobs(token_logprobs_from_logits(logits, input_ids, completion_mask), completion_mask, reduction=reduction)
+
+
+def completion_logprobs(
+    model,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    completion_mask: Tensor,
+    *,
+    reduction: Literal["sum", "mean"] = _REQUIRED,  # type: ignore[assignment]
+) -> Tensor:
+    """Log-probability of each sequence's completion under ``model``, prompt and padding masked.
+
+    Parameters
+    ----------
+    model : transformers causal LM (GPT-2)
+    input_ids : Tensor, shape (B, T)
+        Prompt + completion (+ EOS) + padding, left or right padded.
+    attention_mask : Tensor, shape (B, T)
+        1 on real tokens.
+    completion_mask : Tensor, shape (B, T)
+        1 on the completion tokens to score, including a final EOS when it belongs to the
+        completion; 0 on the prompt and padding. Every row needs at least one completion token.
+    reduction : {"sum", "mean"}
+        **Required, no default.** ``"sum"`` gives ``log pi(y | x)``, the quantity of the theory
+        (DPO's reference code, the exact toy, TRL's online trainers); ``"mean"`` divides by the
+        number of completion tokens, as TRL's ``DPOTrainer`` does for ``loss_type="ipo"`` (PR #1265;
+        ALGORITHMS.md section 3), which changes the optimum. Anything else raises ``ValueError``.
+
+    Returns
+    -------
+    Tensor, shape (B,)
+        Differentiable with respect to the model's parameters.
+
+    Raises
+    ------
+    ValueError
+        Missing or unknown ``reduction``; shape mismatch; non-0/1 masks; an empty completion;
+        a completion token at position 0 or on padding.
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); TRL
+    https://github.com/huggingface/trl v1.13.0; Radford et al. 2019 (GPT-2).
+    """
+    reduction = _check_reduction(reduction)
+    _, comp = _check_batch(input_ids, attention_mask, completion_mask)
+    return reduce_logprobs(token_logprobs(model, input_ids, attention_mask, comp), comp, reduction=reduction)  # (B,)
