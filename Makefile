@@ -51,6 +51,10 @@ $(VENV)/.stamp-lab: $(VENV)/.stamp-base $(DEPS)
 test demo: export HF_HUB_OFFLINE = 1
 # Notebooks read PREFOPT_SMOKE=1 as "fast mode": fewer steps, same story (STYLE.md section 7).
 test: export PREFOPT_SMOKE = 1
+# One intra-op thread for the test run: on a 2-core machine torch's second thread stalls whenever
+# the other core is busy (a notebook kernel, JupyterLab), 8x slower on tiny GPT-2 steps. The library
+# itself never sets a thread count; this is the test environment only.
+test: export OMP_NUM_THREADS = 1
 
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
 # design until filled in, and tests/test_labs.py checks that they fail with a readable message.
