@@ -1,9 +1,15 @@
 """The GPT-2 side: the same per-pair losses and online algorithms on a language model.
 
-Models and tokenizer (``models``, ``tokenizer``), completion log-probs with the reduction explicit
-(``logprobs``), data in TRL's convention (``data``), judges (``judges``), sampling with KV caches
-and the token-level geometric mixture (``sampling``). Submodules import transformers; importing
-``prefopt_toy`` itself does not.
+- ``tokenizer``, ``models``, ``corpus``: GPT-2's BPE tokenizer offline, the GPT-2 sizes, ``load_model``
+  and the offline default model trained on the project's generated corpus (cached as safetensors).
+- ``logprobs``, ``data``: completion log-probs with the prompt masked and the reduction explicit
+  (``"sum"`` or ``"mean"``, no default); preference data in TRL's convention.
+- ``objectives``: sequence log-probs to the shared per-pair losses, metrics with TRL's names.
+- ``judges``, ``sampling``: lifted-game, sentiment and callable judges; KV-cache sampling from the
+  policy, the reference and the token-level geometric mixture.
+- ``checkpoint``, ``runlog``: safetensors checkpoints with exact resume, JSON-lines run logs.
+
+Submodules import transformers; importing ``prefopt_toy`` itself does not.
 
 References
 ----------
