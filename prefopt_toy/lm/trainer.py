@@ -1,0 +1,515 @@
+r"""One GPT-2 training loop for every preference algorithm: pair source x labels x per-pair loss.
+
+Composed like the exact toy (``prefopt_toy.dynamics``), with the toy's registry names:
+
+================  ==========================================  ====================  ===============
+algorithm         pairs                                        labels                loss
+================  ==========================================  ====================  ===============
+``dpo``           the dataset's (chosen, rejected)             the dataset's         ``dpo``
+``ipo``           the dataset's                                the dataset's         ``ipo`` (tau)
+``slic``          the dataset's                                the dataset's         ``slic``
+``offline``       the dataset's                                the dataset's         ``config.loss``
+``online_dpo``    2 completions per prompt from SG[pi]         soft / hard / sampled ``dpo``
+``online_ipo``    2 completions per prompt from SG[pi]         soft / hard / sampled ``ipo`` (tau)
+``online``        from SG[pi]                                  soft / hard / sampled ``config.loss``
+``ipo_md``        both from SG[pi^(1-m) mu^m] (per token)      soft / hard / sampled ``ipo`` (tau)
+``nash_md_pg``    y ~ SG[pi], y' ~ SG[pi^(1-m) mu^m]           P(y beats y') (or h/s) PG surrogate
+================  ==========================================  ====================  ===============
+
+Offline, the reference log-probs of the whole dataset are computed once, at the start, under
+``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
+step's sampled completions under ``torch.no_grad``. The per-pair losses are
+``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
+
+Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, TRL's
+``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
+``logps/chosen``, ``logps/rejected`` (online pairs are ordered so that "chosen" is the favoured
+completion, :math:`w \ge 1/2`; the loss :math:`w\ell(h) + (1-w)\ell(-h)` is unchanged by the swap);
+``labels/weight`` (mean :math:`\max(w, 1-w)`); for Nash-MD-PG ``rewards/probabilities`` (mean
+:math:`P(y \succ y')`, TRL's name) and ``logps/chosen`` (of ``y``). ``kl`` is the **estimator**
+:math:`\frac1n\sum_i \sum_t [\log\pi(y_{i,t}) - \log\mu(y_{i,t})]` of KL(pi || mu) on completions
+sampled from the policy: on the step's own samples where they come from the policy (online DPO/IPO
+with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps (and at step 0),
+on ``n_eval`` fresh policy samples of the evaluation prompts: ``eval/kl`` (the same estimator,
+weights after the step), ``win_rate`` (mean judge probability that a policy sample beats a
+reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_distribution``,
+"other" last).
+
+Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
+(``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
+they are checkpointed with the weights and the AdamW state, so an interrupted and resumed run ends
+bitwise where an uninterrupted one does. The policy is run in ``eval()`` mode: dropout off for
+every GPT-2 size (TRL's ``disable_dropout=True`` default), so no global RNG is ever drawn.
+
+References
+----------
+Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
+arXiv:2305.10425 (SLiC); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
+al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
+``OnlineDPOTrainer``, ``NashMDTrainer``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validate import as_int, as_positive_float, as_unit_interval
+from .checkpoint import check_finite, latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import tokenize_pairs, tokenize_prompts, validate_preference_examples
+from .logprobs import token_logprobs
+from .objectives import LOSSES, preference_loss
+from .online import LABEL_MODES, label_weights, nash_md_pg_surrogate, sample_pairs
+from .runlog import RunLogger, progress
+
+__all__ = ["ALGORITHMS", "TrainConfig", "Trainer", "train"]
+
+# name -> (pair source, fixed loss or None when config.loss chooses)
+ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "dpo": ("offline", "dpo"),
+    "ipo": ("offline", "ipo"),
+    "slic": ("offline", "slic"),
+    "offline": ("offline", None),
+    "online_dpo": ("online", "dpo"),
+    "online_ipo": ("online", "ipo"),
+    "online": ("online", None),
+    "ipo_md": ("mixture", "ipo"),
+    "nash_md_pg": ("nash_md_pg", None),
+}
+_GENERATORS = ("sampling", "labels", "minibatch")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run (written to the run log's header and each checkpoint).
+
+    Parameters
+    ----------
+    algorithm : str
+        One of ``ALGORITHMS``.
+    reduction : {"sum", "mean"}
+        Required: sequence log-probs as token sums (the theory) or per-token means (TRL's IPO).
+    loss : str, optional
+        For ``offline`` / ``online``: one of ``objectives.LOSSES``. The named algorithms fix it
+        (passing another raises ``ValueError``).
+    beta : float, optional
+        KL weight of the DPO-like losses (``dpo``, ``slic``, ``robust_dpo``, ``gpo_*``).
+    tau : float, optional
+        IPO's tau, and Nash-MD-PG's KL weight.
+    mixture : float in [0, 1]
+        Weight m on the reference of the token-level mixture (IPO-MD, Nash-MD-PG's opponent).
+    labels : {"dataset", "soft", "hard", "sampled"}, optional
+        Default ``"dataset"`` offline, ``"soft"`` online.
+    n_label_samples : int
+        Draws per pair for ``labels="sampled"``.
+    lr, steps, batch_size : AdamW learning rate (no weight decay), steps, pairs per step.
+    max_new_tokens, temperature : sampling of online completions.
+    max_length : int
+        Longest prompt + completion in tokens (offline rows; online prompts get
+        ``max_length - max_new_tokens``).
+    max_grad_norm : float, optional
+        Clip the gradient norm when given.
+    seed : int
+    checkpoint_every : int
+        Save every so many steps (0: only at the end); needs ``run_dir``.
+    run_dir : str, optional
+        Checkpoints (``step-*``) and the log ``run.jsonl``. None: nothing written.
+    log_every, eval_every, n_eval : int
+        Log every so many steps; evaluate (``eval/kl``, ``win_rate``, ``class_distribution``) every
+        ``eval_every`` steps (0: never) on ``n_eval`` policy samples.
+    show_progress : bool, optional
+        tqdm bar (None: only on a terminal, see ``runlog.progress``).
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (``DPOConfig``, ``OnlineDPOConfig``).
+    """
+
+    algorithm: str
+    reduction: str | None = None
+    loss: str | None = None
+    beta: float | None = None
+    tau: float | None = None
+    mixture: float = 0.0
+    labels: str | None = None
+    n_label_samples: int = 1
+    lr: float = 1e-4
+    steps: int = 10
+    batch_size: int = 4
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    max_length: int = 64
+    max_grad_norm: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 0
+    run_dir: str | None = None
+    log_every: int = 1
+    eval_every: int = 0
+    n_eval: int = 16
+    show_progress: bool | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction is required and must be 'sum' or 'mean', got {self.reduction!r}")
+        source, fixed = ALGORITHMS[self.algorithm]
+        if source == "nash_md_pg":
+            if self.loss is not None:
+                raise ValueError("loss is not used by nash_md_pg (it has its own policy-gradient surrogate)")
+            if self.beta is not None or self.tau is None:
+                raise ValueError("nash_md_pg takes tau (its KL weight), not beta")
+            as_positive_float(self.tau, "tau")
+        else:
+            if fixed is not None and self.loss not in (None, fixed):
+                raise ValueError(f"algorithm {self.algorithm!r} uses loss {fixed!r}, got loss={self.loss!r}")
+            if fixed is not None:
+                self.loss = fixed
+            if self.loss not in LOSSES:
+                raise ValueError(f"loss must be one of {list(LOSSES)} for algorithm {self.algorithm!r}, got {self.loss!r}")
+        default_labels = "dataset" if source == "offline" else "soft"
+        self.labels = default_labels if self.labels is None else self.labels
+        allowed = ("dataset",) if source == "offline" else LABEL_MODES
+        if self.labels not in allowed:
+            raise ValueError(f"labels must be one of {allowed} for algorithm {self.algorithm!r}, got {self.labels!r}")
+        self.mixture = as_unit_interval(self.mixture, "mixture")
+        if source == "online" and self.mixture != 0.0:
+            raise ValueError(f"mixture must be 0 for {self.algorithm!r} (use ipo_md to sample from the mixture)")
+        for name in ("n_label_samples", "steps", "batch_size", "max_new_tokens", "max_length", "log_every", "n_eval"):
+            setattr(self, name, as_int(getattr(self, name), name, minimum=1))
+        for name in ("checkpoint_every", "eval_every", "seed"):
+            setattr(self, name, as_int(getattr(self, name), name, minimum=0))
+        self.lr = as_positive_float(self.lr, "lr")
+        self.temperature = as_positive_float(self.temperature, "temperature")
+        if self.max_grad_norm is not None:
+            self.max_grad_norm = as_positive_float(self.max_grad_norm, "max_grad_norm")
+        if self.checkpoint_every and self.run_dir is None:
+            raise ValueError("checkpoint_every > 0 needs run_dir")
+
+    @property
+    def source(self) -> str:
+        """The pair source: ``offline``, ``online``, ``mixture`` or ``nash_md_pg``."""
+        return ALGORITHMS[self.algorithm][0]
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """``preference_loss`` keywords: ``loss``, ``reduction`` and ``beta`` or ``tau``."""
+        key = "tau" if self.loss == "ipo" else "beta"
+        value = getattr(self, key)
+        if value is None:
+            raise ValueError(f"{key} is required for loss={self.loss!r}")
+        return {"loss": self.loss, "reduction": self.reduction, key: value}
+
+
+def _sequence_logps(model, batch: dict[str, Tensor], reduction: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch."""
+    tok = token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])  # (N, T)
+    summed = tok.sum(dim=1)  # (N,)  zero outside the completion
+    lengths = batch["completion_mask"].sum(dim=1).to(summed.dtype)  # (N,)
+    return (summed if reduction == "sum" else summed / lengths), summed, lengths
+
+
+def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop trailing columns that are padding in every row (right-padded batches)."""
+    t = int(batch["attention_mask"].sum(dim=1).max())
+    return {k: v[:, :t] for k, v in batch.items()}
+
+
+class Trainer:
+    """The training loop of :func:`train`, exposed step by step for tests and notebooks.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model : causal LM
+        The policy, trained in place (in ``eval()`` mode: dropout off).
+    ref_model : causal LM
+        The frozen reference (never given gradients).
+    tokenizer : GPT-2 tokenizer
+    dataset : list of ``{"prompt", "chosen", "rejected"}`` dicts
+        Offline algorithms.
+    prompts : list of str
+        Online algorithms, and evaluation prompts (default: the dataset's prompts).
+    judge : ``prefopt_toy.lm.judges.Judge``
+        Online algorithms (labels) and evaluation (win rate, class distribution).
+
+    References
+    ----------
+    See the module docstring.
+    """
+
+    def __init__(self, config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, prompts=None, judge=None):
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if model is ref_model:
+            raise ValueError("model and ref_model must be different objects (copy.deepcopy the policy)")
+        self.config, self.model, self.ref_model, self.tokenizer, self.judge = config, model, ref_model, tokenizer, judge
+        src = config.source
+        if src == "offline":
+            if dataset is None:
+                raise ValueError(f"dataset is required for algorithm {config.algorithm!r}")
+            self.dataset = validate_preference_examples(dataset)
+            self.pairs = tokenize_pairs(tokenizer, self.dataset, max_length=config.max_length)
+            self.n_items = len(self.dataset)
+        else:
+            if not prompts:
+                raise ValueError(f"prompts (a non-empty list of str) are required for algorithm {config.algorithm!r}")
+            if judge is None:
+                raise ValueError(f"judge is required for algorithm {config.algorithm!r}")
+            self.n_items = len(prompts)
+        if prompts is None and dataset is not None:
+            prompts = list(dict.fromkeys(ex["prompt"] for ex in self.dataset))
+        self.prompts = list(prompts) if prompts else []
+        self.prompt_max = config.max_length - config.max_new_tokens
+        if self.prompt_max < 1:
+            raise ValueError(f"max_length ({config.max_length}) must exceed max_new_tokens ({config.max_new_tokens})")
+        seed = config.seed
+        self.generators = {name: torch.Generator().manual_seed(4 * seed + k) for k, name in enumerate(_GENERATORS)}
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.step = 0
+        self.order: list[int] = []
+        self.cursor = 0
+        self.last_checkpoint: Path | None = None
+        self.model.eval()  # dropout off (see the module docstring); gradients still flow
+        self.ref_model.eval()
+        self.ref_cache: tuple[Tensor, Tensor] | None = None
+        if src == "offline":
+            self.ref_cache = self._reference_cache()
+
+    # ------------------------------------------------------------------ data
+    @torch.no_grad()
+    def _reference_cache(self) -> tuple[Tensor, Tensor]:
+        """Reference log-probs (chosen (N,), rejected (N,)) of the whole dataset, in the config's
+        reduction: one pass, in dataset order, chunks of ``batch_size`` pairs."""
+        out: dict[str, list[Tensor]] = {"chosen": [], "rejected": []}
+        bs = self.config.batch_size
+        for start in range(0, self.n_items, bs):
+            rows = torch.arange(start, min(start + bs, self.n_items))
+            batch = self._pair_batch(rows)
+            lp, _, _ = _sequence_logps(self.ref_model, batch, self.config.reduction)
+            out["chosen"].append(lp[: len(rows)])
+            out["rejected"].append(lp[len(rows):])
+        return torch.cat(out["chosen"]), torch.cat(out["rejected"])
+
+    def _pair_batch(self, rows: Tensor) -> dict[str, Tensor]:
+        """Chosen rows then rejected rows, one right-padded (2B, T) batch."""
+        cat = {name: torch.cat([self.pairs[f"chosen_{name}"][rows], self.pairs[f"rejected_{name}"][rows]])
+               for name in ("input_ids", "attention_mask", "completion_mask")}
+        return _trim(cat)
+
+    def next_indices(self) -> list[int]:
+        """The next ``batch_size`` item indices: epochs of random permutations from ``minibatch``."""
+        out = []
+        while len(out) < self.config.batch_size:
+            if self.cursor >= len(self.order):
+                self.order = torch.randperm(self.n_items, generator=self.generators["minibatch"]).tolist()
+                self.cursor = 0
+            out.append(self.order[self.cursor])
+            self.cursor += 1
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def offline_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """Mean per-pair loss and metrics on dataset rows (reference log-probs from the cache)."""
+        cfg, idx = self.config, torch.tensor(rows)
+        B = len(rows)
+        lp, summed, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
+        check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
+        ref_c, ref_r = self.ref_cache[0][idx], self.ref_cache[1][idx]
+        extra = {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]} if cfg.reduction == "mean" else {}
+        losses, metrics = preference_loss(lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra)
+        return losses.mean(), dict(metrics)
+
+    def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
+        cfg = self.config
+        prompts = tokenize_prompts(self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max)
+        m_a = cfg.mixture if cfg.source == "mixture" else 0.0
+        m_b = 0.0 if cfg.source == "online" else cfg.mixture
+        pairs = sample_pairs(self.model, self.ref_model, self.tokenizer, prompts, mixture_a=m_a, mixture_b=m_b,
+                             max_new_tokens=cfg.max_new_tokens, generator=self.generators["sampling"],
+                             temperature=cfg.temperature)
+        self.last_pairs = pairs
+        B = len(rows)
+        batch = _trim({"input_ids": pairs.input_ids, "attention_mask": pairs.attention_mask,
+                       "completion_mask": pairs.completion_mask})
+        probs = self.judge.probs(pairs.texts_a, pairs.texts_b)  # (B,) float64
+        w = label_weights(probs, cfg.labels, judge=self.judge, texts_a=pairs.texts_a, texts_b=pairs.texts_b,
+                          generator=self.generators["labels"], n_samples=cfg.n_label_samples)
+        self.last_label_weights = w
+        metrics: dict[str, Any] = {}
+        if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
+            half = _trim({k: v[:B] for k, v in batch.items()})
+            lp, summed, _ = _sequence_logps(self.model, half, cfg.reduction)
+            check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
+            with torch.no_grad():
+                ref, ref_summed, _ = _sequence_logps(self.ref_model, half, cfg.reduction)
+            loss = nash_md_pg_surrogate(lp, ref, w, tau=cfg.tau).mean()
+            metrics.update({"rewards/probabilities": probs.mean(), "logps/chosen": summed.detach().mean(),
+                            "kl": (summed.detach() - ref_summed).mean()})
+            return loss, metrics
+        lp, summed, lengths = _sequence_logps(self.model, batch, cfg.reduction)
+        check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
+        with torch.no_grad():
+            ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
+        # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
+        swap = (w < 0.5).to(lp.device)
+        perm = torch.arange(2 * B)
+        perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
+        lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
+        weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
+        extra = {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]} if cfg.reduction == "mean" else {}
+        losses, pm = preference_loss(lp[:B], lp[B:], ref[:B], ref[B:], **cfg.loss_kwargs(), label_weight=weight, **extra)
+        metrics.update(pm)
+        metrics["labels/weight"] = weight.mean()
+        if cfg.source == "online":  # both completions from the policy: an unbiased KL estimate
+            metrics["kl"] = (summed.detach() - ref_summed).mean()
+        return losses.mean(), metrics
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """``eval/kl``, ``win_rate`` and ``class_distribution`` on fresh policy samples.
+
+        The generator is seeded from (seed, step), so evaluation never moves the training generators.
+        """
+        cfg = self.config
+        if not self.prompts:
+            return {}
+        gen = torch.Generator().manual_seed(1_000_003 * (cfg.seed + 1) + step)
+        texts = [self.prompts[i % len(self.prompts)] for i in range(cfg.n_eval)]
+        prompts = tokenize_prompts(self.tokenizer, texts, max_length=self.prompt_max)
+        pairs = sample_pairs(self.model, self.ref_model, self.tokenizer, prompts, mixture_a=0.0, mixture_b=1.0,
+                             max_new_tokens=cfg.max_new_tokens, generator=gen, temperature=cfg.temperature)
+        n = len(texts)
+        half = _trim({"input_ids": pairs.input_ids[:n], "attention_mask": pairs.attention_mask[:n],
+                      "completion_mask": pairs.completion_mask[:n]})
+        _, lp, _ = _sequence_logps(self.model, half, "sum")
+        _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
+        out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
+        if self.judge is not None:
+            out["win_rate"] = float(self.judge.probs(pairs.texts_a, pairs.texts_b).mean())
+            if hasattr(self.judge, "class_distribution"):
+                out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step; returns its metrics (floats). Raises ``NonFiniteLossError`` before a
+        bad step reaches the weights."""
+        cfg = self.config
+        rows = self.next_indices()
+        loss, metrics = (self.offline_loss if cfg.source == "offline" else self.online_loss)(rows)
+        check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm else math.inf)
+        check_finite(norm, step=self.step + 1, last_good=self.last_checkpoint, name="gradient norm")
+        self.optimizer.step()
+        self.step += 1
+        out = {"loss": float(loss.detach()), "grad_norm": float(norm)}
+        out.update({k: float(v) for k, v in metrics.items()})
+        return out
+
+    def _extra(self) -> dict[str, Any]:
+        return {"order": self.order, "cursor": self.cursor, "config": asdict(self.config)}
+
+    def save(self) -> Path:
+        """Checkpoint the weights, AdamW state, generators and data cursor at ``self.step``."""
+        path = save_checkpoint(self.config.run_dir, step=self.step, model=self.model, optimizer=self.optimizer,
+                               generators=self.generators, extra=self._extra())
+        self.last_checkpoint = path
+        return path
+
+    def resume(self) -> int:
+        """Restore from ``latest_checkpoint(run_dir)`` if there is one; return the step reached."""
+        path = latest_checkpoint(self.config.run_dir) if self.config.run_dir else None
+        if path is None:
+            return 0
+        state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, generators=self.generators)
+        self.step, self.order, self.cursor = state.step, list(state.extra["order"]), int(state.extra["cursor"])
+        self.last_checkpoint = path
+        return self.step
+
+    def run(self, *, resume: bool = False) -> dict[str, Any]:
+        """Train up to ``config.steps`` steps; see :func:`train`."""
+        cfg = self.config
+        log = None
+        resumed = self.resume() if resume else 0
+        if cfg.run_dir is not None:
+            log_path = Path(cfg.run_dir) / "run.jsonl"
+            header = asdict(cfg)
+            if resume and log_path.is_file():
+                log = RunLogger(log_path, config=header, resume_from_step=resumed)
+            else:
+                log = RunLogger(log_path, config=header, overwrite=not resume)
+        history: list[dict[str, Any]] = []
+        if self.step == 0 and cfg.eval_every:
+            record = self.evaluate(0)
+            history.append({"step": 0, **record})
+            if log is not None:
+                log.log(0, record)
+        for _ in progress(range(self.step, cfg.steps), enabled=cfg.show_progress, total=cfg.steps - self.step,
+                          desc=cfg.algorithm):
+            record = self.train_step()
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                record.update(self.evaluate(self.step))
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                history.append({"step": self.step, **record})
+                if log is not None:
+                    log.log(self.step, record)
+            if cfg.run_dir is not None and ((cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                                            or self.step == cfg.steps):
+                self.save()
+        return {"steps": self.step, "resumed_from": resumed, "run_dir": cfg.run_dir,
+                "log": None if log is None else str(log.path),
+                "last_checkpoint": None if self.last_checkpoint is None else str(self.last_checkpoint),
+                "history": history, "final": history[-1] if history else {}}
+
+
+def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, prompts=None, judge=None,
+          task=None, resume: bool = False) -> dict[str, Any]:
+    """Train ``model`` in place with ``config.algorithm``; log, checkpoint, return a run summary.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model, ref_model : causal LMs (policy, trained in place; frozen reference)
+    tokenizer : GPT-2 tokenizer
+    dataset : list of ``{"prompt", "chosen", "rejected"}``, optional
+        Offline algorithms.
+    prompts : list of str, optional
+        Online algorithms and evaluation; default ``task.prompt_templates`` when ``task`` is given.
+    judge : Judge, optional
+        Labels (online) and evaluation metrics.
+    task : ``corpus.LiftedTask`` or ``corpus.SentimentTask``, optional
+        Supplies default prompts.
+    resume : bool
+        Continue from ``latest_checkpoint(config.run_dir)`` (weights, AdamW, generators, data
+        cursor) and continue its log; without a checkpoint, start fresh.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``resumed_from``, ``run_dir``, ``log`` (path of ``run.jsonl``),
+        ``last_checkpoint``, ``history`` (this call's logged records) and ``final`` (the last).
+
+    Raises
+    ------
+    prefopt_toy.lm.checkpoint.NonFiniteLossError
+        When the policy log-probs, the loss or the gradient norm become NaN/inf; the step is named
+        and the last good checkpoint is left as it was.
+
+    References
+    ----------
+    See the module docstring (DPO arXiv:2305.18290v3, IPO arXiv:2310.12036v2, online IPO / IPO-MD
+    arXiv:2403.08635v1, Nash-MD arXiv:2312.00886v4, TRL v1.13.0).
+    """
+    if prompts is None and task is not None:
+        prompts = list(getattr(task, "prompt_templates", None) or task.prompts)
+    return Trainer(config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge).run(resume=resume)
