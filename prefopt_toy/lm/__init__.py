@@ -8,6 +8,10 @@
 - ``judges``, ``sampling``: lifted-game, sentiment and callable judges; KV-cache sampling from the
   policy, the reference and the token-level geometric mixture.
 - ``checkpoint``, ``runlog``: safetensors checkpoints with exact resume, JSON-lines run logs.
+- ``trainer``, ``online``: one training loop composed like the toy (pair source x labels x loss):
+  offline DPO/IPO/SLiC or any loss, online DPO/IPO, IPO-MD, Nash-MD-PG.
+- ``distributed``: data parallelism over processes (torchrun / accelerate environment, gloo or
+  NCCL): sharding, gradient and metric averaging, per-rank generators.
 
 Submodules import transformers; importing ``prefopt_toy`` itself does not.
 
