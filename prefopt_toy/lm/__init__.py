@@ -10,6 +10,8 @@
 - ``checkpoint``, ``runlog``: safetensors checkpoints with exact resume, JSON-lines run logs.
 - ``trainer``, ``online``: one training loop composed like the toy (pair source x labels x loss):
   offline DPO/IPO/SLiC or any loss, online DPO/IPO, IPO-MD, Nash-MD-PG.
+- ``bridge``: lifted games: the reference class distribution with Wilson intervals, the exact toy
+  prediction per algorithm, a training run compared with it, and its figure.
 - ``distributed``: data parallelism over processes (torchrun / accelerate environment, gloo or
   NCCL): sharding, gradient and metric averaging, per-rank generators.
 
