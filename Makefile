@@ -2,7 +2,8 @@
 #
 #   make test     install the dev extra, run the whole test suite: pytest over tests/, and every
 #                 notebook and lab solution executed top to bottom in smoke mode (nbmake)
-#   make demo     print the reference tables, write figures/reference_solutions.{png,pdf}
+#   make demo     print the reference tables, write every figure, then a short GPT-2 bridge run
+#                 (tiny model, figures/bridge.{png,pdf}); `python -m prefopt_toy demo --no-bridge` skips it
 #   make figures  write the figures only
 #   make lab      install the lab extra, open JupyterLab on notebooks/ (127.0.0.1)
 #   make bench    time the exact solvers and the dynamics (benchmarks/bench_*.py)

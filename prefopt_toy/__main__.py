@@ -1,11 +1,16 @@
-"""Command line: ``python -m prefopt_toy {demo,table,figures}`` (also installed as ``prefopt-toy``).
+"""Command line: ``python -m prefopt_toy {demo,table,figures,bridge}`` (also installed as ``prefopt-toy``).
 
-- ``demo [--out DIR] [--game NAME ...] [--quick]``: print the reference tables and write every
-  figure (what ``make demo`` runs).
+- ``demo [--out DIR] [--game NAME ...] [--quick] [--no-bridge]``: print the reference tables, write
+  every figure, then run the short GPT-2 bridge (``bridge`` below; its quick form with ``--quick``)
+  (what ``make demo`` runs).
 - ``table [--game NAME ...]``: print the reference tables only (no matplotlib needed).
 - ``figures [--out DIR] [--only FIGURE ...] [--quick] [--game NAME ...]``: write the figures only
   (what ``make figures`` runs); ``--only`` picks figures by name, ``--quick`` is the CI smoke mode
   (fewer steps and seeds), ``--game`` narrows the panels of ``reference_solutions``.
+- ``bridge [--quick] [--algorithm NAME] [--steps N] [--out DIR]``: a short GPT-2 bridge run on a
+  non-transitive 3-class fruit game with the tiny offline model (``lm.demo.run_bridge_demo``):
+  prints ``mu_class``, the exact prediction, the measured distribution and their total variation,
+  and writes ``bridge.png`` / ``bridge.pdf``. Needs torch and transformers; downloads nothing.
 
 The figures, their functions and configs are listed in ``figures/README.md``
 (``dynamics_figures.FIGURES``, ``experiments.EXPERIMENTS``). They are drawn with matplotlib's Agg
@@ -52,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="smoke mode: fewer steps, points and seeds (what the tests run)",
             )
+        if name == "demo":
+            sub.add_argument(
+                "--no-bridge",
+                action="store_true",
+                help="skip the short GPT-2 bridge run at the end",
+            )
         if name == "figures":
             sub.add_argument(
                 "--only",
@@ -60,13 +71,26 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="FIGURE",
                 help=f"write only this figure (repeatable; one of: {', '.join(EXPERIMENTS)})",
             )
+    bridge_help = "a short GPT-2 bridge run on a non-transitive fruit game, with its figure"
+    bridge = commands.add_parser("bridge", help=bridge_help, description=bridge_help)
+    bridge.add_argument("--quick", action="store_true", help="smoke mode: fewer steps and samples")
+    bridge.add_argument(
+        "--algorithm",
+        default="online_ipo",
+        choices=["dpo", "ipo", "online_ipo", "nash_md_pg", "ipo_md"],
+        help="the GPT-2 trainer (default: online_ipo)",
+    )
+    bridge.add_argument("--steps", type=int, default=None, metavar="N", help="training steps")
+    bridge.add_argument(
+        "--out", default="figures", metavar="DIR", help="folder for the figure files (default: figures)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = _parser().parse_args(argv)
-    games = args.game  # None means every named game
+    games = getattr(args, "game", None)  # None means every named game
 
     if args.command == "table":
         from .demo import format_table
@@ -86,6 +110,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         run_demo(args.out, games=games, figures=tuple(EXPERIMENTS), quick=args.quick)
+        if not args.no_bridge:
+            from .lm.demo import run_bridge_demo
+
+            print(flush=True)
+            run_bridge_demo(args.out, quick=args.quick)
+        return 0
+
+    if args.command == "bridge":
+        from .lm.demo import run_bridge_demo
+
+        if args.steps is not None and args.steps < 1:
+            _parser().error(f"--steps must be >= 1, got {args.steps}")
+        run_bridge_demo(args.out, algorithm=args.algorithm, steps=args.steps, quick=args.quick)
         return 0
 
     from .dynamics_figures import write_figures

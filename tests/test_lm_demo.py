@@ -1,0 +1,93 @@
+"""Tests for the ``bridge`` command (``prefopt_toy.lm.demo``) and its place in ``demo``.
+
+Oracles: the PNG signature and IHDR chunk / the PDF header and trailer (file-format specs); the
+exact solver ``pt.regularized_nash`` run here on a bordered matrix built by hand from the game and
+on ``mu_class = count / n`` read back from the printed text; argparse's own ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+import torch
+
+import prefopt_toy as pt
+from prefopt_toy.__main__ import main
+
+P = [[0.5, 0.9, 0.1], [0.1, 0.5, 0.9], [0.9, 0.1, 0.5]]  # the game the command documents
+TAU = 0.25
+ROW = re.compile(
+    r"^(apple|banana|cherry|other)\s+"
+    r"([\d.]+) \[([\d.]+), ([\d.]+)\] \((\d+)/(\d+)\)\s+"  # mu_class
+    r"([\d.]+)\s+"  # prediction
+    r"([\d.]+) \[([\d.]+), ([\d.]+)\] \((\d+)/(\d+)\)$",  # final
+    re.MULTILINE,
+)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path_factory.mktemp("lm_demo_cache")))
+
+
+def test_help_lists_bridge(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^\s+bridge\s", text, re.MULTILINE)
+    with pytest.raises(SystemExit):
+        main(["bridge", "--help"])
+    sub = capsys.readouterr().out
+    for flag in ("--quick", "--algorithm", "--steps", "--out"):
+        assert flag in sub
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--no-bridge" in capsys.readouterr().out
+
+
+def test_bridge_bad_steps(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bridge", "--steps", "0"])
+    assert exc.value.code == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_bridge_quick_writes_figures_and_the_exact_prediction(tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["bridge", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+
+    png = (out / "bridge.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 100 and height > 100
+    pdf = (out / "bridge.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+    rows = ROW.findall(text)
+    assert [r[0] for r in rows] == ["apple", "banana", "cherry", "other"], text
+    counts = [int(r[4]) for r in rows]
+    n = int(rows[0][5])
+    assert sum(counts) == n and all(int(r[5]) == n for r in rows)
+    mu = torch.tensor(counts, dtype=torch.float64) / n
+    # bordered game by hand: every class beats "other" surely (the judge's default other_loses = 1)
+    P_ext = torch.full((4, 4), 0.5, dtype=torch.float64)
+    P_ext[:3, :3] = torch.tensor(P, dtype=torch.float64)
+    P_ext[:3, 3], P_ext[3, :3] = 1.0, 0.0
+    expected = pt.regularized_nash(P_ext, mu, TAU)
+    printed = torch.tensor([float(r[6]) for r in rows], dtype=torch.float64)
+    assert torch.allclose(printed, expected, atol=5.1e-5), (printed, expected)
+    # printed mu_class and final are count / n, and each lies inside its own interval
+    for r in rows:
+        for p, lo, hi, c, m in (r[1:6], r[7:12]):
+            assert float(p) == pytest.approx(int(c) / int(m), abs=5.1e-5)
+            assert float(lo) <= float(p) <= float(hi)
+    final = torch.tensor([int(r[10]) for r in rows], dtype=torch.float64) / n
+    tv = float(re.search(r"total variation\(final, prediction\) = ([\d.]+)", text).group(1))
+    assert tv == pytest.approx(0.5 * float((final - expected).abs().sum()), abs=2e-4)
+    assert "not the converged comparison" in text
+    assert re.search(r"wall time: [\d.]+ s", text)
