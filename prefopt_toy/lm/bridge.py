@@ -53,17 +53,23 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from .._validate import as_int, as_positive_float, as_unit_interval
+from .bridge_figure import bridge_figure
+from .class_estimate import (
+    ClassEstimate,
+    _decode,
+    class_estimate,
+    estimate_class_distribution,
+    total_variation,
+    wilson_interval,
+)
 from .corpus import FRUIT_TASK, OTHER, LiftedTask
 from .data import tokenize_prompts
 from .judges import LiftedGameJudge
@@ -99,124 +105,7 @@ TRAINABLE = ("dpo", "ipo", "online_ipo", "nash_md_pg", "ipo_md")
 """Algorithms ``run_bridge`` can train on GPT-2 (``nash_md``'s closed-form step has no LM analogue)."""
 
 
-# --------------------------------------------------------------------------- estimates
-def wilson_interval(counts: Any, n: int, level: float = 0.95) -> tuple[Tensor, Tensor]:
-    r"""Wilson score interval of each binomial proportion ``counts[k] / n``.
-
-    .. math:: \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}
-                   {1 + z^2/n}, \qquad z = \Phi^{-1}\big(\tfrac{1 + \text{level}}{2}\big).
-
-    Parameters
-    ----------
-    counts : array-like of int, shape (C,)
-        Successes per class, each in [0, n].
-    n : int >= 1
-        Trials.
-    level : float in (0, 1)
-        Two-sided confidence level.
-
-    Returns
-    -------
-    lower, upper : Tensor, shape (C,), float64, inside [0, 1].
-
-    References
-    ----------
-    Wilson, JASA 22 (1927) 209-212; Brown, Cai & DasGupta, Statistical Science 16 (2001) 101-133
-    (coverage close to nominal even for small n or p near 0, unlike the normal approximation).
-
-    Examples
-    --------
-    >>> lo, hi = wilson_interval([0], 10)
-    >>> round(float(lo[0]), 6), round(float(hi[0]), 4)  # upper = z^2 / (n + z^2)
-    (0.0, 0.2775)
-    """
-    n = as_int(n, "n", minimum=1)
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
-    c = torch.as_tensor(counts, dtype=torch.float64)
-    if c.ndim != 1 or bool((c < 0).any()) or bool((c > n).any()) or bool((c != c.round()).any()):
-        raise ValueError(f"counts must be a 1-d array of integers in [0, n={n}], got {c.tolist()}")
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    p = c / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * torch.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # exact ends at the boundaries (the formula gives 0 and 1 there up to round-off)
-    lower = torch.where(c == 0, 0.0, (centre - half).clamp(0.0, 1.0))
-    upper = torch.where(c == n, 1.0, (centre + half).clamp(0.0, 1.0))
-    return lower.to(torch.float64), upper.to(torch.float64)
-
-
-@dataclass(frozen=True)
-class ClassEstimate:
-    """An estimated class distribution with per-class Wilson intervals.
-
-    References
-    ----------
-    Wilson, JASA 22 (1927) 209-212.
-    """
-
-    probs: Tensor
-    """(K+1,) float64 empirical frequencies, "other" last."""
-    lower: Tensor
-    """(K+1,) float64 lower ends of the intervals."""
-    upper: Tensor
-    """(K+1,) float64 upper ends."""
-    counts: Tensor
-    """(K+1,) int64 counts."""
-    n: int
-    """Number of samples."""
-    level: float
-    """Confidence level of each interval."""
-    class_names: tuple[str, ...] = ()
-    """K class names then the "other" name (may be empty)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain Python lists (for JSON)."""
-        return {"probs": self.probs.tolist(), "lower": self.lower.tolist(), "upper": self.upper.tolist(),
-                "counts": self.counts.tolist(), "n": self.n, "level": self.level, "class_names": list(self.class_names)}
-
-
-def class_estimate(class_ids: Any, n_classes: int, *, level: float = 0.95,
-                   class_names: Sequence[str] = ()) -> ClassEstimate:
-    """Frequencies and Wilson intervals from class indices (0..n_classes-1, "other" = n_classes-1).
-
-    Parameters
-    ----------
-    class_ids : array-like of int, shape (n,)
-        One class index per sample (e.g. ``judge.classify(texts)``).
-    n_classes : int >= 2
-        K + 1.
-    level : float in (0, 1)
-    class_names : sequence of str, optional
-
-    Returns
-    -------
-    ClassEstimate
-
-    References
-    ----------
-    Wilson, JASA 22 (1927) 209-212.
-
-    Examples
-    --------
-    >>> est = class_estimate([0, 0, 1, 2], 3)
-    >>> est.probs.tolist(), est.n
-    ([0.5, 0.25, 0.25], 4)
-    """
-    n_classes = as_int(n_classes, "n_classes", minimum=2)
-    ids = torch.as_tensor(class_ids)
-    if ids.ndim != 1 or ids.numel() == 0:
-        raise ValueError(f"class_ids must be a non-empty 1-d array, got shape {tuple(ids.shape)}")
-    if ids.is_floating_point() or bool((ids < 0).any()) or bool((ids >= n_classes).any()):
-        raise ValueError(f"class_ids must be integers in [0, {n_classes - 1}]")
-    counts = torch.bincount(ids.to(torch.int64), minlength=n_classes)  # (K+1,)
-    n = int(ids.numel())
-    lower, upper = wilson_interval(counts, n, level)
-    return ClassEstimate(counts.to(torch.float64) / n, lower, upper, counts, n, float(level), tuple(class_names))
-
-
+# --------------------------------------------------------------------------- judge
 def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> LiftedGameJudge:
     """The ``LiftedGameJudge`` of a task: its keywords plus their plurals (``word + "s"``).
 
@@ -236,84 +125,6 @@ def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> Lifte
         words = list(task.keywords[c])
         classes[c] = tuple(dict.fromkeys(words + [w + "s" for w in words if not w.endswith("s")]))
     return LiftedGameJudge(P, classes, OTHER, other_loses=other_loses)
-
-
-def _decode(tokenizer, samples) -> list[str]:
-    rows = [r[m.bool()].tolist() for r, m in zip(samples.completion_ids, samples.completion_mask)]
-    return tokenizer.batch_decode(rows, skip_special_tokens=True)
-
-
-@torch.no_grad()
-def estimate_class_distribution(model, tokenizer, task: LiftedTask, judge: LiftedGameJudge, *, n_samples: int,
-                                generator: torch.Generator, batch_size: int = 64, max_new_tokens: int = 16,
-                                temperature: float = 1.0, level: float = 0.95, max_prompt_length: int = 48,
-                                ) -> ClassEstimate:
-    """Sample ``n_samples`` completions from ``model`` and estimate their class distribution.
-
-    Prompt ``i`` is ``task.prompt_templates[i % len]`` (as the trainer's evaluation); completions
-    come from ``sampling.sample`` in batches of ``batch_size`` with one generator, are decoded
-    without special tokens and classified by ``judge.classify`` ("other" last).
-
-    Parameters
-    ----------
-    model : causal LM
-    tokenizer : GPT-2 tokenizer
-    task : LiftedTask
-    judge : LiftedGameJudge
-    n_samples, batch_size, max_new_tokens : int >= 1
-    generator : torch.Generator
-        The only randomness.
-    temperature : float > 0
-    level : float in (0, 1)
-        Level of the per-class Wilson intervals.
-    max_prompt_length : int
-        Longest prompt in tokens.
-
-    Returns
-    -------
-    ClassEstimate
-        ``probs`` (K+1,), ``lower``/``upper`` (K+1,), ``counts``, ``n = n_samples``.
-
-    References
-    ----------
-    Wilson, JASA 22 (1927) 209-212; Munos et al., arXiv:2312.00886v4 (lifted preference games).
-    """
-    if not isinstance(task, LiftedTask):
-        raise ValueError(f"task must be a LiftedTask, got {type(task).__name__}")  # noqa: TRY004
-    if not isinstance(judge, LiftedGameJudge):
-        raise ValueError(f"judge must be a LiftedGameJudge, got {type(judge).__name__}")  # noqa: TRY004
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")  # noqa: TRY004
-    n_samples = as_int(n_samples, "n_samples", minimum=1)
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
-    ids: list[Tensor] = []
-    templates = task.prompt_templates
-    for start in range(0, n_samples, batch_size):
-        prompts = [templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))]
-        batch = tokenize_prompts(tokenizer, prompts, max_length=max_prompt_length)
-        out = sample(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
-                     generator=generator, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                     temperature=temperature)
-        ids.append(judge.classify(_decode(tokenizer, out)))
-    return class_estimate(torch.cat(ids), judge.P.shape[0] + 1, level=level, class_names=judge.class_names)
-
-
-def total_variation(p: Any, q: Any) -> float:
-    """``0.5 * sum |p - q|`` of two distributions of the same shape.
-
-    References
-    ----------
-    Levin, Peres & Wilmer, "Markov Chains and Mixing Times", Prop. 4.2.
-
-    Examples
-    --------
-    >>> total_variation([0.5, 0.5, 0.0], [0.25, 0.5, 0.25])
-    0.25
-    """
-    p_t, q_t = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
-    if p_t.shape != q_t.shape:
-        raise ValueError(f"p and q must have the same shape, got {tuple(p_t.shape)} and {tuple(q_t.shape)}")
-    return 0.5 * float((p_t - q_t).abs().sum())
 
 
 # --------------------------------------------------------------------------- prediction
@@ -606,79 +417,3 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
                         measured=measured, final=final, tv=total_variation(final.probs, prediction),
                         log_path=summary["log"], wall_s=time.perf_counter() - t0,
                         extra={"n_pairs": None if dataset is None else len(dataset), "policy": policy})
-
-
-# --------------------------------------------------------------------------- figure
-def _renormalised(dists: Tensor) -> Tensor:
-    """The K = 3 classes of (…, 4) distributions renormalised to sum to 1 ("other" dropped)."""
-    head = dists[..., :3]
-    return head / head.sum(dim=-1, keepdim=True)
-
-
-def bridge_figure(result: BridgeResult, *, figsize: tuple[float, float] = (9.0, 4.0)):
-    """The toy trajectory and the GPT-2 class trajectory on one simplex, plus the "other" mass.
-
-    Left: the simplex of the K = 3 classes, each distribution **renormalised over the three
-    classes** (the "other" mass dropped): the exact toy trajectory (line, ``gid="toy"``), the GPT-2
-    class distributions read from the run log (markers, ``gid="gpt2"``), the prediction (star,
-    ``gid="prediction"``), ``mu_class`` (cross, ``gid="mu_class"``) and the final estimate
-    (``gid="final"``). Right: the "other" mass against the step: GPT-2's logged values
-    (``gid="gpt2_other"``), the prediction (horizontal line, ``gid="prediction_other"``) and the
-    final estimate with its Wilson interval. The figure is a ``matplotlib.figure.Figure`` built
-    without pyplot.
-
-    Parameters
-    ----------
-    result : BridgeResult
-        With K = 3 classes (4 entries with "other").
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    References
-    ----------
-    Munos et al., arXiv:2312.00886v4 (the regularised game drawn on the simplex).
-    """
-    from matplotlib.figure import Figure
-
-    from ..plotting import draw_simplex, plot_policy, plot_trajectory
-
-    if not isinstance(result, BridgeResult):
-        raise ValueError(f"result must be a BridgeResult, got {type(result).__name__}")  # noqa: TRY004
-    if result.prediction.shape[0] != 4:
-        raise ValueError(f"bridge_figure draws K = 3 classes plus other; result has {result.prediction.shape[0]} entries")
-    fig = Figure(figsize=figsize, layout="constrained")
-    ax, ax_other = fig.subplots(1, 2, width_ratios=[1.4, 1.0])
-    draw_simplex(ax, result.class_names[:3], gridlines=4)
-    hyper = ", ".join(f"{k}={v:g}" for k, v in result.hyper.items())
-    plot_trajectory(ax, _renormalised(result.toy_trajectory), color="tab:blue", linewidth=1.5,
-                    label="exact toy", gid="toy")
-    if len(result.steps):
-        plot_trajectory(ax, _renormalised(result.measured), color="tab:orange", marker="o", markersize=4,
-                        linewidth=0.8, alpha=0.8, label="GPT-2 (run log)", gid="gpt2")
-    plot_policy(ax, _renormalised(result.mu_class.probs), marker="X", markersize=9, color="tab:gray",
-                label="mu_class", gid="mu_class")
-    plot_policy(ax, _renormalised(result.prediction), marker="*", markersize=14, color="tab:green",
-                markeredgecolor="white", label="prediction", gid="prediction", zorder=5)
-    plot_policy(ax, _renormalised(result.final.probs), marker="s", markersize=7, color="tab:red",
-                label=f"GPT-2 final (n={result.final.n})", gid="final", zorder=5)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
-    ax.set_title(f"{result.algorithm} ({hyper}); TV = {result.tv:.3f}", fontsize=10)
-
-    steps = np.asarray(result.steps, dtype=float)
-    if len(result.steps):
-        ax_other.plot(steps, result.measured[:, 3].numpy(), "o-", color="tab:orange", markersize=3,
-                      label="GPT-2 (run log)", gid="gpt2_other")
-    last = float(steps[-1]) if len(steps) else 1.0
-    ax_other.axhline(float(result.prediction[3]), color="tab:green", linestyle="--", label="prediction",
-                     gid="prediction_other")
-    f = result.final
-    ax_other.errorbar([last], [float(f.probs[3])],
-                      yerr=[[float(f.probs[3] - f.lower[3])], [float(f.upper[3] - f.probs[3])]],
-                      fmt="s", color="tab:red", capsize=3, label=f"final, {100 * f.level:g}% Wilson", gid="final_other")
-    ax_other.set_xlabel("GPT-2 step")
-    ax_other.set_ylabel(f"Pr({result.class_names[3]})")
-    ax_other.set_ylim(bottom=0.0)
-    ax_other.legend(fontsize=8, frameon=False)
-    return fig
