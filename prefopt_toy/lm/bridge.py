@@ -107,12 +107,11 @@ TRAINABLE = ("dpo", "ipo", "online_ipo", "nash_md_pg", "ipo_md")
 
 # --------------------------------------------------------------------------- judge
 def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> LiftedGameJudge:
-    """The ``LiftedGameJudge`` of a task: its keywords plus their plurals (``word + "s"``).
+    """The ``LiftedGameJudge`` of a task: its classes recognised by the task's own keywords.
 
-    ``LiftedGameJudge`` matches whole words, while ``LiftedTask.classify`` matches substrings; the
-    task's completions include plurals ("apples, without a doubt."), which the bare keyword would
-    leave in "other". Adding ``word + "s"`` makes the judge agree with the task on every completion
-    of the corpus (checked by the tests).
+    ``LiftedGameJudge`` matches whole words, ``LiftedTask.classify`` substrings, so a task lists
+    every word form its completions use (``FRUIT_TASK`` has "apples" beside "apple"); the tests
+    check that the judge agrees with ``task.classify`` on every completion of the corpus.
 
     References
     ----------
@@ -120,10 +119,7 @@ def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> Lifte
     """
     if not isinstance(task, LiftedTask):
         raise ValueError(f"task must be a LiftedTask, got {type(task).__name__}")  # noqa: TRY004
-    classes = {}
-    for c in task.class_names:
-        words = list(task.keywords[c])
-        classes[c] = tuple(dict.fromkeys(words + [w + "s" for w in words if not w.endswith("s")]))
+    classes = {c: tuple(task.keywords[c]) for c in task.class_names}
     return LiftedGameJudge(P, classes, OTHER, other_loses=other_loses)
 
 

@@ -161,7 +161,7 @@ FRUIT_TASK = LiftedTask(
         "banana": (" a banana.", " a ripe yellow banana.", " a sweet banana.", " bananas, without a doubt."),
         "cherry": (" a cherry.", " a bowl of dark cherries.", " a sweet red cherry.", " cherries, without a doubt."),
     },
-    keywords={"apple": ("apple",), "banana": ("banana",), "cherry": ("cherry", "cherries")},
+    keywords={"apple": ("apple", "apples"), "banana": ("banana", "bananas"), "cherry": ("cherry", "cherries")},
     other=(" a secret.", " hard to choose.", " whatever is in season.", " not something I think about."),
     frequencies={"apple": 0.5, "banana": 0.3, "cherry": 0.15, OTHER: 0.05},
 )
