@@ -34,9 +34,7 @@ resumes through ``transformers.Trainer`` checkpoints, which pickle the optimizer
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -50,6 +48,25 @@ from torch import Tensor
 
 from prefopt_toy._validate import as_int
 
+from .checkpoint_listing import (  # noqa: F401  (_STEP_DIR: re-exported for existing callers)
+    _STEP_DIR,
+    _complete_checkpoints,
+    latest_checkpoint,
+    list_checkpoints,
+)
+from .guards import NonFiniteLossError, check_finite
+from .state_io import (
+    FORMAT,
+    MANIFEST,
+    MODEL_FILE,
+    STATE_FILE,
+    VERSION,
+    _check_generators,
+    _decode,
+    _encode,
+    _write_json,
+)
+
 __all__ = [
     "CheckpointState",
     "NonFiniteLossError",
@@ -59,13 +76,6 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
 ]
-
-FORMAT = "prefopt_toy.checkpoint"
-VERSION = 1
-MANIFEST = "checkpoint.json"
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "state.safetensors"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -94,66 +104,6 @@ class CheckpointState:
     generators: tuple[str, ...] = ()
 
 
-# ----------------------------------------------------------------------------- state-dict codec
-# An optimizer or scheduler state dict is a tree of dicts (with int keys), lists, tuples, numbers,
-# strings and tensors. Tensors go to safetensors under the keys "<prefix>/<n>"; the rest becomes
-# JSON with tagged nodes for what JSON cannot say (tuples, non-string keys, non-finite floats), so
-# that decoding gives back an equal tree (tuples stay tuples, 0 stays int, 1e-3 stays 1e-3 exactly:
-# Python's json writes floats with repr, which round-trips).
-
-
-def _encode(obj: Any, tensors: dict[str, Tensor], prefix: str, where: str) -> Any:
-    if isinstance(obj, Tensor):
-        key = f"{prefix}/{len(tensors)}"
-        # clone: safetensors refuses tensors that share memory, and the copy is what we write
-        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
-        return {"__tensor__": key}
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"__float__": repr(obj)}  # 'nan', 'inf', '-inf'
-    if isinstance(obj, tuple):
-        return {
-            "__tuple__": [_encode(v, tensors, prefix, f"{where}[{i}]") for i, v in enumerate(obj)]
-        }
-    if isinstance(obj, list):
-        return [_encode(v, tensors, prefix, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, Mapping):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _encode(v, tensors, prefix, f"{where}[{k!r}]") for k, v in obj.items()}
-        return {
-            "__items__": [
-                [
-                    _encode(k, tensors, prefix, f"{where} key"),
-                    _encode(v, tensors, prefix, f"{where}[{k!r}]"),
-                ]
-                for k, v in obj.items()
-            ]
-        }
-    raise ValueError(
-        f"{where} is a {type(obj).__name__}, which cannot be stored without pickle; "
-        "checkpoints hold tensors, numbers, strings, None, lists, tuples and dicts only"
-    )
-
-
-def _decode(obj: Any, tensors: Mapping[str, Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if set(obj) == {"__tensor__"}:
-        return tensors[obj["__tensor__"]]
-    if set(obj) == {"__float__"}:
-        return float(obj["__float__"])
-    if set(obj) == {"__tuple__"}:
-        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
-    if set(obj) == {"__items__"}:
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__items__"]}
-    return {k: _decode(v, tensors) for k, v in obj.items()}
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -171,27 +121,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-
-def _check_generators(generators: Any, name: str = "generators") -> dict[str, torch.Generator]:
-    if generators is None:
-        return {}
-    if not isinstance(generators, Mapping):
-        raise ValueError(  # noqa: TRY004
-            f"{name} must be a dict of name -> torch.Generator, got {type(generators).__name__}"
-        )
-    for key, gen in generators.items():
-        if not isinstance(key, str) or not key or "/" in key:
-            raise ValueError(f"{name} keys must be non-empty strings without '/', got {key!r}")
-        if not isinstance(gen, torch.Generator):
-            raise ValueError(f"{name}[{key!r}] must be a torch.Generator, got {type(gen).__name__}")  # noqa: TRY004
-    return dict(generators)
 
 
 def save_checkpoint(
@@ -451,143 +380,4 @@ def load_checkpoint(
         step=int(manifest["step"]),
         extra=manifest["extra"],
         generators=tuple(sorted(gens)),
-    )
-
-
-def _complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / MANIFEST).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The complete checkpoints in ``run_dir``, oldest step first.
-
-    Temporary directories of an interrupted save and ``step-*`` directories without
-    ``checkpoint.json`` are skipped. A missing ``run_dir`` has none.
-
-    References
-    ----------
-    DESIGN.md "Reliability rules".
-    """
-    return [p for _, p in _complete_checkpoints(Path(run_dir))]
-
-
-def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The complete checkpoint with the highest step in ``run_dir``, or None if there is none.
-
-    References
-    ----------
-    DESIGN.md "Reliability rules" (resume from the last good checkpoint).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as run:
-    ...     print(latest_checkpoint(run))
-    None
-    """
-    found = _complete_checkpoints(Path(run_dir))
-    return found[-1][1] if found else None
-
-
-# ----------------------------------------------------------------------------- non-finite guard
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss became NaN or infinite; the message names the step and the checkpoint.
-
-    Attributes
-    ----------
-    step : int
-        The step at which the loss was non-finite.
-    value : float
-        The offending value (nan, inf or -inf).
-    last_good : Path or None
-        The last checkpoint written before it, to resume from.
-
-    References
-    ----------
-    DESIGN.md "Reliability rules" (stop with a clear message, keep the last good checkpoint).
-    """
-
-    def __init__(self, message: str, *, step: int, value: float, last_good: Path | None) -> None:
-        super().__init__(message)
-        self.step = step
-        self.value = value
-        self.last_good = last_good
-
-
-def check_finite(
-    loss: Tensor | float, *, step: int, last_good: str | os.PathLike[str] | None, name: str = "loss"
-) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` holds a NaN or an infinity; otherwise do nothing.
-
-    Call it on the loss before ``backward()`` / ``optimizer.step()`` and before saving, so that a
-    bad step never reaches the weights or a checkpoint, and the last good checkpoint stays intact.
-
-    Parameters
-    ----------
-    loss : Tensor or float
-        The loss (any shape; all entries are checked). On a GPU this synchronises.
-    step : int, >= 0
-        The current step, for the message.
-    last_good : path or None
-        The last checkpoint written (e.g. ``latest_checkpoint(run_dir)``); None if there is none.
-    name : str
-        What is checked, for the message (``"loss"``, ``"grad norm"``...).
-
-    Raises
-    ------
-    NonFiniteLossError
-        With the step, the value, the checkpoint to resume from and what to change.
-    ValueError
-        If ``loss`` is not a number or tensor, or ``step`` is not an integer >= 0.
-
-    References
-    ----------
-    DESIGN.md "Reliability rules"; Rafailov et al., arXiv:2305.18290v3 (DPO) and Azar et al.,
-    arXiv:2310.12036v2 (IPO) for the beta / tau the message suggests changing.
-
-    Examples
-    --------
-    >>> check_finite(0.69, step=3, last_good=None)
-    >>> check_finite(float("nan"), step=17, last_good=None)
-    Traceback (most recent call last):
-    ...
-    prefopt_toy.lm.checkpoint.NonFiniteLossError: loss became nan at step 17; ...
-    """
-    step = as_int(step, "step", minimum=0)
-    if isinstance(loss, Tensor):
-        values = loss.detach().reshape(-1)
-        if values.is_complex():
-            raise ValueError("loss must be real, got a complex tensor")
-        bad = ~torch.isfinite(values)
-        if not bool(bad.any()):
-            return
-        value = float(values[bad][0].item())
-    elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
-        value = float(loss)
-        if math.isfinite(value):
-            return
-    else:
-        raise ValueError(f"loss must be a tensor or a number, got {type(loss).__name__}")  # noqa: TRY004
-    if last_good is None:
-        where = "there is no checkpoint yet, so the run must restart from the beginning"
-        resume = "restart"
-    else:
-        where = f"the last good checkpoint is {str(Path(last_good))!r}"
-        resume = "resume from it with load_checkpoint"
-    message = (
-        f"{name} became {value} at step {step}; {where}. The run was stopped before this step "
-        f"reached the weights or a checkpoint. To continue, {resume} and lower the learning rate, "
-        "clip gradients, raise beta/tau, or train in float32 instead of bfloat16."
-    )
-    raise NonFiniteLossError(
-        message, step=step, value=value, last_good=None if last_good is None else Path(last_good)
     )

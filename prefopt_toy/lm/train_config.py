@@ -1,0 +1,160 @@
+"""The configuration of a GPT-2 preference-training run: ``TrainConfig``, its validation, ``ALGORITHMS``.
+
+``ALGORITHMS`` maps each algorithm name (``dpo``, ``ipo``, ``slic``, ``offline``, ``online_dpo``,
+``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``) to its pair source and fixed per-pair loss;
+``TrainConfig`` holds everything that determines a run (written to the run log's header and each
+checkpoint) and checks it when built, so a bad value fails before any training step. The training
+loop that consumes it is ``prefopt_toy.lm.trainer``.
+
+References
+----------
+Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
+arXiv:2305.10425 (SLiC); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
+al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
+``OnlineDPOTrainer``, ``NashMDTrainer``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._validate import as_int, as_positive_float, as_unit_interval
+from .objectives import LOSSES
+from .online import LABEL_MODES
+
+__all__ = ["ALGORITHMS", "TrainConfig"]
+
+# name -> (pair source, fixed loss or None when config.loss chooses)
+ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "dpo": ("offline", "dpo"),
+    "ipo": ("offline", "ipo"),
+    "slic": ("offline", "slic"),
+    "offline": ("offline", None),
+    "online_dpo": ("online", "dpo"),
+    "online_ipo": ("online", "ipo"),
+    "online": ("online", None),
+    "ipo_md": ("mixture", "ipo"),
+    "nash_md_pg": ("nash_md_pg", None),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run (written to the run log's header and each checkpoint).
+
+    Parameters
+    ----------
+    algorithm : str
+        One of ``ALGORITHMS``.
+    reduction : {"sum", "mean"}
+        Required: sequence log-probs as token sums (the theory) or per-token means (TRL's IPO).
+    loss : str, optional
+        For ``offline`` / ``online``: one of ``objectives.LOSSES``. The named algorithms fix it
+        (passing another raises ``ValueError``).
+    beta : float, optional
+        KL weight of the DPO-like losses (``dpo``, ``slic``, ``robust_dpo``, ``gpo_*``).
+    tau : float, optional
+        IPO's tau, and Nash-MD-PG's KL weight.
+    mixture : float in [0, 1]
+        Weight m on the reference of the token-level mixture (IPO-MD, Nash-MD-PG's opponent).
+    labels : {"dataset", "soft", "hard", "sampled"}, optional
+        Default ``"dataset"`` offline, ``"soft"`` online.
+    n_label_samples : int
+        Draws per pair for ``labels="sampled"``.
+    lr, steps, batch_size : AdamW learning rate (no weight decay), steps, pairs per step.
+    max_new_tokens, temperature : sampling of online completions.
+    max_length : int
+        Longest prompt + completion in tokens (offline rows; online prompts get
+        ``max_length - max_new_tokens``).
+    max_grad_norm : float, optional
+        Clip the gradient norm when given.
+    seed : int
+    checkpoint_every : int
+        Save every so many steps (0: only at the end); needs ``run_dir``.
+    run_dir : str, optional
+        Checkpoints (``step-*``) and the log ``run.jsonl``. None: nothing written.
+    log_every, eval_every, n_eval : int
+        Log every so many steps; evaluate (``eval/kl``, ``win_rate``, ``class_distribution``) every
+        ``eval_every`` steps (0: never) on ``n_eval`` policy samples.
+    show_progress : bool, optional
+        tqdm bar (None: only on a terminal, see ``runlog.progress``).
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (``DPOConfig``, ``OnlineDPOConfig``).
+    """
+
+    algorithm: str
+    reduction: str | None = None
+    loss: str | None = None
+    beta: float | None = None
+    tau: float | None = None
+    mixture: float = 0.0
+    labels: str | None = None
+    n_label_samples: int = 1
+    lr: float = 1e-4
+    steps: int = 10
+    batch_size: int = 4
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    max_length: int = 64
+    max_grad_norm: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 0
+    run_dir: str | None = None
+    log_every: int = 1
+    eval_every: int = 0
+    n_eval: int = 16
+    show_progress: bool | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction is required and must be 'sum' or 'mean', got {self.reduction!r}")
+        source, fixed = ALGORITHMS[self.algorithm]
+        if source == "nash_md_pg":
+            if self.loss is not None:
+                raise ValueError("loss is not used by nash_md_pg (it has its own policy-gradient surrogate)")
+            if self.beta is not None or self.tau is None:
+                raise ValueError("nash_md_pg takes tau (its KL weight), not beta")
+            as_positive_float(self.tau, "tau")
+        else:
+            if fixed is not None and self.loss not in (None, fixed):
+                raise ValueError(f"algorithm {self.algorithm!r} uses loss {fixed!r}, got loss={self.loss!r}")
+            if fixed is not None:
+                self.loss = fixed
+            if self.loss not in LOSSES:
+                raise ValueError(f"loss must be one of {list(LOSSES)} for algorithm {self.algorithm!r}, got {self.loss!r}")
+        default_labels = "dataset" if source == "offline" else "soft"
+        self.labels = default_labels if self.labels is None else self.labels
+        allowed = ("dataset",) if source == "offline" else LABEL_MODES
+        if self.labels not in allowed:
+            raise ValueError(f"labels must be one of {allowed} for algorithm {self.algorithm!r}, got {self.labels!r}")
+        self.mixture = as_unit_interval(self.mixture, "mixture")
+        if source == "online" and self.mixture != 0.0:
+            raise ValueError(f"mixture must be 0 for {self.algorithm!r} (use ipo_md to sample from the mixture)")
+        for name in ("n_label_samples", "steps", "batch_size", "max_new_tokens", "max_length", "log_every", "n_eval"):
+            setattr(self, name, as_int(getattr(self, name), name, minimum=1))
+        for name in ("checkpoint_every", "eval_every", "seed"):
+            setattr(self, name, as_int(getattr(self, name), name, minimum=0))
+        self.lr = as_positive_float(self.lr, "lr")
+        self.temperature = as_positive_float(self.temperature, "temperature")
+        if self.max_grad_norm is not None:
+            self.max_grad_norm = as_positive_float(self.max_grad_norm, "max_grad_norm")
+        if self.checkpoint_every and self.run_dir is None:
+            raise ValueError("checkpoint_every > 0 needs run_dir")
+
+    @property
+    def source(self) -> str:
+        """The pair source: ``offline``, ``online``, ``mixture`` or ``nash_md_pg``."""
+        return ALGORITHMS[self.algorithm][0]
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """``preference_loss`` keywords: ``loss``, ``reduction`` and ``beta`` or ``tau``."""
+        key = "tau" if self.loss == "ipo" else "beta"
+        value = getattr(self, key)
+        if value is None:
+            raise ValueError(f"{key} is required for loss={self.loss!r}")
+        return {"loss": self.loss, "reduction": self.reduction, key: value}
