@@ -8,10 +8,7 @@ answer (:func:`_diagnose`); on success it prints and returns a :class:`CheckPass
 checkers themselves live in ``lab_checks_losses`` (labs 1-2) and ``lab_checks_games`` (labs 3-4);
 all are re-exported from ``prefopt_toy.labs``.
 
-References
-----------
-Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO);
-Munos et al., arXiv:2312.00886v4 (Nash-MD, RLHF vs. Nash).
+References: as :mod:`prefopt_toy.labs`, the module this one was split from.
 """
 
 from __future__ import annotations

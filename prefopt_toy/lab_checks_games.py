@@ -7,10 +7,7 @@ read off ``nash_md`` trajectories (``_nash_md_cases``); ``check_condorcet_disagr
 RLHF policy misses the Condorcet winner or is exploitable where the Nash equilibrium is not. All
 are re-exported from ``prefopt_toy.labs``.
 
-References
-----------
-Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO);
-Munos et al., arXiv:2312.00886v4 (Nash-MD, RLHF vs. Nash).
+References: as :mod:`prefopt_toy.labs`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -9,12 +9,7 @@ preference matrix, display symbols); the builders themselves live in
 :mod:`prefopt_toy.symbolic_dpo_ipo`, :mod:`prefopt_toy.symbolic_online` and
 :mod:`prefopt_toy.symbolic_margins`, and :mod:`prefopt_toy.symbolic` re-exports everything.
 
-References
-----------
-Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO / PsiPO);
-Munos et al., arXiv:2312.00886v4 (Nash-MD); Calandriello et al., arXiv:2403.08635v1 (online IPO,
-IPO-MD); Tang et al., arXiv:2402.05749v2 (GPO); Mitchell (2023), https://ericmitchell.ai/cdpo.pdf
-(cDPO).
+References: as :mod:`prefopt_toy.symbolic`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -8,10 +8,7 @@ tokens. With equal lengths :math:`L` this is the summed IPO loss at :math:`\tau_
 (``averaged_ipo_loss``, ``averaged_ipo_population_loss``, ``averaged_ipo_optimum``,
 ``best_effective_tau``). All are re-exported from ``prefopt_toy.conventions``.
 
-References
-----------
-Azar et al., arXiv:2310.12036v2 (IPO, Eq. (17)); huggingface/trl PR #1265 ("[DPO] average_log_prob
-when loss is IPO", commit 29d439a).
+References: as :mod:`prefopt_toy.conventions`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -4,13 +4,7 @@ A checkpoint directory is ``<run_dir>/step-<step:09d>``; it is complete once ``c
 in it (written last). Temporary directories of an interrupted save and ``step-*`` directories
 without ``checkpoint.json`` are skipped, so a run resumes from the last good checkpoint.
 
-References
-----------
-DESIGN.md "Reliability rules" (no pickle from outside; stop on a non-finite loss and keep the last
-good checkpoint; an interrupted and resumed run ends where an uninterrupted one does). safetensors
-format: https://github.com/huggingface/safetensors. TRL v1.13.0 (https://github.com/huggingface/trl)
-resumes through ``transformers.Trainer`` checkpoints, which pickle the optimizer and RNG state
-(``torch.save``); this module keeps the same information in safetensors + JSON instead.
+References: as :mod:`prefopt_toy.lm.checkpoint`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -8,13 +8,7 @@ single-process one (the proof is in the docstring of ``prefopt_toy.lm.distribute
 ``broadcast_module`` starts every rank from rank 0's weights. For a single process every function
 here is the identity.
 
-References
-----------
-PyTorch ``torch.distributed`` (https://pytorch.org/docs/stable/distributed.html: ``all_reduce``,
-``broadcast``, the ``env://`` variables set by ``torchrun``); Li et al. 2020, "PyTorch
-Distributed: Experiences on Accelerating Data Parallel Training", VLDB 13(12) (gradient averaging
-in DDP); Hugging Face accelerate v1.15 (``accelerate launch`` sets the same variables); TRL
-https://github.com/huggingface/trl v1.13.0 (its trainers average metrics across processes).
+References: as :mod:`prefopt_toy.lm.distributed`, the module this one was split from.
 """
 
 from __future__ import annotations

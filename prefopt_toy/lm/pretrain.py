@@ -6,10 +6,7 @@ share one embedding row; ``TrainingRecipe`` / ``RECIPES`` give the AdamW step co
 and learning rates with which ``prefopt_toy.lm.models.default_model`` trains the tiny and small
 sizes.
 
-References
-----------
-Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2; Table 2 gives
-the 12/24/36-layer, 768/1024/1280-wide configurations).
+References: as :mod:`prefopt_toy.lm.models`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -7,13 +7,7 @@ process); ``init_process_group`` / ``destroy_process_group`` join and leave the 
 NCCL on GPU). The collectives live in ``prefopt_toy.lm.collectives``, the per-rank generators in
 ``prefopt_toy.lm.seeding``; ``prefopt_toy.lm.distributed`` re-exports all of them.
 
-References
-----------
-PyTorch ``torch.distributed`` (https://pytorch.org/docs/stable/distributed.html: ``all_reduce``,
-``broadcast``, the ``env://`` variables set by ``torchrun``); Li et al. 2020, "PyTorch
-Distributed: Experiences on Accelerating Data Parallel Training", VLDB 13(12) (gradient averaging
-in DDP); Hugging Face accelerate v1.15 (``accelerate launch`` sets the same variables); TRL
-https://github.com/huggingface/trl v1.13.0 (its trainers average metrics across processes).
+References: as :mod:`prefopt_toy.lm.distributed`, the module this one was split from.
 """
 
 from __future__ import annotations

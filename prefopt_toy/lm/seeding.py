@@ -5,13 +5,7 @@ through NumPy's ``SeedSequence``; ``seed_generators`` builds the named generator
 Streams all ranks must agree on (the data order, permuted before ``shard`` splits it) are shared;
 online sampling of completions and labels is per rank and so differs across ranks **by design**.
 
-References
-----------
-PyTorch ``torch.distributed`` (https://pytorch.org/docs/stable/distributed.html: ``all_reduce``,
-``broadcast``, the ``env://`` variables set by ``torchrun``); Li et al. 2020, "PyTorch
-Distributed: Experiences on Accelerating Data Parallel Training", VLDB 13(12) (gradient averaging
-in DDP); Hugging Face accelerate v1.15 (``accelerate launch`` sets the same variables); TRL
-https://github.com/huggingface/trl v1.13.0 (its trainers average metrics across processes).
+References: as :mod:`prefopt_toy.lm.distributed`, the module this one was split from.
 """
 
 from __future__ import annotations

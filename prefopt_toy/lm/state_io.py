@@ -8,13 +8,7 @@ also holds the file names and format version of a checkpoint directory, the JSON
 check of the named ``torch.Generator`` objects whose states are stored. ``prefopt_toy.lm.checkpoint``
 writes and reads whole checkpoints with them.
 
-References
-----------
-DESIGN.md "Reliability rules" (no pickle from outside; stop on a non-finite loss and keep the last
-good checkpoint; an interrupted and resumed run ends where an uninterrupted one does). safetensors
-format: https://github.com/huggingface/safetensors. TRL v1.13.0 (https://github.com/huggingface/trl)
-resumes through ``transformers.Trainer`` checkpoints, which pickle the optimizer and RNG state
-(``torch.save``); this module keeps the same information in safetensors + JSON instead.
+References: as :mod:`prefopt_toy.lm.checkpoint`, the module this one was split from.
 """
 
 from __future__ import annotations

@@ -6,12 +6,7 @@
 checkpoint) and checks it when built, so a bad value fails before any training step. The training
 loop that consumes it is ``prefopt_toy.lm.trainer``.
 
-References
-----------
-Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
-arXiv:2305.10425 (SLiC); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
-al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
-``OnlineDPOTrainer``, ``NashMDTrainer``).
+References: as :mod:`prefopt_toy.lm.trainer`, the module this one was split from.
 """
 
 from __future__ import annotations
