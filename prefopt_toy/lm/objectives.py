@@ -181,18 +181,18 @@ def preference_metrics(
     {'rewards/chosen': 0.25, 'rewards/rejected': 0.0, 'rewards/margins': 0.25,
      'rewards/accuracies': 0.5, 'logps/chosen': -1.5, 'logps/rejected': -2.0}
     """
-    pc = _logps(policy_chosen_logps, "policy_chosen_logps")
-    pr = _logps(policy_rejected_logps, "policy_rejected_logps")
-    rc = _logps(ref_chosen_logps, "ref_chosen_logps")
-    rr = _logps(ref_rejected_logps, "ref_rejected_logps")
-    _check_shapes(
-        pc,
-        "policy_chosen_logps",
-        policy_rejected_logps=pr,
-        ref_chosen_logps=rc,
-        ref_rejected_logps=rr,
-    )
+    pc, pr, rc, rr = _four_logps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                 ref_rejected_logps)
     return _metrics(pc, pr, rc, rr, as_positive_float(scale, "scale"))
+
+
+def _four_logps(pc: Any, pr: Any, rc: Any, rr: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four sequence log-prob inputs, validated (finite, <= 0, 1-D) and of one shape."""
+    out = (_logps(pc, "policy_chosen_logps"), _logps(pr, "policy_rejected_logps"),
+           _logps(rc, "ref_chosen_logps"), _logps(rr, "ref_rejected_logps"))
+    _check_shapes(out[0], "policy_chosen_logps", policy_rejected_logps=out[1], ref_chosen_logps=out[2],
+                  ref_rejected_logps=out[3])
+    return out
 
 
 def _metrics(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, scale: float) -> dict[str, Tensor]:
@@ -334,17 +334,9 @@ def preference_loss(
             f"label_smoothing must be 0 for loss={loss!r}; only {list(_SMOOTHED)} use it"
         )
 
-    pc = _logps(policy_chosen_logps, "policy_chosen_logps")
-    pr = _logps(policy_rejected_logps, "policy_rejected_logps")
-    rc = _logps(ref_chosen_logps, "ref_chosen_logps").detach()  # the reference gets no gradient
-    rr = _logps(ref_rejected_logps, "ref_rejected_logps").detach()
-    _check_shapes(
-        pc,
-        "policy_chosen_logps",
-        policy_rejected_logps=pr,
-        ref_chosen_logps=rc,
-        ref_rejected_logps=rr,
-    )
+    pc, pr, rc, rr = _four_logps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                                 ref_rejected_logps)
+    rc, rr = rc.detach(), rr.detach()  # the reference gets no gradient
 
     h = margin(pc, pr, rc, rr)  # (B,), in the form `reduction` says
     if loss == "dpo":
