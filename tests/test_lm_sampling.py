@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from prefopt_toy.lm.sampling import geometric_mixture_logprobs, sample
+from prefopt_toy.lm.sampling import draw_tokens, geometric_mixture_logprobs, sample
 
 VOCAB = 23
 EOS = 2
@@ -77,7 +77,9 @@ def uncached_sample(policy, ref, ids, mask, *, n, seed, m, temperature, eos=None
         z_pi = full_logits(policy, seq, am)[:, -1].double()  # (B, V)
         z_mu = full_logits(ref, seq, am)[:, -1].double()  # (B, V)
         probs = torch.softmax((m * z_mu + (1 - m) * z_pi) / temperature, dim=-1)
-        token = torch.multinomial(probs.to(torch.float64), 1, generator=gen).squeeze(-1)  # (B,)
+        u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64)  # the sampler's uniforms
+        cdf = probs.to(torch.float64).cumsum(-1)
+        token = (cdf <= u * cdf[:, -1:]).sum(-1)  # (B,) count of CDF values at or below u (inversion)
         token = torch.where(finished, torch.full_like(token, pad), token)
         out.append(token)
         if eos is not None:
@@ -306,7 +308,7 @@ def test_stops_when_every_row_has_ended():
 
 def test_left_padded_batch_gives_each_prompts_completion():
     # a tiny temperature makes sampling an argmax, so batch and single runs can be compared token
-    # for token (a batched multinomial draws different noise per row than a single-row one)
+    # for token (a batch draws different uniforms per row than a single-row run)
     policy, ref = tiny_gpt2(0, torch.float64), tiny_gpt2(1, torch.float64)
     ids, mask = left_padded(PROMPTS)
     kwargs = {
@@ -442,3 +444,29 @@ def test_matches_trl_wrapper_greedy_generation():
         mixture=0.6,
     )
     assert torch.equal(ours.completion_ids, trl_out)
+
+
+# (f) the token draw: inversion of the float64 CDF
+
+
+def test_draw_tokens_inverts_the_cdf_with_the_generators_uniforms():
+    logp = torch.log_softmax(torch.randn(64, 300, generator=torch.Generator().manual_seed(0)) * 3, dim=-1)
+    got = draw_tokens(logp, torch.Generator().manual_seed(5))
+    u = torch.rand(64, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    p = logp.double().exp()
+    # oracle: a per-row Python scan for the first index whose running sum exceeds u * total
+    for b in range(64):
+        target, run = float(u[b]) * float(p[b].sum()), 0.0
+        idx = next(i for i, x in enumerate(p[b].tolist()) if (run := run + x) > target)
+        assert int(got[b]) == idx
+
+
+def test_draw_tokens_follows_the_law_and_never_draws_probability_zero():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05, 0.0])
+    n = 200_000
+    logp = probs.log().expand(n, -1)
+    tokens = draw_tokens(logp, torch.Generator().manual_seed(1)).squeeze(-1)
+    counts = torch.bincount(tokens, minlength=6).double()
+    assert counts[1] == 0 and counts[5] == 0
+    sd = (n * probs * (1 - probs)).sqrt()
+    assert bool(((counts - n * probs).abs() <= 5 * sd + 1e-9).all()), counts.tolist()
