@@ -22,11 +22,16 @@ import torch
 
 from prefopt_toy.lm.distributed import (
     DistributedContext,
+    all_gather_generator_states,
     all_reduce_gradients,
     all_reduce_metrics,
+    any_rank,
     broadcast_module,
+    same_on_all_ranks,
     seed_generators,
     shard,
+    shard_bounds,
+    trainer_generators,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,3 +241,70 @@ def test_seed_generators_per_rank_and_shared_streams():
     assert other["minibatch"] != draws[0]["minibatch"]
     with pytest.raises(ValueError, match="disjoint"):
         seed_generators(5, ctxs[0], per_rank=("a",), shared=("a",))
+
+
+def _ctx(rank: int, world: int) -> DistributedContext:
+    return DistributedContext(rank=rank, world_size=world, master_addr="127.0.0.1", master_port=29511)
+
+
+@pytest.mark.parametrize("size,world", [(4, 2), (3, 2), (7, 3), (5, 5), (9, 4)])
+def test_shard_bounds_split_the_global_batch_into_contiguous_near_equal_slices(size, world):
+    bounds = [shard_bounds(size, _ctx(r, world)) for r in range(world)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == size
+    assert all(bounds[r][1] == bounds[r + 1][0] for r in range(world - 1))  # contiguous, in rank order
+    sizes = [hi - lo for lo, hi in bounds]
+    assert sizes == sorted(sizes, reverse=True) and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    if size % world == 0:  # the same split as shard's
+        rows = {"x": torch.arange(size)}
+        assert [shard(rows, _ctx(r, world))["x"].tolist() for r in range(world)] == \
+               [list(range(lo, hi)) for lo, hi in bounds]
+
+
+def test_shard_bounds_weighted_metrics_and_agreement_helpers_validate_and_are_identities_alone():
+    one = DistributedContext()
+    assert shard_bounds(5, one) == (0, 5)
+    with pytest.raises(ValueError, match=r"size \(the global batch\).*world_size \(3\)"):
+        shard_bounds(2, _ctx(0, 3))
+    with pytest.raises(ValueError, match="size"):
+        shard_bounds(2.0, one)
+    # a single process: weighted means are the values themselves, bit for bit
+    out = all_reduce_metrics({"m": torch.tensor(0.1, dtype=torch.float64)}, one, weight=3.0)
+    assert out["m"].item() == 0.1
+    for bad in (0.0, -1.0, float("nan"), True, "2"):
+        with pytest.raises(ValueError, match="weight"):
+            all_reduce_metrics({"m": 0.1}, one, weight=bad)
+    assert any_rank(True, one) is True and any_rank(False, one) is False
+    assert same_on_all_ranks(7, one) is True
+    with pytest.raises(ValueError, match="flag"):
+        any_rank(1, one)
+    with pytest.raises(ValueError, match="value"):
+        same_on_all_ranks(1.5, one)
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        any_rank(True, _ctx(0, 2))
+
+
+def test_trainer_generators_keep_the_single_process_seeds_and_share_the_data_order():
+    alone = trainer_generators(3)
+    assert [(k, g.initial_seed()) for k, g in alone.items()] == [("sampling", 12), ("labels", 13), ("minibatch", 14)]
+    assert {k: g.initial_seed() for k, g in trainer_generators(3, DistributedContext()).items()} == \
+           {k: g.initial_seed() for k, g in alone.items()}
+    two = [trainer_generators(3, _ctx(r, 2)) for r in range(2)]
+    # the global order: the same on both ranks, and the single-process one
+    assert two[0]["minibatch"].initial_seed() == two[1]["minibatch"].initial_seed() == 14
+    for name in ("sampling", "labels"):  # per rank: independent streams
+        seeds = {alone[name].initial_seed(), two[0][name].initial_seed(), two[1][name].initial_seed()}
+        assert len(seeds) == 3
+    with pytest.raises(ValueError, match="seed"):
+        trainer_generators(-1)
+    with pytest.raises(ValueError, match="ctx"):
+        trainer_generators(0, ctx="rank0")
+
+
+def test_all_gather_generator_states_alone_returns_this_ranks_states():
+    gens = {"b": torch.Generator().manual_seed(1), "a": torch.Generator().manual_seed(2)}
+    torch.rand(3, generator=gens["a"])
+    (states,) = all_gather_generator_states(gens, DistributedContext())
+    assert sorted(states) == ["a", "b"]
+    assert all(torch.equal(states[k], gens[k].get_state()) for k in gens)
+    with pytest.raises(ValueError, match=r"generators\['x'\]"):
+        all_gather_generator_states({"x": 3}, DistributedContext())

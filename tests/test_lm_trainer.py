@@ -347,3 +347,107 @@ def test_online_ipo_moves_the_class_distribution_toward_the_regularised_nash(lm,
     # to every class, lost mass as predicted (the quantitative bridge is later work)
     assert kl(target, end) < 0.75 * kl(target, start)
     assert target[-1] < start[-1] and end[-1] < start[-1]
+
+
+# ----------------------------------------------------------------------------- lr schedule
+
+
+def _expected_lr(lr: float, steps: int, warmup: int, schedule: str) -> list[float]:
+    """The schedule written out: ramp (t + 1) / warmup, then 1 or the linear decay to lr / (steps - warmup)."""
+    out = []
+    for t in range(steps):
+        if t < warmup:
+            out.append(lr * (t + 1) / warmup)
+        elif schedule == "constant":
+            out.append(lr)
+        else:
+            out.append(lr * (steps - t) / (steps - warmup))
+    return out
+
+
+@pytest.mark.parametrize("schedule,warmup", [("constant", 0), ("linear", 0), ("linear", 2), ("constant", 2)])
+def test_the_optimizer_steps_with_the_scheduled_learning_rate(lm, schedule, warmup):
+    model, tok = lm
+    lr, steps = 2e-3, 5
+    cfg = TrainConfig("dpo", reduction="sum", beta=0.1, batch_size=2, steps=steps, lr=lr, max_length=40,
+                      lr_schedule=schedule, warmup_steps=warmup)
+    trainer = Trainer(cfg, copy.deepcopy(model), model, tok, dataset=DATASET)
+    used, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        used.append([g["lr"] for g in trainer.optimizer.param_groups])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    history = trainer.run()["history"]
+    want = _expected_lr(lr, steps, warmup, schedule)
+    assert [u[0] for u in used] == pytest.approx(want, rel=1e-15, abs=0)
+    assert all(len(set(u)) == 1 for u in used)
+    assert [rec["learning_rate"] for rec in history] == [u[0] for u in used]
+    if schedule == "linear" and warmup == 0:  # the brief's formula, and the last update has lr / steps
+        assert [u[0] for u in used] == [lr * (1 - t / steps) for t in range(steps)]
+        assert used[-1][0] == pytest.approx(lr / steps, rel=1e-15)
+    if schedule == "constant" and warmup == 0:
+        assert all(u[0] == lr for u in used)  # exactly the configured rate, as before schedules existed
+
+
+def test_resume_with_a_linear_schedule_and_warmup_ends_bitwise_where_the_uninterrupted_run_does(lm, judge, tmp_path):
+    model, tok = lm
+    common = dict(reduction="sum", tau=0.5, batch_size=3, steps=5, lr=2e-3, max_new_tokens=6, max_length=40, seed=8,
+                  lr_schedule="linear", warmup_steps=2, checkpoint_every=2, labels="sampled")
+
+    straight = copy.deepcopy(model)
+    train(TrainConfig("online_ipo", run_dir=str(tmp_path / "a"), **common), straight, model, tok,
+          prompts=PROMPTS, judge=judge)
+
+    class Interrupted(Exception):
+        pass
+
+    first = Trainer(TrainConfig("online_ipo", run_dir=str(tmp_path / "b"), **common), copy.deepcopy(model), model, tok,
+                    prompts=PROMPTS, judge=judge)
+    save = first.save
+
+    def save_then_stop():  # a crash right after the step-2 checkpoint, mid-warmup-to-decay
+        path = save()
+        if first.step == 2:
+            raise Interrupted
+        return path
+
+    first.save = save_then_stop
+    with pytest.raises(Interrupted):
+        first.run()
+    resumed = copy.deepcopy(model)
+    summary = train(TrainConfig("online_ipo", run_dir=str(tmp_path / "b"), **common), resumed, model, tok,
+                    prompts=PROMPTS, judge=judge, resume=True)
+    assert summary["resumed_from"] == 2
+    assert _weights_equal(straight, resumed)
+    log_a, log_b = read_run_log(tmp_path / "a" / "run.jsonl"), read_run_log(tmp_path / "b" / "run.jsonl")
+    assert log_a == log_b and [r["step"] for r in log_b] == [1, 2, 3, 4, 5]
+    assert [r["learning_rate"] for r in log_b] == [1e-3, 2e-3, 2e-3, 2e-3 * (1 - 1 / 3), 2e-3 * (1 - 2 / 3)]
+
+
+def test_a_single_process_context_is_the_default_bit_for_bit(lm):
+    from prefopt_toy.lm.distributed import DistributedContext
+
+    model, tok = lm
+    cfg = TrainConfig("dpo", reduction="sum", beta=0.1, batch_size=3, steps=2, lr=1e-3, max_length=40, seed=1)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    ha = train(cfg, a, model, tok, dataset=DATASET)["history"]
+    hb = train(cfg, b, model, tok, dataset=DATASET, ctx=DistributedContext())["history"]
+    assert ha == hb and _weights_equal(a, b) and not _weights_equal(a, model)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr_schedule="cosine"), "lr_schedule"),
+    (dict(warmup_steps=-1), "warmup_steps"),
+    (dict(warmup_steps=1.5), "warmup_steps"),
+    (dict(warmup_steps=4, steps=4), r"warmup_steps must be < steps \(4\)"),
+])
+def test_bad_lr_schedule_raises_value_error_naming_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig("dpo", reduction="sum", beta=0.1, **kwargs)
+    cfg = TrainConfig("dpo", reduction="sum", beta=0.1, steps=3, lr_schedule="linear")
+    with pytest.raises(ValueError, match="step"):
+        cfg.lr_at(3)
+    with pytest.raises(ValueError, match="step"):
+        cfg.lr_at(-1)

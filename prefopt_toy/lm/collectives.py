@@ -8,11 +8,19 @@ single-process one (the proof is in the docstring of ``prefopt_toy.lm.distribute
 ``broadcast_module`` starts every rank from rank 0's weights. For a single process every function
 here is the identity.
 
+Unequal shards (a global batch not divisible by the world size): ``shard_bounds`` gives rank ``r``
+its rows, ``n_r`` of them; a rank that scales its shard-mean loss by ``W n_r / B`` makes the
+averaged gradient the single-process one again, and ``all_reduce_metrics(..., weight=n_r)`` gives
+the global mean of mean-type metrics. ``any_rank`` and ``same_on_all_ranks`` let the ranks stop
+together and check that they agree (``seeding.all_gather_generator_states`` gathers every rank's
+random streams for a checkpoint).
+
 References: as :mod:`prefopt_toy.lm.distributed`, the module this one was split from.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -20,7 +28,15 @@ from torch import Tensor
 
 from .process_group import DistributedContext, _check_ctx
 
-__all__ = ["all_reduce_gradients", "all_reduce_metrics", "broadcast_module", "shard"]
+__all__ = [
+    "all_reduce_gradients",
+    "all_reduce_metrics",
+    "any_rank",
+    "broadcast_module",
+    "same_on_all_ranks",
+    "shard",
+    "shard_bounds",
+]
 
 
 def shard(batch: Mapping[str, Tensor], ctx: DistributedContext) -> dict[str, Tensor]:
@@ -76,6 +92,52 @@ def shard(batch: Mapping[str, Tensor], ctx: DistributedContext) -> dict[str, Ten
     n = b // ctx.world_size
     lo = ctx.rank * n
     return {k: v[lo : lo + n] for k, v in batch.items()}
+
+
+def shard_bounds(size: int, ctx: DistributedContext) -> tuple[int, int]:
+    r"""This rank's rows ``[lo, hi)`` of a global batch of ``size`` rows, as equal as possible.
+
+    The first ``size % W`` ranks take :math:`\lceil B / W \rceil` rows, the others
+    :math:`\lfloor B / W \rfloor` (NumPy's ``array_split`` convention); the slices are contiguous
+    and in rank order, so concatenating them gives the global batch. For equal shards this is
+    ``shard``'s split. With unequal shards the shard-mean losses and metrics must be weighted by
+    the shard sizes (see the module docstring).
+
+    Parameters
+    ----------
+    size : int >= world_size
+        The global batch size B (every rank needs at least one row).
+    ctx : DistributedContext
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    ValueError
+        ``size`` not an integer or smaller than ``world_size``.
+
+    References
+    ----------
+    NumPy ``array_split`` (sizes of near-equal splits); Li et al. 2020, VLDB 13(12).
+
+    Examples
+    --------
+    >>> two = [DistributedContext(rank=r, world_size=2, master_addr="h", master_port=1) for r in (0, 1)]
+    >>> [shard_bounds(5, c) for c in two]
+    [(0, 3), (3, 5)]
+    """
+    if not isinstance(ctx, DistributedContext):
+        raise ValueError(f"ctx must be a DistributedContext, got {type(ctx).__name__}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < ctx.world_size:
+        raise ValueError(
+            f"size (the global batch) must be an integer >= world_size ({ctx.world_size}) so that "
+            f"every rank gets a row, got {size!r}"
+        )
+    base, extra = divmod(size, ctx.world_size)
+    lo = ctx.rank * base + min(ctx.rank, extra)
+    return lo, lo + base + (1 if ctx.rank < extra else 0)
 
 
 def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -137,17 +199,22 @@ def all_reduce_gradients(model: torch.nn.Module, ctx: DistributedContext) -> Non
             offset += g.numel()
 
 
-def all_reduce_metrics(metrics: Mapping[str, Tensor | float], ctx: DistributedContext) -> dict[str, Tensor]:
-    """Average scalar metrics across ranks (the global-batch mean of per-shard means).
+def all_reduce_metrics(metrics: Mapping[str, Tensor | float], ctx: DistributedContext, *,
+                       weight: float | None = None) -> dict[str, Tensor]:
+    r"""Average scalar metrics across ranks (the global-batch mean of per-shard means).
 
     With equal shards, the average of the ranks' batch means is the mean over the global batch
-    (``preference_metrics``' ``rewards/*``, ``logps/*``, and the mean loss). Every rank must pass
-    the same keys; they are reduced in sorted order in one collective, in float64.
+    (``preference_metrics``' ``rewards/*``, ``logps/*``, and the mean loss). With unequal shards,
+    pass each rank's shard size as ``weight``: the result is the weighted mean
+    :math:`\sum_r w_r m_r / \sum_r w_r`, again the global-batch mean. Every rank must pass the
+    same keys; they are reduced in sorted order in one collective, in float64.
 
     Parameters
     ----------
     metrics : dict of str to 0-d Tensor or float
     ctx : DistributedContext
+    weight : float > 0, optional
+        This rank's weight (its shard size). None: all ranks weigh the same.
 
     Returns
     -------
@@ -158,7 +225,7 @@ def all_reduce_metrics(metrics: Mapping[str, Tensor | float], ctx: DistributedCo
     Raises
     ------
     ValueError
-        A value that is not a real scalar.
+        A value that is not a real scalar, or a ``weight`` that is not a positive finite number.
 
     References
     ----------
@@ -173,6 +240,9 @@ def all_reduce_metrics(metrics: Mapping[str, Tensor | float], ctx: DistributedCo
     ctx = _check_ctx(ctx)
     if not isinstance(metrics, Mapping):
         raise ValueError(f"metrics must be a dict of str to scalar, got {type(metrics).__name__}")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                               or not math.isfinite(weight) or weight <= 0):
+        raise ValueError(f"weight must be a positive finite number (this rank's shard size), got {weight!r}")
     keys = sorted(metrics)
     values, dtypes = [], {}
     for k in keys:
@@ -189,13 +259,69 @@ def all_reduce_metrics(metrics: Mapping[str, Tensor | float], ctx: DistributedCo
             raise ValueError(f"metrics[{k!r}] must be a real scalar (0-d tensor or number), got {type(v).__name__}")
     stacked = torch.tensor(values, dtype=torch.float64)  # (K,)
     if ctx.is_distributed and keys:
-        import torch.distributed as dist
-
-        if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
-            stacked = stacked.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        stacked = stacked.cpu() / ctx.world_size
+        if weight is None:
+            stacked = _all_reduce_sum(stacked) / ctx.world_size
+        else:  # sum_r w_r m_r and sum_r w_r in one collective
+            w = float(weight)
+            total = _all_reduce_sum(torch.cat([stacked * w, torch.tensor([w], dtype=torch.float64)]))  # (K+1,)
+            stacked = total[:-1] / total[-1]
     return {k: stacked[i].to(dtypes[k]) for i, k in enumerate(keys)}
+
+
+def _all_reduce_sum(t: Tensor, op: str = "SUM") -> Tensor:
+    """All-reduce a CPU tensor (moved to the GPU and back under NCCL); returns the reduced copy."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
+        t = t.to(torch.device("cuda", torch.cuda.current_device()))
+    else:
+        t = t.clone()
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
+    return t.cpu()
+
+
+def any_rank(flag: bool, ctx: DistributedContext) -> bool:
+    """True on every rank when ``flag`` is true on at least one (a logical OR across ranks).
+
+    Lets all ranks stop together when one of them must (a non-finite loss on its shard), instead
+    of the others waiting in the next collective until it times out. Every rank must call it.
+
+    References
+    ----------
+    PyTorch ``torch.distributed.all_reduce`` (``ReduceOp.MAX``).
+
+    Examples
+    --------
+    >>> any_rank(True, DistributedContext())
+    True
+    """
+    ctx = _check_ctx(ctx)
+    if not isinstance(flag, bool):
+        raise ValueError(f"flag must be a bool, got {type(flag).__name__}")
+    if not ctx.is_distributed:
+        return flag
+    return bool(_all_reduce_sum(torch.tensor([int(flag)], dtype=torch.int64), "MAX").item())
+
+
+def same_on_all_ranks(value: int, ctx: DistributedContext) -> bool:
+    """True on every rank when every rank passed the same integer ``value`` (e.g. a resumed step).
+
+    References
+    ----------
+    PyTorch ``torch.distributed.all_reduce`` (``ReduceOp.MAX`` of ``(v, -v)``: max = min).
+
+    Examples
+    --------
+    >>> same_on_all_ranks(3, DistributedContext())
+    True
+    """
+    ctx = _check_ctx(ctx)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"value must be an integer, got {type(value).__name__}")
+    if not ctx.is_distributed:
+        return True
+    top = _all_reduce_sum(torch.tensor([value, -value], dtype=torch.int64), "MAX")  # (max, -min)
+    return int(top[0]) == -int(top[1])
 
 
 def broadcast_module(model: torch.nn.Module, ctx: DistributedContext, *, src: int = 0) -> None:

@@ -16,7 +16,12 @@ single-process loss is the global mean
 
 so :math:`\nabla L = \frac1W \sum_r \nabla L_r`: the *average* of the per-rank gradients (a sum
 all-reduce divided by ``W``). This holds because the shards have equal size, which ``shard``
-enforces; with unequal shards the average would weight the pairs of a small shard more. It also
+enforces; with unequal shards the plain average would weight the pairs of a small shard more.
+Unequal shards of sizes :math:`n_r` (``shard_bounds``, :math:`\sum_r n_r = B`) are made exact
+again by scaling: rank ``r`` differentiates :math:`\frac{W n_r}{B} L_r`, and
+:math:`\frac1W \sum_r \frac{W n_r}{B} \nabla L_r = \frac1B \sum_r \sum_{i \in S_r} \nabla\ell_i
+= \nabla L`; the metrics are averaged with weights :math:`n_r` (``all_reduce_metrics(...,
+weight=n_r)``). ``prefopt_toy.lm.trainer`` does both. It also
 holds for any per-pair loss, as long as each pair's loss depends on that pair only (true of every
 loss in ``prefopt_toy.lm.objectives``: the reference log-probs are per pair, and nothing is
 normalised over the batch). The same argument makes ``all_reduce_metrics`` (the average of
@@ -28,7 +33,10 @@ sharding it) and from ``(seed, rank, name)`` for per-rank streams (online sampli
 and of labels). Online sampling therefore differs from rank to rank **by design**: ``W`` ranks
 draw ``W`` independent sets of completions per step, as ``W`` times more samples would. A
 distributed online run is thus not the same random run as a single-process one (the exact-gradient
-property above holds for a fixed global batch, as in offline training).
+property above holds for a fixed global batch, as in offline training: a 2-process online step
+equals a single-process step on the union of the pairs the two ranks drew). The GPT-2 trainer's
+streams are ``trainer_generators``: the shared data order keeps the single-process seed, so a
+W-process offline run sees the single-process run's global batches.
 
 The environment is the one ``torchrun`` and ``accelerate launch`` set for each process: ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Without them the context is a
@@ -49,8 +57,11 @@ from .collectives import (  # noqa: F401  (_trainable: re-exported for existing 
     _trainable,
     all_reduce_gradients,
     all_reduce_metrics,
+    any_rank,
     broadcast_module,
+    same_on_all_ranks,
     shard,
+    shard_bounds,
 )
 from .process_group import (  # noqa: F401  (private helpers: re-exported for existing callers)
     _ENV_KEYS,
@@ -60,16 +71,21 @@ from .process_group import (  # noqa: F401  (private helpers: re-exported for ex
     destroy_process_group,
     init_process_group,
 )
-from .seeding import rank_seed, seed_generators
+from .seeding import all_gather_generator_states, rank_seed, seed_generators, trainer_generators
 
 __all__ = [
     "DistributedContext",
-    "init_process_group",
-    "destroy_process_group",
-    "shard",
+    "all_gather_generator_states",
     "all_reduce_gradients",
     "all_reduce_metrics",
+    "any_rank",
     "broadcast_module",
+    "destroy_process_group",
+    "init_process_group",
     "rank_seed",
+    "same_on_all_ranks",
     "seed_generators",
+    "shard",
+    "shard_bounds",
+    "trainer_generators",
 ]

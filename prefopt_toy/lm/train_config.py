@@ -3,8 +3,9 @@
 ``ALGORITHMS`` maps each algorithm name (``dpo``, ``ipo``, ``slic``, ``offline``, ``online_dpo``,
 ``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``) to its pair source and fixed per-pair loss;
 ``TrainConfig`` holds everything that determines a run (written to the run log's header and each
-checkpoint) and checks it when built, so a bad value fails before any training step. The training
-loop that consumes it is ``prefopt_toy.lm.trainer``.
+checkpoint) and checks it when built, so a bad value fails before any training step;
+``TrainConfig.lr_at`` is the learning-rate schedule, a pure function of the step (``LR_SCHEDULES``).
+The training loop that consumes it is ``prefopt_toy.lm.trainer``.
 
 References: as :mod:`prefopt_toy.lm.trainer`, the module this one was split from.
 """
@@ -18,7 +19,10 @@ from .._validate import as_int, as_positive_float, as_unit_interval
 from .objectives import LOSSES
 from .online import LABEL_MODES
 
-__all__ = ["ALGORITHMS", "TrainConfig"]
+__all__ = ["ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
+
+LR_SCHEDULES = ("constant", "linear")
+"""Learning-rate schedules of ``TrainConfig.lr_schedule`` (see ``TrainConfig.lr_at``)."""
 
 # name -> (pair source, fixed loss or None when config.loss chooses)
 ALGORITHMS: dict[str, tuple[str, str | None]] = {
@@ -58,6 +62,12 @@ class TrainConfig:
     n_label_samples : int
         Draws per pair for ``labels="sampled"``.
     lr, steps, batch_size : AdamW learning rate (no weight decay), steps, pairs per step.
+        With several processes ``batch_size`` is the **global** batch, split across the ranks.
+    lr_schedule : {"constant", "linear"}
+        ``"constant"`` (default): ``lr`` at every step. ``"linear"``: decays linearly to
+        ``lr / (steps - warmup_steps)`` at the last update (see :meth:`lr_at`).
+    warmup_steps : int >= 0, < steps
+        Updates over which the rate ramps linearly up to ``lr`` (0: none).
     max_new_tokens, temperature : sampling of online completions.
     max_length : int
         Longest prompt + completion in tokens (offline rows; online prompts get
@@ -89,6 +99,8 @@ class TrainConfig:
     labels: str | None = None
     n_label_samples: int = 1
     lr: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     steps: int = 10
     batch_size: int = 4
     max_new_tokens: int = 16
@@ -135,6 +147,11 @@ class TrainConfig:
         for name in ("checkpoint_every", "eval_every", "seed"):
             setattr(self, name, as_int(getattr(self, name), name, minimum=0))
         self.lr = as_positive_float(self.lr, "lr")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        self.warmup_steps = as_int(self.warmup_steps, "warmup_steps", minimum=0)
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise ValueError(f"warmup_steps must be < steps ({self.steps}), got {self.warmup_steps}")
         self.temperature = as_positive_float(self.temperature, "temperature")
         if self.max_grad_norm is not None:
             self.max_grad_norm = as_positive_float(self.max_grad_norm, "max_grad_norm")
@@ -145,6 +162,60 @@ class TrainConfig:
     def source(self) -> str:
         """The pair source: ``offline``, ``online``, ``mixture`` or ``nash_md_pg``."""
         return ALGORITHMS[self.algorithm][0]
+
+    def lr_at(self, step: int) -> float:
+        r"""The learning rate of the update at ``step`` (0-based: the ``step + 1``-th update).
+
+        With :math:`t` = ``step``, :math:`T` = ``steps``, :math:`w` = ``warmup_steps`` and
+        :math:`\eta` = ``lr``:
+
+        .. math:: \eta_t = \eta \cdot \underbrace{\min\!\Big(1, \frac{t + 1}{w}\Big)}_{\text{warmup}}
+                  \cdot \begin{cases} 1 & \text{constant} \\
+                  1 - \dfrac{\max(t - w, 0)}{T - w} & \text{linear} \end{cases}
+
+        (the warmup factor is 1 when :math:`w = 0`). Without warmup the linear schedule is
+        :math:`\eta (1 - t / T)`, so the last update (:math:`t = T - 1`) has :math:`\eta / T`;
+        the last warmup update (:math:`t = w - 1`) has :math:`\eta`. A pure function of the step,
+        so a resumed run uses the rates an uninterrupted one does (as long as ``steps`` is the
+        same: the linear schedule depends on it).
+
+        Parameters
+        ----------
+        step : int >= 0
+            The number of updates already taken.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            ``step`` not an integer >= 0, or ``step >= steps`` with the linear schedule (past
+            its end the rate would be <= 0).
+
+        References
+        ----------
+        Goyal et al., arXiv:1706.02677v2, Sec. 2.2 (gradual warmup); Hugging Face transformers
+        ``get_linear_schedule_with_warmup`` (linear decay to 0, which TRL's trainers use by
+        default; here the first update already has a non-zero rate).
+
+        Examples
+        --------
+        >>> cfg = TrainConfig("dpo", reduction="sum", beta=0.1, lr=1.0, steps=4, lr_schedule="linear")
+        >>> [cfg.lr_at(t) for t in range(4)]
+        [1.0, 0.75, 0.5, 0.25]
+        """
+        t = as_int(step, "step", minimum=0)
+        if self.lr_schedule == "linear" and t >= self.steps:
+            raise ValueError(f"step must be < steps ({self.steps}) with lr_schedule='linear', got {t}")
+        w = self.warmup_steps
+        rate = self.lr
+        if t < w:
+            rate = rate * ((t + 1) / w)
+        if self.lr_schedule == "linear" and t >= w:
+            rate = rate * (1 - (t - w) / (self.steps - w))
+        return rate
 
     def loss_kwargs(self) -> dict[str, Any]:
         """``preference_loss`` keywords: ``loss``, ``reduction`` and ``beta`` or ``tau``."""

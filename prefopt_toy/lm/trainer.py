@@ -21,12 +21,13 @@ Offline, the reference log-probs of the whole dataset are computed once, at the 
 step's sampled completions under ``torch.no_grad``. The per-pair losses are
 ``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
 
-Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, TRL's
-``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
-``logps/chosen``, ``logps/rejected`` (online pairs are ordered so that "chosen" is the favoured
-completion, :math:`w \ge 1/2`; the loss :math:`w\ell(h) + (1-w)\ell(-h)` is unchanged by the swap);
-``labels/weight`` (mean :math:`\max(w, 1-w)`); for Nash-MD-PG ``rewards/probabilities`` (mean
-:math:`P(y \succ y')`, TRL's name) and ``logps/chosen`` (of ``y``). ``kl`` is the **estimator**
+Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, ``learning_rate``
+(the rate of the step's update; TRL's name), TRL's ``rewards/chosen``, ``rewards/rejected``,
+``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected`` (online pairs are
+ordered so that "chosen" is the favoured completion, :math:`w \ge 1/2`; the loss
+:math:`w\ell(h) + (1-w)\ell(-h)` is unchanged by the swap); ``labels/weight`` (mean
+:math:`\max(w, 1-w)`); for Nash-MD-PG ``rewards/probabilities`` (mean :math:`P(y \succ y')`, TRL's
+name) and ``logps/chosen`` (of ``y``). ``kl`` is the **estimator**
 :math:`\frac1n\sum_i \sum_t [\log\pi(y_{i,t}) - \log\mu(y_{i,t})]` of KL(pi || mu) on completions
 sampled from the policy: on the step's own samples where they come from the policy (online DPO/IPO
 with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps (and at step 0),
@@ -37,9 +38,24 @@ reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_
 
 Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
 (``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
-they are checkpointed with the weights and the AdamW state, so an interrupted and resumed run ends
-bitwise where an uninterrupted one does. The policy is run in ``eval()`` mode: dropout off for
-every GPT-2 size (TRL's ``disable_dropout=True`` default), so no global RNG is ever drawn.
+they are checkpointed with the weights and the AdamW state, and the learning rate is a pure
+function of the step (``TrainConfig.lr_at``: constant or linear, with optional warmup), so an
+interrupted and resumed run ends bitwise where an uninterrupted one does. The policy is run in
+``eval()`` mode: dropout off for every GPT-2 size (TRL's ``disable_dropout=True`` default), so no
+global RNG is ever drawn.
+
+Several processes (``ctx``, a ``prefopt_toy.lm.distributed.DistributedContext``; None: one
+process, exactly as before): ``batch_size`` is the **global** batch, each rank trains on its slice
+and the gradients and metrics are averaged so that a step equals the single-process step on the
+same global batch; only rank 0 evaluates and writes; details in ``prefopt_toy.lm.trainer_distributed``.
+Launch one copy of a script that calls ``train(..., ctx=init_process_group())`` per process::
+
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 train_dpo.py
+    OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 train_dpo.py
+
+(``accelerate launch --multi_gpu`` starts the processes through torchrun's launcher, also on a
+machine without a GPU: the trainer joins a gloo group on the CPU. ``accelerate launch --cpu
+--num_processes 2`` starts only one process unless MPI is set up.)
 
 References
 ----------
@@ -52,24 +68,49 @@ al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checkpoint import check_finite, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import check_finite
+from .collectives import all_reduce_gradients, all_reduce_metrics, broadcast_module
 from .data import tokenize_pairs, tokenize_prompts, validate_preference_examples
 from .logprobs import token_logprobs
 from .objectives import preference_loss
-from .online import label_weights, nash_md_pg_surrogate, sample_pairs
+from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
+from .process_group import DistributedContext, _check_ctx
 from .runlog import RunLogger, progress
-from .train_config import ALGORITHMS, TrainConfig
+from .seeding import trainer_generators
+from .train_config import ALGORITHMS, LR_SCHEDULES, TrainConfig
+from .trainer_distributed import (
+    local_rows,
+    loss_scale,
+    raise_together,
+    resume_trainer,
+    save_trainer,
+)
 
-__all__ = ["ALGORITHMS", "TrainConfig", "Trainer", "train"]
+__all__ = ["ALGORITHMS", "LR_SCHEDULES", "OnlineDraw", "TrainConfig", "Trainer", "train"]
 
-_GENERATORS = ("sampling", "labels", "minibatch")
+
+@dataclass(frozen=True)
+class OnlineDraw:
+    """One step's online pairs on this rank: what ``Trainer.draw_online`` returns.
+
+    References
+    ----------
+    Calandriello et al., arXiv:2403.08635v1, Sec. 4 (soft labels from preference probabilities).
+    """
+
+    pairs: SampledPairs
+    """Two completions per prompt: rows ``[:B]`` are ``a``, rows ``[B:]`` are ``b``."""
+    probs: Tensor
+    """(B,) float64, the judge's Pr(a beats b)."""
+    weights: Tensor
+    """(B,) float64, the label weight w of "a wins" (``online.label_weights``)."""
 
 
 def _sequence_logps(model, batch: dict[str, Tensor], reduction: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -103,17 +144,38 @@ class Trainer:
         Online algorithms, and evaluation prompts (default: the dataset's prompts).
     judge : ``prefopt_toy.lm.judges.Judge``
         Online algorithms (labels) and evaluation (win rate, class distribution).
+    ctx : DistributedContext, optional
+        This process's place in a data-parallel run (its process group initialised); None: one
+        process. See the module docstring.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, named; ``config.batch_size`` smaller than ``ctx.world_size``.
+    RuntimeError
+        ``ctx.world_size > 1`` without an initialised process group.
 
     References
     ----------
     See the module docstring.
     """
 
-    def __init__(self, config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, prompts=None, judge=None):
+    def __init__(self, config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, prompts=None, judge=None,
+                 ctx: DistributedContext | None = None):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
         if model is ref_model:
             raise ValueError("model and ref_model must be different objects (copy.deepcopy the policy)")
+        if ctx is not None and not isinstance(ctx, DistributedContext):
+            raise ValueError(f"ctx must be a DistributedContext or None, got {type(ctx).__name__}")
+        self.ctx = DistributedContext() if ctx is None else ctx
+        if config.batch_size < self.ctx.world_size:
+            raise ValueError(f"batch_size (the global batch, {config.batch_size}) must be >= world_size "
+                             f"({self.ctx.world_size}): every rank needs at least one pair per step")
+        _check_ctx(self.ctx)  # a RuntimeError when world_size > 1 and no process group exists
+        if self.ctx.is_distributed:  # every rank starts from rank 0's weights
+            broadcast_module(model, self.ctx)
+            broadcast_module(ref_model, self.ctx)
         self.config, self.model, self.ref_model, self.tokenizer, self.judge = config, model, ref_model, tokenizer, judge
         src = config.source
         if src == "offline":
@@ -134,8 +196,7 @@ class Trainer:
         self.prompt_max = config.max_length - config.max_new_tokens
         if self.prompt_max < 1:
             raise ValueError(f"max_length ({config.max_length}) must exceed max_new_tokens ({config.max_new_tokens})")
-        seed = config.seed
-        self.generators = {name: torch.Generator().manual_seed(4 * seed + k) for k, name in enumerate(_GENERATORS)}
+        self.generators = trainer_generators(config.seed, self.ctx)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
         self.step = 0
         self.order: list[int] = []
@@ -193,6 +254,10 @@ class Trainer:
 
     def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
         """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
+        return self.online_pairs_loss(self.draw_online(rows))
+
+    def draw_online(self, rows: list[int]) -> OnlineDraw:
+        """Two completions for each prompt of ``rows`` (``sampling`` generator) and their labels."""
         cfg = self.config
         prompts = tokenize_prompts(self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max)
         m_a = cfg.mixture if cfg.source == "mixture" else 0.0
@@ -201,13 +266,18 @@ class Trainer:
                              max_new_tokens=cfg.max_new_tokens, generator=self.generators["sampling"],
                              temperature=cfg.temperature)
         self.last_pairs = pairs
-        B = len(rows)
-        batch = _trim({"input_ids": pairs.input_ids, "attention_mask": pairs.attention_mask,
-                       "completion_mask": pairs.completion_mask})
         probs = self.judge.probs(pairs.texts_a, pairs.texts_b)  # (B,) float64
         w = label_weights(probs, cfg.labels, judge=self.judge, texts_a=pairs.texts_a, texts_b=pairs.texts_b,
                           generator=self.generators["labels"], n_samples=cfg.n_label_samples)
         self.last_label_weights = w
+        return OnlineDraw(pairs, probs, w)
+
+    def online_pairs_loss(self, draw: OnlineDraw) -> tuple[Tensor, dict[str, Any]]:
+        """Mean loss and metrics on drawn pairs (reference log-probs computed here, no gradient)."""
+        cfg, pairs, probs, w = self.config, draw.pairs, draw.probs, draw.weights
+        B = len(pairs.texts_a)
+        batch = _trim({"input_ids": pairs.input_ids, "attention_mask": pairs.attention_mask,
+                       "completion_mask": pairs.completion_mask})
         metrics: dict[str, Any] = {}
         if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
             half = _trim({k: v[:B] for k, v in batch.items()})
@@ -266,49 +336,66 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, Any]:
-        """One optimizer step; returns its metrics (floats). Raises ``NonFiniteLossError`` before a
-        bad step reaches the weights."""
-        cfg = self.config
-        rows = self.next_indices()
-        loss, metrics = (self.offline_loss if cfg.source == "offline" else self.online_loss)(rows)
-        check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
+        """One optimizer step; returns its metrics (floats, global-batch means on every rank).
+        Raises ``NonFiniteLossError`` (on every rank) before a bad step reaches the weights."""
+        cfg, ctx = self.config, self.ctx
+        rows = self.next_indices()  # the global batch, the same on every rank
+        compute = self.offline_loss if cfg.source == "offline" else self.online_loss
+        if ctx.is_distributed:
+            rows = local_rows(rows, ctx)
+            error = None
+            try:
+                loss, metrics = compute(rows)
+                check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
+            except Exception as err:  # noqa: BLE001  (re-raised on this rank by raise_together)
+                error = err
+            raise_together(error, ctx, step=self.step + 1, last_good=self.last_checkpoint)
+        else:
+            loss, metrics = compute(rows)
+            check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if ctx.is_distributed:  # average of the scaled shard gradients = the global-batch gradient
+            (loss * loss_scale(len(rows), cfg.batch_size, ctx)).backward()
+            all_reduce_gradients(self.model, ctx)
+        else:
+            loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm else math.inf)
         check_finite(norm, step=self.step + 1, last_good=self.last_checkpoint, name="gradient norm")
+        lr = cfg.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         self.step += 1
-        out = {"loss": float(loss.detach()), "grad_norm": float(norm)}
-        out.update({k: float(v) for k, v in metrics.items()})
+        values = {"loss": loss.detach(), **metrics}
+        if ctx.is_distributed:
+            values = all_reduce_metrics(values, ctx, weight=float(len(rows)))
+        out = {"loss": float(values["loss"]), "grad_norm": float(norm), "learning_rate": lr}
+        out.update({k: float(values[k]) for k in metrics})
         return out
 
-    def _extra(self) -> dict[str, Any]:
-        return {"order": self.order, "cursor": self.cursor, "config": asdict(self.config)}
-
     def save(self) -> Path:
-        """Checkpoint the weights, AdamW state, generators and data cursor at ``self.step``."""
-        path = save_checkpoint(self.config.run_dir, step=self.step, model=self.model, optimizer=self.optimizer,
-                               generators=self.generators, extra=self._extra())
-        self.last_checkpoint = path
-        return path
+        """Checkpoint the weights, AdamW state, generators and data cursor at ``self.step``.
+
+        With several processes every rank must call it: the generator states are gathered, rank 0
+        writes, and every rank returns once the checkpoint is complete (``save_trainer``).
+        """
+        self.last_checkpoint = save_trainer(self)
+        return self.last_checkpoint
 
     def resume(self) -> int:
-        """Restore from ``latest_checkpoint(run_dir)`` if there is one; return the step reached."""
-        path = latest_checkpoint(self.config.run_dir) if self.config.run_dir else None
-        if path is None:
-            return 0
-        state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, generators=self.generators)
-        self.step, self.order, self.cursor = state.step, list(state.extra["order"]), int(state.extra["cursor"])
-        self.last_checkpoint = path
-        return self.step
+        """Restore from ``latest_checkpoint(run_dir)`` if there is one; return the step reached.
+
+        Every rank restores the same checkpoint and its own per-rank generators (``resume_trainer``).
+        """
+        return resume_trainer(self)
 
     def run(self, *, resume: bool = False) -> dict[str, Any]:
         """Train up to ``config.steps`` steps; see :func:`train`."""
-        cfg = self.config
+        cfg, main = self.config, self.ctx.is_main
         log = None
         resumed = self.resume() if resume else 0
-        if cfg.run_dir is not None:
+        if cfg.run_dir is not None and main:  # only rank 0 writes the log
             log_path = Path(cfg.run_dir) / "run.jsonl"
             header = asdict(cfg)
             if resume and log_path.is_file():
@@ -316,15 +403,15 @@ class Trainer:
             else:
                 log = RunLogger(log_path, config=header, overwrite=not resume)
         history: list[dict[str, Any]] = []
-        if self.step == 0 and cfg.eval_every:
+        if self.step == 0 and cfg.eval_every and main:  # the weights agree: rank 0 evaluates
             record = self.evaluate(0)
             history.append({"step": 0, **record})
             if log is not None:
                 log.log(0, record)
-        for _ in progress(range(self.step, cfg.steps), enabled=cfg.show_progress, total=cfg.steps - self.step,
-                          desc=cfg.algorithm):
+        for _ in progress(range(self.step, cfg.steps), enabled=cfg.show_progress if main else False,
+                          total=cfg.steps - self.step, desc=cfg.algorithm):
             record = self.train_step()
-            if cfg.eval_every and self.step % cfg.eval_every == 0:
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and main:
                 record.update(self.evaluate(self.step))
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 history.append({"step": self.step, **record})
@@ -340,7 +427,7 @@ class Trainer:
 
 
 def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, prompts=None, judge=None,
-          task=None, resume: bool = False) -> dict[str, Any]:
+          task=None, resume: bool = False, ctx: DistributedContext | None = None) -> dict[str, Any]:
     """Train ``model`` in place with ``config.algorithm``; log, checkpoint, return a run summary.
 
     Parameters
@@ -359,12 +446,16 @@ def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, pro
     resume : bool
         Continue from ``latest_checkpoint(config.run_dir)`` (weights, AdamW, generators, data
         cursor) and continue its log; without a checkpoint, start fresh.
+    ctx : DistributedContext, optional
+        Several processes (call it on every rank with its context, after ``init_process_group``);
+        None: one process. See the module docstring.
 
     Returns
     -------
     dict
-        ``steps``, ``resumed_from``, ``run_dir``, ``log`` (path of ``run.jsonl``),
-        ``last_checkpoint``, ``history`` (this call's logged records) and ``final`` (the last).
+        ``steps``, ``resumed_from``, ``run_dir``, ``log`` (path of ``run.jsonl``; None except on
+        rank 0), ``last_checkpoint``, ``history`` (this call's logged records: ``loss``,
+        ``grad_norm``, ``learning_rate``, the metrics; evaluations on rank 0 only) and ``final``.
 
     Raises
     ------
@@ -379,4 +470,5 @@ def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, pro
     """
     if prompts is None and task is not None:
         prompts = list(getattr(task, "prompt_templates", None) or task.prompts)
-    return Trainer(config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge).run(resume=resume)
+    return Trainer(config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge,
+                   ctx=ctx).run(resume=resume)
