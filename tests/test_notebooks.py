@@ -21,6 +21,7 @@ jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
+GPT2_DIR = NOTEBOOK_DIR / "gpt2"
 
 # Notebooks nbmake does not execute, each with its reason (like jax-ml/jax's docs/conf.py list).
 EXCUSED = {
@@ -43,7 +44,8 @@ def _rel(path: Path) -> str:
 
 
 def _teaching_notebooks() -> list[Path]:
-    return [p for p in _all_notebooks() if p.parent == NOTEBOOK_DIR]
+    """The numbered notebooks: the exact toy's in notebooks/, the GPT-2 ones in notebooks/gpt2/."""
+    return [p for p in _all_notebooks() if p.parent in (NOTEBOOK_DIR, GPT2_DIR)]
 
 
 NOTEBOOKS = _all_notebooks()
@@ -51,10 +53,23 @@ IDS = [_rel(p) for p in NOTEBOOKS]
 
 
 def test_there_are_notebooks_and_labs():
-    numbered = [p.name for p in _teaching_notebooks() if re.match(r"\d\d_", p.name)]
+    numbered = [p.name for p in _teaching_notebooks() if p.parent == NOTEBOOK_DIR and re.match(r"\d\d_", p.name)]
     assert len(numbered) >= 8, f"issue 4 asks for notebooks 00-07, found {numbered}"
     labs = [p for p in (NOTEBOOK_DIR / "labs" / "solutions").glob("lab*.ipynb")]
     assert len(labs) >= 4, f"issue 4 asks for at least four labs with solutions, found {labs}"
+    gpt2 = sorted(p.stem for p in GPT2_DIR.glob("*.ipynb"))
+    assert gpt2 == ["01_offline_dpo_ipo", "02_online_nash", "03_bridge"], (
+        f"issue 5 asks for notebooks/gpt2: offline DPO/IPO, online Nash, the bridge; found {gpt2}")
+
+
+@pytest.mark.parametrize("path", sorted(GPT2_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_gpt2_notebooks_pick_their_model_from_the_environment(path):
+    # Smoke mode (CI) runs the tiny offline model; PREFOPT_GPT2_MODEL=gpt2 runs GPT-2 124M; nothing
+    # is downloaded unless HF_HUB_OFFLINE is set to 0 by hand.
+    nb = nbformat.read(path, as_version=4)
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'os.environ.get("PREFOPT_GPT2_MODEL", "tiny" if SMOKE else "small")' in params, _rel(path)
+    assert 'os.environ.setdefault("HF_HUB_OFFLINE", "1")' in params, _rel(path)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
