@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebooks() -> list[Path]:
-    """The notebooks ``make test`` executes: notebooks/*.ipynb and the lab solutions."""
-    found = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks/labs/solutions").glob("*.ipynb"))
+    """The notebooks ``make test`` executes: notebooks/*.ipynb, notebooks/gpt2 and the lab solutions."""
+    found = [p for sub in ("notebooks", "notebooks/gpt2", "notebooks/labs/solutions")
+             for p in sorted((ROOT / sub).glob("*.ipynb"))]
     return [p for p in found if ".ipynb_checkpoints" not in p.parts]
 
 

@@ -17,6 +17,9 @@ JupyterLab (the handle as the last expression of a cell displays the widget).
 - :func:`beta_explorer` (notebook 02): the RLHF/DPO optimum as beta moves, on the simplex.
 - :func:`nash_learning` (notebook 04): Nash-MD (decaying and constant step) and IPO-MD live, with
   the KL to the regularised Nash against Theorem 1's bound.
+- :func:`bridge_explorer` (notebook gpt2/03): the exact toy trajectory and GPT-2's class trajectory
+  (read from run logs) on one simplex; it lives in ``prefopt_toy.lm.bridge_widget`` and is
+  imported on first use, so this module does not load ``transformers``.
 """
 
 from __future__ import annotations
@@ -32,4 +35,13 @@ from .widget_nash_learning import (  # noqa: F401  (re-exported: the slider rang
 )
 from .widget_preference_editor import preference_editor
 
-__all__ = ["WidgetHandle", "beta_explorer", "nash_learning", "nash_md_bound", "preference_editor"]
+__all__ = ["WidgetHandle", "beta_explorer", "bridge_explorer", "nash_learning", "nash_md_bound", "preference_editor"]
+
+
+def __getattr__(name: str):
+    """``bridge_explorer`` on first use (the GPT-2 side is imported only when asked for)."""
+    if name == "bridge_explorer":
+        from .lm.bridge_widget import bridge_explorer
+
+        return bridge_explorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

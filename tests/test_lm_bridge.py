@@ -259,3 +259,23 @@ def test_run_bridge_bad_input():
         run_bridge("nash_md", P=P_CYCLE, tau=0.5)
     with pytest.raises(ValueError, match="together"):
         run_bridge("online_ipo", P=P_CYCLE, tau=0.5, model=object())
+
+
+def test_bridge_figure_leaves_all_other_rows_off_the_simplex():
+    # a run that collapsed onto "other" at step 2 and at the end: no simplex point, no crash
+    P_ext = torch.tensor([[0.5, 0.9, 0.1, 1.0], [0.1, 0.5, 0.9, 1.0], [0.9, 0.1, 0.5, 1.0], [0.0, 0.0, 0.0, 0.5]],
+                         dtype=torch.float64)
+    mu = class_estimate(torch.tensor([0, 0, 1, 2, 3]), 4, class_names=("apple", "banana", "cherry", OTHER))
+    final = class_estimate(torch.tensor([3, 3, 3]), 4, class_names=mu.class_names)
+    pred, traj = predict("online_ipo", P_ext, mu.probs, tau=0.5, toy_steps=5)
+    measured = torch.tensor([[0.4, 0.2, 0.2, 0.2], [0.5, 0.0, 0.0, 0.5], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    res = BridgeResult(algorithm="online_ipo", class_names=mu.class_names, P_ext=P_ext, hyper={"tau": 0.5, "mixture": 0.0},
+                       mu_class=mu, prediction=pred, toy_trajectory=traj, steps=[0, 1, 2], measured=measured,
+                       final=final, tv=0.5 * float((final.probs - pred).abs().sum()))
+    fig = bridge_figure(res)
+    ax, ax_other = fig.axes[:2]
+    lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+    np.testing.assert_allclose(lines["gpt2"].get_xydata(), _xy(measured[:2].numpy()), atol=1e-12)
+    assert "final" not in lines
+    other = {line.get_gid(): line for line in ax_other.get_lines() if line.get_gid()}
+    np.testing.assert_allclose(other["gpt2_other"].get_ydata(), [0.2, 0.5, 1.0])

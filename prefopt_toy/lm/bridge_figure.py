@@ -34,7 +34,8 @@ def bridge_figure(result: BridgeResult, *, figsize: tuple[float, float] = (9.0, 
     classes** (the "other" mass dropped): the exact toy trajectory (line, ``gid="toy"``), the GPT-2
     class distributions read from the run log (markers, ``gid="gpt2"``), the prediction (star,
     ``gid="prediction"``), ``mu_class`` (cross, ``gid="mu_class"``) and the final estimate
-    (``gid="final"``). Right: the "other" mass against the step: GPT-2's logged values
+    (``gid="final"``); a logged or final distribution with no mass on the three classes (every
+    sample "other") has no point there and is left off the simplex. Right: the "other" mass against the step: GPT-2's logged values
     (``gid="gpt2_other"``), the prediction (horizontal line, ``gid="prediction_other"``) and the
     final estimate with its Wilson interval. The figure is a ``matplotlib.figure.Figure`` built
     without pyplot.
@@ -67,15 +68,18 @@ def bridge_figure(result: BridgeResult, *, figsize: tuple[float, float] = (9.0, 
     hyper = ", ".join(f"{k}={v:g}" for k, v in result.hyper.items())
     plot_trajectory(ax, _renormalised(result.toy_trajectory), color="tab:blue", linewidth=1.5,
                     label="exact toy", gid="toy")
-    if len(result.steps):
-        plot_trajectory(ax, _renormalised(result.measured), color="tab:orange", marker="o", markersize=4,
+    # a distribution with no fruit at all (every sample "other") has no point on the simplex
+    kept = result.measured[result.measured[:, :3].sum(dim=-1) > 0] if len(result.steps) else result.measured
+    if len(kept):
+        plot_trajectory(ax, _renormalised(kept), color="tab:orange", marker="o", markersize=4,
                         linewidth=0.8, alpha=0.8, label="GPT-2 (run log)", gid="gpt2")
     plot_policy(ax, _renormalised(result.mu_class.probs), marker="X", markersize=9, color="tab:gray",
                 label="mu_class", gid="mu_class")
     plot_policy(ax, _renormalised(result.prediction), marker="*", markersize=14, color="tab:green",
                 markeredgecolor="white", label="prediction", gid="prediction", zorder=5)
-    plot_policy(ax, _renormalised(result.final.probs), marker="s", markersize=7, color="tab:red",
-                label=f"GPT-2 final (n={result.final.n})", gid="final", zorder=5)
+    if float(result.final.probs[:3].sum()) > 0:
+        plot_policy(ax, _renormalised(result.final.probs), marker="s", markersize=7, color="tab:red",
+                    label=f"GPT-2 final (n={result.final.n})", gid="final", zorder=5)
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_title(f"{result.algorithm} ({hyper}); TV = {result.tv:.3f}", fontsize=10)
 

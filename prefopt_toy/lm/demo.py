@@ -48,11 +48,11 @@ DPO_OTHER_LOSES = 0.9
 
 # algorithm -> the exact solver behind its prediction (bridge.predict's table)
 _SOLVER = {
-    "dpo": "rlhf_optimum, nu = mu_class",
-    "ipo": "ipo_optimum, nu = mu_class",
-    "online_ipo": "regularized_nash",
-    "nash_md_pg": "ipo_md_fixed_point",
-    "ipo_md": "ipo_md_fixed_point",
+    "dpo": "rlhf_optimum(P_ext, mu_class, beta, nu=mu_class)",
+    "ipo": "ipo_optimum(P_ext, mu_class, tau, nu=mu_class)",
+    "online_ipo": "regularized_nash(P_ext, mu_class, tau)",
+    "nash_md_pg": "ipo_md_fixed_point(P_ext, mu_class, tau, mixture)",
+    "ipo_md": "ipo_md_fixed_point(P_ext, mu_class, tau, mixture)",
 }
 DEMO_ALGORITHMS: tuple[str, ...] = tuple(_SOLVER)
 """Algorithms the bridge command can run (``bridge.TRAINABLE``)."""
@@ -126,7 +126,7 @@ def format_bridge_summary(result: BridgeResult) -> str:
         f"== GPT-2 bridge: {result.algorithm} ({hyper}) on a non-transitive fruit game ==",
         ("P_ext = " + "; ".join(" ".join(f"{x:.3f}" for x in row) for row in P.tolist())
          + f"  (rows/columns: {', '.join(result.class_names)})"),
-        (f"prediction = {_SOLVER.get(result.algorithm, result.algorithm)}(P_ext, mu_class, ...), "
+        (f"prediction = {_SOLVER.get(result.algorithm, result.algorithm)}, "
          f"exact; GPT-2 trained {n_steps} steps"),
         "",
     ]

@@ -18,7 +18,8 @@ algorithm         pairs                                        labels           
 
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
-step's sampled completions under ``torch.no_grad``. The per-pair losses are
+step's sampled completions under ``torch.no_grad`` (the online step, ``Trainer.draw_online`` and
+``Trainer.online_pairs_loss``, lives in ``prefopt_toy.lm.trainer_online``). The per-pair losses are
 ``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
 
 Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, ``learning_rate``
@@ -68,7 +69,7 @@ al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,8 @@ from torch import Tensor
 from .checkpoint import check_finite
 from .collectives import all_reduce_gradients, all_reduce_metrics, broadcast_module
 from .data import tokenize_pairs, tokenize_prompts, validate_preference_examples
-from .logprobs import token_logprobs
 from .objectives import preference_loss
-from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
+from .online import sample_pairs
 from .process_group import DistributedContext, _check_ctx
 from .runlog import RunLogger, progress
 from .seeding import trainer_generators
@@ -92,42 +92,12 @@ from .trainer_distributed import (
     resume_trainer,
     save_trainer,
 )
+from .trainer_online import OnlineDraw, OnlineSteps, _sequence_logps, _trim
 
 __all__ = ["ALGORITHMS", "LR_SCHEDULES", "OnlineDraw", "TrainConfig", "Trainer", "train"]
 
 
-@dataclass(frozen=True)
-class OnlineDraw:
-    """One step's online pairs on this rank: what ``Trainer.draw_online`` returns.
-
-    References
-    ----------
-    Calandriello et al., arXiv:2403.08635v1, Sec. 4 (soft labels from preference probabilities).
-    """
-
-    pairs: SampledPairs
-    """Two completions per prompt: rows ``[:B]`` are ``a``, rows ``[B:]`` are ``b``."""
-    probs: Tensor
-    """(B,) float64, the judge's Pr(a beats b)."""
-    weights: Tensor
-    """(B,) float64, the label weight w of "a wins" (``online.label_weights``)."""
-
-
-def _sequence_logps(model, batch: dict[str, Tensor], reduction: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch."""
-    tok = token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])  # (N, T)
-    summed = tok.sum(dim=1)  # (N,)  zero outside the completion
-    lengths = batch["completion_mask"].sum(dim=1).to(summed.dtype)  # (N,)
-    return (summed if reduction == "sum" else summed / lengths), summed, lengths
-
-
-def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop trailing columns that are padding in every row (right-padded batches)."""
-    t = int(batch["attention_mask"].sum(dim=1).max())
-    return {k: v[:, :t] for k, v in batch.items()}
-
-
-class Trainer:
+class Trainer(OnlineSteps):
     """The training loop of :func:`train`, exposed step by step for tests and notebooks.
 
     Parameters
@@ -252,60 +222,7 @@ class Trainer:
         losses, metrics = preference_loss(lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra)
         return losses.mean(), dict(metrics)
 
-    def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
-        """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
-        return self.online_pairs_loss(self.draw_online(rows))
-
-    def draw_online(self, rows: list[int]) -> OnlineDraw:
-        """Two completions for each prompt of ``rows`` (``sampling`` generator) and their labels."""
-        cfg = self.config
-        prompts = tokenize_prompts(self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max)
-        m_a = cfg.mixture if cfg.source == "mixture" else 0.0
-        m_b = 0.0 if cfg.source == "online" else cfg.mixture
-        pairs = sample_pairs(self.model, self.ref_model, self.tokenizer, prompts, mixture_a=m_a, mixture_b=m_b,
-                             max_new_tokens=cfg.max_new_tokens, generator=self.generators["sampling"],
-                             temperature=cfg.temperature)
-        self.last_pairs = pairs
-        probs = self.judge.probs(pairs.texts_a, pairs.texts_b)  # (B,) float64
-        w = label_weights(probs, cfg.labels, judge=self.judge, texts_a=pairs.texts_a, texts_b=pairs.texts_b,
-                          generator=self.generators["labels"], n_samples=cfg.n_label_samples)
-        self.last_label_weights = w
-        return OnlineDraw(pairs, probs, w)
-
-    def online_pairs_loss(self, draw: OnlineDraw) -> tuple[Tensor, dict[str, Any]]:
-        """Mean loss and metrics on drawn pairs (reference log-probs computed here, no gradient)."""
-        cfg, pairs, probs, w = self.config, draw.pairs, draw.probs, draw.weights
-        B = len(pairs.texts_a)
-        batch = _trim({"input_ids": pairs.input_ids, "attention_mask": pairs.attention_mask,
-                       "completion_mask": pairs.completion_mask})
-        metrics: dict[str, Any] = {}
-        if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
-            half = _trim({k: v[:B] for k, v in batch.items()})
-            lp, summed, _ = _sequence_logps(self.model, half, cfg.reduction)
-            check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
-            with torch.no_grad():
-                ref, ref_summed, _ = _sequence_logps(self.ref_model, half, cfg.reduction)
-            loss = nash_md_pg_surrogate(lp, ref, w, tau=cfg.tau).mean()
-            metrics.update({"rewards/probabilities": probs.mean(), "logps/chosen": summed.detach().mean(),
-                            "kl": (summed.detach() - ref_summed).mean()})
-            return loss, metrics
-        lp, summed, lengths = _sequence_logps(self.model, batch, cfg.reduction)
-        check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
-        with torch.no_grad():
-            ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
-        # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
-        swap = (w < 0.5).to(lp.device)
-        perm = torch.arange(2 * B)
-        perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
-        lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
-        weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
-        extra = {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]} if cfg.reduction == "mean" else {}
-        losses, pm = preference_loss(lp[:B], lp[B:], ref[:B], ref[B:], **cfg.loss_kwargs(), label_weight=weight, **extra)
-        metrics.update(pm)
-        metrics["labels/weight"] = weight.mean()
-        if cfg.source == "online":  # both completions from the policy: an unbiased KL estimate
-            metrics["kl"] = (summed.detach() - ref_summed).mean()
-        return losses.mean(), metrics
+    # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (trainer_online)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
