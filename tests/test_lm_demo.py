@@ -7,6 +7,7 @@ on ``mu_class = count / n`` read back from the printed text; argparse's own ``--
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 
@@ -58,14 +59,14 @@ def test_bridge_bad_steps(capsys):
 
 def test_bridge_quick_writes_figures_and_the_exact_prediction(tmp_path, capsys):
     out = tmp_path / "figs"
-    assert main(["bridge", "--quick", "--out", str(out)]) == 0
+    assert main(["bridge", "--quick", "--algorithm", "online_ipo", "--out", str(out)]) == 0
     text = capsys.readouterr().out
 
-    png = (out / "bridge.png").read_bytes()
+    png = (out / "bridge_online_ipo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
     width, height = struct.unpack(">II", png[16:24])
     assert width > 100 and height > 100
-    pdf = (out / "bridge.pdf").read_bytes()
+    pdf = (out / "bridge_online_ipo.pdf").read_bytes()
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
 
     rows = ROW.findall(text)
@@ -91,3 +92,32 @@ def test_bridge_quick_writes_figures_and_the_exact_prediction(tmp_path, capsys):
     assert tv == pytest.approx(0.5 * float((final - expected).abs().sum()), abs=2e-4)
     assert "not the converged comparison" in text
     assert re.search(r"wall time: [\d.]+ s", text)
+
+    # the sampling-error line and the JSON summary carry the same numbers as the text
+    m = re.search(r"bootstrap interval of the TV \[([\d.]+), ([\d.]+)\]; a policy exactly at the prediction "
+                  r"would show TV ([\d.]+) on average", text)
+    assert m and float(m.group(1)) <= float(m.group(2))
+    summary = json.loads((out / "bridge_summary.json").read_text())
+    (run,) = summary["runs"]
+    assert run["algorithm"] == "online_ipo" and run["tv"] == pytest.approx(tv, abs=1e-4)
+    assert run["prediction"] == pytest.approx(expected.tolist(), abs=1e-12)
+    assert run["tv_error"]["floor_mean"] == pytest.approx(float(m.group(3)), abs=1e-4)
+    assert run["settings"]["size"] == "tiny"
+
+
+def test_bridge_settings_are_the_readme_runs_and_bad_input_is_named():
+    from prefopt_toy.lm.demo import DEMO_RUNS, bridge_settings, run_bridge_demo
+
+    assert DEMO_RUNS == ("online_ipo", "ipo")
+    online, offline = bridge_settings("online_ipo"), bridge_settings("ipo")
+    assert (online.size, online.steps, online.batch_size, online.lr) == ("small", 120, 16, 5e-5)
+    assert (offline.size, offline.steps, offline.batch_size, offline.lr, offline.n_pairs) == ("small", 100, 32, 1e-4, 1024)
+    assert online.n_eval_samples == offline.n_eval_samples == 2000
+    assert bridge_settings("ipo", quick=True).size == "tiny"
+    assert bridge_settings("ipo", steps=8).steps == 8
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        bridge_settings("rlhf")
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        bridge_settings("ipo", steps=0)
+    with pytest.raises(ValueError, match="algorithms must be a non-empty list"):
+        run_bridge_demo(algorithms=["nash_md"])

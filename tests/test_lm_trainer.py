@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 import prefopt_toy.lm.online as online_mod
 import prefopt_toy.lm.trainer as trainer_mod
-from prefopt_toy import regularized_nash
 from prefopt_toy.lm.checkpoint import NonFiniteLossError, list_checkpoints, load_checkpoint
 from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.judges import CallableJudge, LiftedGameJudge
@@ -324,29 +323,8 @@ def test_bad_config_raises_value_error(kwargs, match):
         TrainConfig(**kwargs)
 
 
-# ----------------------------------------------------------------------------- the bridge, weakly
-
-
-@pytest.mark.slow  # about 30-40 s on 2 shared cores: 25 online steps and 2 x 256 evaluation samples
-def test_online_ipo_moves_the_class_distribution_toward_the_regularised_nash(lm, judge):
-    model, tok = lm
-    tau = 0.25
-    policy = copy.deepcopy(model)
-    cfg = TrainConfig("online_ipo", reduction="sum", tau=tau, batch_size=8, steps=25, lr=2e-3, max_new_tokens=10,
-                      max_length=40, eval_every=25, n_eval=128, seed=0)
-    history = train(cfg, policy, model, tok, prompts=PROMPTS, judge=judge)["history"]
-    start = torch.tensor(history[0]["class_distribution"], dtype=torch.float64)  # the reference's classes
-    end = torch.tensor(history[-1]["class_distribution"], dtype=torch.float64)
-    target = regularized_nash(judge.P_ext, start, tau)  # the exact toy's prediction with mu = mu_class
-
-    def kl(p, q):
-        q = (q + 1e-3) / (q + 1e-3).sum()
-        return float((p * (p / q).log()).sum())
-
-    # weak on purpose (fixed seed, 128 samples): closer to the prediction, and "other", which loses
-    # to every class, lost mass as predicted (the quantitative bridge is later work)
-    assert kl(target, end) < 0.75 * kl(target, start)
-    assert target[-1] < start[-1] and end[-1] < start[-1]
+# The bridge itself (online and offline IPO landing within TV 0.05 of the exact prediction on the
+# small model) is tests/test_lm_bridge_converged.py.
 
 
 # ----------------------------------------------------------------------------- lr schedule

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from pathlib import Path
@@ -61,3 +62,22 @@ def test_notebooks_readme_block_runs():
     handle = namespace["h"]  # the block's own assert compares with pt.rlhf_optimum
     assert handle.controls["beta"].value == 0.5
     assert handle.image.value[:8] == b"\x89PNG\r\n\x1a\n"  # the figure was rendered
+
+
+def test_readme_gpt2_block_trains_and_logs_trls_metric_names(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    (block,) = [b for b in blocks if "prefopt_toy.lm" in b]
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)  # our own README, not user input
+    final = namespace["summary"]["final"]
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                "logps/chosen", "logps/rejected", "learning_rate"):
+        assert key in final
+    assert namespace["summary"]["steps"] == 2
+    # the printed keys are the ones the README's metric table explains
+    table = README.read_text(encoding="utf-8").split("### What the logged metrics mean", 1)[1]
+    for key in ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1]):  # the printed list
+        if key != "step":
+            assert f"`{key}`" in table, key

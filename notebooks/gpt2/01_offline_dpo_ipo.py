@@ -67,7 +67,7 @@ from prefopt_toy.lm import objectives
 from prefopt_toy.lm.bridge import lifted_judge, preference_dataset, run_bridge
 from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.demo import BRIDGE_P, DPO_OTHER_LOSES, format_bridge_summary
-from prefopt_toy.lm.models import TRAINED_SIZES, default_model, load_model
+from prefopt_toy.lm.models import load_model
 from prefopt_toy.lm.runlog import run_log_frame
 from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
@@ -75,10 +75,9 @@ scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_01_")  # deleted when
 runs = Path(RUN_ROOT or scratch.name) / "01_offline_dpo_ipo"
 
 # %%
-if MODEL in TRAINED_SIZES:  # trained offline on the project's corpus on first use, then cached
-    ref, tok = default_model(MODEL)
-else:  # e.g. "gpt2": GPT-2 124M from the local Hugging Face cache
-    ref, tok = load_model(MODEL), gpt2_tokenizer()
+# "tiny" / "small": trained offline on the project's corpus on first use, then cached;
+# "gpt2" (GPT-2 124M) and larger: from the local Hugging Face cache
+ref, tok = load_model(MODEL), gpt2_tokenizer()
 print(MODEL, f"{sum(p.numel() for p in ref.parameters()) / 1e6:.1f}M parameters")
 
 # %% [markdown]

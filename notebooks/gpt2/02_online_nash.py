@@ -62,7 +62,7 @@ import prefopt_toy as pt
 from prefopt_toy.lm.bridge import lifted_judge, predict, run_bridge
 from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
-from prefopt_toy.lm.models import TRAINED_SIZES, default_model, load_model
+from prefopt_toy.lm.models import load_model
 from prefopt_toy.lm.runlog import run_log_frame
 from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
@@ -70,10 +70,9 @@ scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_02_")  # deleted when
 runs = Path(RUN_ROOT or scratch.name) / "02_online_nash"
 
 # %%
-if MODEL in TRAINED_SIZES:  # trained offline on the project's corpus on first use, then cached
-    ref, tok = default_model(MODEL)
-else:  # e.g. "gpt2": GPT-2 124M from the local Hugging Face cache
-    ref, tok = load_model(MODEL), gpt2_tokenizer()
+# "tiny" / "small": trained offline on the project's corpus on first use, then cached;
+# "gpt2" (GPT-2 124M) and larger: from the local Hugging Face cache
+ref, tok = load_model(MODEL), gpt2_tokenizer()
 
 # %% [markdown]
 # ## 1. The game and the reference's class distribution

@@ -66,7 +66,7 @@ from prefopt_toy.lm.bridge_runs import load_bridge_runs, run_bridge_grid
 from prefopt_toy.lm.bridge_widget import bridge_explorer
 from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P
-from prefopt_toy.lm.models import TRAINED_SIZES, default_model, load_model
+from prefopt_toy.lm.models import load_model
 from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_03_")  # deleted when the kernel stops
@@ -113,10 +113,9 @@ for name, solve in [("regularized_nash", lambda G, m: pt.regularized_nash(G, m, 
 # run already saved is skipped, so with `PREFOPT_RUN_DIR` set a second pass costs nothing.
 
 # %%
-if MODEL in TRAINED_SIZES:  # trained offline on the project's corpus on first use, then cached
-    ref, tok = default_model(MODEL)
-else:  # e.g. "gpt2": GPT-2 124M from the local Hugging Face cache
-    ref, tok = load_model(MODEL), gpt2_tokenizer()
+# "tiny" / "small": trained offline on the project's corpus on first use, then cached;
+# "gpt2" (GPT-2 124M) and larger: from the local Hugging Face cache
+ref, tok = load_model(MODEL), gpt2_tokenizer()
 grid = run_bridge_grid(runs, ALGORITHMS, TAUS, mixture=BRIDGE_MIXTURE, P=P, model=ref, tokenizer=tok, **SIZES)
 print(sorted(p.name for p in runs.iterdir()))
 
