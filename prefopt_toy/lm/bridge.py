@@ -71,7 +71,7 @@ from .class_estimate import (
     wilson_interval,
 )
 from .corpus import FRUIT_TASK, OTHER, LiftedTask
-from .data import tokenize_prompts
+from .data import model_device, tokenize_prompts
 from .judges import LiftedGameJudge
 from .sampling import sample
 
@@ -229,7 +229,8 @@ def preference_dataset(model, tokenizer, task: LiftedTask, judge: LiftedGameJudg
     For pair ``i`` (prompt ``task.prompt_templates[i % len]``) two completions ``a``, ``b`` are
     sampled from ``model``; a label ``a wins`` is drawn as Bernoulli(``judge.probs(a, b)``) from
     ``generator`` (``judge.sample_labels``); the winner is ``chosen``. Empty completions (EOS first)
-    are dropped. So the pairs come from ``mu x mu`` and the labels from ``P``: the population the
+    are dropped. Sampling runs on the model's device (keep ``generator`` on the CPU; the CUDA
+    path is written but was not run on a GPU here); the result is plain strings. So the pairs come from ``mu x mu`` and the labels from ``P``: the population the
     toy's offline algorithms use with ``nu = mu``.
 
     Returns
@@ -321,7 +322,7 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
                lr: float = 5e-5, lr_schedule: str = "linear", batch_size: int = 16, max_new_tokens: int = 16, toy_steps: int = 500,
                task: LiftedTask = FRUIT_TASK, other_loses: float = 1.0, level: float = 0.95,
                cache_dir: str | Path | None = None, model=None, tokenizer=None,
-               show_progress: bool | None = False) -> BridgeResult:
+               show_progress: bool | None = False, device: str | torch.device | None = None) -> BridgeResult:
     """Measure ``mu_class``, predict, train GPT-2 on the lifted game, and compare.
 
     1. Reference = ``default_model(size, cache_dir=, seed=)`` (or ``model``/``tokenizer``); the
@@ -366,6 +367,12 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
         Where the default model is cached.
     model, tokenizer : optional
         A reference model to use instead of ``default_model`` (not modified).
+    device : str or torch.device, optional
+        Where the models run. None: ``model``'s own device, or the CPU for the default model. A
+        value moves the default model there; with ``model`` given it must be ``model``'s device
+        (move the model yourself: it is not modified here), else ``ValueError``. Generators stay
+        on the CPU and the result is on the CPU whatever the device. The CUDA path is written
+        but was not run on a GPU here.
 
     Returns
     -------
@@ -384,11 +391,20 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
         raise ValueError(f"algorithm must be one of {TRAINABLE}, got {algorithm!r}")
     if (model is None) != (tokenizer is None):
         raise ValueError("model and tokenizer must be given together")
+    if device is not None:
+        device = torch.device(device)
+        if device.type != "cpu" and device.index is None:  # "cuda" -> "cuda:0" (the current one)
+            device = torch.empty(0, device=device).device
+        if model is not None and model_device(model) != device:
+            raise ValueError(f"device={str(device)!r} but the given model is on {model_device(model)}: move the model "
+                             f"there first (run_bridge does not modify it) or pass device=None")
     eval_every = as_int(eval_every, "eval_every", minimum=1)
     t0 = time.perf_counter()
     judge = lifted_judge(task, P, other_loses=other_loses)
     if model is None:
         ref, tokenizer = default_model(size, cache_dir=cache_dir, seed=seed)
+        if device is not None:
+            ref = ref.to(device)
     else:
         ref = model
     policy = copy.deepcopy(ref)  # trained in place; ``ref`` is only read (under no_grad)

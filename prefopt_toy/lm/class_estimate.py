@@ -169,7 +169,9 @@ def estimate_class_distribution(model, tokenizer, task: LiftedTask, judge: Lifte
     judge : LiftedGameJudge
     n_samples, batch_size, max_new_tokens : int >= 1
     generator : torch.Generator
-        The only randomness.
+        The only randomness; keep it on the CPU. Completions are sampled on the model's device
+        (``sampling.sample`` moves the prompts there; the CUDA path is written but was not run on
+        a GPU here); the returned estimate is on the CPU.
     temperature : float > 0
     level : float in (0, 1)
         Level of the per-class Wilson intervals.

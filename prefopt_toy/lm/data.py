@@ -9,6 +9,14 @@ TRL does, then EOS is appended to every completion; write completions with a lea
 Masks come from lengths, never from ``input_ids != pad_token_id``: GPT-2's pad id is its EOS id,
 and the EOS that ends a completion is a real, scored token.
 
+**Devices.** Batches are built on the CPU. ``model_device(model)`` is the device of a model's
+parameters and ``to_device(batch, device)`` moves a batch there; the samplers and the log-prob
+functions call the two right before each forward pass, so a model loaded with
+``load_model(..., device="cuda")`` is fed on its own device. On the CPU ``to_device`` returns the
+very same tensors (``Tensor.to`` to the tensor's own device is a no-op), so CPU runs are unchanged
+bit for bit. The CUDA path is written but was not run on a GPU when it was added (no GPU on the
+development machine).
+
 References
 ----------
 TRL https://github.com/huggingface/trl v1.13.0 (dataset formats; ``DPOTrainer`` tokenisation);
@@ -23,9 +31,74 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["validate_preference_examples", "validate_prompt_examples", "build_batch", "tokenize_pairs", "tokenize_prompts"]
+__all__ = [
+    "build_batch",
+    "model_device",
+    "to_device",
+    "tokenize_pairs",
+    "tokenize_prompts",
+    "validate_preference_examples",
+    "validate_prompt_examples",
+]
 
 _PAIR_KEYS = ("prompt", "chosen", "rejected")
+
+
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters (``next(model.parameters()).device``).
+
+    A model without parameters, or an object without ``parameters()``, is taken to be on the CPU.
+    The policy and the reference are assumed to share one device (``Trainer`` checks it).
+
+    Examples
+    --------
+    >>> model_device(torch.nn.Linear(2, 1))
+    device(type='cpu')
+    """
+    params = getattr(model, "parameters", None)
+    if params is None:
+        return torch.device("cpu")
+    try:
+        return next(iter(params())).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def to_device(obj, device: torch.device | str):
+    """``obj`` with every tensor in it moved to ``device``; anything else is returned unchanged.
+
+    Tensors are moved with ``Tensor.to(device)``, which returns the tensor itself when it is
+    already there (so on the CPU nothing is copied and nothing changes). Dicts (as plain dicts,
+    same keys and order), lists, tuples and namedtuples are rebuilt around their moved values; strings, numbers, ``None``
+    and other objects are left alone. Dtypes are never changed. The one helper the GPT-2 side uses
+    to put batches on the model's device (``model_device``) right before a forward pass; the CUDA
+    path is written but was not run on a GPU here.
+
+    Parameters
+    ----------
+    obj : Tensor, dict, list, tuple or anything
+    device : torch.device or str
+
+    Returns
+    -------
+    The same structure, its tensors on ``device``.
+
+    Examples
+    --------
+    >>> b = {"input_ids": torch.tensor([[1, 2]]), "texts": ["hi"], "n": 1}
+    >>> out = to_device(b, "cpu")
+    >>> out["input_ids"] is b["input_ids"], out["texts"], out["n"]
+    (True, ['hi'], 1)
+    """
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return type(obj)(*(to_device(v, device) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 def _check_examples(examples, keys: tuple[str, ...]) -> list[dict]:

@@ -18,6 +18,11 @@ Position ids are computed from the attention mask (``cumsum - 1``), so GPT-2's a
 embeddings see the same positions whatever the padding side: left and right padding give the same
 log-probs (tested).
 
+**Devices.** ``token_logprobs`` and ``completion_logprobs`` move the batch to the model's device
+(``data.to_device(batch, data.model_device(model))``) right before the forward pass, and return
+on that device; on the CPU the move is a no-op. The CUDA path is written but was not run on a GPU
+here.
+
 References
 ----------
 Rafailov et al., arXiv:2305.18290v3 (DPO: summed sequence log-probs); Azar et al.,
@@ -31,6 +36,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+
+from .data import model_device, to_device
 
 __all__ = [
     "position_ids_from_mask",
@@ -164,17 +171,19 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_
     ----------
     model : transformers causal LM (GPT-2)
     input_ids, attention_mask, completion_mask : Tensor, shape (B, T)
-        Left or right padding; position ids are derived from ``attention_mask``.
+        Left or right padding; position ids are derived from ``attention_mask``. Moved to the
+        model's device first.
 
     Returns
     -------
-    Tensor, shape (B, T)
+    Tensor, shape (B, T), on the model's device
         As ``token_logprobs_from_logits``: zero outside ``completion_mask``.
 
     References
     ----------
     Radford et al. 2019 (GPT-2); Rafailov et al., arXiv:2305.18290v3.
     """
+    input_ids, attention_mask, completion_mask = to_device((input_ids, attention_mask, completion_mask), model_device(model))
     attn, comp = _check_batch(input_ids, attention_mask, completion_mask)
     out = model(
         input_ids=input_ids,
@@ -263,7 +272,7 @@ def completion_logprobs(
 
     Returns
     -------
-    Tensor, shape (B,)
+    Tensor, shape (B,), on the model's device (the batch is moved there first)
         Differentiable with respect to the model's parameters.
 
     Raises
@@ -278,5 +287,6 @@ def completion_logprobs(
     https://github.com/huggingface/trl v1.13.0; Radford et al. 2019 (GPT-2).
     """
     reduction = _check_reduction(reduction)
+    input_ids, attention_mask, completion_mask = to_device((input_ids, attention_mask, completion_mask), model_device(model))
     _, comp = _check_batch(input_ids, attention_mask, completion_mask)
     return reduce_logprobs(token_logprobs(model, input_ids, attention_mask, comp), comp, reduction=reduction)  # (B,)

@@ -12,6 +12,11 @@ source, a labeller and a per-pair loss:
   or the frequency of ``n`` sampled Bernoulli labels.
 - :func:`nash_md_pg_surrogate`: the per-sample policy-gradient surrogate of Nash-MD-PG.
 
+Devices: generators stay on the CPU; ``sample_pairs`` samples on the models' device and returns
+CPU batches (moved to the model's device by the log-prob functions right before a forward pass);
+``label_weights`` returns on ``probs``' device, and the surrogate moves the label weights to the
+loss's device. The CUDA path is written but was not run on a GPU here.
+
 References
 ----------
 Munos et al., arXiv:2312.00886v4, Sec. 7 and App. F (Nash-MD-PG, the token-level mixture);
@@ -58,7 +63,8 @@ def label_weights(probs: Tensor, mode: str, *, judge=None, texts_a=None, texts_b
 
     Returns
     -------
-    Tensor, shape (B,), float64.
+    Tensor, shape (B,), float64, on ``probs``' device (sampled labels are moved there from the
+    generator's device).
 
     References
     ----------
@@ -85,7 +91,7 @@ def label_weights(probs: Tensor, mode: str, *, judge=None, texts_a=None, texts_b
             raise ValueError("mode='sampled' needs judge, texts_a, texts_b and generator")
         total = torch.zeros_like(p)
         for _ in range(n):
-            total += judge.sample_labels(texts_a, texts_b, generator).to(torch.float64)
+            total += judge.sample_labels(texts_a, texts_b, generator).to(device=p.device, dtype=torch.float64)
         return total / n
     raise ValueError(f"mode must be one of {LABEL_MODES}, got {mode!r}")
 
@@ -134,6 +140,7 @@ def sample_pairs(model, ref_model, tokenizer, prompt_batch: dict[str, Tensor], *
     Returns
     -------
     SampledPairs
+        Its tensors on the CPU (built from the sampled token lists), whatever the models' device.
 
     References
     ----------
@@ -189,7 +196,8 @@ def nash_md_pg_surrogate(policy_logps: Tensor, ref_logps: Tensor, win: Tensor, *
     ref_logps : Tensor, shape (B,)
         :math:`\log\mu(y_i)` (detached here).
     win : Tensor, shape (B,)
-        :math:`P(y_i \succ y'_i)` in [0, 1] (no gradient).
+        :math:`P(y_i \succ y'_i)` in [0, 1] (no gradient); moved to ``policy_logps``' device
+        and dtype.
     tau : float > 0
 
     Returns
@@ -211,6 +219,6 @@ def nash_md_pg_surrogate(policy_logps: Tensor, ref_logps: Tensor, win: Tensor, *
     if policy_logps.shape != ref_logps.shape or policy_logps.shape != win.shape or policy_logps.ndim != 1:
         raise ValueError(f"policy_logps, ref_logps and win must share one (B,) shape, got "
                          f"{tuple(policy_logps.shape)}, {tuple(ref_logps.shape)}, {tuple(win.shape)}")
-    w = win.detach().to(policy_logps.dtype)
+    w = win.detach().to(device=policy_logps.device, dtype=policy_logps.dtype)
     log_ratio = (policy_logps.detach() - ref_logps.detach()).to(policy_logps.dtype)  # (B,)
     return tau * log_ratio * policy_logps - (w - 0.5) * policy_logps

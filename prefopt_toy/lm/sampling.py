@@ -19,6 +19,12 @@ new-token forward pass per model, where TRL's wrapper recomputes the whole seque
 Randomness comes only from an explicit ``torch.Generator`` (one uniform per row and step, turned
 into a token by ``draw_tokens``: inversion of the float64 CDF), so a seed fixes the completions. Prompts are left-padded; position ids come from the attention mask.
 
+Devices: the prompts are moved to the model's device (``data.model_device``, ``data.to_device``)
+and the completions are returned there; the generator stays where it is (normally the CPU): the
+uniforms are drawn on the generator's device and then moved to the logits' device, so the draws
+are the same whatever device the model is on. The CUDA path is written but was not run on a GPU
+here.
+
 References
 ----------
 Munos et al., arXiv:2312.00886v4, App. F.1; Calandriello et al., arXiv:2403.08635v1, Sec. 5
@@ -40,6 +46,8 @@ from torch import Tensor
 
 from prefopt_toy._validate import as_int, as_positive_float, as_unit_interval
 
+from .data import model_device, to_device
+
 __all__ = ["Samples", "draw_tokens", "geometric_mixture_logprobs", "sample"]
 
 
@@ -57,10 +65,12 @@ def draw_tokens(logp: Tensor, generator: torch.Generator) -> Tensor:
     logp : Tensor, shape (B, V)
         Log-probabilities (normalised or not; ``-inf`` allowed, not in every entry of a row).
     generator : torch.Generator
+        Usually on the CPU: the uniforms are drawn on its device, then moved to ``logp``'s
+        device (the CUDA path is written but was not run on a GPU here).
 
     Returns
     -------
-    Tensor, shape (B, 1), int64
+    Tensor, shape (B, 1), int64, on ``logp``'s device
 
     References
     ----------
@@ -68,7 +78,8 @@ def draw_tokens(logp: Tensor, generator: torch.Generator) -> Tensor:
     """
     cdf = (logp.to(torch.float64) - logp.max(dim=-1, keepdim=True).values.to(torch.float64)).exp().cumsum(-1)
     total = cdf[:, -1:].contiguous()  # (B, 1)
-    u = torch.rand(logp.shape[0], 1, generator=generator, dtype=torch.float64)
+    u = torch.rand(logp.shape[0], 1, generator=generator, dtype=torch.float64, device=generator.device)
+    u = u.to(cdf.device)  # drawn where the generator lives, used where the logits are
     token = torch.searchsorted(cdf, u * total, right=True)  # (B, 1)
     # u * total may round up to total: fall back to the last token of positive probability
     last = torch.searchsorted(cdf, total, right=False)
@@ -200,13 +211,15 @@ def sample(
     model : transformers causal LM (e.g. ``GPT2LMHeadModel``)
         The policy. Used in eval mode for the call (dropout off); its training flag is restored.
     input_ids : Tensor, shape (B, T), int64
-        Left-padded prompts.
+        Left-padded prompts, on any device: they are moved to the models' device
+        (``next(model.parameters()).device``).
     attention_mask : Tensor, shape (B, T)
         1 on prompt tokens, 0 on left padding.
     max_new_tokens : int >= 1
         Most tokens generated per prompt.
     generator : torch.Generator
-        The only randomness; on the models' device.
+        The only randomness; keep it on the CPU (uniforms are drawn there and moved to the
+        models' device, so a seed gives the same draws on every device).
     eos_token_id : int or None
         End of sequence; ``None`` generates exactly ``max_new_tokens`` tokens.
     pad_token_id : int, optional
@@ -222,13 +235,15 @@ def sample(
     Returns
     -------
     Samples
-        ``completion_ids``, ``completion_mask`` and ``logps``, each (B, N), N <= max_new_tokens.
+        ``completion_ids``, ``completion_mask`` and ``logps``, each (B, N), N <= max_new_tokens,
+        on the models' device.
 
     Raises
     ------
     ValueError
         Bad shapes, a mask that is not left padding, ``mixture`` outside [0, 1] or > 0 without
-        ``ref_model``, non-positive ``temperature`` or ``max_new_tokens``, no generator.
+        ``ref_model``, non-positive ``temperature`` or ``max_new_tokens``, no generator, or a
+        policy and a reference (both used) on different devices.
 
     Notes
     -----
@@ -268,6 +283,10 @@ def sample(
         raise ValueError(f"mixture = {m} > 0 needs a ref_model")
     # the model with weight 0 is not run at all
     runners = [model] if m == 0 else [ref_model] if m == 1 else [model, ref_model]
+    device = model_device(runners[0])
+    if len(runners) == 2 and model_device(runners[1]) != device:
+        raise ValueError(f"model and ref_model must be on one device, got {device} and {model_device(runners[1])}")
+    input_ids, attention_mask = to_device((input_ids, attention_mask), device)  # no-op when already there
 
     B = input_ids.shape[0]
     mask = attention_mask.to(torch.int64)  # (B, T)

@@ -45,6 +45,14 @@ interrupted and resumed run ends bitwise where an uninterrupted one does. The po
 ``eval()`` mode: dropout off for every GPT-2 size (TRL's ``disable_dropout=True`` default), so no
 global RNG is ever drawn.
 
+Devices: the trainer follows the model's device (``next(model.parameters()).device``; the policy
+and the reference must share it, else ``ValueError``). Tokenised batches, prompts and the judge's
+label weights are built on the CPU and moved to that device right before each forward pass or loss
+(``data.to_device``); every ``torch.Generator`` stays on the CPU (uniforms are drawn there and
+moved), so the random draws do not depend on the device; the reference cache lives on the model's
+device; metrics are returned as Python floats. On the CPU every move is a no-op. The CUDA path is
+written but was not run on a GPU here.
+
 Several processes (``ctx``, a ``prefopt_toy.lm.distributed.DistributedContext``; None: one
 process, exactly as before): ``batch_size`` is the **global** batch, each rank trains on its slice
 and the gradients and metrics are averaged so that a step equals the single-process step on the
@@ -78,7 +86,13 @@ from torch import Tensor
 
 from .checkpoint import check_finite
 from .collectives import all_reduce_gradients, all_reduce_metrics, broadcast_module
-from .data import tokenize_pairs, tokenize_prompts, validate_preference_examples
+from .data import (
+    model_device,
+    to_device,
+    tokenize_pairs,
+    tokenize_prompts,
+    validate_preference_examples,
+)
 from .objectives import preference_loss
 from .online import sample_pairs
 from .process_group import DistributedContext, _check_ctx
@@ -121,7 +135,8 @@ class Trainer(OnlineSteps):
     Raises
     ------
     ValueError
-        A bad argument, named; ``config.batch_size`` smaller than ``ctx.world_size``.
+        A bad argument, named; ``config.batch_size`` smaller than ``ctx.world_size``; a policy and
+        a reference on different devices (both named).
     RuntimeError
         ``ctx.world_size > 1`` without an initialised process group.
 
@@ -136,6 +151,9 @@ class Trainer(OnlineSteps):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
         if model is ref_model:
             raise ValueError("model and ref_model must be different objects (copy.deepcopy the policy)")
+        if model_device(model) != model_device(ref_model):
+            raise ValueError(f"model and ref_model must be on one device, got model on {model_device(model)} and "
+                             f"ref_model on {model_device(ref_model)} (move both with .to(device))")
         if ctx is not None and not isinstance(ctx, DistributedContext):
             raise ValueError(f"ctx must be a DistributedContext or None, got {type(ctx).__name__}")
         self.ctx = DistributedContext() if ctx is None else ctx
@@ -217,7 +235,8 @@ class Trainer(OnlineSteps):
         B = len(rows)
         lp, summed, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
         check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
-        ref_c, ref_r = self.ref_cache[0][idx], self.ref_cache[1][idx]
+        ref_idx = to_device(idx, self.ref_cache[0].device)
+        ref_c, ref_r = self.ref_cache[0][ref_idx], self.ref_cache[1][ref_idx]
         extra = {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]} if cfg.reduction == "mean" else {}
         losses, metrics = preference_loss(lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra)
         return losses.mean(), dict(metrics)

@@ -11,6 +11,10 @@ halves use, ``_sequence_logps`` and ``_trim``. The mixin reads the trainer's ``c
 ``last_checkpoint``, and sets ``last_pairs`` and ``last_label_weights``. Every name here is also
 importable from ``prefopt_toy.lm.trainer``.
 
+Devices: pairs and label weights are built on the CPU; ``_sequence_logps`` moves each batch to the
+model's device (``data.to_device``) right before its forward pass, and the label weights are moved
+to the loss's device. The CUDA path is written but was not run on a GPU here.
+
 References: as :mod:`prefopt_toy.lm.trainer`, the module this one was split from.
 """
 
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import check_finite
-from .data import tokenize_prompts
+from .data import model_device, to_device, tokenize_prompts
 from .logprobs import token_logprobs
 from .objectives import preference_loss
 from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
@@ -49,7 +53,9 @@ class OnlineDraw:
 
 
 def _sequence_logps(model, batch: dict[str, Tensor], reduction: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch."""
+    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch, all
+    three on the model's device (the batch is moved there first)."""
+    batch = to_device(batch, model_device(model))
     tok = token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])  # (N, T)
     summed = tok.sum(dim=1)  # (N,)  zero outside the completion
     lengths = batch["completion_mask"].sum(dim=1).to(summed.dtype)  # (N,)
@@ -113,8 +119,9 @@ class OnlineSteps:
         with torch.no_grad():
             ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
         # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
-        swap = (w < 0.5).to(lp.device)
-        perm = torch.arange(2 * B)
+        w = to_device(w, lp.device)  # the judge's weights (CPU, float64) on the loss's device
+        swap = w < 0.5
+        perm = torch.arange(2 * B, device=lp.device)
         perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
         lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
         weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
