@@ -59,7 +59,6 @@ RUN_ROOT = os.environ.get("PREFOPT_RUN_DIR")  # where run logs go (None: a tempo
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 import prefopt_toy as pt
@@ -69,6 +68,7 @@ from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.demo import BRIDGE_P, DPO_OTHER_LOSES, format_bridge_summary
 from prefopt_toy.lm.models import load_model
 from prefopt_toy.lm.runlog import run_log_frame
+from prefopt_toy.lm.runlog_plots import run_log_curves
 from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_01_")  # deleted when the kernel stops
@@ -195,17 +195,8 @@ columns = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rew
 frame[columns].round(4)
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
-for name, result in results.items():
-    frame = run_log_frame(result.log_path)
-    axes[0].plot(frame.index, frame["loss"], marker=".", label=name)
-    axes[1].plot(frame.index, frame["rewards/margins"], marker=".", label=name)
-    axes[2].plot(frame["win_rate"].dropna(), marker="o", label=name)
-for ax, title in zip(axes, ["loss", "rewards/margins", "win rate against the reference (judge)"]):
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("step")
-    ax.legend(fontsize=8)
-plt.show()
+run_log_curves({name: r.log_path for name, r in results.items()}, ["loss", "rewards/margins", "win_rate"],
+               titles=["loss", "rewards/margins", "win rate against the reference (judge)"])
 
 # %% [markdown]
 # ## 6. Before, after and predicted, on the simplex

@@ -55,7 +55,6 @@ RUN_ROOT = os.environ.get("PREFOPT_RUN_DIR")  # where run logs go (None: a tempo
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 import prefopt_toy as pt
@@ -63,7 +62,7 @@ from prefopt_toy.lm.bridge import lifted_judge, predict, run_bridge
 from prefopt_toy.lm.corpus import FRUIT_TASK
 from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
 from prefopt_toy.lm.models import load_model
-from prefopt_toy.lm.runlog import run_log_frame
+from prefopt_toy.lm.runlog_plots import class_curves, run_log_curves
 from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_02_")  # deleted when the kernel stops
@@ -131,17 +130,8 @@ for result in results.values():
 # Right: the judge's win rate of policy samples against reference samples (`win_rate`).
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")
-for name, result in results.items():
-    frame = run_log_frame(result.log_path)
-    axes[0].plot(frame["loss"].dropna(), marker=".", label=name)
-    axes[1].plot(frame["eval/kl"].dropna(), marker="o", label=name)
-    axes[2].plot(frame["win_rate"].dropna(), marker="o", label=name)
-for ax, title in zip(axes, ["loss", "eval/kl (nats)", "win rate against the reference"]):
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("step")
-    ax.legend(fontsize=8)
-plt.show()
+run_log_curves({name: r.log_path for name, r in results.items()}, ["loss", "eval/kl", "win_rate"],
+               titles=["loss", "eval/kl (nats)", "win rate against the reference"])
 
 # %% [markdown]
 # The class distribution logged during training, class by class, against each algorithm's
@@ -149,16 +139,7 @@ plt.show()
 # about $1/\sqrt{n_\text{eval}}$.
 
 # %%
-fig, axes = plt.subplots(1, len(results), figsize=(12, 3.2), layout="constrained", sharey=True)
-for ax, (name, result) in zip(axes, results.items()):
-    for k, cls in enumerate(result.class_names):
-        (line,) = ax.plot(result.steps, result.measured[:, k].numpy(), marker="o", label=cls)
-        ax.axhline(float(result.prediction[k]), color=line.get_color(), linestyle="--", linewidth=1)
-    ax.set_title(name, fontsize=10)
-    ax.set_xlabel("step")
-axes[0].set_ylabel("class probability")
-axes[0].legend(fontsize=8)
-plt.show()
+class_curves(results)
 
 # %% [markdown]
 # ## 5. Toy and GPT-2 on one simplex
