@@ -30,10 +30,11 @@ Along that ray, with :math:`a = \Phi\delta` (the score of each response along th
 
 .. math:: \frac{d}{ds}\log\pi(y) = a_y - E_{\pi}[a], \qquad \frac{d}{ds}E_{\pi}[a] = \mathrm{Var}_{\pi}(a) \ge 0.
 
-Hence (``displacement_criterion``): if :math:`a_{y^+} < E_{\pi_{w_0}}[a]` the chosen log-probability
-falls at *every* step, and if some response has :math:`a_z > a_{y^+}` it falls eventually (the
-policy concentrates on :math:`\arg\max_y a_y`). In the tabular case :math:`a_{y^+} = 1` is the
-largest score, so the chosen response only gains. Everything is float64 with closed-form gradients,
+Hence (``displacement_criterion``, from :mod:`prefopt_toy.displacement_criterion`): if
+:math:`a_{y^+} < E_{\pi_{w_0}}[a]` the chosen log-probability falls at *every* step, and if some
+response has :math:`a_z > a_{y^+}` it falls eventually (the policy concentrates on
+:math:`\arg\max_y a_y`). In the tabular case :math:`a_{y^+} = 1` is the largest score, so the
+chosen response only gains. Everything is float64 with closed-form gradients,
 deterministic, no sampling.
 """
 
@@ -46,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ._validate import as_int, as_positive_float
+from .displacement_criterion import DisplacementCriterion, displacement_criterion
 from .displacement_examples import (
     EXAMPLES,
     DisplacementExample,
@@ -68,12 +70,6 @@ __all__ = [
     "log_prob_velocity",
     "plot_displacement",
 ]
-
-_REFS = (
-    "Razin et al., arXiv:2410.08847 (likelihood displacement, embeddings of chosen and rejected); "
-    "Pal et al., arXiv:2402.13228 (Smaug / DPOP); Rafailov et al., arXiv:2305.18290v3, Eq. (7)."
-)
-
 
 # --------------------------------------------------------------------------- exact maths
 
@@ -106,19 +102,24 @@ def log_linear_policy(features: Any, w: Any) -> Tensor:
     return normalize_log(phi @ _weights(w, "w", phi.shape[1]))
 
 
-def _margins(phi: Tensor, pairs: Tensor, log_pi: Tensor, log_mu: Tensor) -> Tensor:
-    ratio = log_pi - log_mu
-    return ratio[..., pairs[:, 0]] - ratio[..., pairs[:, 1]]
-
-
 def _loss_grad(phi: Tensor, pairs: Tensor, w: Tensor, log_mu: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Log-policy, margins, mean DPO loss and its exact gradient in ``w`` (no validation)."""
     log_pi = normalize_log(phi @ w)
-    h = _margins(phi, pairs, log_pi, log_mu)
+    ratio = log_pi - log_mu
+    h = ratio[..., pairs[:, 0]] - ratio[..., pairs[:, 1]]  # DPO margins (m,)
     loss = torch.nn.functional.softplus(-beta * h).mean()  # -log sigma(beta h), finite for any h
     slope = -beta * torch.sigmoid(-beta * h) / pairs.shape[0]  # d loss / d h_i
     delta = phi[pairs[:, 0]] - phi[pairs[:, 1]]  # (m, d): d h_i / d w (the normaliser cancels)
     return log_pi, h, loss, slope @ delta
+
+
+def _checked(features: Any, chosen: Any, rejected: Any, w: Any, w_ref: Any, beta: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """Validated ``(phi, pairs, w, log_mu, beta)``: the arguments of ``_loss_grad``."""
+    phi = _features(features)
+    pairs, _ = _pairs(phi, chosen, rejected)
+    d = phi.shape[1]
+    w_t, ref = _weights(w, "w", d), _weights(w_ref, "w_ref", d)
+    return phi, pairs, w_t, normalize_log(phi @ ref), as_positive_float(beta, "beta")
 
 
 def dpo_loss_and_gradient(features: Any, chosen: Any, rejected: Any, w: Any, w_ref: Any, beta: Any) -> tuple[float, Tensor]:
@@ -154,11 +155,7 @@ def dpo_loss_and_gradient(features: Any, chosen: Any, rejected: Any, w: Any, w_r
     >>> round(loss, 6), grad.tolist()  # log 2 and -beta * sigmoid(0) * (1 - 0)
     (0.693147, [-0.5])
     """
-    phi = _features(features)
-    pairs, _ = _pairs(phi, chosen, rejected)
-    d = phi.shape[1]
-    w_t, ref = _weights(w, "w", d), _weights(w_ref, "w_ref", d)
-    _, _, loss, grad = _loss_grad(phi, pairs, w_t, normalize_log(phi @ ref), as_positive_float(beta, "beta"))
+    _, _, loss, grad = _loss_grad(*_checked(features, chosen, rejected, w, w_ref, beta))
     return float(loss), grad
 
 
@@ -183,86 +180,10 @@ def log_prob_velocity(features: Any, chosen: Any, rejected: Any, w: Any, w_ref: 
     >>> log_prob_velocity([[1.0, 0.0], [0.0, 1.0]], 0, 1, [0.0, 0.0], [0.0, 0.0], beta=1.0)
     tensor([ 0.5000, -0.5000], dtype=torch.float64)
     """
-    phi = _features(features)
-    pairs, _ = _pairs(phi, chosen, rejected)
-    d = phi.shape[1]
-    w_t, ref = _weights(w, "w", d), _weights(w_ref, "w_ref", d)
-    log_pi, _, _, grad = _loss_grad(phi, pairs, w_t, normalize_log(phi @ ref), as_positive_float(beta, "beta"))
+    phi, pairs, w_t, log_mu, beta_f = _checked(features, chosen, rejected, w, w_ref, beta)
+    log_pi, _, _, grad = _loss_grad(phi, pairs, w_t, log_mu, beta_f)
     centred = phi - log_pi.exp() @ phi
     return centred @ (-grad)
-
-
-@dataclass(frozen=True)
-class DisplacementCriterion:
-    """Whether one DPO pair displaces its chosen response, read off the scores ``a = features @ delta``.
-
-    References
-    ----------
-    Razin et al., arXiv:2410.08847 (displacement through similar embeddings of chosen and rejected).
-    """
-
-    scores: Tensor
-    r"""``a_y = phi(y) . (phi(chosen) - phi(rejected))``, shape (K,)."""
-    mean_score: float
-    r""":math:`E_{\pi_{w_0}}[a]`, the score averaged under the starting policy."""
-    chosen_rate: float
-    r""":math:`a_{y^+} - E_{\pi_{w_0}}[a]`: d log pi(chosen) / ds at the start (ds = lr beta sigma(-beta h) per step)."""
-    rejected_rate: float
-    r""":math:`a_{y^-} - E_{\pi_{w_0}}[a]`, the same for the rejected response."""
-    chosen_falls_from_start: bool
-    """``chosen_rate < 0``: log pi(chosen) falls at every step of the run, not just the first."""
-    chosen_falls_eventually: bool
-    """Some response scores above the chosen one: log pi(chosen) falls once the run is long enough."""
-    winner: int
-    """``argmax_y a_y``: the response the policy concentrates on as the margin grows."""
-
-
-def displacement_criterion(features: Any, chosen: int, rejected: int, w0: Any = None) -> DisplacementCriterion:
-    r"""Predict, in closed form, whether DPO on one pair lowers :math:`\log\pi(y^+)`, starting from ``w0``.
-
-    Gradient descent keeps :math:`w_t = w_0 + s_t\delta` on a ray (see the module docstring) with
-    :math:`s_t` increasing, and :math:`\frac{d}{ds}\log\pi(y) = a_y - E_\pi[a]` where
-    :math:`E_\pi[a]` increases in ``s`` (its derivative is a variance). So ``chosen_rate < 0``
-    means the chosen log-probability falls at every step; ``a_chosen < max(a)`` means it falls
-    eventually. The same holds for the rejected response with ``rejected_rate``.
-
-    Parameters
-    ----------
-    features : array-like, shape (K, d)
-    chosen, rejected : int
-        One pair (the ray argument needs a single pair).
-    w0 : array-like, shape (d,), optional
-        Starting parameters; zeros by default. The reference does not matter for the criterion.
-
-    References
-    ----------
-    Razin et al., arXiv:2410.08847; Pal et al., arXiv:2402.13228 (the chosen likelihood falls on
-    pairs with small edit distance, i.e. similar chosen and rejected).
-
-    Examples
-    --------
-    >>> c = displacement_criterion([[1.0, 0.2], [1.0, -0.2], [-1.0, 1.0]], 0, 1)
-    >>> c.chosen_falls_from_start, c.winner
-    (True, 2)
-    """
-    phi = _features(features)
-    pairs, single = _pairs(phi, chosen, rejected)
-    if not single:
-        raise ValueError("chosen and rejected must be single indices: the criterion is for one pair")
-    c, r = int(pairs[0, 0]), int(pairs[0, 1])
-    w = torch.zeros(phi.shape[1], dtype=torch.float64) if w0 is None else _weights(w0, "w0", phi.shape[1])
-    a = phi @ (phi[c] - phi[r])
-    mean = float(normalize_log(phi @ w).exp() @ a)
-    top = float(a.max())
-    return DisplacementCriterion(
-        scores=a,
-        mean_score=mean,
-        chosen_rate=float(a[c]) - mean,
-        rejected_rate=float(a[r]) - mean,
-        chosen_falls_from_start=float(a[c]) < mean,
-        chosen_falls_eventually=float(a[c]) < top,
-        winner=int(a.argmax()),
-    )
 
 
 # --------------------------------------------------------------------------- runs

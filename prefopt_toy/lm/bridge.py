@@ -41,6 +41,11 @@ the factorisation is then an approximation (exact for ``mixture = 0``).
 **Sampling error.** Class frequencies are estimated from ``n`` independent completions; each class
 gets a Wilson score interval at ``level`` (default 0.95, per class, not simultaneous).
 
+**Where things live.** This module holds ``run_bridge`` and its ``BridgeResult``; ``predict`` and
+``BRIDGE_ALGORITHMS`` are in :mod:`prefopt_toy.lm.bridge_predict`, ``lifted_judge`` and
+``preference_dataset`` in :mod:`prefopt_toy.lm.bridge_data`, the class estimates in
+:mod:`prefopt_toy.lm.class_estimate`; all are re-exported here.
+
 References
 ----------
 Munos et al., arXiv:2312.00886v4 (regularised preference games, Nash-MD, Nash-MD-PG);
@@ -60,20 +65,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_int, as_positive_float, as_unit_interval
+from .._validate import as_int
+from .bridge_data import lifted_judge, preference_dataset
 from .bridge_figure import bridge_figure
+from .bridge_predict import BRIDGE_ALGORITHMS, predict
 from .class_estimate import (
     ClassEstimate,
-    _decode,
     class_estimate,
     estimate_class_distribution,
     total_variation,
     wilson_interval,
 )
-from .corpus import FRUIT_TASK, OTHER, LiftedTask
-from .data import model_device, tokenize_prompts
-from .judges import LiftedGameJudge
-from .sampling import sample
+from .corpus import FRUIT_TASK, LiftedTask
+from .data import model_device
 
 __all__ = [
     "BRIDGE_ALGORITHMS",
@@ -90,179 +94,8 @@ __all__ = [
     "wilson_interval",
 ]
 
-# name -> (hyperparameter the strength is read from, uses mixture)
-BRIDGE_ALGORITHMS: dict[str, tuple[str, bool]] = {
-    "dpo": ("beta", False),
-    "ipo": ("tau", False),
-    "online_ipo": ("tau", False),
-    "nash_md": ("tau", False),
-    "nash_md_pg": ("tau", True),
-    "ipo_md": ("tau", True),
-}
-"""Algorithms ``predict`` knows: name -> (KL-strength keyword, whether ``mixture`` is used)."""
-
 TRAINABLE = ("dpo", "ipo", "online_ipo", "nash_md_pg", "ipo_md")
 """Algorithms ``run_bridge`` can train on GPT-2 (``nash_md``'s closed-form step has no LM analogue)."""
-
-
-# --------------------------------------------------------------------------- judge
-def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> LiftedGameJudge:
-    """The ``LiftedGameJudge`` of a task: its classes recognised by the task's own keywords.
-
-    ``LiftedGameJudge`` matches whole words, ``LiftedTask.classify`` substrings, so a task lists
-    every word form its completions use (``FRUIT_TASK`` has "apples" beside "apple"); the tests
-    check that the judge agrees with ``task.classify`` on every completion of the corpus.
-
-    References
-    ----------
-    Munos et al., arXiv:2312.00886v4, Sec. 2 (a preference model over responses).
-    """
-    if not isinstance(task, LiftedTask):
-        raise ValueError(f"task must be a LiftedTask, got {type(task).__name__}")  # noqa: TRY004
-    classes = {c: tuple(task.keywords[c]) for c in task.class_names}
-    return LiftedGameJudge(P, classes, OTHER, other_loses=other_loses)
-
-
-# --------------------------------------------------------------------------- prediction
-def _strength(algorithm: str, beta: Any, tau: Any) -> tuple[str, float]:
-    key, _ = BRIDGE_ALGORITHMS[algorithm]
-    other = "tau" if key == "beta" else "beta"
-    if (beta if other == "beta" else tau) is not None:
-        raise ValueError(f"algorithm {algorithm!r} takes {key}, not {other}")
-    value = beta if key == "beta" else tau
-    if value is None:
-        raise ValueError(f"{key} is required for algorithm {algorithm!r}")
-    return key, as_positive_float(value, key)
-
-
-def predict(algorithm: str, P_ext: Any, mu_class: Any, *, beta: Any = None, tau: Any = None, mixture: Any = 0.0,
-            toy_steps: int = 0, toy_lr: Any = None) -> tuple[Tensor, Tensor | None]:
-    """The exact class distribution ``algorithm`` converges to, and optionally the toy's trajectory.
-
-    Parameters
-    ----------
-    algorithm : str
-        One of ``BRIDGE_ALGORITHMS`` (see the module docstring's table).
-    P_ext : array-like, shape (K+1, K+1)
-        The class-level game, "other" included (``judge.P_ext``).
-    mu_class : array-like, shape (K+1,)
-        The reference's class distribution (``ClassEstimate.probs``).
-    beta : float > 0
-        KL strength of ``dpo``.
-    tau : float > 0
-        KL strength of every other algorithm.
-    mixture : float in [0, 1]
-        Weight of ``mu`` in the geometric mixture (``ipo_md``, ``nash_md_pg``); must be 0 elsewhere.
-    toy_steps : int >= 0
-        When positive, also run ``prefopt_toy.ALGORITHMS[algorithm](P_ext, mu_class, steps=toy_steps,
-        ...)`` with the same hyperparameters (and ``nu = mu_class`` offline) and return its policies.
-    toy_lr : float, optional
-        Step size of the toy run (its default when None; ignored by ``nash_md``).
-
-    Returns
-    -------
-    prediction : Tensor, shape (K+1,), float64
-    trajectory : Tensor, shape (toy_steps + 1, K+1), float64, or None when ``toy_steps == 0``
-
-    Raises
-    ------
-    ValueError
-        Unknown algorithm, missing/extra strength, ``mixture`` where it is not used, malformed
-        inputs (from the solvers).
-
-    References
-    ----------
-    Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO, Thm. 2);
-    Munos et al., arXiv:2312.00886v4 (Nash-MD, Nash-MD-PG); Calandriello et al.,
-    arXiv:2403.08635v1 (online IPO Prop. 4.1, IPO-MD Sec. 5).
-
-    Examples
-    --------
-    >>> pred, _ = predict("online_ipo", [[0.5, 0.9], [0.1, 0.5]], [0.5, 0.5], tau=1.0)
-    >>> bool(pred[0] > 0.5)
-    True
-    """
-    import prefopt_toy as pt
-
-    if algorithm not in BRIDGE_ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {sorted(BRIDGE_ALGORITHMS)}, got {algorithm!r}")
-    key, strength = _strength(algorithm, beta, tau)
-    m = as_unit_interval(mixture, "mixture")
-    uses_mixture = BRIDGE_ALGORITHMS[algorithm][1]
-    if not uses_mixture and m != 0.0:
-        raise ValueError(f"mixture must be 0 for algorithm {algorithm!r}, got {m}")
-    toy_steps = as_int(toy_steps, "toy_steps", minimum=0)
-    P_t = pt.check_preference_matrix(P_ext)
-    mu_t = torch.as_tensor(mu_class, dtype=torch.float64)
-    if mu_t.shape != (P_t.shape[0],):
-        raise ValueError(f"mu_class must have shape ({P_t.shape[0]},) like P_ext's rows, got {tuple(mu_t.shape)}")
-
-    if algorithm == "dpo":
-        pred = pt.rlhf_optimum(P_t, mu_t, strength, nu=mu_t)
-    elif algorithm == "ipo":
-        pred = pt.ipo_optimum(P_t, mu_t, strength, nu=mu_t)
-    elif algorithm in ("online_ipo", "nash_md") or m == 0.0:
-        pred = pt.regularized_nash(P_t, mu_t, strength)
-    else:  # ipo_md, nash_md_pg with a mixture
-        pred = pt.ipo_md_fixed_point(P_t, mu_t, strength, m)
-
-    traj = None
-    if toy_steps:
-        kwargs: dict[str, Any] = {"steps": toy_steps, key: strength}
-        if uses_mixture:
-            kwargs["mixture"] = m
-        if algorithm in ("dpo", "ipo"):
-            kwargs["nu"] = mu_t
-        if toy_lr is not None and algorithm != "nash_md":
-            kwargs["lr"] = toy_lr
-        traj = pt.ALGORITHMS[algorithm](P_t, mu_t, **kwargs).policies
-    return pred, traj
-
-
-# --------------------------------------------------------------------------- offline data
-@torch.no_grad()
-def preference_dataset(model, tokenizer, task: LiftedTask, judge: LiftedGameJudge, *, n_pairs: int,
-                       generator: torch.Generator, batch_size: int = 64, max_new_tokens: int = 16,
-                       max_prompt_length: int = 48) -> list[dict[str, str]]:
-    """Offline preference data from the reference: two completions per prompt, labelled by the judge.
-
-    For pair ``i`` (prompt ``task.prompt_templates[i % len]``) two completions ``a``, ``b`` are
-    sampled from ``model``; a label ``a wins`` is drawn as Bernoulli(``judge.probs(a, b)``) from
-    ``generator`` (``judge.sample_labels``); the winner is ``chosen``. Empty completions (EOS first)
-    are dropped. Sampling runs on the model's device (keep ``generator`` on the CPU; the CUDA
-    path is written but was not run on a GPU here); the result is plain strings. So the pairs come from ``mu x mu`` and the labels from ``P``: the population the
-    toy's offline algorithms use with ``nu = mu``.
-
-    Returns
-    -------
-    list of ``{"prompt", "chosen", "rejected"}`` (TRL's convention), at most ``n_pairs``.
-
-    References
-    ----------
-    TRL https://github.com/huggingface/trl v1.13.0 (preference dataset format); Azar et al.,
-    arXiv:2310.12036v2, Eq. (5) (pairs from nu, labels from P).
-    """
-    n_pairs = as_int(n_pairs, "n_pairs", minimum=1)
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
-    templates = task.prompt_templates
-    out: list[dict[str, str]] = []
-    for start in range(0, n_pairs, batch_size):
-        prompts = [templates[i % len(templates)] for i in range(start, min(start + batch_size, n_pairs))]
-        B = len(prompts)
-        batch = tokenize_prompts(tokenizer, prompts + prompts, max_length=max_prompt_length)
-        s = sample(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
-                   generator=generator, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        texts = _decode(tokenizer, s)
-        a, b = texts[:B], texts[B:]
-        wins = judge.sample_labels(a, b, generator)  # (B,) 1 when a wins
-        for prompt, ta, tb, w in zip(prompts, a, b, wins.tolist()):
-            if not ta.strip() or not tb.strip():
-                continue
-            chosen, rejected = (ta, tb) if w == 1 else (tb, ta)
-            out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    if not out:
-        raise ValueError("preference_dataset: every sampled completion was empty")
-    return out
 
 
 # --------------------------------------------------------------------------- the run

@@ -35,7 +35,7 @@ with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps 
 on ``n_eval`` fresh policy samples of the evaluation prompts: ``eval/kl`` (the same estimator,
 weights after the step), ``win_rate`` (mean judge probability that a policy sample beats a
 reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_distribution``,
-"other" last).
+"other" last); ``Trainer.evaluate`` lives in ``prefopt_toy.lm.trainer_eval``.
 
 Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
 (``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
@@ -86,15 +86,8 @@ from torch import Tensor
 
 from .checkpoint import check_finite
 from .collectives import all_reduce_gradients, all_reduce_metrics, broadcast_module
-from .data import (
-    model_device,
-    to_device,
-    tokenize_pairs,
-    tokenize_prompts,
-    validate_preference_examples,
-)
+from .data import model_device, to_device, tokenize_pairs, validate_preference_examples
 from .objectives import preference_loss
-from .online import sample_pairs
 from .process_group import DistributedContext, _check_ctx
 from .runlog import RunLogger, progress
 from .seeding import trainer_generators
@@ -106,12 +99,13 @@ from .trainer_distributed import (
     resume_trainer,
     save_trainer,
 )
+from .trainer_eval import Evaluation
 from .trainer_online import OnlineDraw, OnlineSteps, _sequence_logps, _trim
 
 __all__ = ["ALGORITHMS", "LR_SCHEDULES", "OnlineDraw", "TrainConfig", "Trainer", "train"]
 
 
-class Trainer(OnlineSteps):
+class Trainer(OnlineSteps, Evaluation):
     """The training loop of :func:`train`, exposed step by step for tests and notebooks.
 
     Parameters
@@ -233,7 +227,7 @@ class Trainer(OnlineSteps):
         """Mean per-pair loss and metrics on dataset rows (reference log-probs from the cache)."""
         cfg, idx = self.config, torch.tensor(rows)
         B = len(rows)
-        lp, summed, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
+        lp, _, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
         check_finite(lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs")
         ref_idx = to_device(idx, self.ref_cache[0].device)
         ref_c, ref_r = self.ref_cache[0][ref_idx], self.ref_cache[1][ref_idx]
@@ -243,32 +237,7 @@ class Trainer(OnlineSteps):
 
     # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (trainer_online)
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate(self, step: int) -> dict[str, Any]:
-        """``eval/kl``, ``win_rate`` and ``class_distribution`` on fresh policy samples.
-
-        The generator is seeded from (seed, step), so evaluation never moves the training generators.
-        """
-        cfg = self.config
-        if not self.prompts:
-            return {}
-        gen = torch.Generator().manual_seed(1_000_003 * (cfg.seed + 1) + step)
-        texts = [self.prompts[i % len(self.prompts)] for i in range(cfg.n_eval)]
-        prompts = tokenize_prompts(self.tokenizer, texts, max_length=self.prompt_max)
-        pairs = sample_pairs(self.model, self.ref_model, self.tokenizer, prompts, mixture_a=0.0, mixture_b=1.0,
-                             max_new_tokens=cfg.max_new_tokens, generator=gen, temperature=cfg.temperature)
-        n = len(texts)
-        half = _trim({"input_ids": pairs.input_ids[:n], "attention_mask": pairs.attention_mask[:n],
-                      "completion_mask": pairs.completion_mask[:n]})
-        _, lp, _ = _sequence_logps(self.model, half, "sum")
-        _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
-        out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
-        if self.judge is not None:
-            out["win_rate"] = float(self.judge.probs(pairs.texts_a, pairs.texts_b).mean())
-            if hasattr(self.judge, "class_distribution"):
-                out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
-        return out
+    # evaluate: inherited from Evaluation (trainer_eval)
 
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, Any]:
