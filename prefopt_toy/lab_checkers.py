@@ -2,11 +2,12 @@ r"""Lab checker machinery: the failure and success types and the helpers every c
 
 A checker of ``notebooks/labs/`` calls the student's function (:func:`_call` turns an untouched
 exercise's ``NotImplementedError`` or a crash into a readable :class:`LabCheckError`), coerces its
-answer to a float64 tensor of the expected shape, compares it with the library's own solver at
-``RTOL`` / ``ATOL``, and on a mismatch names the first known mistake whose result matches the
-answer (:func:`_diagnose`); on success it prints and returns a :class:`CheckPassed` message. The
-checkers themselves live in ``lab_checks_losses`` (labs 1-2) and ``lab_checks_games`` (labs 3-4);
-all are re-exported from ``prefopt_toy.labs``.
+answer to a float64 tensor of the expected shape (:func:`_answer` does both), compares it with the
+library's own solver at ``RTOL`` / ``ATOL``, and on a mismatch names the first known mistake whose
+result matches the answer (:func:`_diagnose`; for a policy, :func:`_policy_hint` first rules out
+one that is not finite or does not sum to 1); on success it prints and returns a
+:class:`CheckPassed` message. The checkers themselves live in ``lab_checks_losses`` (labs 1-2) and
+``lab_checks_games`` (labs 3-4); all are re-exported from ``prefopt_toy.labs``.
 
 References: as :mod:`prefopt_toy.labs`, the module this one was split from.
 """
@@ -122,6 +123,11 @@ def _as_result(exercise: str, what: str, value: Any, shape: tuple[int, ...], whe
     return t
 
 
+def _answer(exercise: str, what: str, fn: Any, args: Sequence[Any], shape: tuple[int, ...], where: str) -> Tensor:
+    """The student's function called on ``args`` (:func:`_call`), its answer checked (:func:`_as_result`)."""
+    return _as_result(exercise, what, _call(exercise, what, fn, args, where), shape, where)
+
+
 def _close(got: Tensor, expected: Tensor, atol: float = ATOL) -> bool:
     return bool(torch.isfinite(got).all()) and torch.allclose(got, expected, rtol=RTOL, atol=atol)
 
@@ -136,6 +142,16 @@ def _diagnose(got: Tensor, variants: Sequence[tuple[str, Callable[[], Tensor]]],
         if wrong.shape == got.shape and _close(got, wrong, atol):
             return hint
     return ""
+
+
+def _policy_hint(got: Tensor, not_finite: str, normalise: str,
+                 variants: Sequence[tuple[str, Callable[[], Tensor]]], atol: float = ATOL) -> str:
+    """The hint for a wrong policy: ``not_finite``, a sum other than 1 (then ``normalise``), or a known mistake."""
+    if not bool(torch.isfinite(got).all()):
+        return not_finite
+    if abs(float(got.sum()) - 1.0) > 1e-8:
+        return f"your policy sums to {float(got.sum()):.6g}, not 1: {normalise}"
+    return _diagnose(got, variants, atol)
 
 
 def _mismatch(exercise: str, call: str, expected: Tensor, got: Tensor, hint: str) -> LabCheckError:

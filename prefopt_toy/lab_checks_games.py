@@ -26,13 +26,13 @@ from .games import check_preference_matrix, random_game, three_voter_types
 from .lab_checkers import (
     CheckPassed,
     LabCheckError,
-    _as_result,
+    _answer,
     _call,
     _close,
-    _diagnose,
     _fmt,
     _mismatch,
     _passed,
+    _policy_hint,
 )
 from .nash import exploitability, nash_equilibrium
 from .optima import rlhf_optimum
@@ -121,16 +121,11 @@ def check_nash_md_step(student_nash_md_step: Callable[..., Any]) -> CheckPassed:
     cases = _nash_md_cases()
     for name, P, mu, pi, tau, eta, expected in cases:
         where = f"input '{name}' (pi_t = {_fmt(pi)}, tau={tau:g}, eta={eta:g})"
-        got = _as_result("3", "nash_md_step", _call("3", "nash_md_step", student_nash_md_step,
-                                                     [pi, mu, P, tau, eta], where), tuple(mu.shape), where)
+        got = _answer("3", "nash_md_step", student_nash_md_step, [pi, mu, P, tau, eta], tuple(mu.shape), where)
         if _close(got, expected):
             continue
-        if not bool(torch.isfinite(got).all()):
-            hint = "your policy is not finite"
-        elif abs(float(got.sum()) - 1.0) > 1e-8:
-            hint = f"your policy sums to {float(got.sum()):.6g}, not 1: normalise pi_{{t+1}}"
-        else:
-            hint = _diagnose(got, _nash_md_mistakes(P, mu, pi, tau, eta))
+        hint = _policy_hint(got, "your policy is not finite", "normalise pi_{t+1}",
+                            _nash_md_mistakes(P, mu, pi, tau, eta))
         raise _mismatch("3", f"nash_md_step on {where}", expected, got, hint)
     return _passed("3", len(cases))
 

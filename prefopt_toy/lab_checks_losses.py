@@ -22,13 +22,13 @@ from ._validate import DTYPE
 from .games import bradley_terry, random_game, rock_paper_scissors, three_voter_types
 from .lab_checkers import (
     CheckPassed,
-    _as_result,
-    _call,
+    _answer,
     _close,
     _diagnose,
     _fmt,
     _mismatch,
     _passed,
+    _policy_hint,
 )
 from .losses import dpo_loss, ipo_loss, margin
 from .optima import gibbs_policy, ipo_optimum
@@ -72,7 +72,7 @@ def _check_pair_loss(exercise: str, fn: Any, hyper_name: str,
     for name, logps, hyper, h in cases:
         where = f"input '{name}'"
         call = f"{what} on {where} (margin h = {_fmt(h)}) with {hyper_name}={hyper:g}"
-        got = _as_result(exercise, what, _call(exercise, what, fn, [*logps, hyper], where), tuple(h.shape), where)
+        got = _answer(exercise, what, fn, [*logps, hyper], tuple(h.shape), where)
         expected = reference(h, hyper)
         if _close(got, expected):
             continue
@@ -211,6 +211,26 @@ def _ipo_optimum_cases() -> list[tuple[str, Tensor, Tensor, Tensor, float]]:
     ]
 
 
+_OPTIMUM_OVERFLOW_HINT = (
+    "exp overflows (e^710 = inf in float64): compute the logits log(mu) + P @ nu / tau "
+    "and normalise with torch.softmax, which subtracts their maximum first"
+)
+
+
+def _ipo_optimum_mistakes(P: Tensor, mu: Tensor, nu: Tensor, tau: float) -> list[tuple[str, Callable[[], Tensor]]]:
+    uniform = torch.full_like(mu, 1.0 / mu.numel())
+    return [
+        ("P is transposed: P[i, j] = Pr(i beats j), so action y's win rate against nu is (P @ nu)[y]",
+         lambda: gibbs_policy(mu, P.T @ nu, tau)),
+        ("mu is missing in front of the exponential", lambda: gibbs_policy(uniform, P @ nu, tau)),
+        ("tau should divide the win rate, not multiply it", lambda: gibbs_policy(mu, tau * (P @ nu), 1.0)),
+        ("the win rate is against nu (the pair distribution), not against mu",
+         lambda: gibbs_policy(mu, P @ mu, tau)),
+        ("a tiny mu entry was changed (clamped, or an epsilon added): use log(mu) as it is",
+         lambda: gibbs_policy(mu.clamp_min(1e-12) / mu.clamp_min(1e-12).sum(), P @ nu, tau)),
+    ]
+
+
 def check_ipo_optimum(student_ipo_optimum: Callable[..., Any]) -> CheckPassed:
     r"""Check exercise 2: ``student_ipo_optimum(P, mu, nu, tau)``, the IPO optimum.
 
@@ -242,28 +262,12 @@ def check_ipo_optimum(student_ipo_optimum: Callable[..., Any]) -> CheckPassed:
     cases = _ipo_optimum_cases()
     for name, P, mu, nu, tau in cases:
         where = f"game '{name}'"
-        got = _as_result("2", "ipo_optimum", _call("2", "ipo_optimum", student_ipo_optimum, [P, mu, nu, tau], where),
-                         tuple(mu.shape), where)
+        got = _answer("2", "ipo_optimum", student_ipo_optimum, [P, mu, nu, tau], tuple(mu.shape), where)
         expected = ipo_optimum(P, mu, tau, nu=nu)
         if _close(got, expected, _POLICY_ATOL):
             continue
         call = f"ipo_optimum on {where} with tau={tau:g}"
-        if not bool(torch.isfinite(got).all()):
-            hint = ("exp overflows (e^710 = inf in float64): compute the logits log(mu) + P @ nu / tau "
-                    "and normalise with torch.softmax, which subtracts their maximum first")
-        elif abs(float(got.sum()) - 1.0) > 1e-8:
-            hint = f"your policy sums to {float(got.sum()):.6g}, not 1: divide by the normaliser Z"
-        else:
-            uniform = torch.full_like(mu, 1.0 / mu.numel())
-            hint = _diagnose(got, [
-                ("P is transposed: P[i, j] = Pr(i beats j), so action y's win rate against nu is (P @ nu)[y]",
-                 lambda: gibbs_policy(mu, P.T @ nu, tau)),
-                ("mu is missing in front of the exponential", lambda: gibbs_policy(uniform, P @ nu, tau)),
-                ("tau should divide the win rate, not multiply it", lambda: gibbs_policy(mu, tau * (P @ nu), 1.0)),
-                ("the win rate is against nu (the pair distribution), not against mu",
-                 lambda: gibbs_policy(mu, P @ mu, tau)),
-                ("a tiny mu entry was changed (clamped, or an epsilon added): use log(mu) as it is",
-                 lambda: gibbs_policy(mu.clamp_min(1e-12) / mu.clamp_min(1e-12).sum(), P @ nu, tau)),
-            ], _POLICY_ATOL)
+        hint = _policy_hint(got, _OPTIMUM_OVERFLOW_HINT, "divide by the normaliser Z",
+                            _ipo_optimum_mistakes(P, mu, nu, tau), _POLICY_ATOL)
         raise _mismatch("2", call, expected, got, hint)
     return _passed("2", len(cases))

@@ -60,6 +60,23 @@ def left_padded(prompts: list[list[int]], pad: int = PAD) -> tuple[torch.Tensor,
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]
 
 
+def seeded_sample(policy, ids, mask, *, n, seed, eos=None, **kwargs):
+    """``sample``: ``n`` new tokens, a fresh generator seeded ``seed``, no EOS unless given."""
+    gen = torch.Generator().manual_seed(seed)
+    return sample(policy, ids, mask, max_new_tokens=n, generator=gen, eos_token_id=eos, **kwargs)
+
+
+def extend(ids, mask, completion):
+    """The prompts followed by their completions, and the mask of both (completions unmasked)."""
+    seq = torch.cat([ids, completion], dim=1)
+    return seq, torch.cat([mask, torch.ones_like(completion)], dim=1)
+
+
+def token_logps(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The entries of ``logp`` (B, N, V) at ``tokens`` (B, N), shape (B, N)."""
+    return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
+
 def full_logits(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Logits of a whole (left-padded) sequence in one uncached pass, shape (B, L, V)."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -93,13 +110,12 @@ def uncached_sample(policy, ref, ids, mask, *, n, seed, m, temperature, eos=None
 
 def teacher_forced_mixture_logps(policy, ref, ids, mask, completion, m, temperature=1.0):
     """log-prob of each completion token under softmax((m z_ref + (1-m) z_pi) / T), shape (B, N)."""
-    seq = torch.cat([ids, completion], dim=1)
-    am = torch.cat([mask, torch.ones_like(completion)], dim=1)
+    seq, am = extend(ids, mask, completion)
     T = ids.shape[1]
     z_pi = full_logits(policy, seq, am)[:, T - 1 : -1].double()  # (B, N, V)
     z_mu = full_logits(ref, seq, am)[:, T - 1 : -1].double()  # (B, N, V)
     logp = F.log_softmax((m * z_mu + (1 - m) * z_pi) / temperature, dim=-1)
-    return logp.gather(-1, completion[..., None]).squeeze(-1)
+    return token_logps(logp, completion)
 
 
 # (a) the cached sampler draws exactly the tokens of the uncached loop
@@ -109,16 +125,9 @@ def teacher_forced_mixture_logps(policy, ref, ids, mask, completion, m, temperat
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_cached_sampler_matches_uncached_loop(models, m, temperature):
     ids, mask = left_padded(PROMPTS)
-    got = sample(
-        models["policy64"],
-        ids,
-        mask,
-        max_new_tokens=12,
-        generator=torch.Generator().manual_seed(7),
-        eos_token_id=None,
-        temperature=temperature,
-        ref_model=models["ref64"],
-        mixture=m,
+    got = seeded_sample(
+        models["policy64"], ids, mask, n=12, seed=7,
+        temperature=temperature, ref_model=models["ref64"], mixture=m,
     )
     want = uncached_sample(
         models["policy64"], models["ref64"], ids, mask, n=12, seed=7, m=m, temperature=temperature
@@ -135,15 +144,8 @@ def test_cached_sampler_matches_uncached_loop(models, m, temperature):
 @pytest.mark.parametrize("m", [0.0, 0.25, 0.5, 1.0])
 def test_logps_are_the_geometric_mixture(models, m):
     ids, mask = left_padded(PROMPTS)
-    got = sample(
-        models["policy"],
-        ids,
-        mask,
-        max_new_tokens=10,
-        generator=torch.Generator().manual_seed(3),
-        eos_token_id=None,
-        ref_model=models["ref"],
-        mixture=m,
+    got = seeded_sample(
+        models["policy"], ids, mask, n=10, seed=3, ref_model=models["ref"], mixture=m
     )
     want = teacher_forced_mixture_logps(
         models["policy"], models["ref"], ids, mask, got.completion_ids, m
@@ -154,20 +156,12 @@ def test_logps_are_the_geometric_mixture(models, m):
 def test_mixture_endpoints_are_policy_and_reference(models):
     ids, mask = left_padded(PROMPTS)
     for m, name in [(0.0, "policy"), (1.0, "ref")]:
-        got = sample(
-            models["policy"],
-            ids,
-            mask,
-            max_new_tokens=8,
-            generator=torch.Generator().manual_seed(5),
-            eos_token_id=None,
-            ref_model=models["ref"],
-            mixture=m,
+        got = seeded_sample(
+            models["policy"], ids, mask, n=8, seed=5, ref_model=models["ref"], mixture=m
         )
-        seq = torch.cat([ids, got.completion_ids], dim=1)
-        am = torch.cat([mask, torch.ones_like(got.completion_ids)], dim=1)
+        seq, am = extend(ids, mask, got.completion_ids)
         logp = F.log_softmax(full_logits(models[name], seq, am)[:, ids.shape[1] - 1 : -1], dim=-1)
-        want = logp.gather(-1, got.completion_ids[..., None]).squeeze(-1)
+        want = token_logps(logp, got.completion_ids)
         torch.testing.assert_close(got.logps, want, atol=2e-5, rtol=0)
 
 
@@ -205,18 +199,10 @@ def test_matches_trl_geometric_mixture_wrapper(models, m):
         device=torch.device("cpu"),
     )
     ids, mask = left_padded(PROMPTS)
-    got = sample(
-        models["policy"],
-        ids,
-        mask,
-        max_new_tokens=10,
-        generator=torch.Generator().manual_seed(11),
-        eos_token_id=None,
-        ref_model=models["ref"],
-        mixture=m,
+    got = seeded_sample(
+        models["policy"], ids, mask, n=10, seed=11, ref_model=models["ref"], mixture=m
     )
-    seq = torch.cat([ids, got.completion_ids], dim=1)
-    am = torch.cat([mask, torch.ones_like(got.completion_ids)], dim=1)
+    seq, am = extend(ids, mask, got.completion_ids)
     pos = (am.cumsum(-1) - 1).clamp(min=0)
     trl_logp = wrapper(
         input_ids=seq, attention_mask=am, position_ids=pos, use_cache=False
@@ -228,7 +214,7 @@ def test_matches_trl_geometric_mixture_wrapper(models, m):
     )
     # and the sampler's log-probs of its own tokens
     T = ids.shape[1]
-    trl_tok = trl_logp[:, T - 1 : -1].gather(-1, got.completion_ids[..., None]).squeeze(-1)
+    trl_tok = token_logps(trl_logp[:, T - 1 : -1], got.completion_ids)
     torch.testing.assert_close(got.logps, trl_tok.clone(), atol=2e-5, rtol=0)
 
 
@@ -239,30 +225,13 @@ def test_eos_masks_the_rest():
     policy, ref = tiny_gpt2(0, torch.float64), tiny_gpt2(1, torch.float64)
     ids, mask = left_padded(PROMPTS)
     n = 16
-    free = sample(
-        policy,
-        ids,
-        mask,
-        max_new_tokens=n,
-        generator=torch.Generator().manual_seed(2),
-        eos_token_id=None,
-        ref_model=ref,
-        mixture=0.5,
-    )
+    free = seeded_sample(policy, ids, mask, n=n, seed=2, ref_model=ref, mixture=0.5)
     # pick as "EOS" a token that row 0 draws at step 3 and that is not drawn earlier in row 0
     row0 = free.completion_ids[0].tolist()
     eos = next(t for j, t in enumerate(row0) if j >= 3 and t not in row0[:j])
     pad = VOCAB - 1
-    got = sample(
-        policy,
-        ids,
-        mask,
-        max_new_tokens=n,
-        generator=torch.Generator().manual_seed(2),
-        eos_token_id=eos,
-        pad_token_id=pad,
-        ref_model=ref,
-        mixture=0.5,
+    got = seeded_sample(
+        policy, ids, mask, n=n, seed=2, eos=eos, pad_token_id=pad, ref_model=ref, mixture=0.5
     )
     # expected, by hand from the EOS-free run (same draws up to each row's first EOS)
     first = [row.index(eos) if eos in row else None for row in free.completion_ids.tolist()]
@@ -281,24 +250,10 @@ def test_eos_masks_the_rest():
 def test_stops_when_every_row_has_ended():
     policy = tiny_gpt2(0)
     ids, mask = left_padded([[5, 6, 7]])
-    free = sample(
-        policy,
-        ids,
-        mask,
-        max_new_tokens=10,
-        generator=torch.Generator().manual_seed(4),
-        eos_token_id=None,
-    )
+    free = seeded_sample(policy, ids, mask, n=10, seed=4)
     eos = free.completion_ids[0, 4].item()
     j = free.completion_ids[0].tolist().index(eos)
-    got = sample(
-        policy,
-        ids,
-        mask,
-        max_new_tokens=10,
-        generator=torch.Generator().manual_seed(4),
-        eos_token_id=eos,
-    )
+    got = seeded_sample(policy, ids, mask, n=10, seed=4, eos=eos)
     assert got.completion_ids[0].tolist() == free.completion_ids[0, : j + 1].tolist()
     assert got.completion_mask.tolist() == [[1] * (j + 1)]
 
@@ -335,15 +290,8 @@ def test_left_padded_batch_samples_each_prompts_distribution(models):
     # at temperature 1: the batch's tokens, teacher-forced through each prompt alone (no padding),
     # have the log-probs the sampler reports
     ids, mask = left_padded(PROMPTS, pad=17)
-    got = sample(
-        models["policy"],
-        ids,
-        mask,
-        max_new_tokens=8,
-        generator=torch.Generator().manual_seed(1),
-        eos_token_id=None,
-        ref_model=models["ref"],
-        mixture=0.5,
+    got = seeded_sample(
+        models["policy"], ids, mask, n=8, seed=1, ref_model=models["ref"], mixture=0.5
     )
     for b, prompt in enumerate(PROMPTS):
         p = torch.tensor([prompt])
@@ -358,15 +306,8 @@ def test_left_padded_batch_samples_each_prompts_distribution(models):
         torch.testing.assert_close(got.logps[b : b + 1].double(), want, atol=2e-5, rtol=0)
     # the padding token's value is irrelevant
     ids2, _ = left_padded(PROMPTS, pad=3)
-    again = sample(
-        models["policy"],
-        ids2,
-        mask,
-        max_new_tokens=8,
-        generator=torch.Generator().manual_seed(1),
-        eos_token_id=None,
-        ref_model=models["ref"],
-        mixture=0.5,
+    again = seeded_sample(
+        models["policy"], ids2, mask, n=8, seed=1, ref_model=models["ref"], mixture=0.5
     )
     assert torch.equal(again.completion_ids, got.completion_ids)
 
@@ -432,16 +373,8 @@ def test_matches_trl_wrapper_greedy_generation():
         trl_out = wrapper.generate(input_ids=ids, attention_mask=mask, generation_config=config)[
             :, ids.shape[1] :
         ]
-    ours = sample(
-        policy,
-        ids,
-        mask,
-        max_new_tokens=8,
-        generator=torch.Generator().manual_seed(0),
-        eos_token_id=None,
-        temperature=1e-6,
-        ref_model=ref,
-        mixture=0.6,
+    ours = seeded_sample(
+        policy, ids, mask, n=8, seed=0, temperature=1e-6, ref_model=ref, mixture=0.6
     )
     assert torch.equal(ours.completion_ids, trl_out)
 

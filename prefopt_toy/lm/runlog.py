@@ -75,8 +75,14 @@ def _plain(value: Any, where: str) -> Any:
     )
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """All records of a run log. A last line without its newline (a write cut short) is dropped."""
+def _read_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a run log. A last line without its newline (a write cut short) is dropped.
+
+    A ValueError if ``path`` is not an existing file or a complete line is not a run-log record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} does not exist")
     with open(path, encoding="utf-8") as f:
         text = f.read()
     lines = text.split("\n")
@@ -279,9 +285,6 @@ def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     ----------
     JSON Lines, https://jsonlines.org.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path {str(path)!r} does not exist")
     return [
         {k: v for k, v in r.items() if k != "kind"}
         for r in _read_lines(path)
@@ -302,8 +305,6 @@ def read_run_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     JSON Lines, https://jsonlines.org.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path {str(path)!r} does not exist")
     records = _read_lines(path)
     if not records:
         raise ValueError(f"path {str(path)!r} is empty: no header")
