@@ -279,3 +279,21 @@ def test_bridge_figure_leaves_all_other_rows_off_the_simplex():
     assert "final" not in lines
     other = {line.get_gid(): line for line in ax_other.get_lines() if line.get_gid()}
     np.testing.assert_allclose(other["gpt2_other"].get_ydata(), [0.2, 0.5, 1.0])
+
+
+def test_run_bridge_reuses_a_given_mu_class_instead_of_sampling_it(lm, monkeypatch):
+    import prefopt_toy.lm.bridge as bridge_mod
+
+    model, tok = lm
+    given = class_estimate(torch.tensor([0] * 5 + [1] * 3 + [2] * 2 + [3]), 4,
+                           class_names=("apple", "banana", "cherry", OTHER))
+    calls = []
+    real = bridge_mod.estimate_class_distribution
+    monkeypatch.setattr(bridge_mod, "estimate_class_distribution", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = run_bridge("online_ipo", P=P_CYCLE, tau=0.5, steps=1, eval_every=1, n_eval=4, n_eval_samples=16,
+                     batch_size=2, max_new_tokens=6, toy_steps=5, model=model, tokenizer=tok, mu_class=given)
+    assert res.mu_class is given and len(calls) == 1  # only the final estimate was sampled
+    assert torch.equal(res.prediction, pt.regularized_nash(res.P_ext, given.probs, 0.5))
+    with pytest.raises(ValueError, match="mu_class must be a ClassEstimate over the classes"):
+        run_bridge("online_ipo", P=P_CYCLE, tau=0.5, steps=1, model=model, tokenizer=tok,
+                   mu_class=class_estimate(torch.tensor([0, 1, 2]), 3))

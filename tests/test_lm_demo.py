@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 import struct
 
 import pytest
@@ -112,6 +113,16 @@ def test_bridge_settings_are_the_readme_runs_and_bad_input_is_named():
     online, offline = bridge_settings("online_ipo"), bridge_settings("ipo")
     assert (online.size, online.steps, online.batch_size, online.lr) == ("small", 120, 16, 5e-5)
     assert (offline.size, offline.steps, offline.batch_size, offline.lr, offline.n_pairs) == ("small", 100, 32, 1e-4, 1024)
+    # the README's GPT-2 section states the settings its numbers were measured with: the same ones
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = " ".join(readme.split("### The bridge", 1)[1].split())
+    m = re.search(r"Online IPO: (\d+) steps of (\d+) pairs at lr ([\de.-]+).*?Offline IPO: (\d+) steps of (\d+) "
+                  r"pairs at lr ([\de.-]+), on (\d+) reference pairs", text)
+    assert m, "README lost the bridge settings line"
+    assert (int(m[1]), int(m[2]), float(m[3])) == (online.steps, online.batch_size, online.lr)
+    assert (int(m[4]), int(m[5]), float(m[6]), int(m[7])) == (offline.steps, offline.batch_size, offline.lr,
+                                                              offline.n_pairs)
+    assert f"{online.n_eval_samples} completions for each class estimate" in text
     assert online.n_eval_samples == offline.n_eval_samples == 2000
     assert bridge_settings("ipo", quick=True).size == "tiny"
     assert bridge_settings("ipo", steps=8).steps == 8

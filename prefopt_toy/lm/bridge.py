@@ -68,7 +68,7 @@ from torch import Tensor
 from .._validate import as_int
 from .bridge_data import lifted_judge, preference_dataset
 from .bridge_figure import bridge_figure
-from .bridge_predict import BRIDGE_ALGORITHMS, predict
+from .bridge_predict import BRIDGE_ALGORITHMS, _strength, predict
 from .class_estimate import (
     ClassEstimate,
     class_estimate,
@@ -155,7 +155,8 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
                lr: float = 5e-5, lr_schedule: str = "linear", batch_size: int = 16, max_new_tokens: int = 16, toy_steps: int = 500,
                task: LiftedTask = FRUIT_TASK, other_loses: float = 1.0, level: float = 0.95,
                cache_dir: str | Path | None = None, model=None, tokenizer=None,
-               show_progress: bool | None = False, device: str | torch.device | None = None) -> BridgeResult:
+               show_progress: bool | None = False, device: str | torch.device | None = None,
+               mu_class: ClassEstimate | None = None) -> BridgeResult:
     """Measure ``mu_class``, predict, train GPT-2 on the lifted game, and compare.
 
     1. Reference = ``default_model(size, cache_dir=, seed=)`` (or ``model``/``tokenizer``); the
@@ -206,6 +207,10 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
         (move the model yourself: it is not modified here), else ``ValueError``. Generators stay
         on the CPU and the result is on the CPU whatever the device. The CUDA path is written
         but was not run on a GPU here.
+    mu_class : ClassEstimate, optional
+        The reference's class estimate from an earlier ``run_bridge`` on the same reference, task,
+        ``n_eval_samples``, ``max_new_tokens`` and ``seed`` (it does not depend on the game or the
+        algorithm), reused instead of sampled again. None: estimated here (step 2).
 
     Returns
     -------
@@ -242,13 +247,18 @@ def run_bridge(algorithm: str, *, P: Any, size: str = "tiny", tau: Any = None, b
         ref = model
     policy = copy.deepcopy(ref)  # trained in place; ``ref`` is only read (under no_grad)
 
-    mu_est = estimate_class_distribution(ref, tokenizer, task, judge, n_samples=n_eval_samples,
-                                         generator=torch.Generator().manual_seed(7919 * seed + 1),
-                                         max_new_tokens=max_new_tokens, level=level)
+    if mu_class is None:
+        mu_est = estimate_class_distribution(ref, tokenizer, task, judge, n_samples=n_eval_samples,
+                                             generator=torch.Generator().manual_seed(7919 * seed + 1),
+                                             max_new_tokens=max_new_tokens, level=level)
+    elif not isinstance(mu_class, ClassEstimate) or mu_class.class_names != judge.class_names:
+        raise ValueError(f"mu_class must be a ClassEstimate over the classes {judge.class_names}")
+    else:
+        mu_est = mu_class
     prediction, traj = predict(algorithm, judge.P_ext, mu_est.probs, beta=beta, tau=tau, mixture=mixture,
                                toy_steps=max(1, toy_steps))
-    hyper = {("beta" if algorithm == "dpo" else "tau"): float(beta if algorithm == "dpo" else tau),
-             "mixture": float(mixture)}
+    key, strength = _strength(algorithm, beta, tau)
+    hyper = {key: strength, "mixture": float(mixture)}
 
     dataset = None
     if algorithm in ("dpo", "ipo"):

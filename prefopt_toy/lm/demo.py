@@ -32,7 +32,7 @@ from typing import TextIO
 
 from .bridge import BridgeResult
 from .bridge_error import TVError
-from .class_estimate import total_variation
+from .class_estimate import ClassEstimate, total_variation
 
 __all__ = [
     "BRIDGE_P",
@@ -230,10 +230,14 @@ def run_bridge_demo(out_dir: str | Path = "figures", *, algorithms: Sequence[str
     out = sys.stdout if stream is None else stream
     out_dir = Path(out_dir)
     results: list[BridgeResult] = []
+    # the reference's class estimate depends only on the model and the sample sizes (not on the game
+    # or the algorithm): later runs with the same sizes reuse it instead of sampling it again
+    mu_seen: dict[tuple, ClassEstimate] = {}
     paths: list[Path] = []
     summary: dict = {"game": [list(r) for r in BRIDGE_P], "quick": quick, "seed": seed, "runs": []}
     for algorithm in algorithms:
         s = bridge_settings(algorithm, quick, steps)
+        sizes = (s.size, s.n_eval_samples, s.max_new_tokens)
         kwargs: dict = {"tau": BRIDGE_TAU}
         if algorithm == "dpo":
             kwargs = {"beta": BRIDGE_TAU, "other_loses": DPO_OTHER_LOSES}
@@ -244,7 +248,9 @@ def run_bridge_demo(out_dir: str | Path = "figures", *, algorithms: Sequence[str
         result = run_bridge(algorithm, P=[list(r) for r in BRIDGE_P], size=s.size, steps=s.steps, seed=seed,
                             lr=s.lr, lr_schedule="linear", n_eval_samples=s.n_eval_samples, n_eval=s.n_eval,
                             eval_every=s.eval_every, n_pairs=s.n_pairs, batch_size=s.batch_size,
-                            max_new_tokens=s.max_new_tokens, toy_steps=s.toy_steps, cache_dir=cache_dir, **kwargs)
+                            max_new_tokens=s.max_new_tokens, toy_steps=s.toy_steps, cache_dir=cache_dir,
+                            mu_class=mu_seen.get(sizes), **kwargs)
+        mu_seen.setdefault(sizes, result.mu_class)
         err = tv_sampling_error(result, seed=seed)
         print(format_bridge_summary(result, tv_error=err, note=_QUICK_NOTE if quick else None), file=out)
         paths += save_figure(bridge_figure(result), out_dir / f"bridge_{algorithm}",
