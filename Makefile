@@ -1,61 +1,111 @@
 # prefopt_toy: the front door. Every target sets up .venv when it is missing and installs into it.
 #
-#   make test     install the dev extra, run the whole test suite: pytest over tests/, and every
-#                 notebook and lab solution executed top to bottom in smoke mode (nbmake)
-#   make demo     print the reference tables, write every figure, then a short GPT-2 bridge run
-#                 (tiny model, figures/bridge.{png,pdf}); `python -m prefopt_toy demo --no-bridge` skips it
-#   make figures  write the figures only
-#   make lab      install the lab extra, open JupyterLab on notebooks/ (127.0.0.1)
-#   make bench    time the exact solvers and the dynamics (benchmarks/bench_*.py)
-#   make env      just set up .venv with the dev extra
-#   make clean    remove caches and build leftovers (keeps .venv; `make distclean` removes it)
+#   make test         install the locked dev tree, run the whole test suite: pytest over tests/, and
+#                     every notebook and lab solution executed top to bottom in smoke mode (nbmake)
+#   make demo         print the reference tables, write every figure, then a short GPT-2 bridge run
+#                     (small model, figures/bridge_*.{png,pdf}); `python -m prefopt_toy demo --no-bridge` skips it
+#   make figures      write the figures only
+#   make lab          install the locked lab tree, open JupyterLab on notebooks/ (127.0.0.1)
+#   make bench        time the exact solvers and the dynamics (benchmarks/bench_*.py)
+#   make env          just set up .venv with the dev tree
+#   make lock         re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
+#   make test-latest  a separate .venv-latest with the newest releases pyproject.toml allows, the
+#                     fast tests on it, and a report of what moved against the lock (not in CI)
+#   make clean        remove caches and build leftovers (keeps .venv; `make distclean` removes it)
 #
-# Installs are idempotent: each extra has a stamp file in .venv that depends on pyproject.toml and
-# constraints.txt, so a second run installs nothing and starts at once. Every pip call is
-# constrained by constraints.txt, which pins torch (an unpinned torch pulls GBs of CUDA wheels);
-# torch is installed first, on its own, so the pin is settled before anything depends on it.
+# Every install is fully pinned: requirements/{base,lab,dev}.lock, written by `make lock` (uv pip
+# compile; see requirements/README.md), installed with --no-deps so that nothing outside the lock
+# comes in, then `pip check`. constraints.txt pins torch to the local CPU wheel (an unpinned torch
+# pulls GBs of CUDA wheels); `make lock` and `make test-latest` resolve under it. Installs are
+# idempotent: each tree has a stamp file in .venv that depends on its lock file, so a second run
+# installs nothing and starts at once.
+#
+# Threads: test, demo, figures and lab run torch with THREADS intra-op threads, 1 by default (on a
+# 2-core machine torch's second thread stalls whenever the other core is busy: a notebook cell
+# took 27.3 s with torch's default and 9.5 s with one thread). Override with `make lab THREADS=2`,
+# or set OMP_NUM_THREADS yourself.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
-PIP_INSTALL := $(PIP) install --disable-pip-version-check -c constraints.txt
+PIP    := $(PY) -m pip --disable-pip-version-check
+# The exact trees: installed as locked, nothing resolved at install time.
+PIP_SYNC := $(PIP) install --no-deps --no-build-isolation
+LOCKS  := requirements
 # Must equal the pin in constraints.txt (tests/test_environment.py checks that they agree).
 TORCH  := torch==2.13.0
-DEPS   := pyproject.toml constraints.txt
+# The lock tool, pinned like everything else (installed into .venv by `make lock` only).
+UV     := uv==0.13.9
+# The lock is resolved for the project's machines: CPython 3.11 on Linux x86_64. /opt/wheels holds
+# the CPU torch wheel there; uv does not read pip's configuration, so it is told.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+               $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+LATEST ?= .venv-latest
+THREADS ?= 1
 
 # pip never prompts (CI runs with no stdin).
 export PIP_NO_INPUT := 1
 
-.PHONY: env test demo figures lab bench clean distclean print-notebooks
+.PHONY: env test demo figures lab bench lock test-latest clean distclean print-notebooks
 
 env: $(VENV)/.stamp-dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch alone first, then the package (editable) with its runtime dependencies.
-$(VENV)/.stamp-base: $(DEPS) | $(PY)
-	$(PIP_INSTALL) "$(TORCH)"
-	$(PIP_INSTALL) -e .
+# The build tools first (pinned in build.lock; the package is then built without isolation, so no
+# unpinned setuptools is fetched), then the locked tree, then the package itself, editable.
+# `pip check` fails the install if the lock is not a complete, consistent tree.
+define install_lock
+	$(PIP_SYNC) -r $(LOCKS)/build.lock
+	$(PIP_SYNC) -r $(LOCKS)/$(1).lock
+	$(PIP_SYNC) -e .
+	$(PIP) check
 	@touch $@
+endef
 
-$(VENV)/.stamp-dev: $(VENV)/.stamp-base $(DEPS)
-	$(PIP_INSTALL) -e ".[dev]"
-	@touch $@
+$(VENV)/.stamp-base: $(LOCKS)/base.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
+	$(call install_lock,base)
 
-$(VENV)/.stamp-lab: $(VENV)/.stamp-base $(DEPS)
-	$(PIP_INSTALL) -e ".[lab]"
-	@touch $@
+$(VENV)/.stamp-dev: $(LOCKS)/dev.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
+	$(call install_lock,dev)
+
+$(VENV)/.stamp-lab: $(LOCKS)/lab.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
+	$(call install_lock,lab)
+
+# dev.lock is the whole tree (runtime + dev + lab extras); base.lock and lab.lock are resolved
+# under it (-c), so every package has one version in all three and moving between targets in
+# one .venv changes nothing. Run after editing a dependency in pyproject.toml, commit the result.
+UV_COMPILE = $(PY) -m uv pip compile --quiet $(LOCK_TARGET) -c constraints.txt \
+             --custom-compile-command "make lock"
+lock: | $(PY)
+	$(PIP) install --quiet "$(UV)"
+	$(UV_COMPILE) pyproject.toml --extra dev --extra lab -o $(LOCKS)/dev.lock
+	$(UV_COMPILE) pyproject.toml -c $(LOCKS)/dev.lock -o $(LOCKS)/base.lock
+	$(UV_COMPILE) pyproject.toml --extra lab -c $(LOCKS)/dev.lock -o $(LOCKS)/lab.lock
+	$(UV_COMPILE) $(LOCKS)/build.in -c $(LOCKS)/dev.lock -o $(LOCKS)/build.lock
+
+# The newest releases pyproject.toml allows (torch stays at the constraints.txt pin), in a venv of
+# their own; the fast tests (no slow, browser or notebook tests) under filterwarnings=error, so a
+# deprecation shows up here before it breaks a fresh clone. Prints what moved against dev.lock.
+test-latest: export HF_HUB_OFFLINE = 1
+test-latest: export OMP_NUM_THREADS ?= $(THREADS)
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt "$(TORCH)"
+	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt \
+	    --upgrade --upgrade-strategy eager -e ".[dev,lab]"
+	$(LATEST)/bin/python $(LOCKS)/drift.py $(LOCKS)/dev.lock
+	$(LATEST)/bin/python -m pytest tests -q -m "not slow and not browser and not notebooks" -p no:cacheprovider
 
 # Tests and the demo never reach for the Hugging Face Hub: the GPT-2 side uses local models only.
-test demo: export HF_HUB_OFFLINE = 1
+test demo figures lab: export HF_HUB_OFFLINE = 1
 # Notebooks read PREFOPT_SMOKE=1 as "fast mode": fewer steps, same story (STYLE.md section 7).
 test: export PREFOPT_SMOKE = 1
-# One intra-op thread for the test run: on a 2-core machine torch's second thread stalls whenever
-# the other core is busy (a notebook kernel, JupyterLab), 8x slower on tiny GPT-2 steps. The library
-# itself never sets a thread count; this is the test environment only.
-test: export OMP_NUM_THREADS = 1
+# THREADS intra-op threads (1 by default; see the top of this file). `?=` keeps an OMP_NUM_THREADS
+# the user exported. JupyterLab's kernels inherit it. The library itself never sets a thread count.
+test demo figures lab: export OMP_NUM_THREADS ?= $(THREADS)
 
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
 # design until filled in, and tests/test_labs.py checks that they fail with a readable message.
@@ -88,4 +138,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST)

@@ -14,6 +14,13 @@
   variation and its sampling error, and writes ``bridge_<algorithm>.png`` / ``.pdf`` and
   ``bridge_summary.json``. Needs torch and transformers; downloads nothing.
 
+Every command also takes ``--threads N``: torch's intra-op threads. The default is one thread
+unless ``OMP_NUM_THREADS`` is set (then torch's own reading of it stands): on a 2-core machine
+torch's second thread stalls whenever the other core is busy, and one thread is several times
+faster for this project's small tensors. A bad ``--out`` (an existing file, a path under a file, a
+folder that cannot be created) or ``--threads``/``--steps`` value ends with one line on stderr and
+exit status 2, before any work starts.
+
 The figures, their functions and configs are listed in ``figures/README.md``
 (``dynamics_figures.FIGURES``, ``experiments.EXPERIMENTS``). They are drawn with matplotlib's Agg
 backend, headless, whatever the environment asks for.
@@ -22,8 +29,35 @@ backend, headless, whatever the environment asks for.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+from ._paths import check_out_folder
+
+PROG = "python -m prefopt_toy"
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used: reported as one line, exit status 2."""
+
+
+def _set_threads(threads: int | None) -> None:
+    """torch's intra-op threads: ``threads``, else 1 unless ``OMP_NUM_THREADS`` is set."""
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is None and os.environ.get("OMP_NUM_THREADS"):
+        return
+    import torch
+
+    torch.set_num_threads(threads or 1)
+
+
+def _threads_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="torch intra-op threads (default: 1, or what OMP_NUM_THREADS says when it is set)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     from .named_games import NAMED_GAMES
 
     parser = argparse.ArgumentParser(
-        prog="python -m prefopt_toy",
+        prog=PROG,
         description="Exact tabular preference optimisation: demo, reference tables and figures.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -46,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         ("figures", "write the figures", True),
     ]:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        _threads_option(sub)
         sub.add_argument("--game", action="append", choices=list(NAMED_GAMES), help=game_help)
         if has_out:
             sub.add_argument(
@@ -76,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     bridge_help = ("the GPT-2 bridge on a non-transitive fruit game (default: online and offline IPO on the "
                    "small model, about 8 minutes on 2 cores), with figures and a JSON summary")
     bridge = commands.add_parser("bridge", help=bridge_help, description=bridge_help)
+    _threads_option(bridge)
     bridge.add_argument("--quick", action="store_true", help="smoke mode: fewer steps and samples")
     bridge.add_argument(
         "--algorithm",
@@ -91,9 +127,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    A value that cannot be used (``UsageError``) is printed as one line on stderr, status 2.
+    """
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     games = getattr(args, "game", None)  # None means every named game
+    out = None
+    if getattr(args, "out", None) is not None:
+        try:
+            out = check_out_folder(args.out, "--out")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    _set_threads(args.threads)
 
     if args.command == "table":
         from .demo import format_table
@@ -112,25 +168,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        run_demo(args.out, games=games, figures=tuple(EXPERIMENTS), quick=args.quick)
+        run_demo(out, games=games, figures=tuple(EXPERIMENTS), quick=args.quick)
         if not args.no_bridge:
             from .lm.demo import run_bridge_demo
 
             print(flush=True)
-            run_bridge_demo(args.out, quick=args.quick)
+            run_bridge_demo(out, quick=args.quick)
         return 0
 
     if args.command == "bridge":
         from .lm.demo import run_bridge_demo
 
-        if args.steps is not None and args.steps < 1:
-            _parser().error(f"--steps must be >= 1, got {args.steps}")
-        run_bridge_demo(args.out, algorithms=args.algorithm, steps=args.steps, quick=args.quick)
+        run_bridge_demo(out, algorithms=args.algorithm, steps=args.steps, quick=args.quick)
         return 0
 
     from .dynamics_figures import write_figures
 
-    write_figures(args.out, only=args.only, quick=args.quick, games=games)
+    write_figures(out, only=args.only, quick=args.quick, games=games)
     return 0
 
 

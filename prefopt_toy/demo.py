@@ -238,9 +238,11 @@ def run_demo(
     list of Path
         The files written, PNG then PDF for each figure.
     """
+    from ._paths import check_out_folder
     from .plotting import reference_solutions_figure, save_figure
 
     out = sys.stdout if stream is None else stream
+    check_out_folder(out_dir, "out_dir")
     chosen = [_game(g) for g in (NAMED_GAMES.values() if games is None else games)]
     for g in chosen:
         print(format_table(g), end="\n\n", file=out)

@@ -28,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ._paths import check_out_folder
 from .dynamics import ALGORITHMS, nash_md
 from .experiments import (
     EXPERIMENTS,
@@ -324,6 +325,7 @@ def write_figures(
         The files written, two per figure.
     """
     out = sys.stdout if stream is None else stream
+    check_out_folder(out_dir, "out_dir")
     names = list(FIGURES) if only is None else list(only)
     unknown = [n for n in names if n not in FIGURES]
     if unknown:

@@ -26,6 +26,7 @@ from matplotlib.text import Text
 
 from .demo import IPO, PATH_TAUS, REG_NASH, RLHF, reference_table
 from .demo import reference_paths as _reference_paths
+from ._paths import check_out_folder
 from .named_games import NAMED_GAMES, NamedGame, named_game
 from .simplex import TRIANGLE_CORNERS, barycentric_to_cartesian
 
@@ -333,7 +334,7 @@ def save_figure(
     Returns the paths written (parent folders are created).
     """
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    check_out_folder(stem.parent, "the figure's folder").mkdir(parents=True, exist_ok=True)
     from prefopt_toy import __version__
 
     source = f"prefopt_toy {__version__}, commit {_commit()}"

@@ -1,8 +1,10 @@
-"""The install recipes agree: pyproject.toml, environment.yml, constraints.txt and the Makefile.
+"""The install recipes agree: pyproject.toml, the lock files, environment.yml, constraints.txt and the Makefile.
 
 A dependency added to pyproject.toml but not to environment.yml (or the other way round) fails
-here, as does a torch pin that differs between the pip route (constraints.txt, Makefile) and the
-conda route (environment.yml).
+here, as does a torch pin that differs between the pip route (constraints.txt, Makefile, the
+locks) and the conda route (environment.yml), and a lock that is stale: a pyproject.toml
+requirement missing from requirements/*.lock or locked at a version its range excludes (run
+`make lock`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 try:  # Python >= 3.11
     import tomllib
@@ -147,24 +151,94 @@ def test_constraints_pin_torch():
     assert _constraint_pins().get("torch") == "==2.13.0"
 
 
-def test_makefile_installs_with_constraints():
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    # Every spelled-out `pip install` (e.g. the PIP_INSTALL variable) carries the constraints.
-    installs = [
-        line
-        for line in makefile.splitlines()
-        if re.search(r"pip\)?\s+install\b", line, re.IGNORECASE)
-    ]
-    assert installs, "the Makefile has no pip install line"
-    for line in installs:
-        assert "-c constraints.txt" in line, f"pip install without -c constraints.txt: {line!r}"
-    # torch goes in first, on its own, at the pin of constraints.txt.
+LOCKS = ROOT / "requirements"
+# Which pyproject extras each lock carries (dev.lock is the whole tree).
+LOCK_EXTRAS = {"base": (), "lab": ("lab",), "dev": ("dev", "lab")}
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+
+
+def _lock(name: str) -> dict[str, str]:
+    """{normalised name: exact version} of requirements/<name>.lock."""
+    pins = {}
+    for line in (LOCKS / f"{name}.lock").read_text(encoding="utf-8").splitlines():
+        match = _PIN.match(line.strip())
+        if match:
+            pins[_normalise(match.group(1))] = match.group(2)
+    return pins
+
+
+def _makefile() -> str:
+    return (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lock", sorted(LOCK_EXTRAS))
+def test_lock_satisfies_pyproject(lock):
+    """Every requirement of pyproject.toml (runtime + the lock's extras) is locked inside its range."""
+    project = _pyproject()["project"]
+    lines = list(project["dependencies"])
+    for extra in LOCK_EXTRAS[lock]:
+        lines += project["optional-dependencies"][extra]
+    pins = _lock(lock)
+    env = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "extra": ""}
+    for line in lines:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        name = _normalise(req.name)
+        assert name in pins, f"{name} is in pyproject.toml but not in requirements/{lock}.lock: run `make lock`"
+        assert req.specifier.contains(Version(pins[name]), prereleases=True), (
+            f"requirements/{lock}.lock pins {name}=={pins[name]}, outside pyproject.toml's {line!r}: run `make lock`"
+        )
+
+
+@pytest.mark.parametrize("lock", ["base", "lab", "build"])
+def test_locks_agree_with_dev_lock(lock):
+    """One version per package in every lock, so moving between make targets changes nothing."""
+    dev, pins = _lock("dev"), _lock(lock)
+    differ = {n: (v, dev[n]) for n, v in pins.items() if n in dev and dev[n] != v}
+    assert not differ, f"requirements/{lock}.lock and dev.lock disagree (yours, dev): {differ}"
+    if lock != "build":
+        assert set(pins) <= set(dev), f"{lock}.lock has packages dev.lock lacks: {set(pins) - set(dev)}"
+
+
+@pytest.mark.parametrize("lock", sorted(LOCK_EXTRAS))
+def test_locks_pin_torch_at_the_constraint(lock):
+    torch = Version(_lock(lock)["torch"])
+    assert Version(torch.base_version) == Version(_constraint_pins()["torch"].removeprefix("=="))
+
+
+def test_makefile_installs_only_from_locks():
+    makefile = _makefile()
     torch_pin = re.search(r"^TORCH\s*:?=\s*(\S+)", makefile, flags=re.MULTILINE)
-    assert torch_pin, "the Makefile must name the torch pin it installs first (TORCH := ...)"
+    assert torch_pin, "the Makefile must name the torch pin (TORCH := ...)"
     assert torch_pin.group(1) == "torch" + _constraint_pins()["torch"]
-    first_torch = makefile.index('$(PIP_INSTALL) "$(TORCH)"')
-    assert first_torch < makefile.index("$(PIP_INSTALL) -e .")
+    assert re.search(r"^PIP_SYNC\s*:=.*--no-deps", makefile, flags=re.MULTILINE), "lock installs must use --no-deps"
+    for tree in ("base", "dev", "lab"):
+        rule = re.search(rf"^\$\(VENV\)/\.stamp-{tree}:.*\n\t\$\(call install_lock,{tree}\)", makefile, re.MULTILINE)
+        assert rule, f"the .stamp-{tree} rule must install requirements/{tree}.lock"
+        assert f"$(LOCKS)/{tree}.lock" in rule.group(0), f".stamp-{tree} must depend on its lock file"
+    body = makefile[makefile.index("define install_lock"):makefile.index("endef")]
+    assert "$(PIP) check" in body, "a lock install must end with pip check"
+    # Every pip install that resolves (no lock: `make lock`'s tool, `make test-latest`) is held to
+    # the torch pin of constraints.txt, except installing the pinned lock tool itself.
+    for line in makefile.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        if re.search(r"pip\b.*\binstall\b", line) and "PIP_SYNC" not in line and '"$(UV)"' not in line:
+            assert "-c constraints.txt" in line, f"pip install without -c constraints.txt: {line!r}"
     assert "-m venv" in makefile
+    assert re.search(r"^lock:", makefile, re.MULTILINE) and re.search(r"^test-latest:", makefile, re.MULTILINE)
+
+
+def test_make_targets_default_to_one_thread():
+    """make test/demo/figures/lab export OMP_NUM_THREADS (THREADS, default 1, the user's own kept)."""
+    makefile = _makefile()
+    assert re.search(r"^THREADS\s*\?=\s*1$", makefile, re.MULTILINE)
+    targets = set()
+    for line in re.findall(r"^(.*):\s*export OMP_NUM_THREADS \?= \$\(THREADS\)$", makefile, re.MULTILINE):
+        targets |= set(line.split())
+    assert targets >= {"test", "demo", "figures", "lab", "test-latest"}
 
 
 @pytest.mark.parametrize("extra", EXTRAS)

@@ -220,6 +220,7 @@ def run_bridge_demo(out_dir: str | Path = "figures", *, algorithms: Sequence[str
     Munos et al., arXiv:2312.00886v4; Calandriello et al., arXiv:2403.08635v1; Azar et al.,
     arXiv:2310.12036v2.
     """
+    from .._paths import check_out_folder
     from ..plotting import save_figure
     from .bridge import bridge_figure, run_bridge
     from .bridge_error import tv_sampling_error
@@ -228,7 +229,7 @@ def run_bridge_demo(out_dir: str | Path = "figures", *, algorithms: Sequence[str
     if not algorithms or any(a not in _SOLVER for a in algorithms):
         raise ValueError(f"algorithms must be a non-empty list from {DEMO_ALGORITHMS}, got {algorithms!r}")
     out = sys.stdout if stream is None else stream
-    out_dir = Path(out_dir)
+    out_dir = check_out_folder(out_dir, "out_dir")
     results: list[BridgeResult] = []
     # the reference's class estimate depends only on the model and the sample sizes (not on the game
     # or the algorithm): later runs with the same sizes reuse it instead of sampling it again

@@ -14,8 +14,10 @@ The online algorithms need completions from three distributions:
   arXiv:2312.00886v4, App. F.1). ``mixture`` = m is the weight on the **reference**, as TRL's
   ``GeometricMixtureWrapper(mixture_coef=...)``; m = 0 is the policy, m = 1 the reference.
 
-Each model keeps its own KV cache (``past_key_values``, ``use_cache=True``), so one step costs one
-new-token forward pass per model, where TRL's wrapper recomputes the whole sequence (no cache).
+Each model keeps its own KV cache (a ``DynamicCache`` passed under the name the model's
+``forward`` takes: ``cache`` from transformers 5.25, ``past_key_values`` before; see
+``_cache_keyword``), so one step costs one new-token forward pass per model, where TRL's wrapper
+recomputes the whole sequence (no cache).
 Randomness comes only from an explicit ``torch.Generator`` (one uniform per row and step, turned
 into a token by ``draw_tokens``: inversion of the float64 CDF), so a seed fixes the completions. Prompts are left-padded; position ids come from the attention mask.
 
@@ -36,6 +38,7 @@ Multitask Learners" (GPT-2).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +49,7 @@ from torch import Tensor
 
 from prefopt_toy._validate import as_int, as_positive_float, as_unit_interval
 
-from .data import model_device, to_device
+from .data import check_model_inputs, model_device, model_limits, to_device
 
 __all__ = ["Samples", "draw_tokens", "geometric_mixture_logprobs", "sample"]
 
@@ -150,6 +153,29 @@ class Samples:
     temperature applied), 0 where the mask is 0. No gradient."""
 
 
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword under which ``model.forward`` takes its KV cache.
+
+    transformers 5.25 renamed ``past_key_values`` to ``cache`` (the old name warns until its removal
+    in 5.40); a model written against either release, or a user's own module, is asked rather than
+    assumed. Raises ``ValueError`` when ``forward`` takes neither name.
+    """
+    params = inspect.signature(model.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    raise ValueError(
+        f"model: {type(model).__name__}.forward takes no KV cache (neither `cache` nor "
+        "`past_key_values`); sample() needs a causal LM with a KV cache"
+    )
+
+
+def _output_cache(out: Any) -> Any:
+    """The cache a forward pass returned, read without touching deprecated attribute names."""
+    keys = out.keys() if hasattr(out, "keys") else ()
+    return out["cache"] if "cache" in keys else out["past_key_values"]
+
+
 @contextlib.contextmanager
 def _eval_mode(*models: torch.nn.Module) -> Iterator[None]:
     """Switch models to eval (no dropout) for the block, then restore each module's flag."""
@@ -183,6 +209,26 @@ def _check_prompts(input_ids: Any, attention_mask: Any) -> None:
         )
     if not bool((mask[:, 1:] >= mask[:, :-1]).all()):
         raise ValueError("attention_mask must be left-padded: no 0 after a 1 in a row")
+
+
+def _check_runners(runners: list[Any], names: list[str], input_ids: Tensor, attention_mask: Tensor, *,
+                   max_new_tokens: int, eos_token_id: int | None, pad_token_id: int) -> None:
+    """The models that will run can take the prompts: modules, one vocabulary, ids and special ids
+    inside it, and every prompt plus ``max_new_tokens`` within their positions."""
+    vocabs = []
+    for lm, name in zip(runners, names):
+        if not isinstance(lm, torch.nn.Module):
+            raise ValueError(f"{name} must be a causal LM (a torch.nn.Module with a KV cache), got {type(lm).__name__}")
+        check_model_inputs(lm, input_ids, attention_mask, new_tokens=max_new_tokens, model_name=name)
+        vocab = model_limits(lm).vocab_size
+        vocabs.append(vocab)
+        for key, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+            if vocab is not None and value is not None and value >= vocab:
+                raise ValueError(f"{key} = {value} is outside {name}'s vocabulary [0, {vocab}) "
+                                 f"(vocab_size={vocab}): was the tokenizer made for another model?")
+    if len(vocabs) == 2 and None not in vocabs and vocabs[0] != vocabs[1]:
+        raise ValueError(f"model and ref_model must share one vocabulary to be mixed, got vocab_size "
+                         f"{vocabs[0]} and {vocabs[1]}")
 
 
 @torch.no_grad()
@@ -243,7 +289,10 @@ def sample(
     ValueError
         Bad shapes, a mask that is not left padding, ``mixture`` outside [0, 1] or > 0 without
         ``ref_model``, non-positive ``temperature`` or ``max_new_tokens``, no generator, or a
-        policy and a reference (both used) on different devices.
+        policy and a reference (both used) on different devices or with different vocabularies; a
+        prompt token, ``eos_token_id`` or ``pad_token_id`` outside a used model's vocabulary; a
+        prompt whose length plus ``max_new_tokens`` exceeds a used model's positions
+        (``n_positions`` for GPT-2). Each message names the argument and the model's limit.
 
     Notes
     -----
@@ -283,6 +332,9 @@ def sample(
         raise ValueError(f"mixture = {m} > 0 needs a ref_model")
     # the model with weight 0 is not run at all
     runners = [model] if m == 0 else [ref_model] if m == 1 else [model, ref_model]
+    names = ["model"] if m == 0 else ["ref_model"] if m == 1 else ["model", "ref_model"]
+    _check_runners(runners, names, input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                   eos_token_id=eos_token_id, pad_token_id=pad_token_id)
     device = model_device(runners[0])
     if len(runners) == 2 and model_device(runners[1]) != device:
         raise ValueError(f"model and ref_model must be on one device, got {device} and {model_device(runners[1])}")
@@ -290,6 +342,7 @@ def sample(
 
     B = input_ids.shape[0]
     mask = attention_mask.to(torch.int64)  # (B, T)
+    cache_keys = [_cache_keyword(lm) for lm in runners]
     caches: list[Any] = [None] * len(runners)
     step_ids = input_ids  # (B, T) then (B, 1)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
@@ -303,10 +356,10 @@ def sample(
                     input_ids=step_ids,
                     attention_mask=mask,
                     position_ids=position_ids,
-                    past_key_values=caches[i],
                     use_cache=True,
+                    **{cache_keys[i]: caches[i]},
                 )
-                caches[i] = out.past_key_values
+                caches[i] = _output_cache(out)
                 logits.append(out.logits[:, -1, :])  # (B, V)
             if len(runners) == 1:
                 dtype = torch.promote_types(logits[0].dtype, torch.float32)
