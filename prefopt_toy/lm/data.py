@@ -9,6 +9,13 @@ TRL does, then EOS is appended to every completion; write completions with a lea
 Masks come from lengths, never from ``input_ids != pad_token_id``: GPT-2's pad id is its EOS id,
 and the EOS that ends a completion is a real, scored token.
 
+**Checks at the boundary.** ``validate_texts`` and ``validate_*_examples`` refuse a bare string
+(it is iterable: it would become one prompt per character), bytes, a single dict, a generator and
+an empty sequence, naming the argument; ``check_model_inputs`` refuses, where ids enter a model
+(``logprobs.token_logprobs``, ``sampling.sample``), a token id outside the model's vocabulary and a
+row longer than its positions (``model_limits``: ``n_positions`` or ``max_position_embeddings``),
+naming the id or length and the limit, instead of torch's bare ``IndexError``.
+
 **Devices.** Batches are built on the CPU. ``model_device(model)`` is the device of a model's
 parameters and ``to_device(batch, device)`` moves a batch there; the samplers and the log-prob
 functions call the two right before each forward pass, so a model loaded with
@@ -25,20 +32,26 @@ Rafailov et al., arXiv:2305.18290v3 (DPO data: prompt, preferred and dispreferre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "ModelLimits",
     "build_batch",
+    "check_model_inputs",
+    "check_tokenizer",
     "model_device",
+    "model_limits",
     "to_device",
     "tokenize_pairs",
     "tokenize_prompts",
     "validate_preference_examples",
     "validate_prompt_examples",
+    "validate_texts",
 ]
 
 _PAIR_KEYS = ("prompt", "chosen", "rejected")
@@ -101,29 +114,270 @@ def to_device(obj, device: torch.device | str):
     return obj
 
 
-def _check_examples(examples, keys: tuple[str, ...]) -> list[dict]:
-    if isinstance(examples, (str, bytes, dict)) or not isinstance(examples, Sequence):
-        raise ValueError(f"examples must be a list of dicts with keys {keys}, got {type(examples).__name__}")
-    if len(examples) == 0:
-        raise ValueError("examples must not be empty")
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, dict):
-            raise ValueError(f"examples[{i}] must be a dict with keys {keys}, got {type(ex).__name__}")
+class ModelLimits(NamedTuple):
+    """What token ids a model can take: see :func:`model_limits`."""
+
+    vocab_size: int | None
+    """Number of rows of the input embedding (ids must lie in ``[0, vocab_size)``); None: unknown."""
+    max_positions: int | None
+    """Longest sequence the position embedding covers; None: unknown (no limit checked)."""
+    positions_key: str | None
+    """The config field ``max_positions`` came from (``n_positions`` or ``max_position_embeddings``)."""
+
+
+def model_limits(model) -> ModelLimits:
+    """The vocabulary size and the position limit of a causal LM, read from the model itself.
+
+    The vocabulary is the row count of ``model.get_input_embeddings()`` (what an id indexes),
+    else ``model.config.vocab_size``; the position limit is ``config.n_positions`` (GPT-2), else
+    ``config.max_position_embeddings`` (most other architectures). A field that is missing is
+    reported as None, and :func:`check_model_inputs` then skips that check.
+
+    Parameters
+    ----------
+    model : causal LM (e.g. ``GPT2LMHeadModel``) or any ``torch.nn.Module``
+
+    Returns
+    -------
+    ModelLimits
+        ``(vocab_size, max_positions, positions_key)``.
+
+    References
+    ----------
+    Hugging Face transformers 5 (``PretrainedConfig``, ``GPT2Config.n_positions``).
+
+    Examples
+    --------
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> with torch.random.fork_rng():
+    ...     lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=11, n_positions=16))
+    >>> model_limits(lm)
+    ModelLimits(vocab_size=11, max_positions=16, positions_key='n_positions')
+    """
+    vocab = None
+    get_emb = getattr(model, "get_input_embeddings", None)
+    if callable(get_emb):
+        try:
+            vocab = int(get_emb().num_embeddings)
+        except (AttributeError, NotImplementedError, TypeError):
+            vocab = None
+    config = getattr(model, "config", None)
+    if vocab is None:
+        vocab = _config_int(config, "vocab_size")
+    for key in ("n_positions", "max_position_embeddings"):
+        limit = _config_int(config, key)
+        if limit is not None:
+            return ModelLimits(vocab, limit, key)
+    return ModelLimits(vocab, None, None)
+
+
+def _config_int(config, key: str) -> int | None:
+    value = getattr(config, key, None)
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+
+
+def check_model_inputs(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, new_tokens: int = 0,
+                       name: str = "input_ids", model_name: str = "model") -> None:
+    """Raise ``ValueError`` unless ``model`` can take ``input_ids``: every id in its vocabulary, every
+    row (its real tokens, plus ``new_tokens`` to be generated) within its positions.
+
+    The one check where token ids enter a model (``logprobs.token_logprobs``, ``sampling.sample``):
+    without it an id or a position out of range escapes from deep inside torch as a bare
+    ``IndexError: index out of range in self``. Padding ids are checked too (they are fed to the
+    model, masked). A row's length is its number of real tokens (``attention_mask`` row sum; the
+    whole width without a mask), since positions are counted from the mask.
+
+    Parameters
+    ----------
+    model : causal LM
+        Its limits come from :func:`model_limits`; an unknown limit is not checked.
+    input_ids : Tensor, shape (B, T), integer
+    attention_mask : Tensor, shape (B, T), optional
+    new_tokens : int >= 0
+        Tokens still to be generated after the prompt (``max_new_tokens`` when sampling).
+    name, model_name : str
+        How the message names the ids and the model.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the offending id or length, its row and the model's limit.
+
+    References
+    ----------
+    Radford et al. 2019 (GPT-2: learned absolute position embeddings, ``n_positions`` of them).
+
+    Examples
+    --------
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> with torch.random.fork_rng():
+    ...     lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=11, n_positions=16))
+    >>> check_model_inputs(lm, torch.tensor([[3, 12]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: input_ids holds token id 12 at [0, 1], outside model's vocabulary [0, 11) (vocab_size=11): were the ids made by a tokenizer for another model?
+    """
+    limits = model_limits(model)
+    if limits.vocab_size is not None and input_ids.numel():
+        bad = (input_ids < 0) | (input_ids >= limits.vocab_size)
+        if bool(bad.any()):
+            b, t = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name} holds token id {int(input_ids[b, t])} at [{b}, {t}], outside {model_name}'s vocabulary "
+                f"[0, {limits.vocab_size}) (vocab_size={limits.vocab_size}): were the ids made by a tokenizer "
+                "for another model?"
+            )
+    if limits.max_positions is not None and input_ids.numel():
+        lengths = (attention_mask.to(torch.int64).sum(dim=1) if attention_mask is not None
+                   else torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.int64))
+        row = int(lengths.argmax())
+        longest = int(lengths[row]) + new_tokens
+        if longest > limits.max_positions:
+            what = (f"{int(lengths[row])} prompt tokens + max_new_tokens={new_tokens} = {longest} positions"
+                    if new_tokens else f"{longest} tokens")
+            raise ValueError(
+                f"{name}: row {row} needs {what}, more than {model_name}'s position limit "
+                f"{limits.positions_key}={limits.max_positions} (shorten the text or use a model with more positions)"
+            )
+
+
+def check_tokenizer(tokenizer, *, name: str = "tokenizer") -> tuple[int, int]:
+    """Check that ``tokenizer`` can be used here; return its ``(eos_token_id, pad_token_id)``.
+
+    A tokenizer must be callable (``tokenizer(text).input_ids``) and define an integer
+    ``eos_token_id``; ``pad_token_id`` may be None (EOS pads then, GPT-2's convention).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and what is missing.
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (pad token = EOS convention for GPT-2).
+    """
+    if tokenizer is None or not callable(tokenizer):
+        raise ValueError(f"{name} must be a tokenizer (callable, tokenizer(text).input_ids, e.g. "
+                         f"prefopt_toy.lm.tokenizer.gpt2_tokenizer()), got {type(tokenizer).__name__}")
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if isinstance(eos, bool) or not isinstance(eos, numbers.Integral) or eos < 0:
+        raise ValueError(f"{name} must define eos_token_id as an integer >= 0, got {eos!r}")
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = eos
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
+        raise ValueError(f"{name}.pad_token_id must be None or an integer >= 0, got {pad!r}")
+    return int(eos), int(pad)
+
+
+def _as_list(x: Any, name: str, what: str) -> list:
+    """``x`` as a list, refusing a bare string (it would be read one character at a time), bytes, a
+    mapping, and anything that is not a sequence (a generator could be exhausted or empty)."""
+    if isinstance(x, (str, bytes, bytearray, memoryview)):
+        raise ValueError(
+            f"{name} must be a list or tuple of {what}, not a single {type(x).__name__} (it would be read "
+            "one character at a time); wrap a single one in a list: [...]"
+        )
+    if isinstance(x, Mapping) or not isinstance(x, Sequence):
+        hint = " (pass list(...) of it)" if isinstance(x, Iterable) and not isinstance(x, Mapping) else ""
+        raise ValueError(f"{name} must be a list or tuple of {what}, got {type(x).__name__}{hint}")
+    return list(x)
+
+
+def validate_texts(texts: Any, name: str = "texts", *, allow_empty: bool = False,
+                   allow_blank: bool = False) -> list[str]:
+    """Check a sequence of strings (prompts, completions); return it as a list.
+
+    Parameters
+    ----------
+    texts : list or tuple of str
+        A bare ``str`` (or bytes, a dict, a generator, a set) is refused: a string is iterable and
+        would silently become one text per character.
+    name : str
+        How the messages name the argument (``"prompts"``, ``"list_a"``, ...).
+    allow_empty : bool, default False
+        Accept an empty sequence.
+    allow_blank : bool, default False
+        Accept empty or whitespace-only strings (a sampled completion may be empty; a prompt may not).
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` (and the index of a bad entry) and the constraint.
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (prompt-only dataset format).
+
+    Examples
+    --------
+    >>> validate_texts(["My favourite fruit is"], "prompts")
+    ['My favourite fruit is']
+    >>> validate_texts("My favourite fruit is", "prompts")
+    Traceback (most recent call last):
+    ...
+    ValueError: prompts must be a list or tuple of str, not a single str (it would be read one character at a time); wrap a single one in a list: [...]
+    """
+    out = _as_list(texts, name, "str")
+    if not out and not allow_empty:
+        raise ValueError(f"{name} must not be empty: at least one text")
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise ValueError(f"{name}[{i}] must be a str, got {type(text).__name__}")
+        if not allow_blank and not text.strip():
+            raise ValueError(f"{name}[{i}] is an empty text")
+    return out
+
+
+def _encode(tokenizer, text: str, where: str) -> list[int]:
+    """``tokenizer(text).input_ids`` as a list of int, refusing an empty encoding (naming ``where``)."""
+    ids = list(tokenizer(text).input_ids)
+    if not ids:
+        raise ValueError(f"{where} tokenises to no tokens: {text!r}")
+    return ids
+
+
+def _check_examples(examples, keys: tuple[str, ...], name: str = "examples") -> list[dict]:
+    items = _as_list(examples, name, f"dicts with keys {keys}")
+    if len(items) == 0:
+        raise ValueError(f"{name} must not be empty")
+    for i, ex in enumerate(items):
+        if not isinstance(ex, Mapping):
+            raise ValueError(f"{name}[{i}] must be a dict with keys {keys}, got {type(ex).__name__}")
         for k in keys:
             if k not in ex:
-                raise ValueError(f"examples[{i}] is missing the key {k!r} (needs {keys})")
+                raise ValueError(f"{name}[{i}] is missing the key {k!r} (needs {keys}, has {tuple(ex)})")
             if not isinstance(ex[k], str):
-                raise ValueError(f"examples[{i}][{k!r}] must be a string, got {type(ex[k]).__name__}")
+                raise ValueError(f"{name}[{i}][{k!r}] must be a string, got {type(ex[k]).__name__}")
             if not ex[k].strip():
                 what = "prompt" if k == "prompt" else "completion"
-                raise ValueError(f"examples[{i}][{k!r}] is an empty {what}")
-    return list(examples)
+                raise ValueError(f"{name}[{i}][{k!r}] is an empty {what}")
+    return items
 
 
-def validate_preference_examples(examples) -> list[dict]:
+def validate_preference_examples(examples, name: str = "examples") -> list[dict]:
     """Check a list of ``{"prompt", "chosen", "rejected"}`` dicts (non-empty strings).
 
-    Raises ``ValueError`` naming the example index and the key at fault.
+    Parameters
+    ----------
+    examples : list or tuple of dict
+        Extra keys are allowed and ignored. A single dict, a string, a generator or an empty list
+        is refused.
+    name : str, default "examples"
+        How the messages name the argument (the trainer passes ``"dataset"``).
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the example index and the key at fault.
 
     References
     ----------
@@ -136,17 +390,20 @@ def validate_preference_examples(examples) -> list[dict]:
     ...
     ValueError: examples[0]['rejected'] is an empty completion
     """
-    return _check_examples(examples, _PAIR_KEYS)
+    return _check_examples(examples, _PAIR_KEYS, name)
 
 
-def validate_prompt_examples(examples) -> list[dict]:
+def validate_prompt_examples(examples, name: str = "examples") -> list[dict]:
     """Check a list of prompt-only ``{"prompt": str}`` dicts (TRL's format for online training).
+
+    As :func:`validate_preference_examples`, with the one key ``"prompt"``; ``name`` is how the
+    messages name the argument.
 
     References
     ----------
     TRL https://github.com/huggingface/trl v1.13.0 (prompt-only dataset format).
     """
-    return _check_examples(examples, ("prompt",))
+    return _check_examples(examples, ("prompt",), name)
 
 
 def build_batch(
@@ -216,6 +473,7 @@ def tokenize_pairs(
     *,
     max_length: int,
     padding_side: Literal["left", "right"] = "right",
+    name: str = "examples",
 ) -> dict[str, Tensor]:
     """Tokenise preference examples into padded chosen and rejected batches with completion masks.
 
@@ -233,6 +491,8 @@ def tokenize_pairs(
         Longest allowed row (prompt + completion + EOS); a longer example raises ``ValueError``
         naming its index (nothing is truncated silently).
     padding_side : {"left", "right"}
+    name : str, default "examples"
+        How the messages name ``examples`` (the trainer passes ``"dataset"``).
 
     Returns
     -------
@@ -245,20 +505,17 @@ def tokenize_pairs(
     TRL https://github.com/huggingface/trl v1.13.0 (``DPOTrainer``: EOS appended to completions);
     Rafailov et al., arXiv:2305.18290v3.
     """
-    examples = validate_preference_examples(examples)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+    examples = validate_preference_examples(examples, name)
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 2:
         raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("tokenizer must define eos_token_id")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    prompts = [tokenizer(ex["prompt"]).input_ids for ex in examples]
+    eos, pad = check_tokenizer(tokenizer)
+    prompts = [_encode(tokenizer, ex["prompt"], f"{name}[{i}]['prompt']") for i, ex in enumerate(examples)]
     sides: dict[str, list[list[int]]] = {}
     for key in ("chosen", "rejected"):
-        sides[key] = [tokenizer(ex[key]).input_ids + [eos] for ex in examples]
+        sides[key] = [_encode(tokenizer, ex[key], f"{name}[{i}][{key!r}]") + [eos] for i, ex in enumerate(examples)]
         for i, (p, c) in enumerate(zip(prompts, sides[key])):
             if len(p) + len(c) > max_length:
-                raise ValueError(f"examples[{i}][{key!r}]: prompt + completion + EOS is {len(p) + len(c)} tokens, more than max_length={max_length}")
+                raise ValueError(f"{name}[{i}][{key!r}]: prompt + completion + EOS is {len(p) + len(c)} tokens, more than max_length={max_length}")
     t = max(len(p) + len(c) for key in sides for p, c in zip(prompts, sides[key]))
     out: dict[str, Tensor] = {}
     for key in ("chosen", "rejected"):
@@ -267,15 +524,18 @@ def tokenize_pairs(
     return out
 
 
-def tokenize_prompts(tokenizer, examples, *, max_length: int) -> dict[str, Tensor]:
+def tokenize_prompts(tokenizer, examples, *, max_length: int, name: str = "examples") -> dict[str, Tensor]:
     """Left-padded prompt batch for generation (online training): ``input_ids``, ``attention_mask``.
 
     Parameters
     ----------
     tokenizer : GPT-2 tokenizer
     examples : list of ``{"prompt": str}`` dicts, or list of str
+        Not a bare str (it would be one prompt per character): ``ValueError``.
     max_length : int
         Longest allowed prompt; a longer one raises ``ValueError`` naming its index.
+    name : str, default "examples"
+        How the messages name ``examples`` (the trainer passes ``"prompts"``).
 
     Returns
     -------
@@ -285,16 +545,20 @@ def tokenize_prompts(tokenizer, examples, *, max_length: int) -> dict[str, Tenso
     ----------
     TRL https://github.com/huggingface/trl v1.13.0 (prompt-only format; left padding for generation).
     """
-    if isinstance(examples, Sequence) and not isinstance(examples, str) and examples and all(isinstance(e, str) for e in examples):
-        examples = [{"prompt": e} for e in examples]
-    examples = validate_prompt_examples(examples)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+    if (isinstance(examples, Sequence) and not isinstance(examples, (str, bytes)) and examples
+            and all(isinstance(e, str) for e in examples)):
+        texts = validate_texts(examples, name)
+        where = [f"{name}[{i}]" for i in range(len(texts))]
+    else:
+        texts = [ex["prompt"] for ex in validate_prompt_examples(examples, name)]
+        where = [f"{name}[{i}]['prompt']" for i in range(len(texts))]
+    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 1:
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-    ids = [tokenizer(ex["prompt"]).input_ids for ex in examples]
-    for i, p in enumerate(ids):
+    _, pad = check_tokenizer(tokenizer)
+    ids = [_encode(tokenizer, text, at) for text, at in zip(texts, where)]
+    for at, p in zip(where, ids):
         if len(p) > max_length:
-            raise ValueError(f"examples[{i}]['prompt'] is {len(p)} tokens, more than max_length={max_length}")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            raise ValueError(f"{at} is {len(p)} tokens, more than max_length={max_length}")
     t = max(len(p) for p in ids)
     input_ids = torch.full((len(ids), t), pad, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(ids), t), dtype=torch.long)  # (B, T)

@@ -17,6 +17,12 @@ Three judges are provided:
   positive-continuation task.
 - :class:`CallableJudge` wraps any callable ``(a, b) -> probability``.
 
+Wherever a judge is taken (the trainer, :func:`as_judge`), a plain callable ``fn(a, b) -> Pr(a beats
+b)`` is accepted and wrapped in a :class:`CallableJudge`; anything else that is not a
+:class:`Judge` is refused with a ``ValueError`` saying what a judge must be. Every probability a
+judge returns is checked (:func:`judge_probs`: one finite value in [0, 1] per pair), and a bad one
+raises a ``ValueError`` naming the judge.
+
 References
 ----------
 Munos et al., arXiv:2312.00886v4, Sec. 2 (the preference model ``P(y > y')``); Calandriello et al.,
@@ -26,6 +32,7 @@ Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text", ICWS
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import re
 from abc import ABC, abstractmethod
@@ -38,7 +45,9 @@ from torch import Tensor
 from prefopt_toy._validate import as_positive_float, as_unit_interval
 from prefopt_toy.games import check_preference_matrix
 
-__all__ = ["CallableJudge", "Judge", "LiftedGameJudge", "SentimentJudge"]
+from .data import validate_texts
+
+__all__ = ["CallableJudge", "Judge", "LiftedGameJudge", "SentimentJudge", "as_judge", "judge_probs"]
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -46,17 +55,15 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (for a repr in an error message)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _as_texts(texts: Any, name: str) -> list[str]:
-    """A list of strings (a single ``str`` is refused: it would iterate over characters)."""
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise ValueError(  # noqa: TRY004
-            f"{name} must be a sequence (list or tuple) of str, got {type(texts).__name__}"
-        )
-    out = list(texts)
-    for i, text in enumerate(out):
-        if not isinstance(text, str):
-            raise ValueError(f"{name}[{i}] must be a str, got {type(text).__name__}")  # noqa: TRY004
-    return out
+    """A list of strings, possibly empty ones (a sampled completion can be empty); a single ``str``,
+    bytes, a dict or a generator is refused (``data.validate_texts``)."""
+    return validate_texts(texts, name, allow_empty=True, allow_blank=True)
 
 
 def _as_pair_lists(list_a: Any, list_b: Any) -> tuple[list[str], list[str]]:
@@ -85,7 +92,7 @@ class Judge(ABC):
         r"""Pr(``a`` beats ``b``), a float in [0, 1]."""
         if not isinstance(a, str) or not isinstance(b, str):
             raise ValueError(f"a and b must be str, got {type(a).__name__} and {type(b).__name__}")  # noqa: TRY004
-        return float(self.probs([a], [b])[0])
+        return float(judge_probs(self, [a], [b])[0])
 
     def sample_labels(
         self, list_a: Sequence[str], list_b: Sequence[str], generator: torch.Generator
@@ -103,10 +110,16 @@ class Judge(ABC):
         -------
         Tensor, shape (n,), int64
             ``1[u_i < p_i]`` with ``u_i ~ U[0, 1)`` from ``generator``.
+
+        Raises
+        ------
+        ValueError
+            Bad texts, no generator, or probabilities that are not n finite values in [0, 1]
+            (:func:`judge_probs`).
         """
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")  # noqa: TRY004
-        p = self.probs(list_a, list_b)  # (n,)
+        p = judge_probs(self, list_a, list_b)  # (n,)
         u = torch.rand(p.shape, generator=generator, dtype=torch.float64, device=generator.device)
         return (u < p.to(u.device)).to(torch.int64)
 
@@ -302,13 +315,17 @@ class CallableJudge(Judge):
     Parameters
     ----------
     fn : callable (str, str) -> float
-        Called once per pair; must return a finite real number in [0, 1].
+        Called once per pair with the two completion texts; must return a finite real number in
+        [0, 1] (a Python or numpy number, or a one-element tensor).
+    name : str, default "fn"
+        How error messages name ``fn`` (``as_judge`` passes ``"judge"``).
 
     Raises
     ------
     ValueError
-        From :meth:`probs` when ``fn`` returns something that is not a real number in [0, 1];
-        the message names the two texts.
+        ``fn`` not callable, or not callable with two positional arguments; from :meth:`probs`
+        when ``fn`` returns something that is not a real number in [0, 1] (the message names
+        ``fn`` and the two texts).
 
     References
     ----------
@@ -321,10 +338,12 @@ class CallableJudge(Judge):
     [1.0, 0.5]
     """
 
-    def __init__(self, fn: Callable[[str, str], float]) -> None:
+    def __init__(self, fn: Callable[[str, str], float], *, name: str = "fn") -> None:
         if not callable(fn):
-            raise ValueError(f"fn must be callable, got {type(fn).__name__}")  # noqa: TRY004
+            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")  # noqa: TRY004
+        _check_two_texts_signature(fn, name)
         self.fn = fn
+        self.name = name
 
     def probs(self, list_a: Sequence[str], list_b: Sequence[str]) -> Tensor:
         """``fn(a_i, b_i)`` for each pair, validated, shape (n,), float64."""
@@ -334,6 +353,8 @@ class CallableJudge(Judge):
             value = self.fn(x, y)
             if isinstance(value, Tensor) and value.numel() == 1:
                 value = value.item()
+            elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalars and arrays
+                value = value.item()
             if (
                 isinstance(value, bool)
                 or not isinstance(value, numbers.Real)
@@ -341,7 +362,129 @@ class CallableJudge(Judge):
             ):
                 # NaN fails the range test too
                 raise ValueError(
-                    f"fn({_short(x)}, {_short(y)}) must return a probability in [0, 1], got {value!r}"
+                    f"{self.name}({_short(x)}, {_short(y)}) must return a probability in [0, 1] "
+                    f"(Pr(a beats b)), got {_clip(repr(value))}"
                 )
             out.append(float(value))
         return torch.tensor(out, dtype=torch.float64)
+
+
+def _check_two_texts_signature(fn: Callable, name: str) -> None:
+    """Refuse a callable that cannot be called as ``fn(a, b)`` (its signature, when Python knows it)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: trust them
+        return
+    try:
+        signature.bind("a", "b")
+    except TypeError:
+        raise ValueError(
+            f"{name} must be callable as {name}(a, b) with two completion texts, returning Pr(a beats b) "
+            f"in [0, 1]; {getattr(fn, '__qualname__', type(fn).__name__)}{signature} cannot be"
+        ) from None
+
+
+_JUDGE_DOC = (
+    "a prefopt_toy.lm.judges.Judge (LiftedGameJudge, SentimentJudge, CallableJudge or a subclass "
+    "implementing probs(list_a, list_b)) or a plain callable fn(a, b) -> Pr(a beats b) in [0, 1]"
+)
+
+
+def as_judge(judge: Any, name: str = "judge") -> Judge:
+    """A :class:`Judge` from what a user passed: a judge as is, a plain callable wrapped.
+
+    Parameters
+    ----------
+    judge : Judge or callable
+        A :class:`Judge` is returned unchanged. A plain callable ``fn(a, b) -> Pr(a beats b)``
+        (two completion texts in, one probability in [0, 1] out, called once per pair) becomes
+        ``CallableJudge(fn, name=name)``.
+    name : str, default "judge"
+        How messages name the argument.
+
+    Returns
+    -------
+    Judge
+
+    Raises
+    ------
+    ValueError
+        ``judge`` is neither (None, a number, a string, an object without ``probs``...), or a
+        callable that cannot be called with two texts; the message says what a judge must be.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 2 (the preference model ``P(y > y')``).
+
+    Examples
+    --------
+    >>> judge = as_judge(lambda a, b: 1.0 if "cherry" in a else 0.0)
+    >>> judge.probs(["a cherry", "an apple"], ["an apple", "a cherry"]).tolist()
+    [1.0, 0.0]
+    >>> as_judge(0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: judge must be a prefopt_toy.lm.judges.Judge (LiftedGameJudge, SentimentJudge, CallableJudge or a subclass implementing probs(list_a, list_b)) or a plain callable fn(a, b) -> Pr(a beats b) in [0, 1], got float
+    """
+    if isinstance(judge, Judge):
+        return judge
+    if callable(judge) and not isinstance(judge, type):
+        return CallableJudge(judge, name=name)
+    raise ValueError(f"{name} must be {_JUDGE_DOC}, got {type(judge).__name__}")
+
+
+def judge_probs(judge: Judge, list_a: Sequence[str], list_b: Sequence[str], *, name: str = "judge") -> Tensor:
+    r"""``judge.probs(list_a, list_b)``, checked: one finite probability in [0, 1] per pair.
+
+    Every probability the trainer, the evaluation and the label samplers use goes through here, so
+    a judge that returns the wrong shape, NaN or a value outside [0, 1] fails at once with a
+    message naming it, instead of a silently wrong label weight.
+
+    Parameters
+    ----------
+    judge : Judge
+    list_a, list_b : sequence of str, length n
+    name : str, default "judge"
+        How the message names the judge (its class is added).
+
+    Returns
+    -------
+    Tensor, shape (n,), float64, on the device ``judge.probs`` returned it on
+
+    Raises
+    ------
+    ValueError
+        Bad texts, or the judge's output is not n finite real values in [0, 1].
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 2 (``P(y > y')`` is a probability).
+
+    Examples
+    --------
+    >>> class Broken(Judge):
+    ...     def probs(self, list_a, list_b):
+    ...         return torch.full((len(list_a),), 1.5, dtype=torch.float64)
+    >>> judge_probs(Broken(), ["a"], ["b"])
+    Traceback (most recent call last):
+    ...
+    ValueError: judge (Broken).probs must return probabilities in [0, 1] (Pr(list_a[i] beats list_b[i])), got 1.5 at index 0
+    """
+    a, b = _as_pair_lists(list_a, list_b)
+    raw = judge.probs(a, b)
+    label = f"{name} ({type(judge).__name__})"
+    try:
+        p = raw.detach() if isinstance(raw, Tensor) else torch.as_tensor(raw, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{label}.probs must return a (n,) tensor of probabilities, got {type(raw).__name__}") from err
+    if p.is_complex() or p.dtype == torch.bool or not (p.is_floating_point() or p.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"{label}.probs must return real probabilities, got dtype {p.dtype}")
+    p = p.to(torch.float64)
+    if p.shape != (len(a),):
+        raise ValueError(f"{label}.probs must return shape ({len(a)},), one probability per pair, got {tuple(p.shape)}")
+    bad = ~torch.isfinite(p) | (p < 0) | (p > 1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{label}.probs must return probabilities in [0, 1] (Pr(list_a[i] beats list_b[i])), "
+                         f"got {float(p[i])!r} at index {i}")
+    return p

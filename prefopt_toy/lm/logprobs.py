@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .data import model_device, to_device
+from .data import check_model_inputs, model_device, to_device
 
 __all__ = [
     "position_ids_from_mask",
@@ -159,6 +159,12 @@ def token_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mas
         raise ValueError(f"logits must have shape (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got {getattr(logits, 'shape', None)}")
     if not logits.is_floating_point():
         raise ValueError(f"logits must be a floating tensor, got dtype {logits.dtype}")
+    vocab = logits.shape[-1]
+    bad = (input_ids[:, 1:] < 0) | (input_ids[:, 1:] >= vocab)  # the scored targets index the logits
+    if bool(bad.any()):
+        b, t = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"input_ids holds token id {int(input_ids[b, t + 1])} at [{b}, {t + 1}], outside the "
+                         f"logits' vocabulary [0, {vocab}) (V = logits.shape[-1] = {vocab})")
     lp = _gather_logprobs(logits[:, :-1], input_ids[:, 1:].long())  # (B, T-1): token t+1 given <= t
     lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)  # (B, T), aligned with input_ids
     return torch.where(comp, lp, torch.zeros_like(lp))  # where, not *: padding rows may hold NaN
@@ -179,12 +185,24 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_
     Tensor, shape (B, T), on the model's device
         As ``token_logprobs_from_logits``: zero outside ``completion_mask``.
 
+    Raises
+    ------
+    ValueError
+        A malformed batch (see ``completion_logprobs``); a token id outside the model's vocabulary
+        or a row with more real tokens than the model's positions (``n_positions`` for GPT-2),
+        both named with the model's limit (``data.check_model_inputs``).
+
     References
     ----------
     Radford et al. 2019 (GPT-2); Rafailov et al., arXiv:2305.18290v3.
     """
+    if not callable(model):
+        raise ValueError(f"model must be a causal LM (a torch.nn.Module returning .logits), got {type(model).__name__}")
+    if attention_mask is None:
+        raise ValueError("attention_mask is required: a (B, T) 0/1 tensor, 1 on real tokens")
     input_ids, attention_mask, completion_mask = to_device((input_ids, attention_mask, completion_mask), model_device(model))
     attn, comp = _check_batch(input_ids, attention_mask, completion_mask)
+    check_model_inputs(model, input_ids, attn)  # ids in the vocabulary, rows within the positions
     out = model(
         input_ids=input_ids,
         attention_mask=attn.long(),
@@ -279,7 +297,8 @@ def completion_logprobs(
     ------
     ValueError
         Missing or unknown ``reduction``; shape mismatch; non-0/1 masks; an empty completion;
-        a completion token at position 0 or on padding.
+        a completion token at position 0 or on padding; a token id outside the model's vocabulary
+        or a row longer than the model's positions.
 
     References
     ----------

@@ -32,12 +32,19 @@ from .._validate import as_positive_float
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
 
-__all__ = ["LOSSES", "METRIC_NAMES", "TRL_LOSS_TYPES", "preference_loss", "preference_metrics"]
+__all__ = ["LOSSES", "LOSS_STRENGTH", "METRIC_NAMES", "TRL_LOSS_TYPES", "preference_loss", "preference_metrics"]
 
 LOSSES: tuple[str, ...] = ("dpo", "ipo", "slic", "robust_dpo") + tuple(
     f"gpo_{f}" for f in GPO_FUNCTIONS
 )
 """Names accepted by ``preference_loss(loss=...)``; ``gpo_<f>`` is ``gpo_loss(h, beta, f)``."""
+
+LOSS_STRENGTH: Mapping[str, str] = MappingProxyType(
+    {name: ("tau" if name == "ipo" else "beta") for name in LOSSES}
+)
+"""Each loss's KL-strength keyword: ``"tau"`` for IPO, ``"beta"`` for the DPO-like losses. The one
+place that says which hyperparameter a loss takes: ``preference_loss`` requires that keyword and
+refuses the other, and ``TrainConfig`` validates its ``beta`` / ``tau`` from it."""
 
 TRL_LOSS_TYPES: Mapping[str, str] = MappingProxyType(
     {"sigmoid": "dpo", "ipo": "ipo", "hinge": "slic", "robust": "robust_dpo"}
@@ -315,20 +322,17 @@ def preference_loss(
         raise ValueError(
             f"reduction must be 'sum' or 'mean' (how the log-probs were reduced over tokens), got {reduction!r}"
         )
-    if loss == "ipo":
-        if beta is not None:
-            raise ValueError(
-                "beta is not used by loss='ipo': pass IPO's tau (TRL's beta for loss_type='ipo')"
-            )
-        if tau is None:
-            raise ValueError("tau is required for loss='ipo' (TRL's beta for loss_type='ipo')")
-        scale = as_positive_float(tau, "tau")
-    else:
-        if tau is not None:
-            raise ValueError(f"tau is only used by loss='ipo'; loss={loss!r} takes beta")
-        if beta is None:
-            raise ValueError(f"beta is required for loss={loss!r}")
-        scale = as_positive_float(beta, "beta")
+    key = LOSS_STRENGTH[loss]  # "tau" for IPO, "beta" for the others
+    value, unused = (tau, beta) if key == "tau" else (beta, tau)
+    trl = " (TRL's beta for loss_type='ipo')" if key == "tau" else ""
+    if unused is not None:
+        other = "beta" if key == "tau" else "tau"
+        users = [name for name, k in LOSS_STRENGTH.items() if k == other]
+        raise ValueError(f"{other} is not used by loss={loss!r}, which takes {key}{trl}; {other} is only "
+                         f"used by {users}")
+    if value is None:
+        raise ValueError(f"{key} is required for loss={loss!r}{trl}")
+    scale = as_positive_float(value, key)
     if loss not in _SMOOTHED and label_smoothing != 0.0:
         raise ValueError(
             f"label_smoothing must be 0 for loss={loss!r}; only {list(_SMOOTHED)} use it"

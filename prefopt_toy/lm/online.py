@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._validate import as_int
-from .data import build_batch
+from .._validate import as_int, as_positive_float
+from .data import build_batch, check_tokenizer
 from .sampling import sample
 
 __all__ = ["LABEL_MODES", "SampledPairs", "label_weights", "nash_md_pg_surrogate", "sample_pairs"]
@@ -87,8 +87,13 @@ def label_weights(probs: Tensor, mode: str, *, judge=None, texts_a=None, texts_b
         return torch.where(p > 0.5, 1.0, torch.where(p < 0.5, 0.0, 0.5)).to(torch.float64)
     if mode == "sampled":
         n = as_int(n_samples, "n_samples", minimum=1)
-        if judge is None or generator is None:
-            raise ValueError("mode='sampled' needs judge, texts_a, texts_b and generator")
+        if judge is None or generator is None or texts_a is None or texts_b is None:
+            missing = [k for k, v in (("judge", judge), ("texts_a", texts_a), ("texts_b", texts_b),
+                                      ("generator", generator)) if v is None]
+            raise ValueError(f"mode='sampled' needs judge, texts_a, texts_b and generator; missing {missing}")
+        if len(texts_a) != p.shape[0] or len(texts_b) != p.shape[0]:
+            raise ValueError(f"texts_a and texts_b must hold one text per entry of probs ({p.shape[0]}), "
+                             f"got {len(texts_a)} and {len(texts_b)}")
         total = torch.zeros_like(p)
         for _ in range(n):
             total += judge.sample_labels(texts_a, texts_b, generator).to(device=p.device, dtype=torch.float64)
@@ -147,7 +152,14 @@ def sample_pairs(model, ref_model, tokenizer, prompt_batch: dict[str, Tensor], *
     Calandriello et al., arXiv:2403.08635v1, Sec. 5 (IPO-MD samples both from the mixture);
     Munos et al., arXiv:2312.00886v4, Sec. 7 (Nash-MD-PG: ``y ~ pi``, ``y' ~`` the mixture).
     """
+    if not isinstance(prompt_batch, dict) or not {"input_ids", "attention_mask"} <= prompt_batch.keys():
+        raise ValueError("prompt_batch must be a dict with 'input_ids' and 'attention_mask' (tokenize_prompts' "
+                         f"output), got {type(prompt_batch).__name__}"
+                         + (f" with keys {sorted(prompt_batch)}" if isinstance(prompt_batch, dict) else ""))
+    check_tokenizer(tokenizer)
     ids, mask = prompt_batch["input_ids"], prompt_batch["attention_mask"]  # (B, T)
+    if not isinstance(ids, Tensor) or ids.ndim != 2:
+        raise ValueError(f"prompt_batch['input_ids'] must be a (B, T) tensor, got {getattr(ids, 'shape', type(ids).__name__)}")
     B = ids.shape[0]
     kw = dict(max_new_tokens=max_new_tokens, generator=generator, eos_token_id=tokenizer.eos_token_id,
               pad_token_id=tokenizer.pad_token_id, temperature=temperature, ref_model=ref_model)
@@ -199,6 +211,7 @@ def nash_md_pg_surrogate(policy_logps: Tensor, ref_logps: Tensor, win: Tensor, *
         :math:`P(y_i \succ y'_i)` in [0, 1] (no gradient); moved to ``policy_logps``' device
         and dtype.
     tau : float > 0
+        A finite real number (``ValueError`` otherwise).
 
     Returns
     -------
@@ -216,9 +229,16 @@ def nash_md_pg_surrogate(policy_logps: Tensor, ref_logps: Tensor, win: Tensor, *
     >>> round(float(lp.grad), 6)  # tau * (lp - ref) - (w - 1/2) = 0.1 - 0.5
     -0.4
     """
+    for name, t in (("policy_logps", policy_logps), ("ref_logps", ref_logps), ("win", win)):
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name} must be a (B,) tensor, got {type(t).__name__}")
+    tau = as_positive_float(tau, "tau")
     if policy_logps.shape != ref_logps.shape or policy_logps.shape != win.shape or policy_logps.ndim != 1:
         raise ValueError(f"policy_logps, ref_logps and win must share one (B,) shape, got "
                          f"{tuple(policy_logps.shape)}, {tuple(ref_logps.shape)}, {tuple(win.shape)}")
-    w = win.detach().to(device=policy_logps.device, dtype=policy_logps.dtype)
+    d = win.detach()
+    if d.is_complex() or not bool((torch.isfinite(d) & (d >= 0) & (d <= 1)).all()):
+        raise ValueError("win must hold probabilities in [0, 1] (P(y beats y'), or a label derived from it)")
+    w = d.to(device=policy_logps.device, dtype=policy_logps.dtype)
     log_ratio = (policy_logps.detach() - ref_logps.detach()).to(policy_logps.dtype)  # (B,)
     return tau * log_ratio * policy_logps - (w - 0.5) * policy_logps

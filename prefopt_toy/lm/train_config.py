@@ -12,16 +12,18 @@ References: as :mod:`prefopt_toy.lm.trainer`, the module this one was split from
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._validate import as_int, as_positive_float, as_unit_interval
-from .objectives import LOSSES
+from .objectives import LOSS_STRENGTH, LOSSES
 from .online import LABEL_MODES
 
 __all__ = ["ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
 
 LR_SCHEDULES = ("constant", "linear")
+_MAX_SEED = 2**32  # seeds are combined arithmetically (4 seed + k, 1_000_003 (seed + 1) + step) into 64-bit ones
 """Learning-rate schedules of ``TrainConfig.lr_schedule`` (see ``TrainConfig.lr_at``)."""
 
 # name -> (pair source, fixed loss or None when config.loss chooses)
@@ -37,6 +39,12 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "nash_md_pg": ("nash_md_pg", None),
 }
 
+# the KL strength of each pair source that has no per-pair loss (the others take
+# objectives.LOSS_STRENGTH[loss]); with ALGORITHMS, the single map from algorithm to hyperparameter
+_SOURCE_STRENGTH = {"nash_md_pg": "tau"}
+# pair sources that sample from the token-level mixture pi^(1-m) mu^m (the others need mixture = 0)
+_MIXTURE_SOURCES = ("mixture", "nash_md_pg")
+
 
 @dataclass
 class TrainConfig:
@@ -51,16 +59,18 @@ class TrainConfig:
     loss : str, optional
         For ``offline`` / ``online``: one of ``objectives.LOSSES``. The named algorithms fix it
         (passing another raises ``ValueError``).
-    beta : float, optional
-        KL weight of the DPO-like losses (``dpo``, ``slic``, ``robust_dpo``, ``gpo_*``).
-    tau : float, optional
-        IPO's tau, and Nash-MD-PG's KL weight.
+    beta : float > 0, optional
+        KL weight of the DPO-like losses (``dpo``, ``slic``, ``robust_dpo``, ``gpo_*``; see
+        ``objectives.LOSS_STRENGTH``). Required for them, refused for the others.
+    tau : float > 0, optional
+        IPO's tau, and Nash-MD-PG's KL weight. Required for them, refused for the others.
     mixture : float in [0, 1]
-        Weight m on the reference of the token-level mixture (IPO-MD, Nash-MD-PG's opponent).
+        Weight m on the reference of the token-level mixture (IPO-MD, Nash-MD-PG's opponent);
+        must be 0 for the other algorithms.
     labels : {"dataset", "soft", "hard", "sampled"}, optional
         Default ``"dataset"`` offline, ``"soft"`` online.
-    n_label_samples : int
-        Draws per pair for ``labels="sampled"``.
+    n_label_samples : int >= 1
+        Draws per pair for ``labels="sampled"`` (must stay 1 with the other label modes).
     lr, steps, batch_size : AdamW learning rate (no weight decay), steps, pairs per step.
         With several processes ``batch_size`` is the **global** batch, split across the ranks.
     lr_schedule : {"constant", "linear"}
@@ -69,12 +79,13 @@ class TrainConfig:
     warmup_steps : int >= 0, < steps
         Updates over which the rate ramps linearly up to ``lr`` (0: none).
     max_new_tokens, temperature : sampling of online completions.
-    max_length : int
+    max_length : int > max_new_tokens
         Longest prompt + completion in tokens (offline rows; online prompts get
-        ``max_length - max_new_tokens``).
+        ``max_length - max_new_tokens``). The trainer also requires it to fit the model's
+        positions (``n_positions`` for GPT-2).
     max_grad_norm : float, optional
         Clip the gradient norm when given.
-    seed : int
+    seed : int in [0, 2**32)
     checkpoint_every : int
         Save every so many steps (0: only at the end); needs ``run_dir``.
     run_dir : str, optional
@@ -84,6 +95,10 @@ class TrainConfig:
         ``eval_every`` steps (0: never) on ``n_eval`` policy samples.
     show_progress : bool, optional
         tqdm bar (None: only on a terminal, see ``runlog.progress``).
+
+    Every field is checked when the config is built (:meth:`validate`): numbers must be finite
+    real numbers (a string such as ``'0.1'``, a bool, NaN or inf raises ``ValueError`` naming the
+    field).
 
     References
     ----------
@@ -116,47 +131,99 @@ class TrainConfig:
     show_progress: bool | None = field(default=None)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field (and normalise: numbers to ``float`` / ``int``, ``labels`` defaulted).
+
+        Called when the config is built, and again by the trainer, so a field changed afterwards
+        is checked too. Which of ``beta`` / ``tau`` an algorithm needs comes from ``ALGORITHMS``
+        and ``objectives.LOSS_STRENGTH`` (Nash-MD-PG: ``tau``), the one map from algorithm to
+        hyperparameter: that one is required and ``> 0``, the other must be None.
+
+        Raises
+        ------
+        ValueError
+            Naming the field and its constraint: an unknown ``algorithm``, ``loss``, ``reduction``,
+            ``labels`` or ``lr_schedule``; a missing or unused ``beta`` / ``tau``; a number that is
+            not a finite real (strings, bools, NaN, inf) or out of range (``lr``, ``temperature``,
+            ``max_grad_norm`` > 0; ``mixture`` in [0, 1] and 0 where no mixture is sampled;
+            ``steps``, ``batch_size``, ``max_new_tokens``, ``log_every``, ``n_eval``,
+            ``n_label_samples`` >= 1; ``seed``, ``checkpoint_every``, ``eval_every``,
+            ``warmup_steps`` >= 0; ``warmup_steps < steps``; ``max_length > max_new_tokens``);
+            ``n_label_samples`` other than 1 without ``labels="sampled"``; ``checkpoint_every``
+            without ``run_dir``; ``run_dir`` not a path; ``show_progress`` not None or a bool.
+        """
+        if not isinstance(self.algorithm, str) or self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {self.algorithm!r}")
-        if self.reduction not in ("sum", "mean"):
+        if not isinstance(self.reduction, str) or self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction is required and must be 'sum' or 'mean', got {self.reduction!r}")
         source, fixed = ALGORITHMS[self.algorithm]
-        if source == "nash_md_pg":
+        if source in _SOURCE_STRENGTH:
             if self.loss is not None:
-                raise ValueError("loss is not used by nash_md_pg (it has its own policy-gradient surrogate)")
-            if self.beta is not None or self.tau is None:
-                raise ValueError("nash_md_pg takes tau (its KL weight), not beta")
-            as_positive_float(self.tau, "tau")
+                raise ValueError(f"loss is not used by {self.algorithm} (it has its own policy-gradient surrogate), "
+                                 f"got loss={self.loss!r}")
         else:
             if fixed is not None and self.loss not in (None, fixed):
                 raise ValueError(f"algorithm {self.algorithm!r} uses loss {fixed!r}, got loss={self.loss!r}")
             if fixed is not None:
                 self.loss = fixed
-            if self.loss not in LOSSES:
+            if not isinstance(self.loss, str) or self.loss not in LOSSES:
                 raise ValueError(f"loss must be one of {list(LOSSES)} for algorithm {self.algorithm!r}, got {self.loss!r}")
+        key = self.strength_key
+        other = "beta" if key == "tau" else "tau"
+        what = f"algorithm {self.algorithm!r}" + (f" (loss {self.loss!r})" if self.loss is not None else "")
+        if getattr(self, other) is not None:
+            raise ValueError(f"{other} is not used by {what}: it takes {key}; got {other}={getattr(self, other)!r}")
+        if getattr(self, key) is None:
+            raise ValueError(f"{key} is required for {what} (its KL strength, a real number > 0)")
+        setattr(self, key, as_positive_float(getattr(self, key), key))
+
         default_labels = "dataset" if source == "offline" else "soft"
         self.labels = default_labels if self.labels is None else self.labels
         allowed = ("dataset",) if source == "offline" else LABEL_MODES
-        if self.labels not in allowed:
+        if not isinstance(self.labels, str) or self.labels not in allowed:
             raise ValueError(f"labels must be one of {allowed} for algorithm {self.algorithm!r}, got {self.labels!r}")
+        self.n_label_samples = as_int(self.n_label_samples, "n_label_samples", minimum=1)
+        if self.n_label_samples != 1 and self.labels != "sampled":
+            raise ValueError(f"n_label_samples is only used with labels='sampled', got n_label_samples="
+                             f"{self.n_label_samples} with labels={self.labels!r}")
         self.mixture = as_unit_interval(self.mixture, "mixture")
-        if source == "online" and self.mixture != 0.0:
-            raise ValueError(f"mixture must be 0 for {self.algorithm!r} (use ipo_md to sample from the mixture)")
-        for name in ("n_label_samples", "steps", "batch_size", "max_new_tokens", "max_length", "log_every", "n_eval"):
+        if source not in _MIXTURE_SOURCES and self.mixture != 0.0:
+            hint = ("use ipo_md to sample from the mixture" if source == "online"
+                    else "offline pairs come from the dataset")
+            raise ValueError(f"mixture must be 0 for {self.algorithm!r} ({hint}), got {self.mixture!r}")
+        for name in ("steps", "batch_size", "max_new_tokens", "max_length", "log_every", "n_eval"):
             setattr(self, name, as_int(getattr(self, name), name, minimum=1))
-        for name in ("checkpoint_every", "eval_every", "seed"):
+        for name in ("checkpoint_every", "eval_every", "seed", "warmup_steps"):
             setattr(self, name, as_int(getattr(self, name), name, minimum=0))
+        if self.seed >= _MAX_SEED:
+            raise ValueError(f"seed must be < 2**32, got {self.seed}")
+        if self.max_length <= self.max_new_tokens:
+            raise ValueError(f"max_length ({self.max_length}) must exceed max_new_tokens ({self.max_new_tokens}): "
+                             "prompts get max_length - max_new_tokens tokens")
         self.lr = as_positive_float(self.lr, "lr")
-        if self.lr_schedule not in LR_SCHEDULES:
+        if not isinstance(self.lr_schedule, str) or self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        self.warmup_steps = as_int(self.warmup_steps, "warmup_steps", minimum=0)
         if self.warmup_steps >= self.steps and self.warmup_steps > 0:
             raise ValueError(f"warmup_steps must be < steps ({self.steps}), got {self.warmup_steps}")
         self.temperature = as_positive_float(self.temperature, "temperature")
         if self.max_grad_norm is not None:
             self.max_grad_norm = as_positive_float(self.max_grad_norm, "max_grad_norm")
+        if self.run_dir is not None:
+            if not isinstance(self.run_dir, (str, os.PathLike)) or not os.fspath(self.run_dir):
+                raise ValueError(f"run_dir must be None or a non-empty path (str or os.PathLike), got {self.run_dir!r}")
+            self.run_dir = str(os.fspath(self.run_dir))
         if self.checkpoint_every and self.run_dir is None:
             raise ValueError("checkpoint_every > 0 needs run_dir")
+        if self.show_progress is not None and not isinstance(self.show_progress, bool):
+            raise ValueError(f"show_progress must be None or a bool, got {self.show_progress!r}")
+
+    @property
+    def strength_key(self) -> str:
+        """``"beta"`` or ``"tau"``: the KL-strength field this algorithm (and its loss) takes."""
+        source = ALGORITHMS[self.algorithm][0]
+        return _SOURCE_STRENGTH.get(source) or LOSS_STRENGTH[self.loss]
 
     @property
     def source(self) -> str:
@@ -219,7 +286,7 @@ class TrainConfig:
 
     def loss_kwargs(self) -> dict[str, Any]:
         """``preference_loss`` keywords: ``loss``, ``reduction`` and ``beta`` or ``tau``."""
-        key = "tau" if self.loss == "ipo" else "beta"
+        key = LOSS_STRENGTH[self.loss]
         value = getattr(self, key)
         if value is None:
             raise ValueError(f"{key} is required for loss={self.loss!r}")

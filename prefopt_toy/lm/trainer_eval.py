@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .data import tokenize_prompts
+from .judges import judge_probs
 from .online import sample_pairs
 from .trainer_online import _sequence_logps, _trim
 
@@ -56,7 +57,7 @@ class Evaluation:
         _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
         out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
         if self.judge is not None:
-            out["win_rate"] = float(self.judge.probs(pairs.texts_a, pairs.texts_b).mean())
+            out["win_rate"] = float(judge_probs(self.judge, pairs.texts_a, pairs.texts_b).mean())
             if hasattr(self.judge, "class_distribution"):
                 out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
         return out

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .checkpoint import check_finite
 from .data import model_device, to_device, tokenize_prompts
+from .judges import judge_probs
 from .logprobs import token_logprobs
 from .objectives import preference_loss
 from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
@@ -91,7 +92,7 @@ class OnlineSteps:
                              max_new_tokens=cfg.max_new_tokens, generator=self.generators["sampling"],
                              temperature=cfg.temperature)
         self.last_pairs = pairs
-        probs = self.judge.probs(pairs.texts_a, pairs.texts_b)  # (B,) float64
+        probs = judge_probs(self.judge, pairs.texts_a, pairs.texts_b)  # (B,) float64, checked in [0, 1]
         w = label_weights(probs, cfg.labels, judge=self.judge, texts_a=pairs.texts_a, texts_b=pairs.texts_b,
                           generator=self.generators["labels"], n_samples=cfg.n_label_samples)
         self.last_label_weights = w
