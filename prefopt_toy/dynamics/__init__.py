@@ -4,6 +4,7 @@ Every algorithm returns a :class:`Trajectory` and is batched over games, referen
 hyperparameters. ``ALGORITHMS`` maps names to them.
 """
 
+from .divergence import DivergenceError
 from .fused import CORE, redraw
 from .nash_md import nash_md, nash_md_pg
 from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
@@ -18,6 +19,7 @@ __all__ = [
     "CORE",
     "redraw",
     "DATASET_LOSSES",
+    "DivergenceError",
     "SeedSummary",
     "dataset_run",
     "seed_summary",

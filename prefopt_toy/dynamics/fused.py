@@ -30,9 +30,10 @@ from .._validate import as_int, as_policy, as_positive_float, as_preference_matr
 from ..bt import bt_fit
 from ..losses import dpo_loss, ipo_loss, slic_loss
 from .derivatives import _kernels, prepare
-from .nash_md import _pg_lr, centred_advantage
+from .divergence import Blame, Knob, check_run, derived_default
+from .nash_md import _pg_lr, _pg_lr_formula, centred_advantage
 from .pairs import expected_loss_and_gradient, mixture_log_weights
-from .preference import _beta2, _default_lr, _hinge_lr
+from .preference import hinge_default, smooth_default, squared_default
 from .trajectory import Trajectory
 
 CORE = ("dpo", "ipo", "slic", "online_dpo", "online_ipo", "ipo_md", "nash_md", "nash_md_pg", "rlhf")
@@ -53,15 +54,24 @@ _ROWS: dict[str, tuple[str | None, Any]] = {
 }
 
 
-def _lr(name: str, tau: float) -> float:
-    """Each algorithm's own default step size (the functions its registry entry uses)."""
+def _lr(name: str, tau: float) -> tuple[float, str]:
+    """Each algorithm's own default step size (the functions its registry entry uses), checked to
+    be a positive finite float64 (else a ValueError naming ``tau``), and its formula."""
     if name in ("dpo", "online_dpo"):
-        return float(_default_lr(_beta2(tau) / 4, tau, name == "online_dpo"))
-    if name in ("ipo", "online_ipo", "ipo_md"):
-        return float(_default_lr(2.0, tau, name != "ipo"))
-    if name == "slic":
-        return float(_hinge_lr(tau))
-    return float(_pg_lr(torch.tensor(tau, dtype=torch.float64), "natural"))  # nash_md_pg, rlhf
+        default, formula = smooth_default(tau, "tau", 0.25, name == "online_dpo")
+    elif name in ("ipo", "online_ipo", "ipo_md"):
+        default, formula = squared_default(tau, name != "ipo")
+    elif name == "slic":
+        default, formula = hinge_default(tau, "tau")
+    elif name == "nash_md":  # the schedule's first step; later steps are smaller
+        default, formula = (lambda: 1.0 / tau), "eta_0 = 1 / tau"
+    else:  # nash_md_pg, rlhf
+        default = lambda: _pg_lr(torch.tensor(tau, dtype=torch.float64), "natural")  # noqa: E731
+        formula = _pg_lr_formula("tau", "natural")
+    knob = Knob("tau", tau, advice="use a tau nearer 1.")
+    value = derived_default(default(), knob=knob, algorithm=f"redraw ({name} row)",
+                            formula=formula if name == "nash_md" else f"lr = {formula}")
+    return float(value), formula
 
 
 def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any = 0.125,
@@ -75,7 +85,10 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     Raises
     ------
     ValueError
-        Malformed ``P`` / ``mu``, ``tau <= 0``, ``mixture`` outside [0, 1], an unknown name.
+        Malformed ``P`` / ``mu``, ``tau <= 0``, ``mixture`` outside [0, 1], an unknown name, a
+        ``tau`` whose default step sizes are not positive finite float64 numbers.
+    DivergenceError
+        (a ValueError and a FloatingPointError) if a row leaves float64; names the row and ``tau``.
 
     References
     ----------
@@ -98,7 +111,13 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     n_payoff = sum(n in ("nash_md", "nash_md_pg") for n in rows)
     f64 = dict(dtype=torch.float64)
     log_mu = mu_t.log().expand(b, k)
-    lr = torch.tensor([[_lr(n, tau_f)] for n in rows], **f64)  # (B, 1)
+    defaults = [_lr(n, tau_f) for n in rows]
+    lr = torch.tensor([[value] for value, _ in defaults], **f64)  # (B, 1); Nash-MD's row: eta_0
+    # A divergence names tau (redraw takes no step size), with the default each row derives from it.
+    blame = Blame(Knob("tau", tau_f, derived=[("Nash-MD's first step " if n == "nash_md" else "the default lr = ")
+                                               + formula for n, (_, formula) in zip(rows, defaults)],
+                       derived_value=lr[:, 0], advice="Use a tau nearer 1."),
+                  Knob("tau", tau_f, advice="Use a tau nearer 1."), tau_f, "tau")
     reward = bt_fit(P_t, mu_t) if "rlhf" in rows else None
 
     # Every row's pairs (or opponent) come from the mixture pi^(1-m) mu^m: m = 1 is "pairs from mu",
@@ -118,9 +137,10 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
         log_policies = _iterate(log_mu, weight_mu_t, step_size_t, slopes, 2.0 * P_t, P_t.T.contiguous(),
                                 reward, tau_f, n_pair, n_payoff, steps)
     log_policies = log_policies.transpose(0, 1).contiguous()  # (B, steps + 1, K), outside inference mode
-    if not bool(torch.isfinite(log_policies).all()):
-        raise RuntimeError("redraw: the iterates became non-finite (a learning rate too large)")
     losses = _losses(rows, log_policies[:, :steps], log_mu[0], P_t, tau_f, m_md, reward)
+    # The check of every run (``loop.run``): iterates and losses (rows without one: a finite stand-in).
+    stacked = torch.stack([torch.zeros(steps, **f64) if x is None else x for x in losses])
+    check_run(log_policies.transpose(0, 1), stacked, blame, algorithm="redraw", batched=True, row_names=rows)
     out = {}
     for name in names:
         i = rows.index(name)

@@ -1,7 +1,8 @@
 """The one shared loop: iterate a batched update on logits and record every iterate.
 
 Every algorithm of the suite is a ``step(log_pi, t) -> (loss, direction)`` rule plus an optimiser;
-this loop owns the bookkeeping (recording, non-finite checks), so algorithms stay pure functions.
+this loop owns the bookkeeping (recording, and the divergence check of ``divergence.check_run``),
+so algorithms stay pure functions.
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ import torch
 from torch import Tensor
 
 from ..policies import normalize_log_finite
+from .divergence import Blame, check_run
 from .optimizers import Optimizer
 
 StepFn = Callable[[Tensor, int], tuple[Tensor | None, Tensor]]
 
 
 def run(
-    theta0: Tensor, step: StepFn, optimizer: Optimizer, steps: int, *, action_axis: int = -1
+    theta0: Tensor,
+    step: StepFn,
+    optimizer: Optimizer,
+    steps: int,
+    *,
+    blame: Blame,
+    algorithm: str,
+    batched: bool,
+    action_axis: int = -1,
 ) -> tuple[Tensor, Tensor | None]:
     """Run ``steps`` updates from logits ``theta0`` (B, K), or (K, B) with ``action_axis=0``.
 
@@ -29,14 +39,20 @@ def run(
     The (K, B) layout is for large batches of small games: reductions over a leading axis of
     size K run vectorised along the contiguous batch axis (10x faster than over a trailing K = 3).
 
-    Raises ``RuntimeError`` if an iterate becomes non-finite (a learning rate too large for the
-    problem), naming the step.
+    Raises
+    ------
+    DivergenceError
+        If an iterate, a recorded loss or the first gradient left float64 (inf, NaN, or a step
+        beyond float64's resolution; see ``divergence``): the message names the step, the batch
+        row (when ``batched``) and the argument of ``blame`` to change. The check runs once, on
+        the stored iterates, after the loop (a vectorised pass, cheaper than a check per step).
     """
     if action_axis not in (0, -1):
         raise ValueError(f"action_axis must be 0 or -1, got {action_axis}")
     b = theta0.shape[1] if action_axis == 0 else theta0.shape[0]
     log_policies = torch.empty(steps + 1, *theta0.shape, dtype=theta0.dtype)  # contiguous writes
     losses: Tensor | None = None
+    start_ok: Tensor | None = None
     theta = theta0
     log_pi = normalize_log_finite(theta, action_axis)
     log_policies[0] = log_pi
@@ -47,19 +63,16 @@ def run(
             if losses is None:
                 losses = torch.empty(b, steps, dtype=theta0.dtype)
             losses[:, t] = value
+        if t == 0:  # a non-finite first gradient is the strength's doing, not the step size's
+            start_ok = torch.isfinite(grad).all(0 if action_axis == 0 else -1)
         theta, state = optimizer.update(theta, grad, state, t)
         # Keep the logits normalised (theta = log pi): they cannot drift, and a mirror step that
-        # mixes theta with log mu (Nash-MD) reads them as log-probabilities.
+        # mixes theta with log mu (Nash-MD) reads them as log-probabilities. A non-finite theta
+        # stays non-finite here (+inf -> NaN, -inf kept), so the check below sees it.
         theta = log_pi = normalize_log_finite(theta, action_axis)
         log_policies[t + 1] = log_pi
+    check_run(log_policies, losses, blame, algorithm=algorithm, batched=batched, action_axis=action_axis,
+              start_gradient_ok=start_ok)
     order = (2, 0, 1) if action_axis == 0 else (1, 0, 2)
     log_policies = log_policies.permute(order).contiguous()  # (B, steps + 1, K)
-    _check_not_nan(log_policies)
     return log_policies, losses
-
-
-def _check_not_nan(log_policies: Tensor) -> None:
-    bad = torch.isnan(log_policies).any(-1).any(0)  # (steps + 1,)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0])
-        raise RuntimeError(f"the iterates became NaN at step {first}: lower the learning rate (lr)")

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .._validate import as_int
 from ..policies import normalize_log_finite
 from .batch import as_batch, positive, unbatch, unit_interval
+from .divergence import Blame, Knob, lr_blame
 from .loop import run
 from .optimizers import Assign, GradientDescent
 from .pairs import mixture_log_weights
@@ -32,7 +34,8 @@ from .preference import DEFAULT_STEPS
 from .trajectory import Trajectory
 
 
-def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: Any = None) -> Trajectory:
+def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: Any = None, *,
+            lr: Any = None) -> Trajectory:
     r"""Nash-MD from :math:`\pi_0 = \mu`, exact (closed-form) mirror steps, batched.
 
     Parameters
@@ -49,6 +52,9 @@ def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: An
         ``None``: the schedule :math:`\eta_t = 2/(\tau(t+2))` of Theorem 1 (t from 0, so
         :math:`\eta_0\tau = 1` and the first iterate is the IPO optimum with ``nu = mu``). A number:
         a constant step, with ``eta * tau <= 1`` required (the mixture weight must lie in [0, 1]).
+    lr : None, float or sequence
+        An alias of ``eta`` (Nash-MD's step size is its learning rate), so that every entry of
+        ``ALGORITHMS`` takes its step size as ``lr``; give one of the two. Errors name the one given.
 
     Returns
     -------
@@ -58,21 +64,40 @@ def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: An
     Raises
     ------
     ValueError
-        Malformed ``P`` / ``mu``, ``tau <= 0``, ``eta <= 0`` or ``eta * tau > 1``.
+        Malformed ``P`` / ``mu``, ``tau <= 0``, ``eta <= 0`` or ``eta * tau > 1``, both ``eta``
+        and ``lr``.
+    DivergenceError
+        (a ValueError and a FloatingPointError) if the steps overflow float64, e.g. a ``tau`` so
+        small that the schedule's first step ``1 / tau`` is inf; it names ``tau`` (or ``eta``).
 
     References
     ----------
     Munos et al., arXiv:2312.00886v4, Sec. 6 (Nash-MD, Eq. (8)-(9)) and Theorem 1.
     """
     steps = as_int(steps, "steps", minimum=0)
-    batch, hyper = as_batch(P, mu, tau=tau, eta=eta)
+    if eta is not None and lr is not None:
+        raise ValueError("nash_md: give eta or lr (its alias), not both")
+    step_name = "lr" if lr is not None else "eta"
+    eta = lr if lr is not None else eta
+    batch, hyper = as_batch(P, mu, tau=tau, **{step_name: eta})
+    hyper["eta"] = hyper.pop(step_name)
     tau_t = positive(hyper["tau"], "tau")[:, None]  # (B, 1)
     eta_t = hyper["eta"]
     if eta_t is not None:
-        positive(eta_t, "eta")
-        if bool((eta_t[:, None] * tau_t > 1.0).any()):
-            raise ValueError("eta * tau must be <= 1 (it is the weight of mu in the mixture)")
+        positive(eta_t, step_name)
+        over = eta_t * tau_t[:, 0] > 1.0
+        if bool(over.any()):
+            i = int(over.nonzero()[0])
+            raise ValueError(f"nash_md: {step_name} * tau must be <= 1 (it is the weight of mu in the mixture), got "
+                             f"{step_name} = {float(eta_t[i]):.6g} and tau = {float(tau_t[i, 0]):.6g}"
+                             + (f" in batch row {i}" if batch.batched else ""))
         eta_t = eta_t[:, None]
+        blame = Blame(Knob(step_name, eta, advice=f"Use a smaller {step_name}, or {step_name}=None for the "
+                                                 "schedule 2 / (tau (t + 2))."), None, hyper["tau"], "tau")
+    else:
+        blame = Blame(Knob("tau", tau, derived="Nash-MD's first step eta_0 = 1 / tau (schedule 2 / (tau (t + 2)))",
+                           derived_value=1.0 / hyper["tau"], advice="Use a tau nearer 1, or pass a constant eta."),
+                      None, hyper["tau"], "tau")
     # Actions-first layout (K, B): every reduction runs over a short leading axis, vectorised
     # along the batch; 10,000 games x 1000 steps is one call (see benchmarks/).
     log_mu = batch.log_mu.T.contiguous()  # (K, B)
@@ -89,7 +114,8 @@ def nash_md(P: Any, mu: Any, tau: Any = 0.1, steps: int = DEFAULT_STEPS, eta: An
         payoff = (P_t * normalize_log_finite(z, 0).exp()[None]).sum(1)  # (K, B): (P pi_t^mu)_y
         return None, z + eta_now * payoff  # next logits, normalised by the loop
 
-    log_policies, _ = run(log_mu.clone(), step, Assign(), steps, action_axis=0)
+    log_policies, _ = run(log_mu.clone(), step, Assign(), steps, action_axis=0, blame=blame, algorithm="nash_md",
+                          batched=batch.batched)
     record: dict[str, Any] = {"tau": unbatch(hyper["tau"], batch)}
     record["eta"] = None if eta is None else unbatch(hyper["eta"], batch)
     if eta is not None:
@@ -143,7 +169,22 @@ def _pg_lr(strength: Tensor, gradient: str) -> Tensor:
     # keeps lr |lambda|^2 < 2 Re(lambda); the vanilla gradient tolerates 4x that (its eigenvalues
     # carry a factor pi <= 1), measured stable from K = 3 to 10, tau = 0.05 to 10.
     base = strength / (strength + 0.5) ** 2
+    # For strength > ~1e154 the square overflows (inf -> lr 0); the same number, written
+    # 1 / (strength + 1 + 1/(4 strength)), stays representable there.
+    base = torch.where(strength < 1e150, base, 1.0 / (strength + 1.0 + 0.25 / strength))
     return 4.0 * base if gradient == "vanilla" else base
+
+
+def _pg_lr_formula(name: str, gradient: str) -> str:
+    return ("4 * " if gradient == "vanilla" else "") + f"{name} / ({name} + 0.5)**2"
+
+
+def _pg_blame(lr: Any, strength: Tensor, name: str, value: Any, gradient: str,
+              algorithm: str) -> tuple[Tensor, Blame]:
+    """The policy-gradient step size (``lr`` or ``_pg_lr`` of the strength) and its blame."""
+    lr_t, blame = lr_blame(lr, lambda: _pg_lr(strength, gradient), strength=(name, value),
+                           formula=_pg_lr_formula(name, gradient), algorithm=algorithm)
+    return (lr_t if lr is None else positive(lr_t, "lr")), blame
 
 
 def _gradient_kind(gradient: str) -> str:
@@ -175,7 +216,7 @@ def nash_md_pg(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, m
     batch, hyper = as_batch(P, mu, tau=tau, mixture=mixture, lr=lr)
     tau_t = positive(hyper["tau"], "tau")[:, None]
     m = unit_interval(hyper["mixture"], "mixture")[:, None]
-    lr_t = _pg_lr(hyper["tau"], kind) if hyper["lr"] is None else positive(hyper["lr"], "lr")
+    lr_t, blame = _pg_blame(hyper["lr"], hyper["tau"], "tau", tau, kind, "nash_md_pg")
     log_mu, P_b = batch.log_mu, batch.P
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
@@ -183,7 +224,8 @@ def nash_md_pg(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, m
         payoff = (P_b @ s[:, :, None])[:, :, 0]  # (B, K): P(y > s)
         return policy_gradient_direction(log_pi, log_mu, payoff, tau_t, kind)
 
-    log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps)
+    log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps, blame=blame,
+                               algorithm="nash_md_pg", batched=batch.batched)
     record = {"tau": unbatch(hyper["tau"], batch), "mixture": unbatch(hyper["mixture"], batch),
               "lr": unbatch(lr_t, batch), "gradient": kind}
     return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),

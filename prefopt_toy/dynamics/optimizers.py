@@ -6,6 +6,7 @@ run any optimiser and a trajectory is reproducible from its inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,14 @@ class GradientDescent:
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam (Kingma & Ba, arXiv:1412.6980v9, Algorithm 1) with bias correction, batched."""
+    """Adam (Kingma & Ba, arXiv:1412.6980v9, Algorithm 1) with bias correction, batched.
+
+    The second moment is kept as its square root, updated with ``hypot``:
+    ``sqrt(v_t) = hypot(sqrt(b2) sqrt(v_{t-1}), sqrt(1 - b2) g_t)``, the same number as
+    ``sqrt(b2 v_{t-1} + (1 - b2) g_t**2)`` without forming ``g**2``. Squaring a gradient above
+    ~1e154 overflows to inf and makes the step silently 0 (a large gradient would stop the run),
+    and below ~1e-154 underflows; ``hypot`` does neither: every finite gradient gives a finite step.
+    """
 
     lr: Tensor
     """Learning rates, shape (B,)."""
@@ -40,18 +48,18 @@ class Adam:
     """Added to the square root of the second moment (Optax and torch defaults)."""
 
     def init(self, theta: Tensor) -> tuple[Tensor, ...]:
-        """Zero first and second moments."""
+        """Zero first moment and zero root of the second moment."""
         return torch.zeros_like(theta), torch.zeros_like(theta)
 
     def update(self, theta: Tensor, grad: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """One Adam step at iteration ``t`` (from 0)."""
+        """One Adam step at iteration ``t`` (from 0); the state is ``(m, sqrt(v))``."""
         b1, b2 = self.betas
-        m, v = state
+        m, root_v = state
         m = b1 * m + (1.0 - b1) * grad
-        v = b2 * v + (1.0 - b2) * grad * grad
+        root_v = torch.hypot(math.sqrt(b2) * root_v, math.sqrt(1.0 - b2) * grad)
         m_hat = m / (1.0 - b1 ** (t + 1))
-        v_hat = v / (1.0 - b2 ** (t + 1))
-        return theta - self.lr[:, None] * m_hat / (v_hat.sqrt() + self.eps), (m, v)
+        root_v_hat = root_v / math.sqrt(1.0 - b2 ** (t + 1))
+        return theta - self.lr[:, None] * m_hat / (root_v_hat + self.eps), (m, root_v)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ..losses import dpo_loss, ipo_loss, slic_loss
 from ..population import hard_label_kernel
 from .batch import Batch, as_batch, positive, unbatch, unit_interval
 from .derivatives import prepare
+from .divergence import Blame, Knob, lr_blame
 from .loop import run
 from .optimizers import make_optimizer
 from .pairs import (
@@ -37,15 +38,18 @@ from .trajectory import Trajectory
 DEFAULT_STEPS = 2000
 
 
-def _strength(beta: Any, tau: Any, name: str) -> Any:
+def _strength(beta: Any, tau: Any, name: str) -> tuple[Any, str]:
     """DPO-family losses take ``beta``; ``tau`` is accepted as its alias (Azar et al. Eq. (4) writes
-    DPO with tau), so ``ALGORITHMS[name](P, mu, steps=..., tau=0.1)`` works for every algorithm."""
+    DPO with tau), so ``ALGORITHMS[name](P, mu, steps=..., tau=0.1)`` works for every algorithm.
+
+    Returns the value and the name the caller gave it under (errors name that one)."""
     if beta is not None and tau is not None:
         raise ValueError(f"{name}: give beta or tau (its alias), not both")
     value = beta if beta is not None else tau
     if value is None:
         raise ValueError(f"{name} needs beta (the KL strength; tau is accepted as an alias)")
-    return _checked(value, "beta" if beta is not None else "tau")
+    key = "beta" if beta is not None else "tau"
+    return _checked(value, key), key
 
 
 def _checked(value: Any, name: str) -> Any:
@@ -85,6 +89,7 @@ def preference_optimization(
     optimizer: str = "gd",
     seed: Any = None,
     name: str = "preference_optimization",
+    blame: Blame | None = None,
 ) -> Trajectory:
     """Exact dynamics of one sampler x labels x loss composition (batched over games and hyperparameters).
 
@@ -92,6 +97,18 @@ def preference_optimization(
     per-pair callable accepting the keywords of ``loss_kwargs``); each keyword may be a number or a
     length-B sequence. ``sampler`` is ``"fixed"`` (pairs from ``nu``, default ``mu``), ``"online"``
     (from the current policy, stop-gradient) or ``"mixture"`` (from ``pi^(1-m) mu^m``).
+
+    ``blame`` says which of the caller's arguments a divergence names (``divergence.lr_blame``
+    builds it for the registry entries, whose default ``lr`` derives from the strength); by default
+    ``lr`` for a diverging update and the ``beta`` / ``tau`` keyword of ``loss_kwargs`` for a loss
+    that is not finite at the start.
+
+    Raises
+    ------
+    ValueError
+        Malformed input (naming the argument).
+    DivergenceError
+        (a ValueError and a FloatingPointError) if the run leaves float64: see ``divergence``.
 
     References
     ----------
@@ -125,7 +142,14 @@ def preference_optimization(
         return expected_loss_and_gradient(log_pi, log_mu, smp.log_weights(log_pi), label_fn(),
                                           value_and_slope=value_and_slope)
 
-    log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps)
+    if blame is None:
+        key = next((key for key in ("beta", "tau") if key in numeric), None)
+        strength = None if key is None else numeric[key]
+        blame = Blame(Knob("lr", lr, advice="Use a smaller lr."),
+                      None if key is None else Knob(key, strength, advice=f"Use a {key} nearer 1."), strength,
+                      key or "strength")
+    log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps,
+                               blame=blame, algorithm=name, batched=batch.batched)
     record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None and key != "nu"}
     record.update({key: v for key, v in loss_kwargs.items() if isinstance(v, str)})
     if sampler == "fixed":
@@ -153,6 +177,27 @@ def _default_lr(curvature: Any, strength: Any, online: bool) -> Any:
     return lr if lr.ndim else float(lr)
 
 
+def _online_factor(name: str, online: bool) -> str:
+    return f" * {name} / (1 + {name})" if online else ""
+
+
+def smooth_default(b: Any, name: str, f2: float, online: bool) -> tuple[Callable[[], Any], str]:
+    """Default step of a loss ``f(beta h)`` with ``|f''| <= f2``, ``0.4 / (f2 beta**2)``, as a
+    function and as a formula in the caller's name for the strength."""
+    formula = f"{0.4 / f2:g} / {name}**2" + _online_factor(name, online)
+    return (lambda: _default_lr(_beta2(b) * f2, b, online)), formula
+
+
+def squared_default(tau: Any, online: bool) -> tuple[Callable[[], Any], str]:
+    """Default step of the IPO (squared) loss, curvature 2 in the margin: ``0.2`` offline."""
+    return (lambda: _default_lr(2.0, tau, online)), "0.2" + _online_factor("tau", online)
+
+
+def hinge_default(b: Any, name: str) -> tuple[Callable[[], Any], str]:
+    """Default step of the hinge, ``1 / beta`` (``_hinge_lr``)."""
+    return (lambda: _hinge_lr(b)), f"1 / {name}"
+
+
 def _hinge_lr(beta: Any) -> Any:
     """The hinge has no curvature to size a step by: ``lr = 1 / beta`` moves each margin by at most
     ``2 s s' <= 1/2`` per step (the gradient of ``max(0, 1 - beta h)`` is ``-beta``), a fraction of
@@ -168,6 +213,22 @@ def _beta2(beta: Any) -> Tensor:
     return b * b
 
 
+def _smooth_lr(b: Any, name: str, f2: float, online: bool, algorithm: str, lr: Any,
+               optimizer: str) -> tuple[Any, Blame]:
+    default, formula = smooth_default(b, name, f2, online)
+    return lr_blame(lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer)
+
+
+def _squared_lr(tau: Any, online: bool, algorithm: str, lr: Any, optimizer: str) -> tuple[Any, Blame]:
+    default, formula = squared_default(tau, online)
+    return lr_blame(lr, default, strength=("tau", tau), formula=formula, algorithm=algorithm, optimizer=optimizer)
+
+
+def _hinge_blame(b: Any, name: str, algorithm: str, lr: Any, optimizer: str) -> tuple[Any, Blame]:
+    default, formula = hinge_default(b, name)
+    return lr_blame(lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer)
+
+
 def dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None,
         label_smoothing: Any = 0.0, nu: Any = None, labels: Any = "soft", lr: Any = None,
         optimizer: str = "gd", seed: Any = None) -> Trajectory:
@@ -176,11 +237,11 @@ def dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: A
     Population loss of Azar et al., arXiv:2310.12036v2, Eq. (5) with the DPO loss of Rafailov et
     al., arXiv:2305.18290v3, Eq. (7); minimiser by Azar et al. App. B Prop. 4.
     """
-    b = _strength(beta, tau, "dpo")
-    lr = _default_lr(_beta2(b) / 4, b, False) if lr is None else lr
+    b, key = _strength(beta, tau, "dpo")
+    lr, blame = _smooth_lr(b, key, 0.25, False, "dpo", lr, optimizer)
     return preference_optimization(P, mu, loss=dpo_loss, loss_kwargs={"beta": b, "label_smoothing": label_smoothing},
                                    sampler="fixed", steps=steps, lr=lr, nu=nu, labels=labels,
-                                   optimizer=optimizer, seed=seed, name="dpo")
+                                   optimizer=optimizer, seed=seed, name="dpo", blame=blame)
 
 
 def ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, nu: Any = None, labels: Any = "soft",
@@ -189,9 +250,10 @@ def ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, nu: Any 
 
     Azar et al., arXiv:2310.12036v2, Eq. (13)/(17); unique minimiser by Theorem 2.
     """
-    lr = _default_lr(2.0, _checked(tau, "tau"), False) if lr is None else lr
+    lr, blame = _squared_lr(_checked(tau, "tau"), False, "ipo", lr, optimizer)
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="fixed", steps=steps,
-                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="ipo")
+                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="ipo",
+                                   blame=blame)
 
 
 def slic(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
@@ -201,10 +263,11 @@ def slic(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
     Zhao et al., arXiv:2305.10425v1 (SLiC-HF); TRL ``loss_type="hinge"``. The minimiser is in
     general a set (any margin beyond ``1/beta`` on deterministic pairs), not a point.
     """
-    b = _strength(beta, tau, "slic")
-    lr = _hinge_lr(b) if lr is None else lr
+    b, key = _strength(beta, tau, "slic")
+    lr, blame = _hinge_blame(b, key, "slic", lr, optimizer)
     return preference_optimization(P, mu, loss=slic_loss, loss_kwargs={"beta": b}, sampler="fixed", steps=steps,
-                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="slic")
+                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="slic",
+                                   blame=blame)
 
 
 def gpo(P: Any, mu: Any, *, f: str, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
@@ -215,16 +278,17 @@ def gpo(P: Any, mu: Any, *, f: str, steps: int = DEFAULT_STEPS, beta: Any = None
     """
     if f not in GPO_FUNCTIONS:
         raise ValueError(f"f must be one of {sorted(GPO_FUNCTIONS)}, got {f!r}")
-    b = _strength(beta, tau, "gpo")
+    b, key = _strength(beta, tau, f"gpo_{f}")
     # f'' is 2 for the squared and truncated quadratic surrogates, at most 1/4 for the smooth others;
     # the hinge has none (see _hinge_lr).
-    if lr is None and f == "hinge":
-        lr = _hinge_lr(b)
-    elif lr is None:
-        lr = _default_lr(_beta2(b) * (2.0 if f in ("squared", "truncated_quadratic") else 0.25), b, False)
+    if f == "hinge":
+        lr, blame = _hinge_blame(b, key, f"gpo_{f}", lr, optimizer)
+    else:
+        f2 = 2.0 if f in ("squared", "truncated_quadratic") else 0.25
+        lr, blame = _smooth_lr(b, key, f2, False, f"gpo_{f}", lr, optimizer)
     return preference_optimization(P, mu, loss=gpo_loss, loss_kwargs={"beta": b, "f": f}, sampler="fixed",
                                    steps=steps, lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed,
-                                   name=f"gpo_{f}")
+                                   name=f"gpo_{f}", blame=blame)
 
 
 def online_dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None,
@@ -235,10 +299,11 @@ def online_dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None,
     not the Nash equilibrium in general (ibid., App. F), but is the RLHF optimum on a BT game
     (Theorem F.7).
     """
-    b = _strength(beta, tau, "online_dpo")
-    lr = _default_lr(_beta2(b) / 4, b, True) if lr is None else lr
+    b, key = _strength(beta, tau, "online_dpo")
+    lr, blame = _smooth_lr(b, key, 0.25, True, "online_dpo", lr, optimizer)
     return preference_optimization(P, mu, loss=dpo_loss, loss_kwargs={"beta": b}, sampler="online", steps=steps,
-                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_dpo")
+                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_dpo",
+                                   blame=blame)
 
 
 def online_ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, labels: Any = "soft",
@@ -247,9 +312,10 @@ def online_ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, l
 
     Calandriello et al., arXiv:2403.08635v1, Eq. (11) and Prop. 4.1 (fixed point = regularised Nash).
     """
-    lr = _default_lr(2.0, _checked(tau, "tau"), True) if lr is None else lr
+    lr, blame = _squared_lr(_checked(tau, "tau"), True, "online_ipo", lr, optimizer)
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="online", steps=steps,
-                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_ipo")
+                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_ipo",
+                                   blame=blame)
 
 
 def ipo_md(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, mixture: Any = 0.125,
@@ -259,7 +325,7 @@ def ipo_md(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, mixtu
 
     Calandriello et al., arXiv:2403.08635v1, Sec. 5 (default mixture 0.125, their Sec. 7 choice).
     """
-    lr = _default_lr(2.0, _checked(tau, "tau"), True) if lr is None else lr
+    lr, blame = _squared_lr(_checked(tau, "tau"), True, "ipo_md", lr, optimizer)
     return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="mixture", steps=steps,
                                    lr=lr, mixture=mixture, labels=labels, optimizer=optimizer, seed=seed,
-                                   name="ipo_md")
+                                   name="ipo_md", blame=blame)

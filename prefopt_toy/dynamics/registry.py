@@ -3,7 +3,14 @@
 The entries are compositions, not copies: the preference-loss algorithms share one engine
 (``preference.preference_optimization``: sampler x labels x loss), Nash-MD and Nash-MD-PG share the
 mixture, Nash-MD-PG and RLHF share the exact policy gradient. ``tau`` works as the KL strength of
-every entry (DPO-family entries read it as ``beta``), so a sweep can call them all alike.
+every entry (DPO-family entries read it as ``beta``) and ``lr`` as the step size of every entry
+(Nash-MD reads it as ``eta``), so a sweep can call them all alike.
+
+Every entry runs through the shared loop (``loop.run``), whose divergence check
+(``divergence.check_run``) raises ``DivergenceError`` (a ``FloatingPointError`` and a
+``ValueError``) instead of returning inf, NaN or iterates beyond float64's resolution, naming the
+step, the batch row and the argument the caller passed (``lr``, or ``tau`` / ``beta`` when the
+default ``lr`` derived from it is at fault).
 """
 
 from __future__ import annotations

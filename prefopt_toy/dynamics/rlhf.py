@@ -16,10 +16,11 @@ from torch import Tensor
 
 from .._validate import as_int
 from ..bt import bt_fit
-from ..optima import gibbs_policy
+from ..policies import normalize_log_finite
 from .batch import as_batch, positive, unbatch
+from .divergence import Blame, Knob, check_run
 from .loop import run
-from .nash_md import _gradient_kind, _pg_lr, policy_gradient_direction
+from .nash_md import _gradient_kind, _pg_blame, policy_gradient_direction
 from .optimizers import GradientDescent
 from .preference import DEFAULT_STEPS, _strength
 from .trajectory import Trajectory
@@ -59,25 +60,33 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
     Azar et al., arXiv:2310.12036v2, Eq. (1)-(3); Rafailov et al., arXiv:2305.18290v3, Eq. (3)-(4).
     """
     steps = as_int(steps, "steps", minimum=0)
-    b_value = _strength(beta, tau, "rlhf")
+    b_value, b_name = _strength(beta, tau, "rlhf")
     batch, hyper = as_batch(P, mu, policies={"nu": nu}, beta=b_value, lr=lr)
     beta_t = positive(hyper["beta"], "beta")[:, None]
     nu_b = batch.mu if nu is None else hyper["nu"]
     reward = torch.stack([bt_fit(batch.P[i], nu_b[i]) for i in range(batch.size)])  # (B, K)
     log_mu = batch.log_mu
     if method == "closed_form":
-        optimum = gibbs_policy(batch.mu, reward, beta_t).log()
+        # gibbs_policy in log space (mu > 0 here): log(mu exp(r / beta) / Z) stays finite where the
+        # probability underflows to 0 (a small beta puts the optimum at a vertex); exact elsewhere.
+        optimum = normalize_log_finite(log_mu + (reward - reward.amax(-1, keepdim=True)) / beta_t)
         log_policies = torch.cat([log_mu[:, None], optimum[:, None].expand(-1, steps, -1)], dim=1)
         losses: Tensor | None = None
         lr_t = None
+        # The shared check: a subnormal beta overflows r / beta itself.
+        check_run(log_policies.transpose(0, 1), None,
+                  Blame(Knob(b_name, b_value, advice=f"Use a {b_name} nearer 1.",
+                             why=f"overflows the closed form mu exp(r / {b_name})"), None, b_value, b_name),
+                  algorithm="rlhf (closed form)", batched=batch.batched)
     elif method == "policy_gradient":
         kind = _gradient_kind(gradient)
-        lr_t = _pg_lr(hyper["beta"], kind) if hyper["lr"] is None else positive(hyper["lr"], "lr")
+        lr_t, blame = _pg_blame(hyper["lr"], hyper["beta"], b_name, b_value, kind, "rlhf")
 
         def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
             return policy_gradient_direction(log_pi, log_mu, reward, beta_t, kind)
 
-        log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps)
+        log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps, blame=blame,
+                                   algorithm="rlhf", batched=batch.batched)
     else:
         raise ValueError(f"method must be 'policy_gradient' or 'closed_form', got {method!r}")
     record: dict[str, Any] = {"beta": unbatch(hyper["beta"], batch), "method": method, "gradient": gradient,

@@ -44,6 +44,7 @@ from ..games import from_comparisons
 from ..gpo import GPO_FUNCTIONS, gpo_loss
 from ..losses import dpo_loss, ipo_loss, slic_loss
 from .derivatives import PairLoss, prepare, value_and_derivative
+from .divergence import Blame, Knob
 from .loop import run
 from .optimizers import Adam, make_optimizer
 from .trajectory import Trajectory
@@ -277,6 +278,9 @@ def dataset_run(
         On a bad ``mu``; ``pairs`` empty, non-integer or out of range; ``batch_size < 1``;
         ``steps < 0``; ``lr <= 0``; an unknown ``loss`` or ``optimizer``; a missing or non-positive
         strength; bad ``seeds``, or ``seeds`` given with ``minibatch=False``.
+    DivergenceError
+        (a ValueError and a FloatingPointError) if the run leaves float64 (an ``lr`` far too large,
+        a strength too extreme for the loss): the message names the step, the row and the argument.
 
     Notes
     -----
@@ -362,7 +366,18 @@ def dataset_run(
         return value[:, m:].mean(-1), grad.view(b, k)
 
     theta0 = log_mu.clone()
-    log_policies, losses = run(theta0, step, opt, steps)
+    strength_name = "tau" if tau is not None else "beta"
+    step_advice = ("Use a smaller lr (Adam moves each logit by about lr per step; the paper's and the "
+                   "default lr is 0.01)." if optimizer == "adam" else "Use a smaller lr.")
+    blame = Blame(
+        Knob("lr", lr_value, advice=step_advice),
+        Knob(strength_name, row_strength, advice=f"Use a {strength_name} nearer 1.") if key is not None
+        else Knob("loss", advice="Check the loss: it is not finite at margin 0 or its slope is not."),
+        row_strength if key is not None else None,  # a custom loss's own scale is unknown: inf/NaN only
+        strength_name,
+    )
+    log_policies, losses = run(theta0, step, opt, steps, blame=blame, algorithm=f"dataset_run ({name})",
+                               batched=minibatch or grouped)
 
     batched = minibatch or grouped
     hyper: dict[str, Any] = {
