@@ -119,13 +119,16 @@ def _estimate(record: Mapping[str, Any], key: str, size: int, where: str) -> Cla
     w = f"{where} {key!r}"
     probs, lower, upper = (_tensor(est, k, (size,), w) for k in ("probs", "lower", "upper"))
     counts = _tensor(est, "counts", (size,), w)
-    n, level = est.get("n"), est.get("level")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not isinstance(level, (int, float)):
-        raise ValueError(f"{w}: 'n' must be an integer >= 1 and 'level' a number")
+    n, level, names = est.get("n"), est.get("level"), est.get("class_names", [])
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or isinstance(level, bool) \
+            or not isinstance(level, (int, float)) or not math.isfinite(level):
+        raise ValueError(f"{w}: 'n' must be an integer >= 1 and 'level' a finite number")
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        raise ValueError(f"{w}: 'class_names' must be a list of strings")
     if int(counts.sum()) != n or bool((counts != counts.round()).any()):
         raise ValueError(f"{w}: 'counts' must be integers summing to n = {n}")
     return ClassEstimate(probs, lower, upper, counts.to(torch.int64), n, float(level),
-                         tuple(str(c) for c in est.get("class_names", ())))
+                         tuple(names))
 
 
 def load_bridge_run(run_dir: str | os.PathLike[str]) -> BridgeRun:
@@ -159,7 +162,7 @@ def load_bridge_run(run_dir: str | os.PathLike[str]) -> BridgeRun:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{where} is not JSON: {err}") from err
+        raise ValueError(f"{where} is not JSON (truncated or damaged?): {err}") from err
     if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("version") != VERSION:
         raise ValueError(f"{where} is not a {FORMAT} version {VERSION} file")
     algorithm, hyper = record.get("algorithm"), record.get("hyper")
@@ -169,6 +172,8 @@ def load_bridge_run(run_dir: str | os.PathLike[str]) -> BridgeRun:
     try:
         strength = as_positive_float(hyper.get(name), f"hyper[{name!r}]")
         mixture = float(hyper.get("mixture", 0.0))
+        if not 0.0 <= mixture <= 1.0:
+            raise ValueError(f"hyper['mixture'] must be in [0, 1], got {mixture}")
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from err
     names = record.get("class_names")
@@ -181,24 +186,33 @@ def load_bridge_run(run_dir: str | os.PathLike[str]) -> BridgeRun:
     stored = _tensor(record, "measured", (len(stored_steps), size), where)
 
     log = run_dir / LOG_FILE
+    log_where = f"{LOG_FILE} {str(log)!r}"
+    # read_run_log checks every line (RunLogError naming the file and line): each record has an
+    # integer step, and metric values are numbers, strings, nulls or lists of them
     rows = [(r["step"], r["class_distribution"]) for r in read_run_log(log)
             if r.get("class_distribution") is not None]
+    for step, dist in rows:
+        if not (isinstance(dist, list) and len(dist) == size
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in dist)):
+            raise ValueError(f"{log_where}: the 'class_distribution' of step {step} must be a list of {size} "
+                             f"numbers (one per class and 'other'), got {dist!r:.120}")
     steps = tuple(int(s) for s, _ in rows)
     measured = _tensor({"class_distribution": [d for _, d in rows]}, "class_distribution",
-                       (len(rows), size), f"{LOG_FILE} {str(log)!r}").reshape(len(rows), size)
+                       (len(rows), size), log_where).reshape(len(rows), size)
     if steps != tuple(stored_steps) or not torch.equal(measured, stored):
         raise ValueError(f"{LOG_FILE} {str(log)!r} disagrees with {where}: the run log's class distributions "
                          "are not the ones saved with the run (a log from another run?)")
-    tv = record.get("tv")
-    if not isinstance(tv, (int, float)) or not math.isfinite(tv):
-        raise ValueError(f"{where}: 'tv' must be a finite number")
+    tv, wall_s = record.get("tv"), record.get("wall_s", 0.0)
+    for key, value in (("tv", tv), ("wall_s", wall_s)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r:.80}")
     return BridgeRun(
         path=run_dir, algorithm=algorithm, strength_name=name, strength=strength, mixture=mixture,
         class_names=tuple(names), P_ext=_tensor(record, "P_ext", (size, size), where),
         mu_class=_estimate(record, "mu_class", size, where), prediction=_tensor(record, "prediction", (size,), where),
         toy_trajectory=_tensor(record, "toy_trajectory", (None, size), where), steps=steps, measured=measured,
         final=_estimate(record, "final", size, where), tv=float(tv), config=read_run_header(log),
-        wall_s=float(record.get("wall_s", 0.0)))
+        wall_s=float(wall_s))
 
 
 def load_bridge_runs(root: str | os.PathLike[str], *, skip_incomplete: bool = False) -> list[BridgeRun]:

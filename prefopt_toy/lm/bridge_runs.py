@@ -59,7 +59,7 @@ def save_bridge_run(result: BridgeResult, run_dir: str | os.PathLike[str]) -> Pa
     lives elsewhere it is copied to ``run_dir/run.jsonl``. ``bridge.json`` holds
     ``result.summary()`` under ``"summary"`` and, in full, ``P_ext``, ``hyper``, ``mu_class``,
     ``prediction``, ``toy_trajectory``, ``steps``, ``measured``, ``final``, ``tv`` and ``wall_s``.
-    The write is atomic (temporary file, then ``os.replace``).
+    The writes are atomic (temporary file, ``fsync``, then ``os.replace``), the copy of the log too.
 
     Parameters
     ----------
@@ -95,7 +95,7 @@ def save_bridge_run(result: BridgeResult, run_dir: str | os.PathLike[str]) -> Pa
         if log.exists():
             raise ValueError(f"run_dir {str(run_dir)!r} already holds {LOG_FILE} of another run than "
                              f"result.log_path {str(source)!r}")
-        shutil.copyfile(source, log)
+        _copy_atomically(source, log)
     record = {
         "format": FORMAT, "version": VERSION, "summary": result.summary(), "algorithm": result.algorithm,
         "class_names": list(result.class_names), "P_ext": result.P_ext.tolist(), "hyper": dict(result.hyper),
@@ -110,12 +110,30 @@ def save_bridge_run(result: BridgeResult, run_dir: str | os.PathLike[str]) -> Pa
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(record, f, allow_nan=False, indent=1)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return target
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a flushed temporary file and ``os.replace``: an
+    interrupted copy never leaves a half-copied ``target``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 # --------------------------------------------------------------------------- grid
 def run_name(algorithm: str, strength: float, mixture: float = 0.0) -> str:
@@ -188,7 +206,10 @@ def run_bridge_grid(root: str | os.PathLike[str], algorithms: Iterable[str], tau
         for tau in taus:
             run_dir = root / run_name(algorithm, tau, m)
             if (run_dir / BRIDGE_FILE).exists() and not overwrite:
-                run = load_bridge_run(run_dir)
+                try:
+                    run = load_bridge_run(run_dir)
+                except ValueError as err:  # names the damaged file; say how to get past it
+                    raise ValueError(f"{err} (a saved run of this grid; pass overwrite=True to rerun it)") from err
                 if (run.algorithm, run.strength, run.mixture) != (algorithm, tau, m):
                     raise ValueError(f"{BRIDGE_FILE} {str(run_dir / BRIDGE_FILE)!r} holds {run.algorithm} with "
                                      f"{run.strength_name}={run.strength:g}, mixture={run.mixture:g}, not the "

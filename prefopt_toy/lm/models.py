@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ __all__ = [
     "default_model",
     "train_lm",
     "load_model",
+    "ModelCacheWarning",
 ]
 
 # GPT-2 configurations: (n_layer, n_head, n_embd, n_positions).
@@ -131,6 +133,71 @@ def _recipe_key(size: str, seed: int, recipe: TrainingRecipe) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+class ModelCacheWarning(UserWarning):
+    """``default_model`` found its cached model damaged and retrains it; the message names the file.
+
+    References
+    ----------
+    safetensors, https://github.com/huggingface/safetensors.
+    """
+
+
+_META = "prefopt_training.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damaged_file(directory: Path, *, own_cache: bool = False) -> tuple[str, str] | None:
+    """``(file, what is wrong)`` for the first damaged file of a saved model directory, else None.
+
+    Every ``*.json`` must parse and every ``*.safetensors`` must have a valid header covering the
+    whole file (``safetensors.safe_open``). For the project's own cache (``own_cache``) the
+    directory must also hold ``config.json``, ``model.safetensors`` and ``prefopt_training.json``,
+    and ``model.safetensors`` must match the SHA-256 recorded there (caches written before the
+    digest was recorded are checked structurally only).
+    """
+    from safetensors import safe_open
+
+    required = ("config.json", "model.safetensors", _META) if own_cache else ()
+    for name in required:
+        if not (directory / name).is_file():
+            return name, "is missing"
+    for path in sorted(directory.glob("*.json")):
+        try:
+            json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            return path.name, f"is not valid JSON (truncated or damaged): {err}"
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                list(f.keys())
+        except Exception as err:  # noqa: BLE001  (safetensors raises its own SafetensorError)
+            return path.name, f"is not a valid safetensors file (truncated or damaged): {err}"
+    if own_cache:
+        meta = json.loads((directory / _META).read_text(encoding="utf-8"))
+        recorded = meta.get("model_sha256") if isinstance(meta, dict) else None
+        if recorded is not None and _sha256(directory / "model.safetensors") != recorded:
+            return "model.safetensors", f"is damaged: its content does not match the SHA-256 recorded in {_META}"
+    return None
+
+
+def _discard(target: Path) -> None:
+    """Move a damaged cache directory aside and delete it (a concurrent caller may have done it)."""
+    aside = Path(tempfile.mkdtemp(prefix=target.name + ".damaged-", dir=target.parent))
+    try:
+        os.rename(target, aside / target.name)
+    except FileNotFoundError:
+        pass
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = None, seed: int = 0):
     """The offline default: a small GPT-2 trained on the project's corpus, cached as safetensors.
 
@@ -141,6 +208,11 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
     hash covers the configuration, the recipe and the corpus, so a changed recipe never reuses a
     stale cache. Later calls load that directory. The tiny model trains in seconds on a CPU,
     the small one in about a minute.
+
+    The cache is checked before it is used: ``prefopt_training.json`` records the SHA-256 of
+    ``model.safetensors``, and every JSON and safetensors file must parse. A damaged cache (a
+    truncated or overwritten file, a deleted one) is not an error: a :class:`ModelCacheWarning`
+    names the file and what is wrong, the directory is deleted and the model trained again.
 
     Parameters
     ----------
@@ -158,6 +230,11 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
     tokenizer : transformers.GPT2Tokenizer
         ``gpt2_tokenizer()``.
 
+    Warns
+    -----
+    ModelCacheWarning
+        When the cached model was damaged and is retrained (the message names the file).
+
     References
     ----------
     Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2).
@@ -172,6 +249,18 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root / "models" / f"gpt2-{size}-seed{seed}-{_recipe_key(size, seed, recipe)}"
     tokenizer = gpt2_tokenizer()
+    if target.exists():
+        problem = _damaged_file(target, own_cache=True)
+        if problem is None:
+            try:
+                model = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
+            except Exception as err:  # noqa: BLE001  (a damage the checks above missed: retrain)
+                problem = ("model.safetensors", f"does not load ({type(err).__name__}: {err})")
+            else:
+                return _private(model), tokenizer
+        warnings.warn(f"the cached default model {str(target)!r} is damaged: {problem[0]} {problem[1]}; "
+                      "it is deleted and trained again", ModelCacheWarning, stacklevel=2)
+        _discard(target)
     if not (target / "model.safetensors").is_file():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -182,8 +271,9 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
             model.save_pretrained(tmp)  # safetensors (transformers 5 writes nothing else)
-            meta = {"size": size, "seed": seed, "recipe": asdict(recipe), "first_loss": losses[0], "final_loss": losses[-1]}
-            (tmp / "prefopt_training.json").write_text(json.dumps(meta, indent=1))
+            meta = {"size": size, "seed": seed, "recipe": asdict(recipe), "first_loss": losses[0], "final_loss": losses[-1],
+                    "model_sha256": _sha256(tmp / "model.safetensors")}
+            (tmp / _META).write_text(json.dumps(meta, indent=1))
             try:
                 tmp.rename(target)  # atomic: a concurrent builder either wins or finds the target
             except OSError:
@@ -192,8 +282,16 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     model = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
-    model.eval()
-    return model, tokenizer
+    return _private(model), tokenizer
+
+
+def _private(model):
+    """``model`` in eval mode, its weights copied out of the memory-mapped cache file (so that the
+    file being damaged or replaced later cannot reach a model in use; tied weights stay tied)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.data = param.data.clone()
+    return model.eval()
 
 
 def _offline() -> bool:
@@ -238,9 +336,13 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     ------
     OSError
         At once, without network retries, when a hub name is not in the local cache and
-        ``HF_HUB_OFFLINE=1`` (or the download fails); the message says how to proceed.
+        ``HF_HUB_OFFLINE=1`` (or the download fails), or its cached files are damaged (the file
+        named); the message says how to proceed.
     ValueError
-        For a path that does not exist or a directory without ``config.json``.
+        For a path that does not exist, a directory without ``config.json``, or a directory with a
+        damaged file (a JSON file that does not parse, a truncated or overwritten safetensors
+        file): the file is named. ``"tiny"`` / ``"small"`` retrain a damaged cache instead
+        (:func:`default_model`).
 
     References
     ----------
@@ -258,6 +360,10 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"name_or_path {name!r} is a directory without config.json (save a model with save_pretrained)")
+        problem = _damaged_file(path)
+        if problem is not None:
+            raise ValueError(f"name_or_path {name!r}: {str(path / problem[0])!r} {problem[1]}; save the model "
+                             "again (save_pretrained) or copy it again")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         return model.to(device).eval()
     if name.startswith((".", "/", "~")) or os.sep in name and path.parent.exists() and not path.exists():
@@ -272,4 +378,30 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
             model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
         except OSError as err2:
             raise OSError(f"Could not download {name!r} from the Hugging Face hub and it is not cached locally. {_how_to(name)}") from err2
+        except Exception as err2:
+            damaged = _damaged_hub_cache(name, cache_dir)
+            if damaged is None:
+                raise
+            raise damaged from err2
+    except Exception as err:
+        damaged = _damaged_hub_cache(name, cache_dir)
+        if damaged is None:
+            raise
+        raise damaged from err
     return model.to(device).eval()
+
+
+def _damaged_hub_cache(name: str, cache_dir: str | os.PathLike | None) -> OSError | None:
+    """An ``OSError`` naming the damaged file of ``name`` in the Hugging Face cache, or None when no
+    file of the cached snapshot is found damaged (another kind of failure)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("config.json", "model.safetensors"):
+        cached = try_to_load_from_cache(name, filename, cache_dir=cache_dir)
+        if isinstance(cached, str):
+            problem = _damaged_file(Path(cached).parent)
+            if problem is not None:
+                where = Path(cached).parent / problem[0]
+                return OSError(f"The Hugging Face cache of {name!r} is damaged: {str(where)!r} {problem[1]}. Delete "
+                               f"it and download it again (`hf download {name} --force-download`). {_how_to(name)}")
+    return None

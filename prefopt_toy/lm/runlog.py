@@ -11,7 +11,19 @@ A run log is a text file with one JSON object per line:
 - a resumed run writes ``{"kind": "resume", "step": k, "config": {...}}`` where it continued, so a
   changed configuration (say, a lower learning rate after a NaN) stays on record.
 
-Each line is flushed when written, so a notebook can read a run that is still going.
+Each line is appended with a single ``write`` and flushed, so a notebook can read a run that is
+still going; a write that fails half-way is cut back off, so a log never holds a half line in the
+middle.
+
+**Damaged logs.** Every reader checks every line and raises :class:`RunLogError` (a ``ValueError``)
+naming the file, the line number and what is wrong: not JSON, JSON that is not an object, a missing
+or unknown ``kind``, a missing or mistyped ``step`` or ``config``, a step that does not increase, a
+metric that is an object, a second header. One exception, by design: a **last line without its
+newline** is what a writer killed in the middle of a line leaves (and, on file systems where appends
+are not atomic, what a reader may see of a line being written). It never held a complete record,
+so the readers skip it, silently, and keep everything before it; ``RunLogger(...,
+resume_from_step=k)`` drops it when it rewrites the log. A last line without its newline that parses
+as a complete record (only its newline was lost) is kept.
 
 **Non-finite values.** Strict JSON has no NaN or infinity. ``nan``, ``inf`` and ``-inf`` are all
 written as ``null``: :func:`read_run_log` returns them as ``None`` and :func:`run_log_frame` as NaN.
@@ -26,6 +38,7 @@ https://github.com/huggingface/trl; tqdm, https://github.com/tqdm/tqdm.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
@@ -41,7 +54,7 @@ from torch import Tensor
 
 from prefopt_toy._validate import as_int
 
-__all__ = ["RunLogger", "progress", "read_run_header", "read_run_log", "run_log_frame"]
+__all__ = ["RunLogError", "RunLogger", "progress", "read_run_header", "read_run_log", "run_log_frame"]
 
 FORMAT = "prefopt_toy.runlog"
 VERSION = 1
@@ -75,34 +88,115 @@ def _plain(value: Any, where: str) -> Any:
     )
 
 
-def _read_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a run log. A last line without its newline (a write cut short) is dropped.
+class RunLogError(ValueError):
+    """A run log that cannot be read: the message names the file, the line and what is wrong.
 
-    A ValueError if ``path`` is not an existing file or a complete line is not a run-log record.
+    Attributes
+    ----------
+    path : Path
+        The run log.
+    line : int or None
+        The 1-based line number at fault, None when the fault is the whole file's.
+
+    References
+    ----------
+    JSON Lines, https://jsonlines.org.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, reason: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.reason = reason
+        where = f"path {str(self.path)!r}" + (f" line {line}" if line is not None else "")
+        super().__init__(f"{where} {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.line, self.reason))
+
+
+_KINDS = ("header", "step", "resume")
+
+
+def _is_step(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _metric_ok(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, list) and all(_metric_ok(v) for v in value)
+
+
+def _check_record(record: Any, path: Path, number: int, first: bool, last_step: int | None) -> None:
+    """Raise :class:`RunLogError` unless ``record`` (line ``number``) is a well-formed run-log record."""
+    if not isinstance(record, dict):
+        raise RunLogError(path, number, f"is JSON but not an object (a {type(record).__name__}): not a run-log record")
+    kind = record.get("kind")
+    if "kind" not in record:
+        raise RunLogError(path, number, "is not a run-log record (no 'kind')")
+    if kind not in _KINDS:
+        raise RunLogError(path, number, f"has an unknown 'kind' {kind!r}; expected one of {list(_KINDS)}")
+    if first and kind != "header":
+        raise RunLogError(path, number, f"is not a header ('kind' is {kind!r}): the file is not a run log")
+    if kind == "header":
+        if not first:
+            raise RunLogError(path, number, "is a second header (two runs written into one file?)")
+        if "format" in record and record["format"] != FORMAT:
+            raise RunLogError(path, number, f"is a header of format {record['format']!r}, not {FORMAT!r}")
+        if "version" in record and record["version"] != VERSION:
+            raise RunLogError(path, number, f"is a header of version {record['version']!r}; this code reads {VERSION}")
+    if kind in ("header", "resume"):
+        if "config" not in record:
+            raise RunLogError(path, number, f"is a {kind} record without 'config'")
+        if not isinstance(record["config"], dict):
+            raise RunLogError(path, number, f"has a 'config' that is a {type(record['config']).__name__}, not an object")
+    if kind in ("step", "resume"):
+        if "step" not in record:
+            raise RunLogError(path, number, f"is a {kind} record without 'step'")
+        if not _is_step(record["step"]):
+            raise RunLogError(path, number, f"has a 'step' that is not an integer >= 0: {record['step']!r}")
+    if kind == "step":
+        if last_step is not None and record["step"] <= last_step:
+            raise RunLogError(path, number, f"has step {record['step']}, which does not increase on the "
+                                            f"previous step {last_step}")
+        for key, value in record.items():
+            if key not in _RESERVED and not _metric_ok(value):
+                raise RunLogError(path, number, f"has a metric {key!r} that is not a number, string, null or "
+                                                f"list of them: {value!r:.80}")
+
+
+def _read_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a run log, each checked (:func:`_check_record`); see the module docstring.
+
+    A last line without its newline (a write cut short) is dropped unless it is a complete record.
+    A :class:`RunLogError` if ``path`` is not an existing file or a line is not a run-log record.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"path {str(path)!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    lines = text.split("\n")
-    # text ends with "\n" when complete, so the last piece is "" or a partial line, dropped
-    complete = lines[:-1]
-    records = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
+        raise RunLogError(path, None, "does not exist")
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    # data ends with "\n" when complete, so the last piece is "" or a partial line
+    tail, complete = lines[-1], lines[:-1]
+    records: list[dict[str, Any]] = []
+    last_step: int | None = None
+    for number, raw in enumerate([*complete, tail], start=1):
+        is_tail = number == len(lines)
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"path {str(path)!r} line {number} is not JSON: {err}") from err
-        if not isinstance(record, dict) or "kind" not in record:
-            raise ValueError(
-                f"path {str(path)!r} line {number} is not a run-log record (no 'kind')"
-            )
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            if is_tail:
+                break  # a line cut short by an interrupted write: skipped (module docstring)
+            raise RunLogError(path, number, f"is not JSON: {err}") from err
+        if is_tail and not isinstance(record, dict):
+            break  # a cut line that happens to parse (e.g. a number cut short): skipped likewise
+        _check_record(record, path, number, not records, last_step)
+        if record["kind"] == "step":
+            last_step = record["step"]
         records.append(record)
-    if records and records[0].get("kind") != "header":
-        raise ValueError(f"path {str(path)!r} is not a run log: the first line is not a header")
     return records
 
 
@@ -134,9 +228,11 @@ class RunLogger:
 
     Notes
     -----
-    The file is opened, appended to, flushed and closed at each :meth:`log`, so nothing is lost if
-    the process dies between steps and no file handle is left open. Truncation on resume rewrites
-    the file atomically (temporary file + ``os.replace``).
+    The file is opened, appended to (one ``write`` of the whole line) and closed at each
+    :meth:`log`, so nothing is lost if the process dies between steps and no file handle is left
+    open; a write that fails part-way is cut back off. Truncation on resume rewrites the file
+    atomically (temporary file, ``fsync``, ``os.replace``); it also drops a last line cut short by
+    a crash.
 
     References
     ----------
@@ -185,14 +281,9 @@ class RunLogger:
             self.last_step: int | None = None
             return
 
-        kept = []
-        for record in _read_lines(self.path):
-            if (
-                "step" in record
-                and as_int(record["step"], "step in the run log") > resume_from_step
-            ):
-                continue
-            kept.append(record)
+        # records are checked by _read_lines: the first is the header, every "step" an int >= 0;
+        # a file whose only line was cut short holds none, and gets a fresh header
+        kept = [r for r in _read_lines(self.path) if r.get("step", -1) <= resume_from_step] or [header]
         kept.append(self._resume(resume_from_step, config_json))
         self._rewrite(kept)
         steps = [r["step"] for r in kept if r["kind"] == "step"]
@@ -263,23 +354,39 @@ class RunLogger:
             if key in _RESERVED:
                 raise ValueError(f"metrics must not use the reserved key {key!r}")
             record[key] = _plain(value, f"metrics[{key!r}]")
-        line = json.dumps(record, allow_nan=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
+        self._append((json.dumps(record, allow_nan=False) + "\n").encode("utf-8"))
         self.last_step = step
+
+    def _append(self, line: bytes) -> None:
+        """Append ``line`` with one ``write`` call (looping only on a short write); if the write fails
+        part-way (a full disk), cut the file back to where it was, so no half line stays behind."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
 
 
 def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The step records of a run log, in file order, each ``{"step": ..., <metric>: ...}``.
 
     Header and resume records are left out (see :func:`read_run_header`). Non-finite values were
-    written as null and come back as None. A last line cut short by an interrupted write is ignored.
+    written as null and come back as None. A last line cut short by an interrupted write is skipped
+    (see the module docstring).
 
     Raises
     ------
-    ValueError
-        If ``path`` does not exist or a complete line is not a run-log record.
+    RunLogError
+        (a ``ValueError``) if ``path`` does not exist or a line is not a well-formed run-log record:
+        the message names the file, the line number and what is wrong.
 
     References
     ----------
@@ -297,8 +404,9 @@ def read_run_header(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises
     ------
-    ValueError
-        If ``path`` does not exist or holds no header.
+    RunLogError
+        (a ``ValueError``) if ``path`` does not exist, holds no header, or a line is not a
+        well-formed run-log record (named as in :func:`read_run_log`).
 
     References
     ----------
@@ -307,7 +415,7 @@ def read_run_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     records = _read_lines(path)
     if not records:
-        raise ValueError(f"path {str(path)!r} is empty: no header")
+        raise RunLogError(path, None, "is empty: no header")
     return dict(records[0]["config"])
 
 
@@ -315,6 +423,11 @@ def run_log_frame(path: str | os.PathLike[str]) -> Any:
     """The step records as a pandas DataFrame indexed by ``step`` (null -> NaN).
 
     List-valued metrics (``class_distribution``) stay lists in one column.
+
+    Raises
+    ------
+    RunLogError
+        As :func:`read_run_log`.
 
     References
     ----------
@@ -345,13 +458,21 @@ def progress(
     enabled : bool, optional
         Force the bar on or off. None (default): on only when standard error is a terminal and the
         ``CI`` environment variable is unset, so tests, CI logs and redirected output stay clean.
-    total, desc : optional
+    total : int >= 0, optional
+        Passed to tqdm (default: ``len(iterable)`` where it has one).
+    desc : str, optional
         Passed to tqdm.
 
     Returns
     -------
     iterator
         Yields the same items as ``iterable``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: ``iterable`` not iterable, ``enabled`` not a bool or None, ``total``
+        not an integer >= 0, ``desc`` not a string.
 
     References
     ----------
@@ -364,6 +485,16 @@ def progress(
     """
     from tqdm.auto import tqdm
 
+    try:
+        iter(iterable)
+    except TypeError:
+        raise ValueError(f"iterable must be iterable, got {type(iterable).__name__}") from None
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True, False or None, got {enabled!r}")
+    if total is not None:
+        total = as_int(total, "total", minimum=0)
+    if desc is not None and not isinstance(desc, str):
+        raise ValueError(f"desc must be a string or None, got {type(desc).__name__}")
     if enabled is None:
         enabled = bool(getattr(sys.stderr, "isatty", lambda: False)()) and not os.environ.get("CI")
     return iter(tqdm(iterable, total=total, desc=desc, disable=not enabled))

@@ -84,9 +84,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import check_finite
-from .collectives import all_reduce_gradients, all_reduce_metrics, broadcast_module
-from .data import model_device, to_device, tokenize_pairs, validate_preference_examples
+from .checkpoint import check_finite, load_latest_checkpoint
+from .collectives import all_reduce_gradients, all_reduce_metrics, any_rank, broadcast_module, same_on_all_ranks
+from .data import (
+    check_tokenizer,
+    model_device,
+    model_limits,
+    to_device,
+    tokenize_pairs,
+    validate_preference_examples,
+    validate_texts,
+)
+from .judges import as_judge
 from .objectives import preference_loss
 from .process_group import DistributedContext, _check_ctx
 from .runlog import RunLogger, progress
@@ -96,13 +105,40 @@ from .trainer_distributed import (
     local_rows,
     loss_scale,
     raise_together,
-    resume_trainer,
+    restore_generators,
     save_trainer,
 )
 from .trainer_eval import Evaluation
 from .trainer_online import OnlineDraw, OnlineSteps, _sequence_logps, _trim
 
 __all__ = ["ALGORITHMS", "LR_SCHEDULES", "OnlineDraw", "TrainConfig", "Trainer", "train"]
+
+
+def _check_model_fits(config: TrainConfig, tokenizer, **models) -> None:
+    """Rows of ``config.max_length`` tokens fit each model's positions, and the tokenizer's EOS and
+    padding ids are in each model's vocabulary (else ``ValueError`` naming both limits)."""
+    eos, pad = check_tokenizer(tokenizer)
+    for name, lm in models.items():
+        limits = model_limits(lm)
+        if limits.max_positions is not None and config.max_length > limits.max_positions:
+            raise ValueError(f"max_length ({config.max_length}) must be <= {name}'s position limit "
+                             f"{limits.positions_key}={limits.max_positions}: a row of max_length tokens would not fit")
+        if limits.vocab_size is not None:
+            for key, value in (("eos_token_id", eos), ("pad_token_id", pad)):
+                if value >= limits.vocab_size:
+                    raise ValueError(f"tokenizer's {key} ({value}) is outside {name}'s vocabulary "
+                                     f"[0, {limits.vocab_size}): the tokenizer is not the model's")
+
+
+def _check_prompt_lengths(tokenizer, prompts: list[str], config: TrainConfig, where: str) -> None:
+    """Every prompt leaves room for ``max_new_tokens`` within ``max_length`` (``ValueError`` naming it)."""
+    room = config.max_length - config.max_new_tokens
+    for i, text in enumerate(prompts):
+        n = len(tokenizer(text).input_ids)
+        if n > room:
+            raise ValueError(f"{where}[{i}] is {n} tokens, more than max_length - max_new_tokens = "
+                             f"{config.max_length} - {config.max_new_tokens} = {room} (the room a prompt has "
+                             "before its completion): raise max_length or shorten the prompt")
 
 
 class Trainer(OnlineSteps, Evaluation):
@@ -117,11 +153,13 @@ class Trainer(OnlineSteps, Evaluation):
         The frozen reference (never given gradients).
     tokenizer : GPT-2 tokenizer
     dataset : list of ``{"prompt", "chosen", "rejected"}`` dicts
-        Offline algorithms.
+        Offline algorithms (refused by the online ones).
     prompts : list of str
-        Online algorithms, and evaluation prompts (default: the dataset's prompts).
-    judge : ``prefopt_toy.lm.judges.Judge``
-        Online algorithms (labels) and evaluation (win rate, class distribution).
+        Online algorithms, and evaluation prompts (default: the dataset's prompts). A bare str
+        is refused (it would be one prompt per character).
+    judge : ``prefopt_toy.lm.judges.Judge`` or callable
+        Online algorithms (labels) and evaluation (win rate, class distribution). A plain callable
+        ``fn(a, b) -> Pr(a beats b)`` is wrapped in a ``CallableJudge`` (``judges.as_judge``).
     ctx : DistributedContext, optional
         This process's place in a data-parallel run (its process group initialised); None: one
         process. See the module docstring.
@@ -130,7 +168,9 @@ class Trainer(OnlineSteps, Evaluation):
     ------
     ValueError
         A bad argument, named; ``config.batch_size`` smaller than ``ctx.world_size``; a policy and
-        a reference on different devices (both named).
+        a reference on different devices (both named); ``config.max_length`` beyond a model's
+        positions, or a tokenizer's EOS / padding id outside its vocabulary (the limit named); a
+        prompt longer than ``max_length - max_new_tokens``.
     RuntimeError
         ``ctx.world_size > 1`` without an initialised process group.
 
@@ -143,6 +183,11 @@ class Trainer(OnlineSteps, Evaluation):
                  ctx: DistributedContext | None = None):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        config.validate()  # again: a field may have been changed since the config was built
+        for name, lm in (("model", model), ("ref_model", ref_model)):
+            if not isinstance(lm, torch.nn.Module):
+                raise ValueError(f"{name} must be a causal LM (a torch.nn.Module such as GPT2LMHeadModel), "
+                                 f"got {type(lm).__name__}")
         if model is ref_model:
             raise ValueError("model and ref_model must be different objects (copy.deepcopy the policy)")
         if model_device(model) != model_device(ref_model):
@@ -155,29 +200,39 @@ class Trainer(OnlineSteps, Evaluation):
             raise ValueError(f"batch_size (the global batch, {config.batch_size}) must be >= world_size "
                              f"({self.ctx.world_size}): every rank needs at least one pair per step")
         _check_ctx(self.ctx)  # a RuntimeError when world_size > 1 and no process group exists
-        if self.ctx.is_distributed:  # every rank starts from rank 0's weights
-            broadcast_module(model, self.ctx)
-            broadcast_module(ref_model, self.ctx)
-        self.config, self.model, self.ref_model, self.tokenizer, self.judge = config, model, ref_model, tokenizer, judge
+        _check_model_fits(config, tokenizer, model=model, ref_model=ref_model)
         src = config.source
         if src == "offline":
             if dataset is None:
                 raise ValueError(f"dataset is required for algorithm {config.algorithm!r}")
-            self.dataset = validate_preference_examples(dataset)
-            self.pairs = tokenize_pairs(tokenizer, self.dataset, max_length=config.max_length)
-            self.n_items = len(self.dataset)
         else:
-            if not prompts:
+            if dataset is not None:
+                raise ValueError(f"dataset is only used by the offline algorithms; {config.algorithm!r} samples its "
+                                 "pairs from prompts (pass prompts=[...] instead, e.g. the dataset's prompts)")
+            if prompts is None:
                 raise ValueError(f"prompts (a non-empty list of str) are required for algorithm {config.algorithm!r}")
             if judge is None:
                 raise ValueError(f"judge is required for algorithm {config.algorithm!r}")
+        if prompts is not None:  # a bare str would be one prompt per character
+            prompts = validate_texts(prompts, "prompts", allow_empty=src == "offline")
+        judge = None if judge is None else as_judge(judge, "judge")
+        if self.ctx.is_distributed:  # every rank starts from rank 0's weights
+            broadcast_module(model, self.ctx)
+            broadcast_module(ref_model, self.ctx)
+        self.config, self.model, self.ref_model, self.tokenizer, self.judge = config, model, ref_model, tokenizer, judge
+        if src == "offline":
+            self.dataset = validate_preference_examples(dataset, "dataset")
+            self.pairs = tokenize_pairs(tokenizer, self.dataset, max_length=config.max_length, name="dataset")
+            self.n_items = len(self.dataset)
+        else:
             self.n_items = len(prompts)
+        where = "prompts"
         if prompts is None and dataset is not None:
-            prompts = list(dict.fromkeys(ex["prompt"] for ex in self.dataset))
+            prompts, where = list(dict.fromkeys(ex["prompt"] for ex in self.dataset)), "the dataset's prompts"
         self.prompts = list(prompts) if prompts else []
-        self.prompt_max = config.max_length - config.max_new_tokens
-        if self.prompt_max < 1:
-            raise ValueError(f"max_length ({config.max_length}) must exceed max_new_tokens ({config.max_new_tokens})")
+        self.prompt_max = config.max_length - config.max_new_tokens  # >= 1 (TrainConfig checks it)
+        if src != "offline" or config.eval_every:  # the prompts will be sampled from: they must fit
+            _check_prompt_lengths(tokenizer, self.prompts, config, where)
         self.generators = trainer_generators(config.seed, self.ctx)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
         self.step = 0
@@ -289,11 +344,44 @@ class Trainer(OnlineSteps, Evaluation):
         return self.last_checkpoint
 
     def resume(self) -> int:
-        """Restore from ``latest_checkpoint(run_dir)`` if there is one; return the step reached.
+        """Restore from the newest checkpoint of ``run_dir`` that loads; return the step reached (0: none).
 
-        Every rank restores the same checkpoint and its own per-rank generators (``resume_trainer``).
+        ``checkpoint.load_latest_checkpoint``: a damaged newer checkpoint is skipped with a
+        ``CheckpointWarning`` that names it, the file and why; a failed load changes nothing; when no
+        checkpoint loads, a ``CheckpointError`` lists them all. The checkpoint must carry this
+        trainer's world size and a data order and cursor in range. Every rank restores the same
+        checkpoint and its own per-rank generators (``restore_generators``).
         """
-        return resume_trainer(self)
+        ctx, run_dir, n_items = self.ctx, self.config.run_dir, self.n_items
+
+        def check_extra(extra: dict[str, Any]) -> None:  # refuses the checkpoint (CheckpointError)
+            saved = extra.get("world_size", 1)
+            if saved != ctx.world_size:
+                raise ValueError(f"it was written by {saved} process(es): resume it with world_size={saved}, "
+                                 f"got world_size={ctx.world_size}")
+            order, cursor = extra.get("order"), extra.get("cursor")
+            if not (isinstance(order, list) and all(type(i) is int and 0 <= i < n_items for i in order)
+                    and type(cursor) is int and 0 <= cursor <= len(order)):
+                raise ValueError(f"its data 'order' and 'cursor' are missing or out of range for {n_items} items")
+
+        state, error = None, None
+        try:
+            state = None if not run_dir else load_latest_checkpoint(
+                run_dir, model=self.model, optimizer=self.optimizer,
+                generators=restore_generators(self.generators, ctx), check_extra=check_extra)
+        except Exception as err:  # noqa: BLE001  (re-raised below; the other ranks stop too)
+            error = err
+        if any_rank(error is not None, ctx):
+            raise error if error is not None else RuntimeError(
+                f"another rank could not resume from run_dir {run_dir!r}: see that rank's message")
+        if not same_on_all_ranks(-1 if state is None else state.step, ctx):
+            raise ValueError(f"the ranks resumed from different checkpoints of run_dir {run_dir!r}: it must be "
+                             "one directory that every rank can read")
+        if state is None:
+            return 0
+        self.step, self.order, self.cursor = state.step, list(state.extra["order"]), state.extra["cursor"]
+        self.last_checkpoint = state.path
+        return self.step
 
     def run(self, *, resume: bool = False) -> dict[str, Any]:
         """Train up to ``config.steps`` steps; see :func:`train`."""
@@ -303,10 +391,10 @@ class Trainer(OnlineSteps, Evaluation):
         if cfg.run_dir is not None and main:  # only rank 0 writes the log
             log_path = Path(cfg.run_dir) / "run.jsonl"
             header = asdict(cfg)
-            if resume and log_path.is_file():
+            if resume and resumed and log_path.is_file():
                 log = RunLogger(log_path, config=header, resume_from_step=resumed)
-            else:
-                log = RunLogger(log_path, config=header, overwrite=not resume)
+            else:  # a fresh start (also a resume that found no checkpoint): a fresh log
+                log = RunLogger(log_path, config=header, overwrite=True)
         history: list[dict[str, Any]] = []
         if self.step == 0 and cfg.eval_every and main:  # the weights agree: rank 0 evaluates
             record = self.evaluate(0)
@@ -344,13 +432,15 @@ def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, pro
         Offline algorithms.
     prompts : list of str, optional
         Online algorithms and evaluation; default ``task.prompt_templates`` when ``task`` is given.
-    judge : Judge, optional
-        Labels (online) and evaluation metrics.
+    judge : Judge or callable, optional
+        Labels (online) and evaluation metrics. A plain callable ``fn(a, b) -> Pr(a beats b)``
+        (two completion texts, one probability in [0, 1]) is wrapped in a ``CallableJudge``.
     task : ``corpus.LiftedTask`` or ``corpus.SentimentTask``, optional
         Supplies default prompts.
     resume : bool
-        Continue from ``latest_checkpoint(config.run_dir)`` (weights, AdamW, generators, data
-        cursor) and continue its log; without a checkpoint, start fresh.
+        Continue from the newest checkpoint of ``config.run_dir`` that loads (weights, AdamW,
+        generators, data cursor; a damaged newer one is skipped with a ``CheckpointWarning``) and
+        continue its log; without a checkpoint, start fresh.
     ctx : DistributedContext, optional
         Several processes (call it on every rank with its context, after ``init_process_group``);
         None: one process. See the module docstring.
@@ -364,6 +454,11 @@ def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, pro
 
     Raises
     ------
+    ValueError
+        A bad argument, named, before any step: see :class:`Trainer` (a bare str as ``prompts``, a
+        dataset record without its keys or with an empty completion, a judge that is neither a
+        ``Judge`` nor a callable, a ``max_length`` beyond the model's positions...), and during
+        training a judge returning something other than one probability in [0, 1] per pair.
     prefopt_toy.lm.checkpoint.NonFiniteLossError
         When the policy log-probs, the loss or the gradient norm become NaN/inf; the step is named
         and the last good checkpoint is left as it was.
@@ -373,7 +468,13 @@ def train(config: TrainConfig, model, ref_model, tokenizer, *, dataset=None, pro
     See the module docstring (DPO arXiv:2305.18290v3, IPO arXiv:2310.12036v2, online IPO / IPO-MD
     arXiv:2403.08635v1, Nash-MD arXiv:2312.00886v4, TRL v1.13.0).
     """
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be a bool, got {type(resume).__name__}")
     if prompts is None and task is not None:
-        prompts = list(getattr(task, "prompt_templates", None) or task.prompts)
+        templates = getattr(task, "prompt_templates", None) or getattr(task, "prompts", None)
+        if templates is None:
+            raise ValueError(f"task must have prompt_templates or prompts (a corpus.LiftedTask or SentimentTask), "
+                             f"got {type(task).__name__}")
+        prompts = validate_texts(templates, "task.prompt_templates")
     return Trainer(config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge,
                    ctx=ctx).run(resume=resume)

@@ -5,8 +5,9 @@ trains on its slice of every global batch (``local_rows``, with the loss scale `
 makes the averaged gradient the single-process one for unequal slices too), the ranks stop together
 when one of them meets a non-finite value or an error (``raise_together``), and a checkpoint written by rank 0
 holds every rank's random streams (``checkpoint_generators``) so that each rank resumes its own
-(``restore_generators``); ``save_trainer`` and ``resume_trainer`` write and read a trainer's
-checkpoint that way. For a single process they do what the trainer always did.
+(``restore_generators``); ``save_trainer`` writes a trainer's checkpoint that way, and
+``Trainer.resume`` reads it back (``checkpoint.load_latest_checkpoint``, which falls back past a
+damaged checkpoint). For a single process they do what the trainer always did.
 
 The trainer with ``ctx`` (a ``DistributedContext``; None: one process, exactly as before).
 ``batch_size`` is the **global** batch. Every rank draws the same global order (the shared
@@ -49,7 +50,6 @@ this one serves.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -57,12 +57,11 @@ from typing import Any
 
 import torch
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .collectives import any_rank, same_on_all_ranks, shard_bounds
+from .checkpoint import save_checkpoint
+from .collectives import any_rank, shard_bounds
 from .guards import NonFiniteLossError
 from .process_group import DistributedContext
 from .seeding import all_gather_generator_states
-from .state_io import MANIFEST
 
 __all__ = [
     "checkpoint_generators",
@@ -70,7 +69,6 @@ __all__ = [
     "loss_scale",
     "raise_together",
     "restore_generators",
-    "resume_trainer",
     "save_trainer",
 ]
 
@@ -235,45 +233,3 @@ def save_trainer(trainer) -> Path:
     return path
 
 
-def resume_trainer(trainer) -> int:
-    """Restore ``trainer`` from ``latest_checkpoint(run_dir)`` if there is one; return its step.
-
-    Every rank restores the same checkpoint (weights, AdamW state, data cursor) and its own
-    per-rank generators. Collective for W > 1.
-
-    Parameters
-    ----------
-    trainer : prefopt_toy.lm.trainer.Trainer
-
-    Returns
-    -------
-    int
-        The step reached (0 without a checkpoint).
-
-    Raises
-    ------
-    ValueError
-        The ranks see different latest checkpoints (``run_dir`` must be one directory every rank
-        reads), or the checkpoint was written by another number of processes.
-
-    References
-    ----------
-    DESIGN.md "Reliability rules" (a resumed run ends where an uninterrupted one does).
-    """
-    ctx, run_dir = trainer.ctx, trainer.config.run_dir
-    path = latest_checkpoint(run_dir) if run_dir else None
-    if not same_on_all_ranks(-1 if path is None else int(path.name.split("-")[-1]), ctx):
-        raise ValueError(f"the ranks found different latest checkpoints in run_dir {run_dir!r}: "
-                         "it must be one directory that every rank can read")
-    if path is None:
-        return 0
-    with open(path / MANIFEST, encoding="utf-8") as f:
-        saved = int(json.load(f)["extra"].get("world_size", 1))
-    if saved != ctx.world_size:
-        raise ValueError(f"the checkpoint {str(path)!r} was written by {saved} process(es): resume it with "
-                         f"world_size={saved}, got world_size={ctx.world_size}")
-    state = load_checkpoint(path, model=trainer.model, optimizer=trainer.optimizer,
-                            generators=restore_generators(trainer.generators, ctx))
-    trainer.step, trainer.order, trainer.cursor = state.step, list(state.extra["order"]), int(state.extra["cursor"])
-    trainer.last_checkpoint = path
-    return trainer.step
