@@ -69,12 +69,16 @@ def check_preference_matrix(P: Any, *, atol: float = PROB_ATOL) -> Tensor:
         Candidate matrix (list, numpy array or tensor), K >= 1.
     atol : float, default 1e-9
         Tolerance on ``P + P.T == 1`` and on the range [0, 1]; entries within ``atol`` outside
-        [0, 1] are clipped.
+        [0, 1] are clipped. For float32, float16 or bfloat16 input the rounding of the two entries
+        in that dtype is added (``_validate.preference_tolerance``: about 0.016 for bfloat16,
+        2.4e-7 for float32), whatever the size of ``P``; a pair that is wrong by more is refused.
 
     Returns
     -------
     Tensor, shape (K, K), float64
-        A copy of ``P`` (never a view of the caller's array).
+        A copy of ``P`` (never a view of the caller's array), exactly complementary in float64:
+        ``P + P.T == 1`` entry for entry and a diagonal of exactly 1/2 (an input within the
+        tolerance is projected there, ``(P + 1 - P.T) / 2``).
 
     Raises
     ------

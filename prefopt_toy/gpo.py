@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ._validate import as_hyper, as_positive_float, as_tensor
-from .losses import _as_margin, _neg_logsigmoid
+from .losses import _as_margin, _in_float32_if_half, _neg_logsigmoid
 
 __all__ = ["GPO_FUNCTIONS", "gpo_loss", "gpo_optimal_margin", "exponential_threshold"]
 
@@ -36,7 +36,9 @@ def exponential_threshold(dtype: torch.dtype) -> float:
 
     :math:`x_0 = -\tfrac12 \ln(\text{largest finite value of dtype})`, so :math:`e^{-x_0}` is the
     square root of the largest float: -44.3614 (float32), -44.3595 (bfloat16), -354.8914 (float64),
-    -5.5449 (float16, which this suite does not target).
+    -5.5449 (float16). ``gpo_loss`` uses the threshold of the margin's dtype even where it computes
+    in float32 (half-precision margins), so the slope :math:`-e^{-x_0}` of the linear part, the
+    gradient that flows back to the margin, stays finite in the margin's dtype (256 in float16).
 
     Examples
     --------
@@ -59,12 +61,13 @@ def _squared(x: Tensor) -> Tensor:
     return (x - 1.0) ** 2
 
 
-def _exponential(x: Tensor) -> Tensor:
+def _exponential(x: Tensor, threshold_dtype: torch.dtype | None = None) -> Tensor:
     # e^{-x} overflows for x < -88.7 (float32) / -709.8 (float64). Below x0 = exponential_threshold
     # we continue with the tangent line e^{-x0} (1 + x0 - x): C^1, convex, decreasing, exact above x0.
     # Branch-free form with xc = max(x, x0): e^{-xc} (1 + xc - x). exp only ever sees -xc <= -x0, so
     # no inf appears even in an unused branch (torch.where would leak 0 * inf = NaN into gradients).
-    x0 = exponential_threshold(x.dtype)
+    # threshold_dtype: the margin's dtype when x is a float32 copy of a half-precision margin.
+    x0 = exponential_threshold(threshold_dtype or x.dtype)
     xc = torch.clamp_min(x, x0)
     return torch.exp(-xc) * (1.0 + (xc - x))
 
@@ -117,7 +120,9 @@ GPO_DERIVATIVES: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
 )
 
 
-def _gpo_value(h: Tensor, beta: Any, f: str) -> Tensor:
+def _gpo_value(h: Tensor, beta: Any, f: str, threshold_dtype: torch.dtype | None = None) -> Tensor:
+    if f == "exponential":
+        return _exponential(beta * h, threshold_dtype)
     return GPO_FUNCTIONS[f](beta * h)
 
 
@@ -164,7 +169,8 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
     Returns
     -------
     Tensor, shape (...)
-        Unreduced losses, same shape and dtype as ``margin``.
+        Unreduced losses, same shape as ``margin``; its dtype, except float32 for a float16 margin
+        (computed in float32 for float16 and bfloat16 margins, as in ``prefopt_toy.losses``).
 
     Raises
     ------
@@ -175,8 +181,8 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
     -----
     *Exponential.* :math:`e^{-x}` is computed exactly for :math:`x \ge x_0`, where
     :math:`x_0 =` ``exponential_threshold(margin.dtype)`` :math:`= -\tfrac12\ln(\text{float max})`
-    (-44.36 in float32 and bfloat16, -354.89 in float64). Below :math:`x_0` it is replaced by its
-    tangent line :math:`e^{-x_0}(1 + x_0 - x)`, which keeps the loss C^1, convex and decreasing,
+    (-44.36 in float32 and bfloat16, -354.89 in float64, -5.54 in float16, whose gradient must
+    stay below 65504). Below :math:`x_0` it is replaced by its tangent line :math:`e^{-x_0}(1 + x_0 - x)`, which keeps the loss C^1, convex and decreasing,
     with constant slope :math:`-e^{-x_0}` (magnitude 1.8e19 in float32), so value and gradient stay
     finite for :math:`|x|` up to about :math:`e^{-x_0}`, far beyond 1e4. Unmodified, :math:`e^{-x}` overflows
     for x below -88.7 (float32) or -709.8 (float64).
@@ -198,7 +204,8 @@ def gpo_loss(margin: Any, beta: float, f: str) -> Tensor:
     >>> round(float(gpo_loss(6.0, beta=0.1, f="hinge")), 12)
     0.4
     """
-    return _gpo_value(_as_margin(margin), as_hyper(beta, "beta"), _gpo_name(f))
+    h = _as_margin(margin)
+    return _in_float32_if_half(_gpo_value, h, as_hyper(beta, "beta"), _gpo_name(f), h.dtype)
 
 
 def gpo_optimal_margin(p: Any, beta: float, f: str) -> Tensor:

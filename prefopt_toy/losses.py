@@ -5,13 +5,21 @@ Every loss here is a pure, elementwise function of the margin
 .. math:: h = \bigl(\log\pi(y_w) - \log\mu(y_w)\bigr) - \bigl(\log\pi(y_l) - \log\mu(y_l)\bigr)
 
 (``margin`` in the code, h in Azar et al., rho in Tang et al.) and of its hyperparameters. None of
-them reduces: the output has the shape and dtype of the margin, and the caller averages over a batch
-(GPT-2) or weights by exact pair probabilities (``prefopt_toy.population``). Tensors keep their dtype
-(float64 in the toy, float32 / bfloat16 on GPT-2); lists, numbers and numpy arrays become float64.
+them reduces: the output has the shape of the margin, and the caller averages over a batch (GPT-2)
+or weights by exact pair probabilities (``prefopt_toy.population``).
+
+Dtypes. Lists, numbers and numpy arrays become float64. Tensors keep their dtype (float64 in the
+toy, float32 / bfloat16 on GPT-2), with one exception: a **float16** margin gives a **float32** loss.
+Half-precision margins (float16, bfloat16) are computed in float32 and the result is rounded once:
+to bfloat16, whose range is float32's, and not to float16, whose largest value 65504 is below
+the IPO loss at ``|h| ~ 260`` (at ``h = -1e4`` it is ~1e8). The gradient reaching a half-precision
+margin is in the margin's own dtype; every loss here keeps it within float16's range for
+``|margin| <= 1e4`` and beta or tau in [0.1, 1] (it is at most ``2 |h - 1/(2 tau)|`` for IPO).
 
 Every loss is finite, in value and gradient, far beyond ``|margin| = 1e4`` (tested: ``|margin| <= 1e4``,
-beta or tau in {0.1, 1}, float32 / bfloat16 / float64), through stable forms: ``-log sigmoid(x)`` as a
-softplus, never ``log(sigmoid(x))``; the GPO exponential loss extended linearly (``prefopt_toy.gpo``).
+beta or tau in {0.1, 1}, float16 / bfloat16 / float32 / float64), through stable forms:
+``-log sigmoid(x)`` as a softplus, never ``log(sigmoid(x))``; the GPO exponential loss extended
+linearly (``prefopt_toy.gpo``); float32 arithmetic for half-precision margins.
 
 Margin validation on the hot path: each loss checks ``torch.isfinite(margin).all()`` and raises a
 ``ValueError`` on NaN / inf. The check is one fused reduction; on a GPU it costs one host-device
@@ -46,6 +54,32 @@ def _as_margin(x: Any, name: str = "margin") -> Tensor:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite, but it contains NaN or inf")
     return t
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of a loss (or margin) computed from inputs of ``dtype``: float16 -> float32, else ``dtype``.
+
+    Examples
+    --------
+    >>> _loss_dtype(torch.float16), _loss_dtype(torch.bfloat16)
+    (torch.float32, torch.bfloat16)
+    """
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
+def _in_float32_if_half(kernel: Any, h: Tensor, *args: Any) -> Tensor:
+    """``kernel(h, *args)``; for a float16 / bfloat16 ``h`` computed in float32, returned in ``_loss_dtype``.
+
+    float16 overflows at 65504 (an IPO loss at |h| ~ 260 already) and bfloat16 keeps 8 bits: both
+    are widened for the arithmetic, as torch.autocast does for losses, and rounded once at the end.
+    The cast is differentiable, so the gradient still reaches ``h`` (in h's dtype).
+    """
+    if h.dtype not in _HALF:
+        return kernel(h, *args)
+    return kernel(h.to(torch.float32), *args).to(_loss_dtype(h.dtype))
 
 
 # F.softplus returns its argument above this threshold. For z > 40, softplus(z) - z = log1p(e^{-z})
@@ -88,7 +122,9 @@ def margin(logp_chosen: Any, logp_rejected: Any, logp_ref_chosen: Any, logp_ref_
     -------
     Tensor, shape (...)
         The margins, differentiable in all four inputs. The dtype follows torch type promotion
-        (float64 for non-tensor inputs).
+        (float64 for non-tensor inputs), except that float16 inputs give float32: differences of
+        float16 log-probs overflow float16 (65504) long before float32. Half precision (float16,
+        bfloat16) is subtracted in float32 and rounded once.
 
     Raises
     ------
@@ -117,9 +153,19 @@ def margin(logp_chosen: Any, logp_rejected: Any, logp_ref_chosen: Any, logp_ref_
             raise ValueError(
                 f"{name} must have the shape of logp_chosen {tuple(chosen.shape)}, got {tuple(t.shape)}"
             )
+    common = chosen.dtype
+    for t in others.values():
+        common = torch.promote_types(common, t.dtype)
+    if common in _HALF:  # subtract in float32, round once (float16 -> float32, see _loss_dtype)
+        logps = [t.to(torch.float32) for t in (chosen, *others.values())]
+        return _margin_value(*logps).to(_loss_dtype(common))
+    return _margin_value(chosen, *others.values())
+
+
+def _margin_value(chosen: Tensor, rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor) -> Tensor:
     # h = log(pi_w / mu_w) - log(pi_l / mu_l)   (Azar et al. h_pi; DPO's pi_logratios - ref_logratios)
-    logratio_chosen = chosen - others["logp_ref_chosen"]
-    logratio_rejected = others["logp_rejected"] - others["logp_ref_rejected"]
+    logratio_chosen = chosen - ref_chosen
+    logratio_rejected = rejected - ref_rejected
     return logratio_chosen - logratio_rejected
 
 
@@ -147,7 +193,7 @@ def dpo_loss(margin: Any, beta: float, label_smoothing: float = 0.0) -> Tensor:
     Returns
     -------
     Tensor, shape (...)
-        Unreduced losses, same shape and dtype as ``margin``.
+        Unreduced losses, same shape as ``margin``; its dtype (float32 for a float16 margin).
 
     Raises
     ------
@@ -172,7 +218,9 @@ def dpo_loss(margin: Any, beta: float, label_smoothing: float = 0.0) -> Tensor:
     >>> round(float(dpo_loss(6.0, beta=0.1)), 6)
     0.437488
     """
-    return _dpo_value(_as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing))
+    return _in_float32_if_half(
+        _dpo_value, _as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing)
+    )
 
 
 # Kernels: the formulas themselves, without validation (the exact engine validates once, then
@@ -220,7 +268,7 @@ def robust_dpo_loss(margin: Any, beta: float, label_smoothing: float) -> Tensor:
     Returns
     -------
     Tensor, shape (...)
-        Unreduced losses, same shape and dtype as ``margin``.
+        Unreduced losses, same shape as ``margin``; its dtype (float32 for a float16 margin).
 
     Raises
     ------
@@ -244,7 +292,9 @@ def robust_dpo_loss(margin: Any, beta: float, label_smoothing: float) -> Tensor:
     >>> round(float(robust_dpo_loss(0.0, beta=0.1, label_smoothing=0.1)), 6)
     0.693147
     """
-    return _robust_dpo_value(_as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing))
+    return _in_float32_if_half(
+        _robust_dpo_value, _as_margin(margin), as_hyper(beta, "beta"), _label_smoothing(label_smoothing)
+    )
 
 
 def _robust_dpo_value(h: Tensor, beta: Any, label_smoothing: Any) -> Tensor:
@@ -278,7 +328,7 @@ def ipo_loss(margin: Any, tau: float) -> Tensor:
     Returns
     -------
     Tensor, shape (...)
-        Unreduced losses, same shape and dtype as ``margin``.
+        Unreduced losses, same shape as ``margin``; its dtype (float32 for a float16 margin).
 
     Raises
     ------
@@ -305,7 +355,7 @@ def ipo_loss(margin: Any, tau: float) -> Tensor:
     >>> float(ipo_loss(6.0, tau=0.1))
     1.0
     """
-    return _ipo_value(_as_margin(margin), as_hyper(tau, "tau"))
+    return _in_float32_if_half(_ipo_value, _as_margin(margin), as_hyper(tau, "tau"))
 
 
 def _ipo_value(h: Tensor, tau: Any) -> Tensor:
@@ -335,7 +385,7 @@ def slic_loss(margin: Any, beta: float) -> Tensor:
     Returns
     -------
     Tensor, shape (...)
-        Unreduced losses, same shape and dtype as ``margin``.
+        Unreduced losses, same shape as ``margin``; its dtype (float32 for a float16 margin).
 
     Raises
     ------
@@ -359,7 +409,7 @@ def slic_loss(margin: Any, beta: float) -> Tensor:
     >>> round(float(slic_loss(6.0, beta=0.1)), 12)
     0.4
     """
-    return _slic_value(_as_margin(margin), as_hyper(beta, "beta"))
+    return _in_float32_if_half(_slic_value, _as_margin(margin), as_hyper(beta, "beta"))
 
 
 def _slic_value(h: Tensor, beta: Any) -> Tensor:

@@ -130,6 +130,24 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], str, str]] = [
     ("P_none", lambda: pt.check_preference_matrix(None), "P", "numeric"),
     ("mu_none", lambda: pt.regularized_nash(RPS, None, 1.0), "mu", "numeric"),
     ("cite_unknown_key", lambda: pt.cite("dpo2"), "key", "must be one of"),
+    # ---- numbers are numbers; low precision is checked against its own rounding
+    ("margin_string", lambda: pt.dpo_loss("1.0", 0.1), "margin", "numeric"),
+    ("margin_strings_in_list", lambda: pt.ipo_loss(["1.0", 2.0], 0.1), "margin", "numeric"),
+    ("margin_complex_numpy", lambda: pt.slic_loss(np.array([1.0 + 2j]), 0.1), "margin", "real"),
+    ("margin_python_complex", lambda: pt.gpo_loss(1.0 + 0j, 0.1, "hinge"), "margin", "real"),
+    ("margin_huge_int", lambda: pt.dpo_loss(10**400, 0.1), "margin", "finite"),
+    ("margin_list_of_bools", lambda: pt.dpo_loss([True, False], 0.1), "margin", "numeric"),
+    ("tau_huge_int", lambda: pt.ipo_optimum(RPS, UNIFORM3, 10**400), "tau", "finite"),
+    ("tau_complex", lambda: pt.regularized_nash(RPS, UNIFORM3, 1.0 + 0j), "tau", "real number"),
+    ("P_numpy_strings", lambda: pt.nash_equilibrium(np.array([["0.5", "0.5"], ["0.5", "0.5"]])), "P", "numeric"),
+    ("P_bfloat16_non_complementary",
+     lambda: pt.check_preference_matrix(torch.tensor([[0.5, 0.6], [0.6, 0.5]], dtype=torch.bfloat16)), "P", "P + P.T"),
+    ("mu_bfloat16_sums_to_two",
+     lambda: pt.regularized_nash(RPS, torch.full((3,), 2 / 3, dtype=torch.bfloat16), 1.0), "mu", "sum to 1"),
+    ("mu_float16_sums_to_1.01",
+     lambda: pt.ipo_optimum(RPS, torch.tensor([0.34, 0.34, 0.33], dtype=torch.float16), 1.0), "mu", "sum to 1"),
+    ("pi_object_array_with_string",
+     lambda: pt.exploitability(RPS, np.array([0.5, "0.25", 0.25], dtype=object)), "pi", "numeric"),
 ]
 
 # Known library bugs: id -> reason. Strict, so a fix turns the case into a failure to clean up.

@@ -7,7 +7,7 @@ Four classes of mistakes, each checked where every path goes through it:
    iterable and would train on one-character prompts);
 2. token ids outside the model's vocabulary and sequences longer than its positions:
    ``data.check_model_inputs`` where ids enter a model (log-probs, sampling), and the trainer's
-   ``max_length`` against ``n_positions`` at construction (no raw ``IndexError`` from torch);
+   every row against ``n_positions`` where it meets the model (no raw ``IndexError`` from torch);
 3. every ``TrainConfig`` field, per algorithm (which of beta / tau from ``ALGORITHMS`` and
    ``objectives.LOSS_STRENGTH``), real finite numbers only;
 4. judges: a plain callable ``fn(a, b) -> Pr(a beats b)`` is accepted (wrapped), anything else is
@@ -248,10 +248,13 @@ def test_sampling_past_the_positions_or_outside_the_vocabulary(lm):
         sample(None, ok, torch.ones_like(ok), max_new_tokens=2, generator=gen, eos_token_id=50256)
 
 
-def test_trainer_max_length_beyond_the_positions_and_a_tokenizer_for_another_vocabulary(lm):
+def test_trainer_rows_beyond_the_positions_and_a_tokenizer_for_another_vocabulary(lm):
     policy, ref, tok = lm
-    with pytest.raises(ValueError, match=r"max_length \(40\) must be <= model's position limit n_positions=32"):
-        Trainer(_cfg("dpo", max_length=40), policy, ref, tok, dataset=DATASET)
+    # max_length is a cap: beyond the positions is fine while every row fits them
+    Trainer(_cfg("dpo", max_length=40), policy, ref, tok, dataset=DATASET)
+    long_row = {**DATASET[0], "chosen": " apple" * 30}  # about 33 tokens: past n_positions=32
+    with pytest.raises(ValueError, match=r"more than model's position limit n_positions=32"):
+        Trainer(_cfg("dpo", max_length=40), policy, ref, tok, dataset=[long_row, DATASET[1]])
     small = _tiny(vocab=50000)
     with pytest.raises(ValueError, match=r"tokenizer's eos_token_id \(50256\) is outside model's vocabulary \[0, 50000\)"):
         Trainer(_cfg("dpo"), small, _tiny(vocab=50000, seed=1), tok, dataset=DATASET)

@@ -115,14 +115,15 @@ __all__ = ["ALGORITHMS", "LR_SCHEDULES", "OnlineDraw", "TrainConfig", "Trainer",
 
 
 def _check_model_fits(config: TrainConfig, tokenizer, **models) -> None:
-    """Rows of ``config.max_length`` tokens fit each model's positions, and the tokenizer's EOS and
-    padding ids are in each model's vocabulary (else ``ValueError`` naming both limits)."""
+    """The tokenizer's EOS and padding ids are in each model's vocabulary (else ``ValueError`` naming both).
+
+    ``max_length`` may exceed a model's positions (it is a cap, not a length): the rows themselves
+    are checked against the positions where they meet the model, offline at construction (the
+    reference log-probs of every pair) and online before the first sampling step.
+    """
     eos, pad = check_tokenizer(tokenizer)
     for name, lm in models.items():
         limits = model_limits(lm)
-        if limits.max_positions is not None and config.max_length > limits.max_positions:
-            raise ValueError(f"max_length ({config.max_length}) must be <= {name}'s position limit "
-                             f"{limits.positions_key}={limits.max_positions}: a row of max_length tokens would not fit")
         if limits.vocab_size is not None:
             for key, value in (("eos_token_id", eos), ("pad_token_id", pad)):
                 if value >= limits.vocab_size:
