@@ -47,6 +47,11 @@ _ARMIJO = 1e-4
 _EXPAND_FROM = 0.1
 # Floor used only for the starting point's log-odds, where a zero entry would give -inf.
 _TINY = 1e-300
+# Trust radius (max-norm, log-odds units) of one Newton step before the line search. Where the
+# sigmoids saturate, the Hessian is nearly singular and the raw Newton step can be ~1e98 long, which
+# no backtracking from t = 1 recovers; a capped step is still an ascent direction, and the doubling
+# below (_EXPAND_FROM) still covers long distances in a few iterations.
+_MAX_STEP = 50.0
 
 
 class BTFitInfo(NamedTuple):
@@ -138,18 +143,22 @@ def _newton_step(r: Tensor, P: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
     # would swamp (round away) the curvature of an action whose pairs are all near-deterministic.
     m = m.fill_diagonal_(0.0)  # m is a fresh tensor: no input is modified
     lap = torch.diag(m.sum(dim=1)) - m
-    # The Laplacian is singular along 1: pin the last reward's step to 0 and solve the reduced
-    # system, positive definite when the graph is connected (the dropped equation holds because
-    # sum(grad) = 0); centre afterwards. Jacobi scaling first, so that actions whose pairs are all
-    # near-deterministic (tiny curvature) do not wreck the conditioning; then an LU solve (torch's
-    # Cholesky was measured at milliseconds per call on tiny matrices with 2 intra-op threads).
-    red = lap[:-1, :-1]
+    # The Laplacian is singular along 1: pin one reward's step to 0 and solve the reduced system,
+    # positive definite when the graph is connected (the dropped equation holds because
+    # sum(grad) = 0); centre afterwards. The pinned action is the one with the largest curvature:
+    # pinning a weakly tied action (all its pairs near-deterministic) would leave the others'
+    # block singular to round-off, since its tiny couplings vanish beside theirs. Jacobi scaling
+    # next, so that such actions do not wreck the conditioning; then an LU solve (torch's Cholesky
+    # was measured at milliseconds per call on tiny matrices with 2 intra-op threads).
+    pin = int(lap.diagonal().argmax())
+    keep = torch.arange(r.numel()) != pin
+    red = lap[keep][:, keep]
     scale = red.diagonal().clamp_min(torch.finfo(DTYPE).tiny).sqrt()  # (K-1,)
     red = red / (scale[:, None] * scale[None, :])
-    rhs = ((nu * res)[:-1] / scale)[:, None]  # (K-1, 1)
+    rhs = ((nu * res)[keep] / scale)[:, None]  # (K-1, 1)
     y = torch.linalg.solve(red, rhs)
     step = torch.zeros_like(r)
-    step[:-1] = y[:, 0] / scale
+    step[keep] = y[:, 0] / scale
     return res, step - step.mean()
 
 
@@ -173,6 +182,8 @@ def _newton(P: Tensor, nu: Tensor, r0: Tensor, *, max_iter: int = MAX_ITER) -> B
             return BTFitInfo(r, it, res_max, step_max)
         if it == max_iter:
             break
+        if step_max > _MAX_STEP:
+            step = step * (_MAX_STEP / step_max)
         slope = float((nu * res) @ step)  # directional derivative g . step >= 0
         slack = 1e-14 * (1.0 + abs(f))  # below the round-off of f: accept the quadratic-phase step
         t = 1.0
@@ -241,9 +252,19 @@ def _validate(P: Any, nu: Any) -> tuple[Tensor, Tensor]:
 
 
 def _fit(P_t: Tensor, nu_t: Tensor) -> Tensor:
-    """``bt_fit`` on inputs already checked by ``_validate`` (for callers that also need them)."""
+    """``bt_fit`` on inputs already checked by ``_validate`` (for callers that also need them).
+
+    Newton starts from ``_starting_point``; if that start cannot reach the tolerances (a log-odds
+    start far out on saturated sigmoids), it starts again from ``r = 0`` before giving up.
+    """
     _check_ford_condition(P_t)
-    return _newton(P_t, nu_t, _starting_point(P_t, nu_t)).rewards
+    start = _starting_point(P_t, nu_t)
+    try:
+        return _newton(P_t, nu_t, start).rewards
+    except RuntimeError:
+        if not bool(start.abs().max() > 0):
+            raise
+    return _newton(P_t, nu_t, torch.zeros_like(start)).rewards
 
 
 def bt_fit(P: Any, nu: Any = None) -> Tensor:

@@ -270,3 +270,33 @@ def test_inputs_with_autograd_history_are_accepted():
     r = bt_fit(bradley_terry(s))
     assert not r.requires_grad
     assert float((r - (s.detach() - s.detach().mean())).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("x", [3.9e-3, 1e-3, 1e-6, 1e-12, 1e-200])
+def test_near_deterministic_strongly_connected_cycle_is_fitted(x):
+    # 0 ties 1 and 2 in aggregate; 2 beats 1 with probability 1 - x. The win-rate equations give
+    # r = (0, -a, a) with x = sigmoid(-a) + sigmoid(-2a); the raw Newton step from the log-odds
+    # start was ~1e98 long here (found by the property suite), now capped by a trust radius.
+    import mpmath
+
+    mpmath.mp.dps = 60
+    a = mpmath.findroot(lambda t: 1 / (1 + mpmath.exp(t)) + 1 / (1 + mpmath.exp(2 * t)) - mpmath.mpf(x),
+                        -mpmath.log(mpmath.mpf(x)))
+    r = bt_fit([[0.5, 1.0, 0.0], [0.0, 0.5, x], [1.0, 1.0 - x, 0.5]])
+    assert torch.allclose(r, torch.tensor([0.0, -float(a), float(a)], dtype=torch.float64), rtol=1e-12, atol=1e-9)
+
+
+def test_a_pair_below_round_off_of_the_others_is_still_resolved():
+    # P[1, 2] = 2.3e-18 is far below the round-off of action 1's other terms, yet it alone pins
+    # r_2: sigmoid(-(r2 - r0)) + sigmoid(-(r2 - r1)) = 2.3e-18 sigmoid(r2 - r1), and r1 - r0 = -log 9.
+    # Pinning the weakly tied action in the Newton system made it singular; checked in mpmath.
+    import mpmath
+
+    mpmath.mp.dps = 60
+    P = [[0.5, 0.9, 0.0], [0.1, 0.5, 2.3e-18], [1.0, 1.0, 0.5]]
+    r = bt_fit(P)
+    d10 = -mpmath.log(9)
+    sig = lambda t: 1 / (1 + mpmath.exp(-t))  # noqa: E731
+    d20 = mpmath.findroot(lambda d: sig(-d) + sig(-(d - d10)) - mpmath.mpf(2.3e-18) * sig(d - d10), 40)
+    assert abs(float(r[1] - r[0]) - float(d10)) <= 1e-9
+    assert abs(float(r[2] - r[0]) - float(d20)) <= 1e-9
