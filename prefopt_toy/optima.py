@@ -3,14 +3,17 @@ r"""Closed-form optima of the KL-regularised objectives: RLHF/DPO and PsiPO/IPO.
 Both are Gibbs policies :math:`\pi^*(y) \propto \mu(y)\exp(g(y)/\text{strength})`, the maximiser
 of :math:`E_\pi[g] - \text{strength}\,KL(\pi\|\mu)` (Azar et al., arXiv:2310.12036v2, Eq. (7), App.
 A.1). They differ in the payoff ``g``: the fitted Bradley-Terry reward for RLHF/DPO, the win rate
-against the data policy ``nu`` for IPO. Computed in log space, so tiny ``mu`` and small strengths
-neither underflow nor overflow.
+against the data policy ``nu`` for IPO. Computed in log space with the payoff's maximum subtracted
+before dividing by the strength, so tiny ``mu`` and any strength, subnormal to huge, neither
+underflow nor overflow, and the limits in the strength are exact.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ._validate import as_policy, as_positive_float, as_preference_matrix
@@ -18,12 +21,28 @@ from .bt import bt_fit
 from .policies import normalize_log
 
 
-def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float) -> Tensor:
+def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float | Tensor) -> Tensor:
     r"""Normalised :math:`\mu \exp(\text{payoff}/\text{strength})` in log space (no validation).
 
-    Entries with ``mu = 0`` stay exactly 0. ``mu`` and ``payoff`` have shape (..., K).
+    ``mu`` and ``payoff`` have shape (..., K) and ``strength`` is a positive number or a tensor
+    broadcasting against them (e.g. (N, 1) for a path of strengths). Entries with ``mu = 0`` stay
+    exactly 0.
+
+    The payoff's maximum over ``supp(mu)`` is subtracted *before* dividing by ``strength``
+    (the normalisation cancels it), so the exponent is :math:`(g - \max g)/\text{strength} \le 0`:
+    it cannot overflow for any strength, however small (subnormal included), and the action(s)
+    attaining the maximum keep exponent exactly 0. The result is therefore always finite and on
+    the simplex, and its limits are exact in floating point: as ``strength -> 0`` it is ``mu``
+    restricted to the argmax set of the payoff and renormalised (ties shared in proportion to
+    ``mu``; Azar et al., arXiv:2310.12036v2, Eq. (7) at vanishing regularisation), and as
+    ``strength -> inf`` it is ``mu``.
     """
-    z = mu.log() + payoff / strength  # log 0 = -inf keeps unsupported actions at probability 0
+    mu, payoff = torch.broadcast_tensors(mu, payoff)
+    support = mu > 0
+    top = payoff.masked_fill(~support, -math.inf).amax(dim=-1, keepdim=True)
+    gap = (payoff - top).masked_fill(~support, 0.0)  # <= 0 on supp(mu); 0 off it (masked below)
+    z = mu.log() + gap / strength  # log 0 = -inf keeps unsupported actions at probability 0
+    z = z.masked_fill(~support.expand_as(z), -math.inf)
     return normalize_log(z).exp()
 
 
@@ -51,7 +70,9 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
 
     Returns
     -------
-    Tensor, shape (K,), float64.
+    Tensor, shape (K,), float64: finite and on the simplex for every ``beta > 0`` (subnormal to
+    the float64 maximum; the limits are ``mu`` on the argmax of the reward, and ``mu``; see
+    :func:`gibbs_policy`).
 
     Raises
     ------
@@ -99,7 +120,10 @@ def ipo_optimum(P: Any, mu: Any, tau: Any, nu: Any = None) -> Tensor:
 
     Returns
     -------
-    Tensor, shape (K,), float64.
+    Tensor, shape (K,), float64: finite and on the simplex for every ``tau > 0``. As
+    ``tau -> 0`` (subnormal included) it is ``mu`` restricted to the best actions against
+    ``nu`` (ties shared in proportion to ``mu``); for huge ``tau`` it is ``mu`` (see
+    :func:`gibbs_policy`).
 
     References
     ----------
@@ -116,4 +140,7 @@ def ipo_optimum(P: Any, mu: Any, tau: Any, nu: Any = None) -> Tensor:
     mu_t = as_policy(mu, "mu", size=k)
     tau_f = as_positive_float(tau, "tau")
     nu_t = mu_t if nu is None else as_policy(nu, "nu", size=k)
-    return gibbs_policy(mu_t, P_t @ nu_t, tau_f)
+    # (P - 1/2) nu differs from P nu by the constant 1/2 (the normalisation cancels it) and is
+    # exact where P is within 1e-10 of 1/2: P - 1/2 is exact for P in [1/4, 1] (Sterbenz), and
+    # symmetric games keep their exact ties (e.g. rock-paper-scissors against uniform nu).
+    return gibbs_policy(mu_t, (P_t - 0.5) @ nu_t, tau_f)
