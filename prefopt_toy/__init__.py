@@ -6,7 +6,7 @@ torch tensors or Python floats. See the README for a tour and the notation table
 """
 
 from .bt import bt_fit, bt_log_likelihood
-from .dynamics import ALGORITHMS, FIXED_POINTS, Trajectory, dataset_run, nash_md, seed_summary
+from .dynamics import ALGORITHMS, FIXED_POINTS, DivergenceError, Trajectory, dataset_run, nash_md, seed_summary
 from .game_properties import (
     bt_fit_gap,
     bt_fit_kl,
@@ -84,6 +84,7 @@ __all__ = [
     "ALGORITHMS",
     "FIXED_POINTS",
     "Trajectory",
+    "DivergenceError",
     "nash_md",
     "dataset_run",
     "seed_summary",
