@@ -5,7 +5,12 @@ Each notebook runs in a fresh kernel (nbclient, the engine nbmake uses), once wi
 README's "Notebooks" section (runtime column) and checks the issue's budget: all notebooks together
 under 10 minutes on 2 cores in CI.
 
-Usage: ``python benchmarks/bench_notebooks.py [--smoke-only] [--out benchmarks/results_notebooks.md]``.
+Kernels run with ``--threads`` torch intra-op threads (``OMP_NUM_THREADS`` in the kernel's
+environment): 1 by default, what ``make lab`` and ``make test`` give them; ``--threads 0`` leaves
+torch's own default (one per core), to measure what a student got before.
+
+Usage: ``python benchmarks/bench_notebooks.py [--smoke-only] [--threads N] [--only NAME ...]
+[--out benchmarks/results_notebooks.md]``.
 """
 
 from __future__ import annotations
@@ -53,9 +58,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke-only", action="store_true", help="skip the full-mode runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_notebooks.md")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in each kernel (OMP_NUM_THREADS; 0: torch's default)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="time only notebooks whose path contains this text (repeatable)")
     args = parser.parse_args()
+    if args.threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    else:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}" if args.threads else "torch's default threads"
     rows, smoke_total, full_total = [], 0.0, 0.0
-    for path in notebooks():
+    chosen = [p for p in notebooks() if args.only is None or any(o in p.as_posix() for o in args.only)]
+    for path in chosen:
         smoke = run(path, smoke=True)
         full = None if args.smoke_only else run(path, smoke=False)
         smoke_total += smoke
@@ -67,8 +82,9 @@ def main() -> None:
         "# Notebook runtimes",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]}, {date.today().isoformat()}. Each notebook from a fresh kernel "
-        "(nbclient), kernel start included; smoke mode is what CI runs (`PREFOPT_SMOKE=1`).",
+        f"{sys.version.split()[0]}, {date.today().isoformat()}, {threads} in each kernel. Each notebook "
+        "from a fresh kernel (nbclient), kernel start included; smoke mode is what CI runs "
+        "(`PREFOPT_SMOKE=1`).",
         "",
         "| notebook | smoke (s) | full (s) |",
         "|---|---|---|",
