@@ -29,12 +29,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .._validate import as_positive_float
+from .atomic import write_atomically
 from .bridge import TRAINABLE, BridgeResult
 from .bridge_predict import BRIDGE_ALGORITHMS
 from .bridge_run_reader import (
@@ -104,36 +104,17 @@ def save_bridge_run(result: BridgeResult, run_dir: str | os.PathLike[str]) -> Pa
         "measured": result.measured.tolist(), "final": result.final.as_dict(), "tv": float(result.tv),
         "wall_s": float(result.wall_s), "log": LOG_FILE,
     }
-    target = run_dir / BRIDGE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, allow_nan=False, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    def dump(f) -> None:
+        json.dump(record, f, allow_nan=False, indent=1)
+        f.write("\n")
+
+    return write_atomically(run_dir / BRIDGE_FILE, dump)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a flushed temporary file and ``os.replace``: an
-    interrupted copy never leaves a half-copied ``target``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Copy ``source`` to ``target`` so that an interrupted copy never leaves a half-copied ``target``."""
+    with open(source, "rb") as src:
+        write_atomically(target, lambda out: shutil.copyfileobj(src, out), binary=True)
 
 # --------------------------------------------------------------------------- grid
 def run_name(algorithm: str, strength: float, mixture: float = 0.0) -> str:

@@ -44,7 +44,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +52,8 @@ import numpy as np
 from torch import Tensor
 
 from prefopt_toy._validate import as_int
+
+from .atomic import write_atomically
 
 __all__ = ["RunLogError", "RunLogger", "progress", "read_run_header", "read_run_log", "run_log_frame"]
 
@@ -304,18 +305,7 @@ class RunLogger:
         return {"kind": "resume", "step": step, "config": config}
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jsonl", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for record in records:
-                    f.write(json.dumps(record, allow_nan=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomically(self.path, lambda f: f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in records))
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Append the metrics of one step as a JSON line and flush it.
