@@ -290,6 +290,8 @@ def test_public_calls_cover_every_array_function():
         "FixedPointReport", "PAPERS", "GPO_FUNCTIONS",
         # a class, a table, and a summary of a Trajectory (covered through ALGORITHMS / dataset_run)
         "Trajectory", "FIXED_POINTS", "seed_summary",
+        # an exception type (tests/test_dynamics_finite.py: every algorithm raises it on divergence)
+        "DivergenceError",
     }
     missing = set(pt.__all__) - no_array_arguments - set(CALLS)
     assert not missing, f"add these public functions to CALLS: {sorted(missing)}"
