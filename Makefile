@@ -20,10 +20,12 @@
 # idempotent: each tree has a stamp file in .venv that depends on its lock file, so a second run
 # installs nothing and starts at once.
 #
-# Threads: test, demo, figures and lab run torch with THREADS intra-op threads, 1 by default (on a
-# 2-core machine torch's second thread stalls whenever the other core is busy: a notebook cell
-# took 27.3 s with torch's default and 9.5 s with one thread). Override with `make lab THREADS=2`,
-# or set OMP_NUM_THREADS yourself.
+# Threads: test and lab run torch with THREADS intra-op threads, 1 by default (on a 2-core machine
+# torch's second thread stalls whenever the other core is busy, as it is beside JupyterLab or
+# another test process: a notebook cell took 27.3 s with torch's default and 9.5 s with one
+# thread). demo and figures run alone, headless, where torch's default is the fast setting (the
+# small GPT-2 bridge: 201 s with both cores, 450 s with one); `make demo THREADS=1` on a busy
+# machine. Override any of them with THREADS=N, or set OMP_NUM_THREADS yourself.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -105,7 +107,11 @@ test demo figures lab: export HF_HUB_OFFLINE = 1
 test: export PREFOPT_SMOKE = 1
 # THREADS intra-op threads (1 by default; see the top of this file). `?=` keeps an OMP_NUM_THREADS
 # the user exported. JupyterLab's kernels inherit it. The library itself never sets a thread count.
-test demo figures lab: export OMP_NUM_THREADS ?= $(THREADS)
+test lab: export OMP_NUM_THREADS ?= $(THREADS)
+# demo and figures: torch's default unless THREADS is given (command line or environment).
+ifneq ($(filter command line environment,$(origin THREADS)),)
+demo figures: export OMP_NUM_THREADS ?= $(THREADS)
+endif
 
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
 # design until filled in, and tests/test_labs.py checks that they fail with a readable message.

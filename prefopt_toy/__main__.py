@@ -14,10 +14,11 @@
   variation and its sampling error, and writes ``bridge_<algorithm>.png`` / ``.pdf`` and
   ``bridge_summary.json``. Needs torch and transformers; downloads nothing.
 
-Every command also takes ``--threads N``: torch's intra-op threads. The default is one thread
-unless ``OMP_NUM_THREADS`` is set (then torch's own reading of it stands): on a 2-core machine
-torch's second thread stalls whenever the other core is busy, and one thread is several times
-faster for this project's small tensors. A bad ``--out`` (an existing file, a path under a file, a
+Every command also takes ``--threads N``: torch's intra-op threads. Without it torch's own default
+stands (one thread per core, or ``OMP_NUM_THREADS``): these commands run alone, where that is the
+fast setting (the small GPT-2 bridge: 201 s on both cores of a quiet 2-core machine, 450 s on
+one). On a busy machine torch's second thread stalls whenever the other core is busy; ``--threads
+1`` avoids it. A bad ``--out`` (an existing file, a path under a file, a
 folder that cannot be created) or ``--threads``/``--steps`` value ends with one line on stderr and
 exit status 2, before any work starts.
 
@@ -43,20 +44,20 @@ class UsageError(Exception):
 
 
 def _set_threads(threads: int | None) -> None:
-    """torch's intra-op threads: ``threads``, else 1 unless ``OMP_NUM_THREADS`` is set."""
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
-    if threads is None and os.environ.get("OMP_NUM_THREADS"):
+    """torch's intra-op threads: ``threads``; None leaves torch's default (or ``OMP_NUM_THREADS``)."""
+    if threads is None:
         return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
     import torch
 
-    torch.set_num_threads(threads or 1)
+    torch.set_num_threads(threads)
 
 
 def _threads_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--threads", type=int, default=None, metavar="N",
-        help="torch intra-op threads (default: 1, or what OMP_NUM_THREADS says when it is set)",
+        help="torch intra-op threads (default: torch's own, one per core, or OMP_NUM_THREADS)",
     )
 
 

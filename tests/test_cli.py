@@ -98,9 +98,9 @@ def test_creatable_folder_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("threads, env, expected", [
-    (None, None, 1),     # the default: one thread
+    (None, None, None),  # the default: torch's own setting stands
     (2, None, 2),        # --threads wins
-    (None, "3", None),   # OMP_NUM_THREADS set by the user: torch's own reading stands
+    (1, "3", 1),         # also over OMP_NUM_THREADS
 ])
 def test_threads(threads, env, expected, monkeypatch, capsys):
     before = torch.get_num_threads()
