@@ -19,6 +19,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from _tiny_run import VOCAB, build, train  # tests/_tiny_run.py
+
 import prefopt_toy.lm.checkpoint as ckpt
 from prefopt_toy.lm.checkpoint import (
     NonFiniteLossError,
@@ -29,52 +31,6 @@ from prefopt_toy.lm.checkpoint import (
     save_checkpoint,
 )
 
-VOCAB, BATCH, SEQ = 64, 4, 12
-
-
-def build(*, init_seed: int, data_seed: int, dropout: float = 0.0):
-    """A tiny GPT-2, its optimizer and scheduler, and the training generators."""
-    config = GPT2Config(
-        n_layer=1, n_head=2, n_embd=16, vocab_size=VOCAB, n_positions=32,
-        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-    )  # fmt: skip
-    # GPT-2's initialisation draws from the global RNG; fork_rng restores it afterwards
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = GPT2LMHeadModel(config)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
-    generators = {
-        "data": torch.Generator().manual_seed(data_seed),
-        "noise": torch.Generator().manual_seed(data_seed + 1),
-    }
-    return model, optimizer, scheduler, generators
-
-
-def train(model, optimizer, scheduler, generators, n_steps: int, *, inject_nan_at: int | None = None,
-          start: int = 0, run_dir=None, save_every: int | None = None) -> None:  # fmt: skip
-    """A short deterministic training loop: random token batches, LM loss, AdamW, StepLR."""
-    for step in range(start + 1, start + n_steps + 1):
-        tokens = torch.randint(0, VOCAB, (BATCH, SEQ), generator=generators["data"])  # (B, T)
-        # a second generator, as a sampler would use: a random per-sequence loss weight
-        weights = torch.rand(BATCH, generator=generators["noise"])  # (B,)
-        logits = model(input_ids=tokens).logits[:, :-1]  # (B, T-1, V)
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1), reduction="none"
-        ).reshape(BATCH, SEQ - 1)  # (B, T-1)
-        loss = (weights[:, None] * nll).mean()
-        if step == inject_nan_at:
-            loss = loss * float("nan")
-        if run_dir is not None:
-            check_finite(loss, step=step, last_good=latest_checkpoint(run_dir))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if run_dir is not None and save_every and step % save_every == 0:
-            save_checkpoint(run_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
-                            generators=generators)  # fmt: skip
 
 
 def assert_same_run(a, b) -> None:

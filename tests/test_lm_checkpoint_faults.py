@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file, save_model
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
+
+from _tiny_run import build, train  # tests/_tiny_run.py
 
 from prefopt_toy.lm.checkpoint import (
     CheckpointError,
@@ -31,41 +33,7 @@ from prefopt_toy.lm.checkpoint import (
     save_checkpoint,
 )
 
-VOCAB, BATCH, SEQ = 64, 4, 12
 FILES = ("model.safetensors", "state.safetensors", "checkpoint.json")
-
-
-def build(*, init_seed: int, data_seed: int, n_embd: int = 16, n_layer: int = 1):
-    """A tiny GPT-2, AdamW, a StepLR schedule and two training generators."""
-    config = GPT2Config(n_layer=n_layer, n_head=2, n_embd=n_embd, vocab_size=VOCAB, n_positions=32,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
-    generators = {"data": torch.Generator().manual_seed(data_seed),
-                  "noise": torch.Generator().manual_seed(data_seed + 1)}
-    return model, optimizer, scheduler, generators
-
-
-def train(model, optimizer, scheduler, generators, n_steps: int, *, start: int = 0, run_dir=None,
-          save_every: int | None = None) -> None:
-    """Random token batches, a weighted LM loss, AdamW and StepLR; checkpoints every ``save_every``."""
-    for step in range(start + 1, start + n_steps + 1):
-        tokens = torch.randint(0, VOCAB, (BATCH, SEQ), generator=generators["data"])  # (B, T)
-        weights = torch.rand(BATCH, generator=generators["noise"])  # (B,)
-        logits = model(input_ids=tokens).logits[:, :-1]  # (B, T-1, V)
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1),
-                                                reduction="none").reshape(BATCH, SEQ - 1)
-        loss = (weights[:, None] * nll).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if run_dir is not None and save_every and step % save_every == 0:
-            save_checkpoint(run_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
-                            generators=generators, extra={"cursor": step * BATCH})
 
 
 def snapshot(model, optimizer, scheduler, generators) -> dict:

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import prefopt_toy as pt
+from _loss_table import LOSSES  # tests/_loss_table.py
 
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 EPS = float(np.finfo(np.float64).eps)
@@ -272,14 +273,6 @@ def test_win_rates_exploitability_kl_and_mixtures_are_consistent(data):
 # losses
 
 
-LOSSES = {
-    "dpo": lambda h, s: pt.dpo_loss(h, s),
-    "cdpo": lambda h, s: pt.dpo_loss(h, s, label_smoothing=0.25),
-    "robust_dpo": lambda h, s: pt.robust_dpo_loss(h, s, 0.25),
-    "ipo": lambda h, s: pt.ipo_loss(h, s),
-    "slic": lambda h, s: pt.slic_loss(h, s),
-    **{f"gpo_{f}": (lambda h, s, f=f: pt.gpo_loss(h, s, f)) for f in pt.GPO_FUNCTIONS},
-}
 
 
 @_settings(150)

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import prefopt_toy as pt
+from _loss_table import LOSSES  # tests/_loss_table.py
 from prefopt_toy._validate import PROB_ATOL, as_policy, policy_tolerance, preference_tolerance
 from prefopt_toy.gpo import exponential_threshold
 
@@ -155,14 +156,6 @@ def test_real_numbers_in_any_container_are_still_accepted():
 # 3. losses finite in every float dtype
 
 
-LOSSES = {
-    "dpo": lambda h, s: pt.dpo_loss(h, s),
-    "cdpo": lambda h, s: pt.dpo_loss(h, s, label_smoothing=0.1),
-    "robust_dpo": lambda h, s: pt.robust_dpo_loss(h, s, 0.2),
-    "ipo": lambda h, s: pt.ipo_loss(h, s),
-    "slic": lambda h, s: pt.slic_loss(h, s),
-    **{f"gpo_{f}": (lambda h, s, f=f: pt.gpo_loss(h, s, f)) for f in pt.GPO_FUNCTIONS},
-}
 GRID = [-1e4, -3e3, -250.0, -44.0, -6.0, -1.0, 0.0, 0.5, 1.0, 6.0, 44.0, 250.0, 3e3, 1e4]
 
 
