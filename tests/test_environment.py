@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # Python 3.10: the dev extra installs tomli there
 ROOT = Path(__file__).resolve().parents[1]
 
 # pip (PyPI) name -> conda-forge name, where they differ. Every other package has the same name.
-PIP_TO_CONDA = {"torch": "pytorch"}
+PIP_TO_CONDA = {"torch": "pytorch", "build": "python-build"}
 # Entries of environment.yml that are not Python dependencies of the package.
 CONDA_ONLY = {"python", "pip"}
 # Extras whose dependencies environment.yml must carry (all of them, so the conda env can run
