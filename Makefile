@@ -114,7 +114,7 @@ demo figures: export OMP_NUM_THREADS ?= $(THREADS)
 endif
 
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
-# design until filled in, and tests/test_labs.py checks that they fail with a readable message.
+# design until filled in, and tests/labs/test_labs.py checks that they fail with a readable message.
 # tests/test_notebooks.py checks that every .ipynb is either in this list or excused with a reason.
 NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/labs/solutions/*.ipynb))
 

@@ -1,7 +1,7 @@
 """Time one offline DPO training step: ``prefopt_toy.lm.Trainer`` against TRL 1.13's ``DPOTrainer``.
 
 Both sides train the same randomly initialised GPT-2 (GPT-2's 50257-token vocabulary; the
-project's ``tiny`` and ``small`` configurations from ``prefopt_toy.lm.models.SIZES``, and ``gpt2``
+project's ``tiny`` and ``small`` configurations from ``prefopt_toy.lm.models.gpt2.SIZES``, and ``gpt2``
 (124M) with ``--size gpt2``) on the same batch with the same settings:
 
 - data: ``--pairs`` preference pairs (default 8) of the fruit task (``corpus.FRUIT_TASK``): prompts
@@ -76,10 +76,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference pass draws a progr
 
 import torch
 
-from prefopt_toy.lm.corpus import FRUIT_TASK
-from prefopt_toy.lm.models import SIZES, gpt2_config
-from prefopt_toy.lm.tokenizer import gpt2_tokenizer
-from prefopt_toy.lm.trainer import TrainConfig, Trainer
+from prefopt_toy.lm.models.corpus import FRUIT_TASK
+from prefopt_toy.lm.models.gpt2 import SIZES, gpt2_config
+from prefopt_toy.lm.models.tokenizer import gpt2_tokenizer
+from prefopt_toy.lm.train.trainer import TrainConfig, Trainer
 
 BETA = 0.1
 LR = 1e-4
@@ -112,9 +112,17 @@ def build_model(size: str, seed: int, dtype: torch.dtype, device: str):
 
 
 def ours_trainer(policy, ref, tokenizer, dataset, steps: int) -> Trainer:
-    config = TrainConfig(algorithm="dpo", reduction="sum", beta=BETA, lr=LR, steps=steps,
-                         batch_size=len(dataset), max_length=MAX_LENGTH, max_grad_norm=MAX_GRAD_NORM,
-                         show_progress=False)
+    config = TrainConfig(
+        algorithm="dpo",
+        reduction="sum",
+        beta=BETA,
+        lr=LR,
+        steps=steps,
+        batch_size=len(dataset),
+        max_length=MAX_LENGTH,
+        max_grad_norm=MAX_GRAD_NORM,
+        show_progress=False,
+    )
     return Trainer(config, policy, ref, tokenizer, dataset=dataset)
 
 
@@ -149,8 +157,14 @@ def trl_trainer(policy, ref, tokenizer, dataset, out_dir: str, device: str, call
     from transformers.trainer_callback import PrinterCallback
 
     ds = datasets.Dataset.from_list(dataset)
-    trainer = trl.DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds,
-                             processing_class=tokenizer, callbacks=list(callbacks))
+    trainer = trl.DPOTrainer(
+        model=policy,
+        ref_model=ref,
+        args=args,
+        train_dataset=ds,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
     trainer.remove_callback(PrinterCallback)  # it prints train()'s summary after every call
     return trainer
 
@@ -167,7 +181,9 @@ def make_step_timer(device: str):
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.steps: list[float] = []
-            self.gaps: list[float] = []  # on_step_end -> next on_step_begin: collation of the next batch
+            self.gaps: list[
+                float
+            ] = []  # on_step_end -> next on_step_begin: collation of the next batch
             self._t0 = self._end = None
 
         def on_train_begin(self, args, state, control, **kw):
@@ -219,29 +235,47 @@ def check_same_step(size, dtype, device, tokenizer, dataset, tol: float) -> dict
         mine = ours._pair_batch(torch.arange(ours.n_items))
         for key in ("input_ids", "attention_mask", "completion_mask"):
             if not torch.equal(batch[key].cpu(), mine[key].cpu()):
-                raise SystemExit(f"{size}: TRL's and our {key} differ: the two setups do not see the same batch")
+                raise SystemExit(
+                    f"{size}: TRL's and our {key} differ: the two setups do not see the same batch"
+                )
         init_ours, init_trl = ours_loss(ours), trl_loss(theirs, batch, device)
         first = ours.train_step()["loss"]  # the first training step's loss (rows in a random order)
         theirs.args.max_steps = 1
         theirs.train()
         after_ours, after_trl = ours_loss(ours), trl_loss(theirs, batch, device)
-    res = {"init_ours": init_ours, "init_trl": init_trl, "first_step_ours": first,
-           "after1_ours": after_ours, "after1_trl": after_trl,
-           "d_init": abs(init_ours - init_trl), "d_after1": abs(after_ours - after_trl),
-           "tokens": int(mine["attention_mask"].sum()), "T": int(mine["input_ids"].shape[1])}
-    print(f"[{size}] loss at init: ours {init_ours:.8f}  TRL {init_trl:.8f}  |diff| {res['d_init']:.2e}; "
-          f"ours' first train_step loss {first:.8f}")
-    print(f"[{size}] loss after one AdamW step: ours {after_ours:.8f}  TRL {after_trl:.8f}  |diff| {res['d_after1']:.2e}")
+    res = {
+        "init_ours": init_ours,
+        "init_trl": init_trl,
+        "first_step_ours": first,
+        "after1_ours": after_ours,
+        "after1_trl": after_trl,
+        "d_init": abs(init_ours - init_trl),
+        "d_after1": abs(after_ours - after_trl),
+        "tokens": int(mine["attention_mask"].sum()),
+        "T": int(mine["input_ids"].shape[1]),
+    }
+    print(
+        f"[{size}] loss at init: ours {init_ours:.8f}  TRL {init_trl:.8f}  |diff| {res['d_init']:.2e}; "
+        f"ours' first train_step loss {first:.8f}"
+    )
+    print(
+        f"[{size}] loss after one AdamW step: ours {after_ours:.8f}  TRL {after_trl:.8f}  |diff| {res['d_after1']:.2e}"
+    )
     if max(res["d_init"], res["d_after1"], abs(first - init_ours)) > tol:
-        raise SystemExit(f"{size}: the two setups do not compute the same loss (tolerance {tol}); not comparable")
+        raise SystemExit(
+            f"{size}: the two setups do not compute the same loss (tolerance {tol}); not comparable"
+        )
     return res
 
 
-def time_size(size, dtype, device, tokenizer, dataset, *, warmup: int, steps: int, rounds: int) -> dict[str, float]:
+def time_size(
+    size, dtype, device, tokenizer, dataset, *, warmup: int, steps: int, rounds: int
+) -> dict[str, float]:
     """Median ms per step of ours and TRL, interleaved in rounds."""
     policy, ref = build_model(size, 0, dtype, device), build_model(size, 1, dtype, device)
-    ours = ours_trainer(copy.deepcopy(policy), copy.deepcopy(ref), tokenizer, dataset,
-                        steps=warmup + steps * rounds)
+    ours = ours_trainer(
+        copy.deepcopy(policy), copy.deepcopy(ref), tokenizer, dataset, steps=warmup + steps * rounds
+    )
     timer = make_step_timer(device)
     ours_times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,10 +292,16 @@ def time_size(size, dtype, device, tokenizer, dataset, *, warmup: int, steps: in
             n_before = len(timer.steps)
             theirs.args.max_steps = steps + 1
             theirs.train()
-            del timer.steps[n_before]  # the first step of each train() call: optimiser state created
-    return {"ours_ms": 1e3 * statistics.median(ours_times), "trl_ms": 1e3 * statistics.median(timer.steps),
-            "trl_collate_ms": 1e3 * statistics.median(timer.gaps) if timer.gaps else float("nan"),
-            "n_ours": len(ours_times), "n_trl": len(timer.steps)}
+            del timer.steps[
+                n_before
+            ]  # the first step of each train() call: optimiser state created
+    return {
+        "ours_ms": 1e3 * statistics.median(ours_times),
+        "trl_ms": 1e3 * statistics.median(timer.steps),
+        "trl_collate_ms": 1e3 * statistics.median(timer.gaps) if timer.gaps else float("nan"),
+        "n_ours": len(ours_times),
+        "n_trl": len(timer.steps),
+    }
 
 
 def machine_info(device: str) -> str:
@@ -275,23 +315,37 @@ def machine_info(device: str) -> str:
     except (OSError, StopIteration):
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
-    return (f"{os.cpu_count()} CPUs ({cpu}){gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"transformers {transformers.__version__}, trl {trl.__version__}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}){gpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, trl {trl.__version__}, Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--size", action="append", choices=list(SIZES),
-                   help="model size (repeatable); default tiny and small (tiny only with --quick)")
+    p.add_argument(
+        "--size",
+        action="append",
+        choices=list(SIZES),
+        help="model size (repeatable); default tiny and small (tiny only with --quick)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
+    )
     p.add_argument("--pairs", type=int, default=8, help="preference pairs = batch size (default 8)")
-    p.add_argument("--sentences", type=int, default=1, help="sentences per completion (longer rows)")
+    p.add_argument(
+        "--sentences", type=int, default=1, help="sentences per completion (longer rows)"
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5, help="timed steps per round and side")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="tiny only (unless --size), 1 warm-up, 2 rounds of 3 steps")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny only (unless --size), 1 warm-up, 2 rounds of 3 steps",
+    )
     p.add_argument("--tol", type=float, default=1e-5, help="largest accepted loss difference")
     p.add_argument("--out", help="write the markdown report here")
     a = p.parse_args(argv)
@@ -304,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.dtype != "float32" and a.tol == 1e-5:
         a.tol = 1e-2 if a.dtype == "bfloat16" else 1e-10
     # TRL 1.13 reads transformers' deprecated gradient-checkpointing attribute names (FutureWarning)
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning
+    )
     import datasets
     import transformers
 
@@ -318,15 +374,29 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in sizes:
         check = check_same_step(size, dtype, a.device, tokenizer, dataset, a.tol)
-        t = time_size(size, dtype, a.device, tokenizer, dataset, warmup=a.warmup, steps=a.steps, rounds=a.rounds)
+        t = time_size(
+            size,
+            dtype,
+            a.device,
+            tokenizer,
+            dataset,
+            warmup=a.warmup,
+            steps=a.steps,
+            rounds=a.rounds,
+        )
         rows.append((size, check, t))
-        print(f"[{size}] ours {t['ours_ms']:.1f} ms/step ({t['n_ours']} steps), TRL {t['trl_ms']:.1f} ms/step "
-              f"({t['n_trl']} steps), TRL/ours {t['trl_ms'] / t['ours_ms']:.2f}", flush=True)
+        print(
+            f"[{size}] ours {t['ours_ms']:.1f} ms/step ({t['n_ours']} steps), TRL {t['trl_ms']:.1f} ms/step "
+            f"({t['n_trl']} steps), TRL/ours {t['trl_ms'] / t['ours_ms']:.2f}",
+            flush=True,
+        )
     load_end = os.getloadavg()
 
-    header = ("| size | (n_layer, n_head, n_embd) | batch (pairs x T) | tokens/step | ours ms/step | TRL ms/step "
-              "| TRL / ours | ours tokens/s | TRL tokens/s | TRL between steps ms | loss at init (ours / TRL, diff) "
-              "| loss after 1 step diff |")
+    header = (
+        "| size | (n_layer, n_head, n_embd) | batch (pairs x T) | tokens/step | ours ms/step | TRL ms/step "
+        "| TRL / ours | ours tokens/s | TRL tokens/s | TRL between steps ms | loss at init (ours / TRL, diff) "
+        "| loss after 1 step diff |"
+    )
     lines = [
         header,
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
@@ -340,36 +410,44 @@ def main(argv: list[str] | None = None) -> int:
             f"| {c['init_ours']:.6f} / {c['init_trl']:.6f}, {c['d_init']:.1e} | {c['d_after1']:.1e} |"
         )
     table = "\n".join(lines)
-    settings = (f"device {a.device}, dtype {a.dtype}, threads {torch.get_num_threads()}"
-                f"{' (--threads)' if a.threads is not None else ' (torch default)'}; {a.pairs} fruit-task pairs, "
-                f"{a.sentences} sentence(s) per completion; DPO sigmoid, beta {BETA}, sum of log-probs; reference "
-                f"log-probs precomputed on both sides; AdamW lr {LR}, constant, clip {MAX_GRAD_NORM}; "
-                f"median of {rows[0][2]['n_ours']} (ours) / {rows[0][2]['n_trl']} (TRL) steps after warm-up, "
-                f"{a.rounds} interleaved rounds")
-    load = (f"load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load_start)}, "
-            f"at end {tuple(round(x, 2) for x in load_end)}")
+    settings = (
+        f"device {a.device}, dtype {a.dtype}, threads {torch.get_num_threads()}"
+        f"{' (--threads)' if a.threads is not None else ' (torch default)'}; {a.pairs} fruit-task pairs, "
+        f"{a.sentences} sentence(s) per completion; DPO sigmoid, beta {BETA}, sum of log-probs; reference "
+        f"log-probs precomputed on both sides; AdamW lr {LR}, constant, clip {MAX_GRAD_NORM}; "
+        f"median of {rows[0][2]['n_ours']} (ours) / {rows[0][2]['n_trl']} (TRL) steps after warm-up, "
+        f"{a.rounds} interleaved rounds"
+    )
+    load = (
+        f"load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load_start)}, "
+        f"at end {tuple(round(x, 2) for x in load_end)}"
+    )
     print()
     print(table)
     print()
     print(settings)
     print(load)
     if a.out:
-        report = "\n".join([
-            "# DPO training step: prefopt_toy `Trainer.train_step()` vs TRL 1.13 `DPOTrainer`",
-            "",
-            f"Date: {started:%Y-%m-%d %H:%M} UTC. Machine: {machine_info(a.device)}.",
-            "",
-            f"Command: `python benchmarks/bench_lm_dpo_step.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
-            "",
-            (f"Settings: {settings}. Method: see the script's docstring (TRL timed inside its own `train()` loop "
-             "from `on_step_begin` to `on_step_end`; the time between its steps (collation), reported apart, "
-             "is not counted)."),
-            "",
-            f"Load: {load}. TRL / ours > 1 means ours is faster.",
-            "",
-            table,
-            "",
-        ])
+        report = "\n".join(
+            [
+                "# DPO training step: prefopt_toy `Trainer.train_step()` vs TRL 1.13 `DPOTrainer`",
+                "",
+                f"Date: {started:%Y-%m-%d %H:%M} UTC. Machine: {machine_info(a.device)}.",
+                "",
+                f"Command: `python benchmarks/bench_lm_dpo_step.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+                "",
+                (
+                    f"Settings: {settings}. Method: see the script's docstring (TRL timed inside its own `train()` loop "
+                    "from `on_step_begin` to `on_step_end`; the time between its steps (collation), reported apart, "
+                    "is not counted)."
+                ),
+                "",
+                f"Load: {load}. TRL / ours > 1 means ours is faster.",
+                "",
+                table,
+                "",
+            ]
+        )
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(report)
         print(f"wrote {a.out}")

@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def notebooks() -> list[Path]:
     """The notebooks ``make test`` executes: notebooks/*.ipynb, notebooks/gpt2 and the lab solutions."""
-    found = [p for sub in ("notebooks", "notebooks/gpt2", "notebooks/labs/solutions")
-             for p in sorted((ROOT / sub).glob("*.ipynb"))]
+    found = [
+        p
+        for sub in ("notebooks", "notebooks/gpt2", "notebooks/labs/solutions")
+        for p in sorted((ROOT / sub).glob("*.ipynb"))
+    ]
     return [p for p in found if ".ipynb_checkpoints" not in p.parts]
 
 
@@ -44,8 +47,12 @@ def run(path: Path, smoke: bool) -> float:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=1800, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=1800,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
         return time.perf_counter() - start
     finally:
         if previous is None:
@@ -58,18 +65,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke-only", action="store_true", help="skip the full-mode runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results_notebooks.md")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads in each kernel (OMP_NUM_THREADS; 0: torch's default)")
-    parser.add_argument("--only", action="append", default=None,
-                        help="time only notebooks whose path contains this text (repeatable)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in each kernel (OMP_NUM_THREADS; 0: torch's default)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help="time only notebooks whose path contains this text (repeatable)",
+    )
     args = parser.parse_args()
     if args.threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     else:
         os.environ.pop("OMP_NUM_THREADS", None)
-    threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}" if args.threads else "torch's default threads"
+    threads = (
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}"
+        if args.threads
+        else "torch's default threads"
+    )
     rows, smoke_total, full_total = [], 0.0, 0.0
-    chosen = [p for p in notebooks() if args.only is None or any(o in p.as_posix() for o in args.only)]
+    chosen = [
+        p for p in notebooks() if args.only is None or any(o in p.as_posix() for o in args.only)
+    ]
     for path in chosen:
         smoke = run(path, smoke=True)
         full = None if args.smoke_only else run(path, smoke=False)

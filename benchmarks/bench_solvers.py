@@ -170,7 +170,7 @@ def ours_lp(P: np.ndarray) -> np.ndarray:
 def _our_lp_method() -> str:
     """How ``nash_equilibrium`` picks its HiGHS method, for the report (reads a private constant;
     falls back to a generic phrase if it moves)."""
-    threshold = getattr(importlib.import_module("prefopt_toy.nash"), "_IPM_FROM", None)
+    threshold = getattr(importlib.import_module("prefopt_toy.solutions.nash"), "_IPM_FROM", None)
     if isinstance(threshold, int):
         return f"dual simplex below K = {threshold}, interior point with crossover from K = {threshold}"
     return "the HiGHS method nash_equilibrium picks for K"
@@ -316,7 +316,7 @@ def _cpu_model() -> str:
 def _version(module: str) -> str:
     try:
         return __import__(module).__version__
-    except Exception:  # noqa: BLE001 - a missing peer is reported, not fatal
+    except Exception:
         return "not installed"
 
 

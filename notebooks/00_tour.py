@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 import prefopt_toy as pt
-from prefopt_toy import notebook_plots
+from prefopt_toy.plots import notebook as notebook_plots
 
 pd.set_option("display.precision", 4)
 
@@ -116,7 +116,8 @@ for tau in (0.1, 0.01, 0.001):
 runs = pt.dynamics.redraw(P, mu, tau=TAU, steps=STEPS)
 fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
 notebook_plots.draw_trajectories(
-    ax, runs, targets=("rlhf_optimum", "ipo_optimum", "regularized_nash", "ipo_md_fixed_point"))
+    ax, runs, targets=("rlhf_optimum", "ipo_optimum", "regularized_nash", "ipo_md_fixed_point")
+)
 ax.set_title(f"Exact trajectories from mu, {STEPS} steps, tau = {TAU}")
 plt.show()
 

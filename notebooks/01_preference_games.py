@@ -39,11 +39,11 @@ EPSILON = 0.1  # three_voter_types(epsilon), Munos et al. Sec. 3.2
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from prefopt_toy.named_games import NAMED_GAMES, named_game
+from prefopt_toy.plotting import reference_solutions_figure
 
 import prefopt_toy as pt
 from prefopt_toy import widgets
-from prefopt_toy.named_games import NAMED_GAMES, named_game
-from prefopt_toy.plotting import reference_solutions_figure
 
 torch.set_printoptions(precision=4)
 
@@ -77,9 +77,20 @@ fit = pt.bt_fit(P_bt)
 print("true scores  :", scores.numpy().round(4))
 print("fitted scores:", fit.numpy().round(4), "(shifted by a constant)")
 print("score differences recovered to", float(((fit - fit[2]) - scores).abs().max()))
-print("is BT:", pt.is_bradley_terry(P_bt), "| transitive:", pt.is_transitive(P_bt),
-      "| BT fit gap:", pt.bt_fit_gap(P_bt))
-print("Condorcet winner:", pt.condorcet_winner(P_bt), "| Nash equilibrium:", pt.nash_equilibrium(P_bt).numpy().round(4))
+print(
+    "is BT:",
+    pt.is_bradley_terry(P_bt),
+    "| transitive:",
+    pt.is_transitive(P_bt),
+    "| BT fit gap:",
+    pt.bt_fit_gap(P_bt),
+)
+print(
+    "Condorcet winner:",
+    pt.condorcet_winner(P_bt),
+    "| Nash equilibrium:",
+    pt.nash_equilibrium(P_bt).numpy().round(4),
+)
 
 # %% [markdown]
 # On a BT game everybody agrees: the top score, the Condorcet winner and the Nash equilibrium (a
@@ -96,10 +107,14 @@ print("Condorcet winner:", pt.condorcet_winner(P_bt), "| Nash equilibrium:", pt.
 P_rps = pt.rock_paper_scissors(0.8)
 P_voters = pt.three_voter_types(EPSILON)
 for name, G in [("rock-paper-scissors", P_rps), (f"three voter types, eps={EPSILON}", P_voters)]:
-    print(f"{name}: transitive={pt.is_transitive(G)}, Condorcet winner={pt.condorcet_winner(G)}, "
-          f"BT={pt.is_bradley_terry(G)}")
+    print(
+        f"{name}: transitive={pt.is_transitive(G)}, Condorcet winner={pt.condorcet_winner(G)}, "
+        f"BT={pt.is_bradley_terry(G)}"
+    )
     print("   Nash equilibrium:", pt.nash_equilibrium(G).numpy().round(4))
-    print("   BT fit scores   :", pt.bt_fit(G).numpy().round(4), f" BT fit gap {pt.bt_fit_gap(G):.4f}")
+    print(
+        "   BT fit scores   :", pt.bt_fit(G).numpy().round(4), f" BT fit gap {pt.bt_fit_gap(G):.4f}"
+    )
 
 # %% [markdown]
 # Two lessons:
@@ -114,11 +129,17 @@ for name, G in [("rock-paper-scissors", P_rps), (f"three voter types, eps={EPSIL
 
 # %%
 third = 1.0 / 3.0
-paper = torch.tensor([third + EPSILON / 2, third + EPSILON / 2, third - EPSILON], dtype=torch.float64)
-print("three voter types, |Nash - paper's closed form| =",
-      float((pt.nash_equilibrium(P_voters) - paper).abs().max()))
-print("rock-paper-scissors: exploitability of uniform play =",
-      pt.exploitability(P_rps, torch.full((3,), third, dtype=torch.float64)))
+paper = torch.tensor(
+    [third + EPSILON / 2, third + EPSILON / 2, third - EPSILON], dtype=torch.float64
+)
+print(
+    "three voter types, |Nash - paper's closed form| =",
+    float((pt.nash_equilibrium(P_voters) - paper).abs().max()),
+)
+print(
+    "rock-paper-scissors: exploitability of uniform play =",
+    pt.exploitability(P_rps, torch.full((3,), third, dtype=torch.float64)),
+)
 
 # %% [markdown]
 # ### How badly can a BT fit miss?
@@ -129,8 +150,12 @@ print("rock-paper-scissors: exploitability of uniform play =",
 
 # %%
 strengths = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
-gaps = torch.tensor([pt.bt_fit_gap(pt.rock_paper_scissors(float(s))) for s in strengths], dtype=torch.float64)
-kls = torch.tensor([pt.bt_fit_kl(pt.rock_paper_scissors(float(s))) for s in strengths], dtype=torch.float64)
+gaps = torch.tensor(
+    [pt.bt_fit_gap(pt.rock_paper_scissors(float(s))) for s in strengths], dtype=torch.float64
+)
+kls = torch.tensor(
+    [pt.bt_fit_kl(pt.rock_paper_scissors(float(s))) for s in strengths], dtype=torch.float64
+)
 print("max |gap - s/2| over the sweep:", float((gaps - strengths / 2).abs().max()))
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(strengths, gaps, "o-", label="BT fit gap  max|P - P_BT|")
@@ -153,8 +178,15 @@ fit = pt.bt_fit(P)
 print("BT scores:", fit.numpy().round(4), "-> BT argmax: y%d" % int(fit.argmax()))
 print("Condorcet winner: y%d" % pt.condorcet_winner(P))
 print("Nash equilibrium:", pt.nash_equilibrium(P).numpy().round(4))
-print(f"transitive: {pt.is_transitive(P)}, BT: {pt.is_bradley_terry(P)}, BT fit gap {pt.bt_fit_gap(P):.4f}")
-print("BT fit predicts P(y0 > y1) =", float(pt.bradley_terry(fit)[0, 1]), "but P(y0 > y1) =", float(P[0, 1]))
+print(
+    f"transitive: {pt.is_transitive(P)}, BT: {pt.is_bradley_terry(P)}, BT fit gap {pt.bt_fit_gap(P):.4f}"
+)
+print(
+    "BT fit predicts P(y0 > y1) =",
+    float(pt.bradley_terry(fit)[0, 1]),
+    "but P(y0 > y1) =",
+    float(P[0, 1]),
+)
 
 # %% [markdown]
 # This game is even transitive ($y_0 \succ y_1 \succ y_2$ by majority), yet not BT: transitivity is
@@ -164,7 +196,9 @@ print("BT fit predicts P(y0 > y1) =", float(pt.bradley_terry(fit)[0, 1]), "but P
 
 # %%
 for beta in [1.0, 0.1, 0.01]:
-    print(f"beta = {beta:5}: RLHF/DPO optimum {pt.rlhf_optimum(P, game.reference_policy(), beta).numpy().round(6)}")
+    print(
+        f"beta = {beta:5}: RLHF/DPO optimum {pt.rlhf_optimum(P, game.reference_policy(), beta).numpy().round(6)}"
+    )
 
 # %% [markdown]
 # The library's reference figure shows every solution concept on the four named games: the RLHF/DPO
@@ -186,14 +220,24 @@ rows = []
 for seed in range(N_RANDOM_GAMES):
     G = pt.random_game(3, seed)
     winner = pt.condorcet_winner(G)
-    rows.append({"cycle": not pt.is_transitive(G), "winner": winner,
-                 "bt_argmax": int(pt.bt_fit(G).argmax()), "gap": pt.bt_fit_gap(G)})
+    rows.append(
+        {
+            "cycle": not pt.is_transitive(G),
+            "winner": winner,
+            "bt_argmax": int(pt.bt_fit(G).argmax()),
+            "gap": pt.bt_fit_gap(G),
+        }
+    )
 census = pd.DataFrame(rows)
 has_winner = census["winner"].notna()
-print(f"{N_RANDOM_GAMES} games: cycles {census['cycle'].mean():.3f} (theory 0.25), "
-      f"with a Condorcet winner {has_winner.mean():.3f}")
-print("BT argmax != Condorcet winner in",
-      f"{(census.loc[has_winner, 'bt_argmax'] != census.loc[has_winner, 'winner']).mean():.3f} of games with a winner")
+print(
+    f"{N_RANDOM_GAMES} games: cycles {census['cycle'].mean():.3f} (theory 0.25), "
+    f"with a Condorcet winner {has_winner.mean():.3f}"
+)
+print(
+    "BT argmax != Condorcet winner in",
+    f"{(census.loc[has_winner, 'bt_argmax'] != census.loc[has_winner, 'winner']).mean():.3f} of games with a winner",
+)
 print(f"median BT fit gap {census['gap'].median():.3f}, max {census['gap'].max():.3f}")
 
 # %% [markdown]

@@ -51,11 +51,12 @@ import pandas as pd
 import torch
 
 import prefopt_toy as pt
-from prefopt_toy import displacement, widgets
-from prefopt_toy.experiments import experiment
-from prefopt_toy.ipo_toy_figure import ipo_toy_figure
-from prefopt_toy.named_games import named_game
-from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
+from prefopt_toy import widgets
+from prefopt_toy.analysis import displacement
+from prefopt_toy.games.named import named_game
+from prefopt_toy.plots.draw import draw_simplex, plot_policy, plot_trajectory
+from prefopt_toy.plots.experiments import experiment
+from prefopt_toy.plots.ipo_toy import ipo_toy_figure
 
 # %% [markdown]
 # ## 1. The RLHF optimum in closed form
@@ -94,22 +95,31 @@ optima.round(4)
 
 # %%
 runs = pt.ALGORITHMS["dpo"](P, mu, steps=DPO_STEPS, tau=list(BETAS))
-distance = runs.distance_to("rlhf_optimum")  # total variation to pt.rlhf_optimum(P, mu, beta, nu=mu)
+distance = runs.distance_to(
+    "rlhf_optimum"
+)  # total variation to pt.rlhf_optimum(P, mu, beta, nu=mu)
 for i, beta in enumerate(BETAS):
-    print(f"beta = {beta:5}: TV distance to the RLHF optimum after {DPO_STEPS} steps = "
-          f"{float(distance[i, -1]):.1e}   (at the start: {float(distance[i, 0]):.3f})")
+    print(
+        f"beta = {beta:5}: TV distance to the RLHF optimum after {DPO_STEPS} steps = "
+        f"{float(distance[i, -1]):.1e}   (at the start: {float(distance[i, 0]):.3f})"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 4.4))
 draw_simplex(ax, game.actions, gridlines=4)
 for i, beta in enumerate(BETAS):
     line = plot_trajectory(ax, runs[i].policies, linewidth=2, label=f"DPO, beta = {beta}")
-    plot_policy(ax, pt.rlhf_optimum(P, mu, beta), marker="*", markersize=14,
-                color=line.get_color(), markeredgecolor="k")
+    plot_policy(
+        ax,
+        pt.rlhf_optimum(P, mu, beta),
+        marker="*",
+        markersize=14,
+        color=line.get_color(),
+        markeredgecolor="k",
+    )
 plot_policy(ax, mu, marker="X", color="gray", markersize=10, label="reference mu")
 ax.set_title("Exact DPO runs end on the RLHF optimum (stars)")
-ax.legend(loc="upper left", fontsize=8);
-
+ax.legend(loc="upper left", fontsize=8)
 # %% [markdown]
 # Each path starts at $\mu$ (the cross) and ends on its star, the closed-form RLHF optimum for
 # the same $\beta$: the printed distances are at round-off level.
@@ -142,8 +152,14 @@ for eps in (1e-1, 1e-2, 1e-4, 1e-8, 0.0):
     P_eps = torch.tensor([[0.5, 1 - eps], [eps, 0.5]], dtype=torch.float64)
     for beta in BETAS:
         dpo_pi = pt.rlhf_optimum(P_eps, mu2, beta)[0].item() if eps > 0 else float("nan")
-        rows.append({"epsilon": eps, "beta = tau": beta, "RLHF/DPO pi(y1)": dpo_pi,
-                     "IPO pi(y1)": pt.ipo_optimum(P_eps, mu2, beta)[0].item()})
+        rows.append(
+            {
+                "epsilon": eps,
+                "beta = tau": beta,
+                "RLHF/DPO pi(y1)": dpo_pi,
+                "IPO pi(y1)": pt.ipo_optimum(P_eps, mu2, beta)[0].item(),
+            }
+        )
 pd.DataFrame(rows).pivot(index="epsilon", columns="beta = tau").sort_index(ascending=False).round(6)
 
 # %% [markdown]
@@ -159,9 +175,11 @@ pd.DataFrame(rows).pivot(index="epsilon", columns="beta = tau").sort_index(ascen
 long_runs = pt.ALGORITHMS["dpo"](P_det, mu2, steps=DETERMINISTIC_STEPS, tau=list(BETAS))
 checkpoints = [t for t in (10, 100, 1_000, 10_000, 100_000) if t <= DETERMINISTIC_STEPS]
 lp = long_runs.log_policies[:, checkpoints]  # (beta, checkpoint, action)
-table = pd.DataFrame({f"pi(y1), beta={b}": lp[i, :, 0].exp().numpy() for i, b in enumerate(BETAS)}
-                     | {f"h, beta={b}": (lp[i, :, 0] - lp[i, :, 1]).numpy() for i, b in enumerate(BETAS)},
-                     index=pd.Index(checkpoints, name="step"))
+table = pd.DataFrame(
+    {f"pi(y1), beta={b}": lp[i, :, 0].exp().numpy() for i, b in enumerate(BETAS)}
+    | {f"h, beta={b}": (lp[i, :, 0] - lp[i, :, 1]).numpy() for i, b in enumerate(BETAS)},
+    index=pd.Index(checkpoints, name="step"),
+)
 table.round(4)
 
 # %% [markdown]
@@ -174,7 +192,7 @@ table.round(4)
 # The IPO paper's toy experiments show the same on three actions. Below, the left panel is the
 # two-action game, the right panels the data set $D_1 = \{a \succ b, b \succ c, a \succ c\}$
 # (every pair seen in one direction only): DPO goes to $(1, 0, 0)$ for every $\tau$, IPO follows its
-# closed form. These are the exact runs of `prefopt_toy.ipo_toy_figure` (its sampled-minibatch
+# closed form. These are the exact runs of `prefopt_toy.plots.ipo_toy` (its sampled-minibatch
 # markers are switched off here to keep the notebook fast).
 
 # %%
@@ -206,9 +224,11 @@ vertex = explorer.data["bt_argmax"]
 for beta in (0.01, 100.0):
     explorer.controls["beta"].value = beta
     pi = explorer.data["optimum"]
-    print(f"beta = {beta:6}: pi = {pi.numpy().round(4)}, TV to BT-argmax vertex = "
-          f"{0.5 * float((pi - vertex).abs().sum()):.4f}, TV to mu = {0.5 * float((pi - mu).abs().sum()):.4f}, "
-          f"matches pt.rlhf_optimum: {torch.allclose(pi, pt.rlhf_optimum(P, mu, beta), atol=1e-12)}")
+    print(
+        f"beta = {beta:6}: pi = {pi.numpy().round(4)}, TV to BT-argmax vertex = "
+        f"{0.5 * float((pi - vertex).abs().sum()):.4f}, TV to mu = {0.5 * float((pi - mu).abs().sum()):.4f}, "
+        f"matches pt.rlhf_optimum: {torch.allclose(pi, pt.rlhf_optimum(P, mu, beta), atol=1e-12)}"
+    )
 explorer.controls["beta"].value = 1.0
 
 # %% [markdown]
@@ -242,18 +262,22 @@ example = displacement.displacement_example("shared_features")
 crit = displacement.displacement_criterion(example.features, example.chosen, example.rejected)
 print(example.title)
 print("scores a = Phi delta:", dict(zip(example.responses, crit.scores.numpy().round(3).tolist())))
-print(f"E_mu[a] = {crit.mean_score:.4f} > a_chosen = {crit.scores[example.chosen]:.4f}:"
-      f" chosen falls from the start: {crit.chosen_falls_from_start};"
-      f" the mass goes to {example.responses[crit.winner]!r}")
+print(
+    f"E_mu[a] = {crit.mean_score:.4f} > a_chosen = {crit.scores[example.chosen]:.4f}:"
+    f" chosen falls from the start: {crit.chosen_falls_from_start};"
+    f" the mass goes to {example.responses[crit.winner]!r}"
+)
 
 # %%
 run = example.run(quick=SMOKE)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 displacement.plot_displacement(axes, run, example.responses)
 fig.suptitle(example.title)
-print(f"after {run.steps} steps: log pi(No) {run.logp_chosen[0]:.3f} -> {run.logp_chosen[-1]:.3f}, "
-      f"log pi(Never) {run.logp_rejected[0]:.3f} -> {run.logp_rejected[-1]:.3f}, "
-      f"margin h {run.margin[0]:.2f} -> {run.margin[-1]:.2f}, pi(Yes) = {run.policies[-1, 2]:.6f}")
+print(
+    f"after {run.steps} steps: log pi(No) {run.logp_chosen[0]:.3f} -> {run.logp_chosen[-1]:.3f}, "
+    f"log pi(Never) {run.logp_rejected[0]:.3f} -> {run.logp_rejected[-1]:.3f}, "
+    f"margin h {run.margin[0]:.2f} -> {run.margin[-1]:.2f}, pi(Yes) = {run.policies[-1, 2]:.6f}"
+)
 
 # %% [markdown]
 # The loss went down and the margin up, exactly as DPO asks. Yet the chosen answer "No" lost
@@ -268,9 +292,11 @@ run_tab = tabular.run(quick=SMOKE)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 displacement.plot_displacement(axes, run_tab, tabular.responses)
 fig.suptitle(tabular.title)
-print(f"log pi(No) {run_tab.logp_chosen[0]:.3f} -> {run_tab.logp_chosen[-1]:.3g}; "
-      f"criterion says chosen falls eventually: "
-      f"{displacement.displacement_criterion(tabular.features, 0, 1).chosen_falls_eventually}")
+print(
+    f"log pi(No) {run_tab.logp_chosen[0]:.3f} -> {run_tab.logp_chosen[-1]:.3g}; "
+    f"criterion says chosen falls eventually: "
+    f"{displacement.displacement_criterion(tabular.features, 0, 1).chosen_falls_eventually}"
+)
 
 # %% [markdown]
 # Both runs on the simplex: the log-linear policy runs to the "Yes" corner, the tabular one to
@@ -282,8 +308,7 @@ draw_simplex(ax, example.responses, gridlines=4)
 plot_trajectory(ax, run.policies, linewidth=2, label="log-linear (shared features)")
 plot_trajectory(ax, run_tab.policies, linewidth=2, linestyle="--", label="tabular softmax")
 plot_policy(ax, run.policies[0], marker="X", color="gray", markersize=10, label="start = mu")
-ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8);
-
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8)
 # %% [markdown]
 # Shared parameters are one route; **several pairs that share responses** are another, even in a
 # tabular softmax. Take the IPO paper's data set $D_1 = \{a \succ b,\ b \succ c,\ a \succ c\}$.
@@ -298,8 +323,10 @@ run_d1 = shared.run(quick=SMOKE)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 displacement.plot_displacement(axes, run_d1, shared.responses)
 fig.suptitle(shared.title)
-print(f"log pi(b): {run_d1.log_policies[0, 1]:.3f} -> {run_d1.log_policies[-1, 1]:.3f};  "
-      f"margin h(b > c): {run_d1.margins[0, 1]:.2f} -> {run_d1.margins[-1, 1]:.2f}")
+print(
+    f"log pi(b): {run_d1.log_policies[0, 1]:.3f} -> {run_d1.log_policies[-1, 1]:.3f};  "
+    f"margin h(b > c): {run_d1.margins[0, 1]:.2f} -> {run_d1.margins[-1, 1]:.2f}"
+)
 
 # %% [markdown]
 # ## Summary

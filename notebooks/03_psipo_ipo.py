@@ -41,11 +41,11 @@ SAMPLED_SEEDS = 3 if SMOKE else 10
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from prefopt_toy.experiments import experiment
+from prefopt_toy.ipo_toy_figure import ipo_toy_figure
 
 import prefopt_toy as pt
 from prefopt_toy import conventions
-from prefopt_toy.experiments import experiment
-from prefopt_toy.ipo_toy_figure import ipo_toy_figure
 
 pd.set_option("display.precision", 4)
 config = experiment("ipo_toy")  # the settings of the paper's toys, by name
@@ -74,8 +74,14 @@ taus = [0.1, 1.0, 10.0]
 steps = 200 if SMOKE else 6000
 ipo_run = pt.ALGORITHMS["ipo"](P2, mu2, steps=steps, tau=taus)
 dpo_run = pt.ALGORITHMS["dpo"](P2, mu2, steps=steps, tau=taus)
-pd.DataFrame({"tau": taus, "IPO pi(y1)": ipo_run.final[:, 0], "IPO optimum": [float(pt.ipo_optimum(P2, mu2, t)[0]) for t in taus],
-              "DPO pi(y1)": dpo_run.final[:, 0]})
+pd.DataFrame(
+    {
+        "tau": taus,
+        "IPO pi(y1)": ipo_run.final[:, 0],
+        "IPO optimum": [float(pt.ipo_optimum(P2, mu2, t)[0]) for t in taus],
+        "DPO pi(y1)": dpo_run.final[:, 0],
+    }
+)
 
 # %% [markdown]
 # ## 2. The paper's data set D1 and its sampled protocol
@@ -99,12 +105,25 @@ D1 = list(config.dataset)
 mu3 = torch.full((3,), 1 / 3, dtype=torch.float64)
 summaries = {}
 for loss in ("ipo", "dpo"):
-    run = pt.dataset_run(mu3, D1, loss=loss, tau=0.1, steps=SAMPLED_STEPS, seeds=SAMPLED_SEEDS,
-                         batch_size=config.sampled_batch_size, lr=config.sampled_lr)
+    run = pt.dataset_run(
+        mu3,
+        D1,
+        loss=loss,
+        tau=0.1,
+        steps=SAMPLED_STEPS,
+        seeds=SAMPLED_SEEDS,
+        batch_size=config.sampled_batch_size,
+        lr=config.sampled_lr,
+    )
     summaries[loss] = pt.seed_summary(run, confidence=0.95)  # one tau: row 0
 closed = pt.ipo_optimum(pt.from_comparisons(D1, 3, prior=0.0), mu3, 0.1)
 print("IPO closed form        ", closed.numpy().round(4))
-print("IPO sampled mean       ", summaries["ipo"].mean[0].numpy().round(4), "+-", summaries["ipo"].half_width[0].numpy().round(4))
+print(
+    "IPO sampled mean       ",
+    summaries["ipo"].mean[0].numpy().round(4),
+    "+-",
+    summaries["ipo"].half_width[0].numpy().round(4),
+)
 print("DPO sampled mean       ", summaries["dpo"].mean[0].numpy().round(4))
 print("max |IPO mean - closed|", f"{float((summaries['ipo'].mean[0] - closed).abs().max()):.4f}")
 
@@ -138,7 +157,9 @@ tau = 1.0
 for L in (1, 5, 20):
     avg = conventions.averaged_ipo_optimum(P, mu, tau, [L, L, L])
     gap = float((avg - pt.ipo_optimum(P, mu, tau / L)).abs().max())
-    print(f"L = {L:>2}: averaged optimum {avg.numpy().round(4)}, max gap to ipo_optimum(tau / L) = {gap:.1e}")
+    print(
+        f"L = {L:>2}: averaged optimum {avg.numpy().round(4)}, max gap to ipo_optimum(tau / L) = {gap:.1e}"
+    )
 
 # %% [markdown]
 # **Unequal lengths.** Now no single tau works. The averaged log-ratios $r(y)/L(y)$ solve IPO's
@@ -151,8 +172,14 @@ rows = []
 for lengths in ([10, 10, 10], [5, 10, 20], [20, 10, 5], [3, 10, 30]):
     avg = conventions.averaged_ipo_optimum(P, mu, tau, lengths)
     t_best, tv = conventions.best_effective_tau(P, mu, tau, lengths)
-    rows.append({"lengths": lengths, "averaged optimum": avg.numpy().round(4),
-                 "best summed tau": t_best, "TV gap at best tau": tv})
+    rows.append(
+        {
+            "lengths": lengths,
+            "averaged optimum": avg.numpy().round(4),
+            "best summed tau": t_best,
+            "TV gap at best tau": tv,
+        }
+    )
 pd.DataFrame(rows)
 
 # %% [markdown]

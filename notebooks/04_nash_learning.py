@@ -41,13 +41,13 @@ WIDGET_STEPS = 300 if SMOKE else 1000
 
 # %%
 import matplotlib.pyplot as plt
-
-import prefopt_toy as pt
-from prefopt_toy import widgets
 from prefopt_toy.dynamics_figures import nash_md_convergence_figure
 from prefopt_toy.experiments import experiment
 from prefopt_toy.named_games import named_game
 from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
+
+import prefopt_toy as pt
+from prefopt_toy import widgets
 
 game = named_game(GAME)
 P, mu = game.preference_matrix(), game.reference_policy()
@@ -83,10 +83,15 @@ print("RLHF/DPO optimum at beta = tau:", pt.rlhf_optimum(P, mu, TAU).numpy().rou
 # %%
 run = pt.nash_md(P, mu, tau=TAU, steps=STEPS)
 kl_path = run.kl_to(star)
-print("pi_1 - IPO optimum (nu = mu):", float((run.policies[1] - pt.ipo_optimum(P, mu, TAU)).abs().max()))
+print(
+    "pi_1 - IPO optimum (nu = mu):",
+    float((run.policies[1] - pt.ipo_optimum(P, mu, TAU)).abs().max()),
+)
 for T in [1, 10, 100, STEPS]:
-    print(f"T = {T:5d}: KL(pi* || pi_T) = {float(kl_path[T]):.3e}   bound 8/(tau^2 (T+1)) = "
-          f"{widgets.nash_md_bound(TAU, T):.3e}")
+    print(
+        f"T = {T:5d}: KL(pi* || pi_T) = {float(kl_path[T]):.3e}   bound 8/(tau^2 (T+1)) = "
+        f"{widgets.nash_md_bound(TAU, T):.3e}"
+    )
 
 # %% [markdown]
 # The bound holds at every step, and it is loose: the actual KL is orders of magnitude smaller
@@ -94,8 +99,12 @@ for T in [1, 10, 100, STEPS]:
 
 # %%
 bound = widgets.nash_md_bound(TAU, range(STEPS + 1))
-print("bound holds at every T:", bool((kl_path.numpy() <= bound).all()),
-      "| smallest ratio bound / KL:", float((bound[1:] / kl_path.numpy()[1:]).min()))
+print(
+    "bound holds at every T:",
+    bool((kl_path.numpy() <= bound).all()),
+    "| smallest ratio bound / KL:",
+    float((bound[1:] / kl_path.numpy()[1:]).min()),
+)
 
 # %% [markdown]
 # ## 3. A constant step converges, but not to $\pi^*_\tau$
@@ -109,8 +118,10 @@ print("bound holds at every T:", bool((kl_path.numpy() <= bound).all()),
 for eta in [0.1, 1.0, 5.0]:
     constant = pt.nash_md(P, mu, tau=TAU, steps=STEPS, eta=eta)
     limit = pt.ipo_md_fixed_point(P, mu, TAU, eta * TAU)
-    print(f"eta = {eta:4}: |pi_T - IPO-MD fixed point (m = {eta * TAU:.2f})| = "
-          f"{float((constant.final - limit).abs().max()):.1e},  KL(pi* || pi_T) = {pt.kl(star, constant.final):.2e}")
+    print(
+        f"eta = {eta:4}: |pi_T - IPO-MD fixed point (m = {eta * TAU:.2f})| = "
+        f"{float((constant.final - limit).abs().max()):.1e},  KL(pi* || pi_T) = {pt.kl(star, constant.final):.2e}"
+    )
 
 # %% [markdown]
 # Here are the three kinds of run on the simplex: the decaying schedule spirals in to $\pi^*_\tau$
@@ -122,9 +133,24 @@ fig, ax = plt.subplots(figsize=(7.5, 4.2))
 draw_simplex(ax, game.actions, gridlines=4)
 plot_trajectory(ax, run.policies, color="tab:green", label="decaying step")
 plot_trajectory(ax, constant.policies, color="tab:orange", label=r"constant $\eta$ = 5")
-plot_policy(ax, star, marker="*", markersize=16, color="tab:green", markeredgecolor="black", label=r"$\pi^*_\tau$")
-plot_policy(ax, pt.ipo_md_fixed_point(P, mu, TAU, 0.5), marker="v", markersize=10, color="tab:orange",
-            markeredgecolor="black", label="IPO-MD fixed point, m = 0.5")
+plot_policy(
+    ax,
+    star,
+    marker="*",
+    markersize=16,
+    color="tab:green",
+    markeredgecolor="black",
+    label=r"$\pi^*_\tau$",
+)
+plot_policy(
+    ax,
+    pt.ipo_md_fixed_point(P, mu, TAU, 0.5),
+    marker="v",
+    markersize=10,
+    color="tab:orange",
+    markeredgecolor="black",
+    label="IPO-MD fixed point, m = 0.5",
+)
 plot_policy(ax, mu, marker="X", markersize=10, color="gray", label=r"$\mu$")
 ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
 plt.show()
@@ -151,8 +177,10 @@ nash_md_convergence_figure(experiment("nash_md_convergence"), quick=SMOKE)
 for m in [0.0, 0.125, 0.5]:
     traj = pt.ALGORITHMS["ipo_md"](P, mu, steps=STEPS, tau=TAU, mixture=m)
     target = pt.ipo_md_fixed_point(P, mu, TAU, m)
-    print(f"mixture {m:5}: |pi_T - fixed point| = {float((traj.final - target).abs().max()):.1e}, "
-          f"KL(pi* || fixed point) = {pt.kl(star, target):.2e}")
+    print(
+        f"mixture {m:5}: |pi_T - fixed point| = {float((traj.final - target).abs().max()):.1e}, "
+        f"KL(pi* || fixed point) = {pt.kl(star, target):.2e}"
+    )
 
 # %% [markdown]
 # ## 6. Try it: Nash learning live

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 import prefopt_toy as pt
-from prefopt_toy import notebook_plots
+from prefopt_toy.plots import notebook as notebook_plots
 
 P = pt.three_voter_types(0.1)  # a Condorcet cycle (Munos et al. Sec. 3.2)
 mu = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
@@ -55,9 +55,17 @@ mu = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 # %%
 online = pt.ALGORITHMS["online_ipo"](P, mu, steps=STEPS, tau=TAU)
 offline = pt.ALGORITHMS["ipo"](P, mu, steps=STEPS, tau=TAU)
-print("online IPO  -> regularised Nash:", f"{float(online.distance_to('regularized_nash')[-1]):.1e}")
-print("offline IPO -> its own optimum mu exp(P mu / tau):", f"{float(offline.distance_to('ipo_optimum')[-1]):.1e}")
-print("offline IPO -> regularised Nash:", f"{float(offline.distance_to('regularized_nash')[-1]):.3f}  (a different point)")
+print(
+    "online IPO  -> regularised Nash:", f"{float(online.distance_to('regularized_nash')[-1]):.1e}"
+)
+print(
+    "offline IPO -> its own optimum mu exp(P mu / tau):",
+    f"{float(offline.distance_to('ipo_optimum')[-1]):.1e}",
+)
+print(
+    "offline IPO -> regularised Nash:",
+    f"{float(offline.distance_to('regularized_nash')[-1]):.3f}  (a different point)",
+)
 
 # %% [markdown]
 # The regularised Nash is a fixed point of the map $\pi \mapsto \mu e^{P\pi/\tau}/Z$: online IPO
@@ -82,7 +90,10 @@ fixed = pt.ipo_md_fixed_point(P, mu, TAU, MIXTURE)
 mix = pt.geometric_mixture(fixed, mu, MIXTURE)
 hot_nash = pt.regularized_nash(P, mu, TAU / (1 - MIXTURE))
 print("IPO-MD run -> IPO-MD fixed point:", f"{float(md.distance_to('ipo_md_fixed_point')[-1]):.1e}")
-print("mixture at the fixed point vs regularised Nash at tau/(1-m):", f"{float((mix - hot_nash).abs().max()):.1e}")
+print(
+    "mixture at the fixed point vs regularised Nash at tau/(1-m):",
+    f"{float((mix - hot_nash).abs().max()):.1e}",
+)
 
 # %% [markdown]
 # ## 3. Nash-MD: the same targets by mirror descent
@@ -94,7 +105,9 @@ print("mixture at the fixed point vs regularised Nash at tau/(1-m):", f"{float((
 # %%
 decaying = pt.nash_md(P, mu, tau=TAU, steps=STEPS)
 bound = 8 / (TAU**2 * (STEPS + 1))
-print(f"Nash-MD (decaying eta): KL to regularised Nash {float(decaying.kl_to('regularized_nash')[-1]):.1e} <= bound {bound:.1e}")
+print(
+    f"Nash-MD (decaying eta): KL to regularised Nash {float(decaying.kl_to('regularized_nash')[-1]):.1e} <= bound {bound:.1e}"
+)
 eta = MIXTURE / TAU
 constant = pt.nash_md(P, mu, tau=TAU, steps=STEPS, eta=eta)
 gap = 0.5 * float((constant.final - pt.ipo_md_fixed_point(P, mu, TAU, eta * TAU)).abs().sum())
@@ -111,8 +124,14 @@ print(f"Nash-MD (constant eta = {eta:g}): TV to IPO-MD fixed point with m = eta 
 odpo = pt.ALGORITHMS["online_dpo"](P, mu, steps=STEPS, tau=TAU)
 self_consistent = pt.rlhf_optimum(P, mu, TAU, nu=odpo.final)
 print("online DPO end               :", odpo.final.numpy().round(4))
-print("TV to rlhf_optimum(nu = end) :", f"{0.5 * float((odpo.final - self_consistent).abs().sum()):.1e}  (self-consistent)")
-print("TV to regularised Nash       :", f"{float(odpo.distance_to('regularized_nash', tau=TAU)[-1]):.3f}  (not the Nash)")
+print(
+    "TV to rlhf_optimum(nu = end) :",
+    f"{0.5 * float((odpo.final - self_consistent).abs().sum()):.1e}  (self-consistent)",
+)
+print(
+    "TV to regularised Nash       :",
+    f"{float(odpo.distance_to('regularized_nash', tau=TAU)[-1]):.3f}  (not the Nash)",
+)
 
 # %% [markdown]
 # On a Bradley-Terry game the BT fit is exact whatever the pairs, so the stationary point is the
@@ -124,8 +143,13 @@ print("TV to regularised Nash       :", f"{float(odpo.distance_to('regularized_n
 # %%
 P_bt, tau_bt = pt.bradley_terry([1.0, 0.5, 0.0]), 1.0
 odpo_bt = pt.ALGORITHMS["online_dpo"](P_bt, mu, steps=STEPS, tau=tau_bt)
-print("BT game: online DPO -> RLHF optimum:", f"{float(odpo_bt.distance_to('rlhf_optimum')[-1]):.1e}")
-print("BT game: online DPO -> regularised Nash:", f"{float(odpo_bt.distance_to('regularized_nash', tau=tau_bt)[-1]):.3f}")
+print(
+    "BT game: online DPO -> RLHF optimum:", f"{float(odpo_bt.distance_to('rlhf_optimum')[-1]):.1e}"
+)
+print(
+    "BT game: online DPO -> regularised Nash:",
+    f"{float(odpo_bt.distance_to('regularized_nash', tau=tau_bt)[-1]):.3f}",
+)
 
 # %% [markdown]
 # ## 5. All of them on the triangle
@@ -133,7 +157,9 @@ print("BT game: online DPO -> regularised Nash:", f"{float(odpo_bt.distance_to('
 # %%
 runs = {"ipo": offline, "online_ipo": online, "ipo_md": md, "nash_md": decaying, "online_dpo": odpo}
 fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
-notebook_plots.draw_trajectories(ax, runs, targets=("ipo_optimum", "regularized_nash", "ipo_md_fixed_point"))
+notebook_plots.draw_trajectories(
+    ax, runs, targets=("ipo_optimum", "regularized_nash", "ipo_md_fixed_point")
+)
 ax.set_title(f"Three voter types, tau = {TAU}, IPO-MD mixture = {MIXTURE}")
 plt.show()
 

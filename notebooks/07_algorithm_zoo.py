@@ -27,7 +27,7 @@ import os
 SMOKE = os.environ.get("PREFOPT_SMOKE") == "1"
 STEPS = 500 if SMOKE else 3000
 TAU = 0.1
-GAME = "three_voter_types"  # any name of prefopt_toy.named_games.NAMED_GAMES
+GAME = "three_voter_types"  # any name of prefopt_toy.games.named.NAMED_GAMES
 
 # %%
 # %matplotlib inline
@@ -35,8 +35,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import prefopt_toy as pt
-from prefopt_toy import conventions, notebook_plots
-from prefopt_toy.named_games import named_game
+from prefopt_toy.analysis import conventions
+from prefopt_toy.games.named import named_game
+from prefopt_toy.plots import notebook as notebook_plots
 
 pd.set_option("display.precision", 4)
 pd.set_option("display.max_colwidth", 60)
@@ -62,8 +63,11 @@ runs = notebook_plots.zoo_runs(P, mu, tau=TAU, steps=STEPS)
 # gives one, its fixed point (coloured marker), with the total-variation (TV) distance in the title.
 
 # %%
-fig = notebook_plots.zoo_figure(runs, labels=game.actions,
-                                title=f"{game.title}: every algorithm, {STEPS} exact steps, tau = {TAU}")
+fig = notebook_plots.zoo_figure(
+    runs,
+    labels=game.actions,
+    title=f"{game.title}: every algorithm, {STEPS} exact steps, tau = {TAU}",
+)
 fig
 
 # %% [markdown]
@@ -88,9 +92,11 @@ fig
 table = notebook_plots.zoo_table(runs)
 table
 
+
 # %%
 def tv(a, b):
     return 0.5 * float((runs[a].final - runs[b].final).abs().sum())
+
 
 print("TV(gpo_logistic, dpo) =", f"{tv('gpo_logistic', 'dpo'):.1e}")
 print("TV(gpo_hinge, slic)   =", f"{tv('gpo_hinge', 'slic'):.1e}")
@@ -105,11 +111,13 @@ print("TV(gpo_squared, ipo_optimum(tau / 2)) =", f"{half:.1e}")
 # The papers use different letters for the same thing, and sometimes the same letter for different
 # things: DPO's $\beta$ is a KL strength, Nash-MD's and IPO-MD's $\beta$ is the mixture weight; IPO's
 # $\mu$ is the pair distribution, Nash-MD's $\mu$ is the reference policy. TRL calls every KL
-# strength `beta`. The table below is `prefopt_toy.conventions.KNOBS`; the README's Notation table
+# strength `beta`. The table below is `prefopt_toy.analysis.conventions.KNOBS`; the README's Notation table
 # shows the same rows and a test keeps the two identical.
 
 # %%
-conventions.convention_table(columns=["meaning", "dpo", "ipo", "nash_md", "ipo_md", "gpo", "slic", "trl"])
+conventions.convention_table(
+    columns=["meaning", "dpo", "ipo", "nash_md", "ipo_md", "gpo", "slic", "trl"]
+)
 
 # %% [markdown]
 # Notes on the cells that are easy to misread:
@@ -125,7 +133,9 @@ for knob in conventions.KNOBS:
 
 # %%
 for length in (1, 10, 100):
-    print(f"TRL beta = 0.1 on {length:>3}-token answers behaves like the paper's tau = {conventions.effective_tau(0.1, length):g}")
+    print(
+        f"TRL beta = 0.1 on {length:>3}-token answers behaves like the paper's tau = {conventions.effective_tau(0.1, length):g}"
+    )
 
 # %% [markdown]
 # ## Summary

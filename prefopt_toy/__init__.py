@@ -5,16 +5,7 @@ import them from here). Inputs accept lists, numpy arrays or torch tensors; resu
 torch tensors or Python floats. See the README for a tour and the notation table.
 """
 
-from .bt import bt_fit, bt_log_likelihood
-from .dynamics import ALGORITHMS, FIXED_POINTS, DivergenceError, Trajectory, dataset_run, nash_md, seed_summary
-from .game_properties import (
-    bt_fit_gap,
-    bt_fit_kl,
-    condorcet_winner,
-    is_bradley_terry,
-    is_transitive,
-)
-from .games import (
+from prefopt_toy.games.constructors import (
     bradley_terry,
     check_preference_matrix,
     from_comparisons,
@@ -23,14 +14,32 @@ from .games import (
     rock_paper_scissors,
     three_voter_types,
 )
-from .gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
-from .losses import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
-from .nash import exploitability, nash_equilibrium
-from .optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.games.properties import condorcet_winner, is_transitive
+from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
+from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
+from prefopt_toy.losses.population import dataset_loss, hard_labels, pair_margins, population_loss
+from prefopt_toy.solutions.bt import (
+    bt_fit,
+    bt_fit_gap,
+    bt_fit_kl,
+    bt_log_likelihood,
+    is_bradley_terry,
+)
+from prefopt_toy.solutions.nash import exploitability, nash_equilibrium
+from prefopt_toy.solutions.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.solutions.regularized import FixedPointReport, ipo_md_fixed_point, regularized_nash
+
+from .dynamics import (
+    ALGORITHMS,
+    FIXED_POINTS,
+    DivergenceError,
+    Trajectory,
+    dataset_run,
+    nash_md,
+    seed_summary,
+)
 from .papers import PAPERS, cite
 from .policies import entropy, geometric_mixture, kl, log_softmax, softmax, win_rate, win_rates
-from .population import dataset_loss, hard_labels, pair_margins, population_loss
-from .regularized import FixedPointReport, ipo_md_fixed_point, regularized_nash
 
 __version__ = "0.1.0"
 
@@ -94,9 +103,8 @@ __all__ = [
 ]
 
 # Teaching modules with heavier imports (sympy, ipywidgets) load on first use, so that
-# ``import prefopt_toy`` stays fast: ``pt.symbolic``, ``pt.widgets``, ``pt.labs``, ...
-_LAZY_MODULES = ("symbolic", "widgets", "labs", "conventions", "displacement", "notebook_plots", "plotting",
-                 "experiments")
+# ``import prefopt_toy`` stays fast: ``pt.symbolic``, ``pt.widgets``, ``pt.labs``, ``pt.analysis``, ``pt.plots``
+_LAZY_MODULES = ("symbolic", "widgets", "labs", "analysis", "plots")
 
 
 def __getattr__(name: str):

@@ -30,7 +30,6 @@ backend, headless, whatever the environment asks for.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -56,15 +55,18 @@ def _set_threads(threads: int | None) -> None:
 
 def _threads_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
-        "--threads", type=int, default=None, metavar="N",
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
         help="torch intra-op threads (default: torch's own, one per core, or OMP_NUM_THREADS)",
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     # Names only: importing these two modules pulls in neither the solvers nor matplotlib.
-    from .experiments import EXPERIMENTS
-    from .named_games import NAMED_GAMES
+    from prefopt_toy.games.named import NAMED_GAMES
+    from prefopt_toy.plots.experiments import EXPERIMENTS
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -109,8 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                 metavar="FIGURE",
                 help=f"write only this figure (repeatable; one of: {', '.join(EXPERIMENTS)})",
             )
-    bridge_help = ("the GPT-2 bridge on a non-transitive fruit game (default: online and offline IPO on the "
-                   "small model, about 8 minutes on 2 cores), with figures and a JSON summary")
+    bridge_help = (
+        "the GPT-2 bridge on a non-transitive fruit game (default: online and offline IPO on the "
+        "small model, about 8 minutes on 2 cores), with figures and a JSON summary"
+    )
     bridge = commands.add_parser("bridge", help=bridge_help, description=bridge_help)
     _threads_option(bridge)
     bridge.add_argument("--quick", action="store_true", help="smoke mode: fewer steps and samples")
@@ -122,7 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bridge.add_argument("--steps", type=int, default=None, metavar="N", help="training steps")
     bridge.add_argument(
-        "--out", default="figures", metavar="DIR", help="folder for the figure files (default: figures)"
+        "--out",
+        default="figures",
+        metavar="DIR",
+        help="folder for the figure files (default: figures)",
     )
     return parser
 
@@ -153,8 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
 
     if args.command == "table":
-        from .demo import format_table
-        from .named_games import NAMED_GAMES
+        from prefopt_toy.games.named import NAMED_GAMES
+        from prefopt_toy.solutions.reference import format_table
 
         for name in games or list(NAMED_GAMES):
             print(format_table(name), end="\n\n")
@@ -164,26 +171,26 @@ def _run(args: argparse.Namespace) -> int:
 
     # Headless and reproducible: the files must not depend on a display or a user's backend.
     matplotlib.use("Agg")
-    from .experiments import EXPERIMENTS
+    from prefopt_toy.plots.experiments import EXPERIMENTS
 
     if args.command == "demo":
         from .demo import run_demo
 
         run_demo(out, games=games, figures=tuple(EXPERIMENTS), quick=args.quick)
         if not args.no_bridge:
-            from .lm.demo import run_bridge_demo
+            from prefopt_toy.lm.bridge.demo import run_bridge_demo
 
             print(flush=True)
             run_bridge_demo(out, quick=args.quick)
         return 0
 
     if args.command == "bridge":
-        from .lm.demo import run_bridge_demo
+        from prefopt_toy.lm.bridge.demo import run_bridge_demo
 
         run_bridge_demo(out, algorithms=args.algorithm, steps=args.steps, quick=args.quick)
         return 0
 
-    from .dynamics_figures import write_figures
+    from prefopt_toy.plots.figures import write_figures
 
     write_figures(out, only=args.only, quick=args.quick, games=games)
     return 0

@@ -62,7 +62,9 @@ def _object_to_float64(arr: np.ndarray, name: str) -> np.ndarray:
                 raise ValueError(f"{name} {_NUMERIC}, got an entry {_short(item)}")
             item = item.item()
         if isinstance(item, (str, bytes, bytearray)):
-            raise ValueError(f"{name} {_NUMERIC}, got the string {_short(item)} (strings are not parsed)")
+            raise ValueError(
+                f"{name} {_NUMERIC}, got the string {_short(item)} (strings are not parsed)"
+            )
         if isinstance(item, (bool, np.bool_)):
             raise ValueError(f"{name} {_NUMERIC}, got a boolean entry (use 0.0 / 1.0)")
         if isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real):
@@ -75,7 +77,9 @@ def _object_to_float64(arr: np.ndarray, name: str) -> np.ndarray:
                 f"{name} must be finite, but an entry is too large for float64: {_short(item)}"
             ) from None
         except (TypeError, ValueError):
-            raise ValueError(f"{name} {_NUMERIC}, got an entry of type {type(item).__name__}") from None
+            raise ValueError(
+                f"{name} {_NUMERIC}, got an entry of type {type(item).__name__}"
+            ) from None
     return out
 
 
@@ -86,14 +90,18 @@ def _real_array(x: Any, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError) as err:  # ragged nested lists: numpy's message names nothing
-        raise ValueError(f"{name} {_NUMERIC} of one rectangular shape, got {type(x).__name__}") from err
+        raise ValueError(
+            f"{name} {_NUMERIC} of one rectangular shape, got {type(x).__name__}"
+        ) from err
     kind = arr.dtype.kind
     if kind in "iuf":
         return arr
     if kind == "O":
         return _object_to_float64(arr, name)
     if kind in "USa":
-        raise ValueError(f"{name} {_NUMERIC}, got strings (dtype {arr.dtype}; strings are not parsed)")
+        raise ValueError(
+            f"{name} {_NUMERIC}, got strings (dtype {arr.dtype}; strings are not parsed)"
+        )
     if kind == "c":
         raise ValueError(f"{name} must be real (not complex), got dtype {arr.dtype}")
     if kind == "b":
@@ -286,7 +294,9 @@ def _exactly_complementary(P: Tensor, pair_gap: Tensor) -> Tensor:
     return torch.where(upper, a, 1.0 - a.transpose(-1, -2))
 
 
-def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL, batched: bool = False) -> Tensor:
+def as_preference_matrix(
+    P: Any, name: str = "P", *, atol: float = PROB_ATOL, batched: bool = False
+) -> Tensor:
     """Validate a preference matrix: square, finite, entries in [0, 1], ``P + P.T == 1``.
 
     The diagonal must therefore be 1/2. The tolerance on each pair sum is ``atol`` plus the rounding
@@ -300,7 +310,9 @@ def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL, ba
     t, source = _convert(P, name, DTYPE)
     if batched:
         if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2] or t.shape[-1] == 0:
-            raise ValueError(f"{name} must be a square matrix (K, K) or a batch (B, K, K), got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must be a square matrix (K, K) or a batch (B, K, K), got shape {tuple(t.shape)}"
+            )
     else:
         _check_square(t, name)
     eps, _ = _precision(source)
@@ -308,7 +320,9 @@ def as_preference_matrix(P: Any, name: str = "P", *, atol: float = PROB_ATOL, ba
     # Range: x >= -(atol + r eps |x|) is monotone in x, so the extreme entries decide (r = ENTRY_ULPS).
     lo, hi = float(d.min()), float(d.max())
     if lo < -(atol + ENTRY_ULPS * eps * abs(lo)) or hi > 1.0 + atol + ENTRY_ULPS * eps * abs(hi):
-        raise ValueError(f"{name} entries must lie in [0, 1] (probabilities), got min {lo:.6g}, max {hi:.6g}")
+        raise ValueError(
+            f"{name} entries must lie in [0, 1] (probabilities), got min {lo:.6g}, max {hi:.6g}"
+        )
     pair_gap = d + d.transpose(-1, -2) - 1.0
     worst = max(float(pair_gap.max()), -float(pair_gap.min()))  # max |gap|, without a temporary
     # Fast path (one reduction): |a| + |b| >= a + b >= 1 - worst for every pair, so worst within
@@ -353,12 +367,16 @@ def as_policy(
     if batched:
         if t.ndim not in (1, 2) or t.shape[-1] == 0 or (size is not None and t.shape[-1] != size):
             want = f"({size},) or (B, {size})" if size is not None else "(K,) or (B, K)"
-            raise ValueError(f"{name} must have shape {want} (one entry per action), got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape {want} (one entry per action), got {tuple(t.shape)}"
+            )
     else:
         _check_vector(t, name, size)
     d = t.detach()
     if float(d.min()) < 0:
-        raise ValueError(f"{name} must be non-negative (a probability vector), min entry is {float(d.min()):.6g}")
+        raise ValueError(
+            f"{name} must be non-negative (a probability vector), min entry is {float(d.min()):.6g}"
+        )
     eps, u_acc = _precision(source)
     tol = policy_tolerance(d, eps, u_acc, atol)
     totals = d.sum(-1)
@@ -385,7 +403,9 @@ def as_positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def as_hyper(x: Any, name: str, *, positive: bool = True, below: float | None = None) -> float | Tensor:
+def as_hyper(
+    x: Any, name: str, *, positive: bool = True, below: float | None = None
+) -> float | Tensor:
     """A loss hyperparameter: a number, or a tensor of per-row values for batched use.
 
     Numbers are checked like ``as_positive_float`` (``> 0``; or ``>= 0`` with ``positive=False``)
@@ -395,7 +415,9 @@ def as_hyper(x: Any, name: str, *, positive: bool = True, below: float | None = 
     if isinstance(x, Tensor) and x.numel() != 1:
         d = x.detach()
         if d.is_complex() or d.dtype == torch.bool:
-            raise ValueError(f"{name} must be a real number in every entry, got a tensor of dtype {d.dtype}")
+            raise ValueError(
+                f"{name} must be a real number in every entry, got a tensor of dtype {d.dtype}"
+            )
         if not bool(torch.isfinite(d).all()):
             raise ValueError(f"{name} must be finite")
         if bool((d <= 0).any()) if positive else bool((d < 0).any()):
@@ -426,7 +448,9 @@ def as_float(x: Any, name: str) -> float:
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {type(x).__name__}")
     try:
-        with np.errstate(over="ignore"):  # a float128 beyond float64's range becomes inf, reported below
+        with np.errstate(
+            over="ignore"
+        ):  # a float128 beyond float64's range becomes inf, reported below
             value = float(x)
     except OverflowError:  # a Python int beyond float64's range
         raise ValueError(
@@ -437,7 +461,9 @@ def as_float(x: Any, name: str) -> float:
     return value
 
 
-def as_unit_interval(x: Any, name: str, *, closed_right: bool = True, closed_left: bool = True) -> float:
+def as_unit_interval(
+    x: Any, name: str, *, closed_right: bool = True, closed_left: bool = True
+) -> float:
     """A real number in [0, 1] (ends open or closed as asked)."""
     value = as_float(x, name)
     lo_ok = value >= 0 if closed_left else value > 0
@@ -472,7 +498,9 @@ def as_generator(seed: Any, name: str = "seed") -> torch.Generator:
     return gen
 
 
-def as_index_pairs(pairs: Any, name: str, n_actions: int, *, allow_empty: bool = False) -> np.ndarray:
+def as_index_pairs(
+    pairs: Any, name: str, n_actions: int, *, allow_empty: bool = False
+) -> np.ndarray:
     """``(winner, loser)`` rows as an int64 array of shape (m, 2), indices in ``[0, n_actions)``.
 
     Raises ``ValueError`` naming ``name`` for ragged or non-integer input, a wrong shape, an index
@@ -489,7 +517,9 @@ def as_index_pairs(pairs: Any, name: str, n_actions: int, *, allow_empty: bool =
     if arr.ndim == 2 and arr.shape[0] == 0 and not allow_empty:
         raise ValueError(f"{name} must be non-empty: at least one (winner, loser) row")
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (m, 2) of (winner, loser) rows, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape (m, 2) of (winner, loser) rows, got shape {arr.shape}"
+        )
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise ValueError(f"{name} must hold integer action indices, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
@@ -503,5 +533,12 @@ def as_index_pairs(pairs: Any, name: str, n_actions: int, *, allow_empty: bool =
     same = arr[:, 0] == arr[:, 1]
     if same.any():
         row = int(np.argmax(same))
-        raise ValueError(f"{name} must have winner != loser, but row {row} is {tuple(int(x) for x in arr[row])}")
+        raise ValueError(
+            f"{name} must have winner != loser, but row {row} is {tuple(int(x) for x in arr[row])}"
+        )
     return arr
+
+
+def _detached(x: Any) -> Any:
+    """``x`` without autograd history, on the CPU (for the non-differentiable solvers and checks)."""
+    return x.detach().cpu() if isinstance(x, Tensor) else x

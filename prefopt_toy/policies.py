@@ -124,7 +124,13 @@ def geometric_mixture(pi: Any, mu: Any, mixture: float) -> Tensor:
     # the inf-safe normalisation handles them (the dynamics' finite-only mixture is
     # dynamics.pairs.mixture_log_weights).
     with torch.no_grad():
-        z = pi_t.log() if m == 0.0 else mu_t.log() if m == 1.0 else (1.0 - m) * pi_t.log() + m * mu_t.log()
+        z = (
+            pi_t.log()
+            if m == 0.0
+            else mu_t.log()
+            if m == 1.0
+            else (1.0 - m) * pi_t.log() + m * mu_t.log()
+        )
     log_mix = normalize_log(z)
     if not bool(torch.isfinite(log_mix).any()):
         raise ValueError("pi and mu have disjoint supports: their geometric mixture has no mass")

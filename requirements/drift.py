@@ -13,8 +13,24 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-KEY = ("torch", "transformers", "trl", "accelerate", "safetensors", "tokenizers", "numpy", "scipy",
-       "sympy", "matplotlib", "pandas", "ipywidgets", "jupyterlab", "nbmake", "pytest", "hypothesis")
+KEY = (
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    "scipy",
+    "sympy",
+    "matplotlib",
+    "pandas",
+    "ipywidgets",
+    "jupyterlab",
+    "nbmake",
+    "pytest",
+    "hypothesis",
+)
 
 
 def _normalise(name: str) -> str:
@@ -33,7 +49,11 @@ def read_lock(path: Path) -> dict[str, str]:
 
 def installed() -> dict[str, str]:
     """``{normalised name: version}`` of the distributions importable in this interpreter."""
-    return {_normalise(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return {
+        _normalise(d.metadata["Name"]): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"]
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +62,10 @@ def main(argv: list[str]) -> int:
     have.pop("prefopt-toy", None)
     moved = sorted(n for n in locked if have.get(n) != locked[n])
     new = sorted(set(have) - set(locked) - {"pip", "setuptools", "wheel"})
-    print(f"== drift against {lock_path}: {len(moved)} of {len(locked)} locked packages moved, "
-          f"{len(new)} not in the lock")
+    print(
+        f"== drift against {lock_path}: {len(moved)} of {len(locked)} locked packages moved, "
+        f"{len(new)} not in the lock"
+    )
     for name in moved:
         print(f"  {name:32s} {locked[name]:>16s} -> {have.get(name, 'not installed')}")
     for name in new:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from prefopt_toy.lm.checkpoint import latest_checkpoint, save_checkpoint
-from prefopt_toy.lm.guards import check_finite
+from prefopt_toy.lm.train.checkpoint import check_finite, latest_checkpoint, save_checkpoint
 
 VOCAB, BATCH, SEQ = 64, 4, 12
 
 
-def build(*, init_seed: int, data_seed: int, n_embd: int = 16, n_layer: int = 1, dropout: float = 0.0):
+def build(
+    *, init_seed: int, data_seed: int, n_embd: int = 16, n_layer: int = 1, dropout: float = 0.0
+):
     """A tiny GPT-2 (training mode), its optimizer and scheduler, and the training generators."""
     config = GPT2Config(
         n_layer=n_layer, n_head=2, n_embd=n_embd, vocab_size=VOCAB, n_positions=32,
@@ -61,5 +62,12 @@ def train(model, optimizer, scheduler, generators, n_steps: int, *, start: int =
         optimizer.step()
         scheduler.step()
         if run_dir is not None and save_every and step % save_every == 0:
-            save_checkpoint(run_dir, step=step, model=model, optimizer=optimizer, scheduler=scheduler,
-                            generators=generators, extra={"cursor": step * BATCH})
+            save_checkpoint(
+                run_dir,
+                step=step,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                generators=generators,
+                extra={"cursor": step * BATCH},
+            )

@@ -35,7 +35,7 @@ def test_all_names_exist_and_are_unique():
 
 def test_star_import_gives_exactly_all():
     namespace: dict[str, Any] = {}
-    exec("from prefopt_toy import *", namespace)  # noqa: S102 - a fixed string, the API under test
+    exec("from prefopt_toy import *", namespace)
     namespace.pop("__builtins__")
     assert sorted(namespace) == sorted(pt.__all__)
 
@@ -91,8 +91,12 @@ def test_source_allowlists_are_current():
     stale = (set(NO_SOURCE_NEEDED) | set(MISSING_SOURCE)) - set(PUBLIC_CALLABLES)
     assert not stale, f"allowlist entries that are no longer public callables: {sorted(stale)}"
     assert len(NO_SOURCE_NEEDED) <= 8
-    cited_anyway = [n for n in NO_SOURCE_NEEDED if SOURCE.search(inspect.getdoc(getattr(pt, n)) or "")]
-    assert not cited_anyway, f"these now cite a source; drop them from NO_SOURCE_NEEDED: {cited_anyway}"
+    cited_anyway = [
+        n for n in NO_SOURCE_NEEDED if SOURCE.search(inspect.getdoc(getattr(pt, n)) or "")
+    ]
+    assert not cited_anyway, (
+        f"these now cite a source; drop them from NO_SOURCE_NEEDED: {cited_anyway}"
+    )
 
 
 # ------------------------------------------------------------------ DESIGN.md signatures
@@ -109,7 +113,12 @@ CONTRACT: dict[str, list[tuple[str, Any]]] = {
     "rlhf_optimum": [("P", REQUIRED), ("mu", REQUIRED), ("beta", REQUIRED), ("nu", None)],
     "ipo_optimum": [("P", REQUIRED), ("mu", REQUIRED), ("tau", REQUIRED), ("nu", None)],
     "regularized_nash": [("P", REQUIRED), ("mu", REQUIRED), ("tau", REQUIRED)],
-    "ipo_md_fixed_point": [("P", REQUIRED), ("mu", REQUIRED), ("tau", REQUIRED), ("mixture", REQUIRED)],
+    "ipo_md_fixed_point": [
+        ("P", REQUIRED),
+        ("mu", REQUIRED),
+        ("tau", REQUIRED),
+        ("mixture", REQUIRED),
+    ],
     "nash_equilibrium": [("P", REQUIRED)],
     "exploitability": [("P", REQUIRED), ("pi", REQUIRED)],
     "dpo_loss": [("margin", REQUIRED), ("beta", REQUIRED), ("label_smoothing", 0.0)],
@@ -132,10 +141,13 @@ def test_contract_signature(name):
     )
     # Anything beyond the contract must be optional, so the contract's call still works.
     extra_required = [
-        p.name for p in params[len(expected):]
+        p.name
+        for p in params[len(expected) :]
         if p.default is REQUIRED and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    assert not extra_required, f"{name}: parameters beyond the contract without defaults: {extra_required}"
+    assert not extra_required, (
+        f"{name}: parameters beyond the contract without defaults: {extra_required}"
+    )
 
 
 # ------------------------------------------------------- float64 results for every input form
@@ -222,20 +234,39 @@ def test_scalar_results_are_python_floats(name, form):
 def test_result_tables_cover_the_public_functions():
     other = {
         # constructors without array inputs, predicates with non-float results, and non-callables
-        "rock_paper_scissors", "three_voter_types", "random_game", "from_comparisons",
-        "condorcet_winner", "is_transitive", "is_bradley_terry", "cite", "FixedPointReport",
-        "PAPERS", "GPO_FUNCTIONS",
-        # the dynamics return Trajectory objects (tests/test_dynamics_trajectory.py checks them)
-        "ALGORITHMS", "FIXED_POINTS", "Trajectory", "nash_md", "dataset_run", "seed_summary",
-        "DivergenceError",  # an exception type (tests/test_dynamics_finite.py raises it)
+        "rock_paper_scissors",
+        "three_voter_types",
+        "random_game",
+        "from_comparisons",
+        "condorcet_winner",
+        "is_transitive",
+        "is_bradley_terry",
+        "cite",
+        "FixedPointReport",
+        "PAPERS",
+        "GPO_FUNCTIONS",
+        # the dynamics return Trajectory objects (tests/dynamics/test_trajectory.py checks them)
+        "ALGORITHMS",
+        "FIXED_POINTS",
+        "Trajectory",
+        "nash_md",
+        "dataset_run",
+        "seed_summary",
+        "DivergenceError",  # an exception type (tests/dynamics/test_finite.py raises it)
     }
     missing = set(pt.__all__) - other - set(TENSOR_RESULTS) - set(FLOAT_RESULTS)
-    assert not missing, f"add these public functions to TENSOR_RESULTS or FLOAT_RESULTS: {sorted(missing)}"
+    assert not missing, (
+        f"add these public functions to TENSOR_RESULTS or FLOAT_RESULTS: {sorted(missing)}"
+    )
 
 
 def test_constructors_and_predicates_return_documented_types():
-    for P in (pt.rock_paper_scissors(0.5), pt.three_voter_types(0.1), pt.random_game(4, seed=0),
-              pt.from_comparisons([(0, 1)], n_actions=2)):
+    for P in (
+        pt.rock_paper_scissors(0.5),
+        pt.three_voter_types(0.1),
+        pt.random_game(4, seed=0),
+        pt.from_comparisons([(0, 1)], n_actions=2),
+    ):
         assert isinstance(P, torch.Tensor) and P.dtype == torch.float64
     assert pt.condorcet_winner(P3) in (None, 0, 1, 2)
     assert type(pt.is_transitive(P3)) is bool

@@ -30,8 +30,13 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 KERNEL_TIMEOUT_MS = 120_000
 RUN_TIMEOUT_MS = 300_000
 
@@ -40,8 +45,10 @@ def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    message = ("Chromium not found: the browser test needs Debian's Chromium "
-               "(`apt-get update && apt-get install -y chromium`); .ci/run installs it")
+    message = (
+        "Chromium not found: the browser test needs Debian's Chromium "
+        "(`apt-get update && apt-get install -y chromium`); .ci/run installs it"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -73,26 +80,47 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     labconfig = work / "config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env = dict(os.environ, PREFOPT_SMOKE="1", HF_HUB_OFFLINE="1",
-               JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"))
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={served}",
-               "--LabApp.expose_app_in_browser=True"]
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    env = dict(
+        os.environ,
+        PREFOPT_SMOKE="1",
+        HF_HUB_OFFLINE="1",
+        JUPYTER_CONFIG_DIR=str(work / "config"),
+        JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={served}",
+        "--LabApp.expose_app_in_browser=True",
+    ]
     if hasattr(os, "getuid") and os.getuid() == 0:
         command.append("--allow-root")  # JupyterLab refuses to run as root without it
-    log = open(work / "jupyter.log", "w")  # noqa: SIM115 - closed in the teardown below
+    log = open(work / "jupyter.log", "w")
     server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_server(f"{base}/api/status?token={token}", server, work / "jupyter.log")
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            yield {"page": page, "base": base, "token": token,
-                   "shots": _screenshot_dir(tmp_path_factory), "log": work / "jupyter.log"}
+            yield {
+                "page": page,
+                "base": base,
+                "token": token,
+                "shots": _screenshot_dir(tmp_path_factory),
+                "log": work / "jupyter.log",
+            }
             browser.close()
     finally:
         server.terminate()
@@ -109,7 +137,7 @@ def _wait_for_server(url: str, server: subprocess.Popen, log: Path, timeout: flo
         if server.poll() is not None:
             pytest.fail(f"JupyterLab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own localhost server
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -177,9 +205,12 @@ def test_nash_learning_slider_changes_the_figure(lab):
     handle.focus()
     for _ in range(3):
         handle.press("ArrowRight")
-    page.wait_for_function("([sel, old]) => { const img = document.querySelector(sel);"
-                           " return img && img.getAttribute('src') !== old; }",
-                           arg=["img.prefopt-figure", before_src], timeout=60_000)
+    page.wait_for_function(
+        "([sel, old]) => { const img = document.querySelector(sel);"
+        " return img && img.getAttribute('src') !== old; }",
+        arg=["img.prefopt-figure", before_src],
+        timeout=60_000,
+    )
     assert readout.inner_text() != before_value, "the tau readout did not move"
     after_png = figure.screenshot()
     assert after_png != before_png, "the figure's pixels did not change after moving tau"
@@ -203,7 +234,9 @@ def _page_through(lab: dict, name: str, pages: int = 12) -> int:
     return taken
 
 
-@pytest.mark.parametrize("name", ["00_tour", "01_preference_games", "02_rlhf_to_dpo", "06_symbolic_derivations"])
+@pytest.mark.parametrize(
+    "name", ["00_tour", "01_preference_games", "02_rlhf_to_dpo", "06_symbolic_derivations"]
+)
 def test_notebook_runs_in_jupyterlab(lab, name):
     state = _open_and_run_all(lab, name)
     assert state["executed"] == state["total"] > 0

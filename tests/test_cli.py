@@ -17,8 +17,8 @@ import torch
 
 from prefopt_toy.__main__ import main
 from prefopt_toy._paths import check_out_folder
-from prefopt_toy.dynamics_figures import write_figures
-from prefopt_toy.lm.demo import run_bridge_demo
+from prefopt_toy.lm.bridge.demo import run_bridge_demo
+from prefopt_toy.plots.figures import write_figures
 
 
 @pytest.fixture
@@ -58,11 +58,14 @@ def test_out_in_a_read_only_folder(tmp_path, capsys):
     assert "not writable" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["figures", "--threads", "0"], "--threads must be >= 1, got 0"),
-    (["table", "--threads", "-2"], "--threads must be >= 1, got -2"),
-    (["bridge", "--steps", "-1"], "--steps must be >= 1, got -1"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["figures", "--threads", "0"], "--threads must be >= 1, got 0"),
+        (["table", "--threads", "-2"], "--threads must be >= 1, got -2"),
+        (["bridge", "--steps", "-1"], "--steps must be >= 1, got -1"),
+    ],
+)
 def test_bad_numbers_are_one_line(argv, fragment, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -73,7 +76,11 @@ def test_subprocess_prints_no_traceback(a_file):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "prefopt_toy", "figures", "--out", str(a_file)],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert run.returncode == 2
     assert run.stdout == ""
@@ -97,11 +104,14 @@ def test_creatable_folder_is_accepted(tmp_path):
     assert not new.exists()  # checking creates nothing
 
 
-@pytest.mark.parametrize("threads, env, expected", [
-    (None, None, None),  # the default: torch's own setting stands
-    (2, None, 2),        # --threads wins
-    (1, "3", 1),         # also over OMP_NUM_THREADS
-])
+@pytest.mark.parametrize(
+    "threads, env, expected",
+    [
+        (None, None, None),  # the default: torch's own setting stands
+        (2, None, 2),  # --threads wins
+        (1, "3", 1),  # also over OMP_NUM_THREADS
+    ],
+)
 def test_threads(threads, env, expected, monkeypatch, capsys):
     before = torch.get_num_threads()
     if env is None:
@@ -110,7 +120,9 @@ def test_threads(threads, env, expected, monkeypatch, capsys):
         monkeypatch.setenv("OMP_NUM_THREADS", env)
     torch.set_num_threads(5)
     try:
-        argv = ["table", "--game", "transitive"] + ([] if threads is None else ["--threads", str(threads)])
+        argv = ["table", "--game", "transitive"] + (
+            [] if threads is None else ["--threads", str(threads)]
+        )
         assert main(argv) == 0
         assert torch.get_num_threads() == (5 if expected is None else expected)
     finally:

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from prefopt_toy.__main__ import main
-from prefopt_toy.demo import format_table, reference_paths, reference_table, run_demo
-from prefopt_toy.game_properties import condorcet_winner
-from prefopt_toy.named_games import NAMED_GAMES, named_game
-from prefopt_toy.nash import exploitability, nash_equilibrium
-from prefopt_toy.optima import ipo_optimum, rlhf_optimum
-from prefopt_toy.regularized import regularized_nash
+from prefopt_toy.demo import run_demo
+from prefopt_toy.games.named import NAMED_GAMES, named_game
+from prefopt_toy.games.properties import condorcet_winner
+from prefopt_toy.solutions.nash import exploitability, nash_equilibrium
+from prefopt_toy.solutions.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.solutions.reference import format_table, reference_paths, reference_table
+from prefopt_toy.solutions.regularized import regularized_nash
 
 SOLUTIONS = [
     "reference mu",
@@ -224,7 +225,7 @@ def test_cli_table(capsys):
 
 
 def test_cli_figures(tmp_path, capsys):
-    only = ["--only", "reference_solutions"]  # the dynamics figures: tests/test_dynamics_figures.py
+    only = ["--only", "reference_solutions"]  # the dynamics figures: tests/plots/test_figures.py
     assert main(["figures", "--out", str(tmp_path), "--game", "transitive", *only]) == 0
     assert (tmp_path / "reference_solutions.png").stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out

@@ -179,14 +179,22 @@ def test_lock_satisfies_pyproject(lock):
     for extra in LOCK_EXTRAS[lock]:
         lines += project["optional-dependencies"][extra]
     pins = _lock(lock)
-    env = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux",
-           "platform_system": "Linux", "platform_machine": "x86_64", "extra": ""}
+    env = {
+        "python_version": "3.11",
+        "python_full_version": "3.11.7",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "extra": "",
+    }
     for line in lines:
         req = Requirement(line)
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         name = _normalise(req.name)
-        assert name in pins, f"{name} is in pyproject.toml but not in requirements/{lock}.lock: run `make lock`"
+        assert name in pins, (
+            f"{name} is in pyproject.toml but not in requirements/{lock}.lock: run `make lock`"
+        )
         assert req.specifier.contains(Version(pins[name]), prereleases=True), (
             f"requirements/{lock}.lock pins {name}=={pins[name]}, outside pyproject.toml's {line!r}: run `make lock`"
         )
@@ -199,7 +207,9 @@ def test_locks_agree_with_dev_lock(lock):
     differ = {n: (v, dev[n]) for n, v in pins.items() if n in dev and dev[n] != v}
     assert not differ, f"requirements/{lock}.lock and dev.lock disagree (yours, dev): {differ}"
     if lock != "build":
-        assert set(pins) <= set(dev), f"{lock}.lock has packages dev.lock lacks: {set(pins) - set(dev)}"
+        assert set(pins) <= set(dev), (
+            f"{lock}.lock has packages dev.lock lacks: {set(pins) - set(dev)}"
+        )
 
 
 @pytest.mark.parametrize("lock", sorted(LOCK_EXTRAS))
@@ -213,22 +223,36 @@ def test_makefile_installs_only_from_locks():
     torch_pin = re.search(r"^TORCH\s*:?=\s*(\S+)", makefile, flags=re.MULTILINE)
     assert torch_pin, "the Makefile must name the torch pin (TORCH := ...)"
     assert torch_pin.group(1) == "torch" + _constraint_pins()["torch"]
-    assert re.search(r"^PIP_SYNC\s*:=.*--no-deps", makefile, flags=re.MULTILINE), "lock installs must use --no-deps"
+    assert re.search(r"^PIP_SYNC\s*:=.*--no-deps", makefile, flags=re.MULTILINE), (
+        "lock installs must use --no-deps"
+    )
     for tree in ("base", "dev", "lab"):
-        rule = re.search(rf"^\$\(VENV\)/\.stamp-{tree}:.*\n\t\$\(call install_lock,{tree}\)", makefile, re.MULTILINE)
+        rule = re.search(
+            rf"^\$\(VENV\)/\.stamp-{tree}:.*\n\t\$\(call install_lock,{tree}\)",
+            makefile,
+            re.MULTILINE,
+        )
         assert rule, f"the .stamp-{tree} rule must install requirements/{tree}.lock"
-        assert f"$(LOCKS)/{tree}.lock" in rule.group(0), f".stamp-{tree} must depend on its lock file"
-    body = makefile[makefile.index("define install_lock"):makefile.index("endef")]
+        assert f"$(LOCKS)/{tree}.lock" in rule.group(0), (
+            f".stamp-{tree} must depend on its lock file"
+        )
+    body = makefile[makefile.index("define install_lock") : makefile.index("endef")]
     assert "$(PIP) check" in body, "a lock install must end with pip check"
     # Every pip install that resolves (no lock: `make lock`'s tool, `make test-latest`) is held to
     # the torch pin of constraints.txt, except installing the pinned lock tool itself.
     for line in makefile.splitlines():
         if line.lstrip().startswith("#"):
             continue
-        if re.search(r"pip\b.*\binstall\b", line) and "PIP_SYNC" not in line and '"$(UV)"' not in line:
+        if (
+            re.search(r"pip\b.*\binstall\b", line)
+            and "PIP_SYNC" not in line
+            and '"$(UV)"' not in line
+        ):
             assert "-c constraints.txt" in line, f"pip install without -c constraints.txt: {line!r}"
     assert "-m venv" in makefile
-    assert re.search(r"^lock:", makefile, re.MULTILINE) and re.search(r"^test-latest:", makefile, re.MULTILINE)
+    assert re.search(r"^lock:", makefile, re.MULTILINE) and re.search(
+        r"^test-latest:", makefile, re.MULTILINE
+    )
 
 
 def test_make_targets_default_to_one_thread():
@@ -237,7 +261,9 @@ def test_make_targets_default_to_one_thread():
     makefile = _makefile()
     assert re.search(r"^THREADS\s*\?=\s*1$", makefile, re.MULTILINE)
     targets = set()
-    for line in re.findall(r"^(.*):\s*export OMP_NUM_THREADS \?= \$\(THREADS\)$", makefile, re.MULTILINE):
+    for line in re.findall(
+        r"^(.*):\s*export OMP_NUM_THREADS \?= \$\(THREADS\)$", makefile, re.MULTILINE
+    ):
         targets |= set(line.split())
     assert targets >= {"test", "lab", "test-latest", "demo", "figures"}
     guard = makefile.index("ifneq ($(filter command line environment,$(origin THREADS)),)")

@@ -26,7 +26,7 @@ GPT2_DIR = NOTEBOOK_DIR / "gpt2"
 # Notebooks nbmake does not execute, each with its reason (like jax-ml/jax's docs/conf.py list).
 EXCUSED = {
     "notebooks/labs/lab*.ipynb": "a student version: it fails by design until the exercises are filled "
-    "in; tests/test_labs.py executes it and checks that it fails with the checker's readable message, "
+    "in; tests/labs/test_labs.py executes it and checks that it fails with the checker's readable message, "
     "and executes the solution in notebooks/labs/solutions/",
 }
 
@@ -53,13 +53,18 @@ IDS = [_rel(p) for p in NOTEBOOKS]
 
 
 def test_there_are_notebooks_and_labs():
-    numbered = [p.name for p in _teaching_notebooks() if p.parent == NOTEBOOK_DIR and re.match(r"\d\d_", p.name)]
+    numbered = [
+        p.name
+        for p in _teaching_notebooks()
+        if p.parent == NOTEBOOK_DIR and re.match(r"\d\d_", p.name)
+    ]
     assert len(numbered) >= 8, f"issue 4 asks for notebooks 00-07, found {numbered}"
     labs = [p for p in (NOTEBOOK_DIR / "labs" / "solutions").glob("lab*.ipynb")]
     assert len(labs) >= 4, f"issue 4 asks for at least four labs with solutions, found {labs}"
     gpt2 = sorted(p.stem for p in GPT2_DIR.glob("*.ipynb"))
     assert gpt2 == ["01_offline_dpo_ipo", "02_online_nash", "03_bridge"], (
-        f"issue 5 asks for notebooks/gpt2: offline DPO/IPO, online Nash, the bridge; found {gpt2}")
+        f"issue 5 asks for notebooks/gpt2: offline DPO/IPO, online Nash, the bridge; found {gpt2}"
+    )
 
 
 @pytest.mark.parametrize("path", sorted(GPT2_DIR.glob("*.ipynb")), ids=lambda p: p.name)
@@ -68,7 +73,9 @@ def test_gpt2_notebooks_pick_their_model_from_the_environment(path):
     # is downloaded unless HF_HUB_OFFLINE is set to 0 by hand.
     nb = nbformat.read(path, as_version=4)
     params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    assert 'os.environ.get("PREFOPT_GPT2_MODEL", "tiny" if SMOKE else "small")' in params, _rel(path)
+    assert 'os.environ.get("PREFOPT_GPT2_MODEL", "tiny" if SMOKE else "small")' in params, _rel(
+        path
+    )
     assert 'os.environ.setdefault("HF_HUB_OFFLINE", "1")' in params, _rel(path)
 
 
@@ -80,18 +87,25 @@ def test_pair_is_in_sync(path):
     from_py = jupytext.read(text_path)
     cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
     assert cells(from_ipynb) == cells(from_py), (
-        f"{_rel(path)} and its .py differ: run `.venv/bin/jupytext --sync {_rel(text_path)}`")
+        f"{_rel(path)} and its .py differ: run `.venv/bin/jupytext --sync {_rel(text_path)}`"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_committed_without_outputs_and_with_a_kernel(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
-    assert not dirty, f"{_rel(path)}: cells {dirty} carry outputs; strip them (jupytext --sync writes none)"
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
+    assert not dirty, (
+        f"{_rel(path)}: cells {dirty} carry outputs; strip them (jupytext --sync writes none)"
+    )
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
-        f"{_rel(path)} names no python3 kernel: JupyterLab would ask students to pick one")
+        f"{_rel(path)} names no python3 kernel: JupyterLab would ask students to pick one"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -99,33 +113,46 @@ def test_skeleton(path):
     nb = nbformat.read(path, as_version=4)
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.lstrip().startswith("#"), (
-        f"{_rel(path)} must open with a markdown title")
+        f"{_rel(path)} must open with a markdown title"
+    )
     assert "teaches" in first.source.lower(), (
-        f"{_rel(path)}: the first cell must say what the notebook teaches")
+        f"{_rel(path)}: the first cell must say what the notebook teaches"
+    )
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, f"{_rel(path)} needs exactly one cell tagged 'parameters'"
     assert "PREFOPT_SMOKE" in params[0].source and "SMOKE" in params[0].source, (
-        f"{_rel(path)}: the parameters cell sets SMOKE from the PREFOPT_SMOKE environment variable")
+        f"{_rel(path)}: the parameters cell sets SMOKE from the PREFOPT_SMOKE environment variable"
+    )
 
 
-@pytest.mark.parametrize("path", _teaching_notebooks(), ids=[_rel(p) for p in _teaching_notebooks()])
+@pytest.mark.parametrize(
+    "path", _teaching_notebooks(), ids=[_rel(p) for p in _teaching_notebooks()]
+)
 def test_cells_are_thin(path):
     nb = nbformat.read(path, as_version=4)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        lines = [
+            ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+        ]
         assert len(lines) <= MAX_CELL_LINES, (
             f"{_rel(path)} cell {i} has {len(lines)} lines of code (at most {MAX_CELL_LINES}): move the "
-            "logic into prefopt_toy")
+            "logic into prefopt_toy"
+        )
 
 
 def _executed() -> set[str]:
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed; the executed-notebook list lives in the Makefile")
-    out = subprocess.run([make, "-s", "--no-print-directory", "print-notebooks"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [make, "-s", "--no-print-directory", "print-notebooks"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return set(out.split())
 
 
@@ -133,7 +160,9 @@ def test_every_notebook_is_executed_or_excused():
     executed = _executed()
     excused = {_rel(p) for pattern in EXCUSED for p in ROOT.glob(pattern)}
     missing = [rel for rel in IDS if rel not in executed and rel not in excused]
-    assert not missing, f"notebooks neither executed by `make test` nor excused in EXCUSED: {missing}"
+    assert not missing, (
+        f"notebooks neither executed by `make test` nor excused in EXCUSED: {missing}"
+    )
     both = sorted(executed & excused)
     assert not both, f"notebooks both executed and excused: {both}"
 

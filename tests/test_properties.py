@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _loss_table import LOSSES  # tests/_loss_table.py
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import prefopt_toy as pt
-from _loss_table import LOSSES  # tests/_loss_table.py
 
 F16, BF16, F32, F64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
 EPS = float(np.finfo(np.float64).eps)
@@ -34,8 +34,14 @@ def _settings(n: int, *, shrink: bool = True) -> settings:
     """Reproducible settings; ``shrink=False`` where one failing example costs seconds (a solver
     that gives up after its continuation), so a failure is reported unshrunk but within budget."""
     phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None, phases=phases,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=phases,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,7 +59,10 @@ def _complete(k: int, upper: list[float]) -> torch.Tensor:
 
 
 @st.composite
-def games(draw: Any, kinds: tuple[str, ...] = ("seeded", "uniform", "bt", "near_deterministic", "near_tie")):
+def games(
+    draw: Any,
+    kinds: tuple[str, ...] = ("seeded", "uniform", "bt", "near_deterministic", "near_tie"),
+):
     """(kind, P): a valid K x K game, K in 2..6, exactly complementary in float64.
 
     ``seeded`` draws ``pt.random_game`` from a seed: generic entries, which hypothesis's own
@@ -82,9 +91,13 @@ def games(draw: Any, kinds: tuple[str, ...] = ("seeded", "uniform", "bt", "near_
 def policies(k: int, spread: float = 12.0):
     """A full-support policy on k actions: softmax of log-weights in [-spread, 0], drawn by
     hypothesis or (generic values) from a seeded normal with standard deviation spread / 4."""
-    logits = st.lists(st.floats(-spread, 0.0), min_size=k, max_size=k).map(lambda z: torch.tensor(z, dtype=F64))
+    logits = st.lists(st.floats(-spread, 0.0), min_size=k, max_size=k).map(
+        lambda z: torch.tensor(z, dtype=F64)
+    )
     seeded = st.integers(0, 2**16).map(
-        lambda s: torch.randn(k, generator=torch.Generator().manual_seed(s), dtype=F64) * (spread / 4)
+        lambda s: (
+            torch.randn(k, generator=torch.Generator().manual_seed(s), dtype=F64) * (spread / 4)
+        )
     )
     return st.one_of(logits, seeded).map(lambda z: torch.softmax(z, 0))
 
@@ -171,10 +184,12 @@ def test_closed_form_optima_stay_on_the_simplex_at_extreme_strengths(data):
     _, P = data.draw(games())
     k = P.shape[0]
     mu = data.draw(policies(k))
-    tau = data.draw(st.one_of(
-        st.floats(min_value=5e-324, max_value=1e-300),  # subnormal and tiny
-        st.floats(min_value=1e300, max_value=1.7e308),  # huge: the optimum is mu
-    ))
+    tau = data.draw(
+        st.one_of(
+            st.floats(min_value=5e-324, max_value=1e-300),  # subnormal and tiny
+            st.floats(min_value=1e300, max_value=1.7e308),  # huge: the optimum is mu
+        )
+    )
     pi = pt.ipo_optimum(P, mu, tau)
     _on_simplex(pi, k)
     if tau >= 1e300:
@@ -273,8 +288,6 @@ def test_win_rates_exploitability_kl_and_mixtures_are_consistent(data):
 # losses
 
 
-
-
 @_settings(150)
 @given(
     margins=st.lists(st.floats(-1e4, 1e4), min_size=1, max_size=8),
@@ -319,17 +332,36 @@ SOLVERS = {
     "check_preference_matrix": lambda P, mu, s: pt.check_preference_matrix(P),
 }
 USES = {  # which of (P, mu, strength) each solver reads
-    "ipo_optimum": "P mu s", "rlhf_optimum": "P mu s", "regularized_nash": "P mu s",
-    "ipo_md_fixed_point": "P mu s", "nash_equilibrium": "P", "exploitability": "P mu",
-    "win_rates": "P mu", "check_preference_matrix": "P",
+    "ipo_optimum": "P mu s",
+    "rlhf_optimum": "P mu s",
+    "regularized_nash": "P mu s",
+    "ipo_md_fixed_point": "P mu s",
+    "nash_equilibrium": "P",
+    "exploitability": "P mu",
+    "win_rates": "P mu",
+    "check_preference_matrix": "P",
 }
 
 
 def _corrupt_P(draw: Any, P: torch.Tensor) -> Any:
     k = P.shape[0]
     i, j = draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))
-    how = draw(st.sampled_from(["not_square", "3d", "flat", "off_pair", "nan", "inf", "string",
-                                "complex", "above_one", "diagonal"]))
+    how = draw(
+        st.sampled_from(
+            [
+                "not_square",
+                "3d",
+                "flat",
+                "off_pair",
+                "nan",
+                "inf",
+                "string",
+                "complex",
+                "above_one",
+                "diagonal",
+            ]
+        )
+    )
     if how == "not_square":
         return P[:, :-1]
     if how == "3d":
@@ -360,8 +392,11 @@ def _corrupt_P(draw: Any, P: torch.Tensor) -> Any:
 def _corrupt_mu(draw: Any, mu: torch.Tensor) -> Any:
     k = mu.shape[0]
     i = draw(st.integers(0, k - 1))
-    how = draw(st.sampled_from(["negative", "scaled", "nan", "short", "matrix", "string", "complex",
-                                "bf16_scaled"]))
+    how = draw(
+        st.sampled_from(
+            ["negative", "scaled", "nan", "short", "matrix", "string", "complex", "bf16_scaled"]
+        )
+    )
     if how == "negative":
         bad = mu.clone()
         bad[i] = -draw(st.floats(1e-6, 1.0))
@@ -386,10 +421,12 @@ def _corrupt_mu(draw: Any, mu: torch.Tensor) -> Any:
 
 
 def _corrupt_strength(draw: Any) -> Any:
-    return draw(st.one_of(
-        st.floats(max_value=0.0, allow_nan=False),  # <= 0, including -inf
-        st.sampled_from([math.nan, math.inf, "1.0", 1.0 + 0j, 10**400, True, [1.0, 2.0]]),
-    ))
+    return draw(
+        st.one_of(
+            st.floats(max_value=0.0, allow_nan=False),  # <= 0, including -inf
+            st.sampled_from([math.nan, math.inf, "1.0", 1.0 + 0j, 10**400, True, [1.0, 2.0]]),
+        )
+    )
 
 
 @_settings(200)

@@ -72,12 +72,22 @@ def test_readme_gpt2_block_trains_and_logs_trls_metric_names(monkeypatch, tmp_pa
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)  # our own README, not user input
     final = namespace["summary"]["final"]
-    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                "logps/chosen", "logps/rejected", "learning_rate"):
+    for key in (
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+        "learning_rate",
+    ):
         assert key in final
     assert namespace["summary"]["steps"] == 2
     # the printed keys are the ones the README's metric table explains
     table = README.read_text(encoding="utf-8").split("### What the logged metrics mean", 1)[1]
-    for key in ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1]):  # the printed list
+    for key in ast.literal_eval(
+        capsys.readouterr().out.strip().splitlines()[-1]
+    ):  # the printed list
         if key != "step":
             assert f"`{key}`" in table, key

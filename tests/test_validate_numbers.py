@@ -22,11 +22,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from _loss_table import LOSSES  # tests/_loss_table.py
 
 import prefopt_toy as pt
-from _loss_table import LOSSES  # tests/_loss_table.py
 from prefopt_toy._validate import PROB_ATOL, as_policy, policy_tolerance, preference_tolerance
-from prefopt_toy.gpo import exponential_threshold
+from prefopt_toy.losses.gpo import exponential_threshold
 
 BF16, F16, F32, F64 = torch.bfloat16, torch.float16, torch.float32, torch.float64
 RPS = pt.rock_paper_scissors(1.0)
@@ -45,11 +45,24 @@ def _raises_naming(argument: str, fragment: str, call) -> None:
 
 def test_low_precision_wrong_inputs_are_rejected_and_valid_ones_return_exact_invariants():
     # Genuinely wrong: the old slack 16 * eps * sqrt(n) accepted all of these.
-    _raises_naming("P", "P + P.T", lambda: pt.check_preference_matrix(
-        torch.tensor([[0.5, 0.6], [0.6, 0.5]], dtype=BF16)))  # pair sum 1.2
-    _raises_naming("mu", "sum to 1", lambda: pt.regularized_nash(RPS, torch.full((3,), 2 / 3, dtype=BF16), 1.0))
-    _raises_naming("mu", "sum to 1", lambda: pt.ipo_optimum(RPS, torch.tensor([0.34, 0.34, 0.33], dtype=F16), 1.0))
-    _raises_naming("mu", "sum to 1", lambda: pt.ipo_optimum(RPS, np.array([0.34, 0.34, 0.33], dtype=np.float16), 1.0))
+    _raises_naming(
+        "P",
+        "P + P.T",
+        lambda: pt.check_preference_matrix(torch.tensor([[0.5, 0.6], [0.6, 0.5]], dtype=BF16)),
+    )  # pair sum 1.2
+    _raises_naming(
+        "mu", "sum to 1", lambda: pt.regularized_nash(RPS, torch.full((3,), 2 / 3, dtype=BF16), 1.0)
+    )
+    _raises_naming(
+        "mu",
+        "sum to 1",
+        lambda: pt.ipo_optimum(RPS, torch.tensor([0.34, 0.34, 0.33], dtype=F16), 1.0),
+    )
+    _raises_naming(
+        "mu",
+        "sum to 1",
+        lambda: pt.ipo_optimum(RPS, np.array([0.34, 0.34, 0.33], dtype=np.float16), 1.0),
+    )
     # Size does not buy slack: 1000 bfloat16 entries summing to 1.05 (old tolerance: 3.95).
     _raises_naming("p", "sum to 1", lambda: pt.entropy(torch.full((1000,), 1.05e-3, dtype=BF16)))
 
@@ -108,35 +121,87 @@ NOT_NUMBERS = [
     ("string_margin", lambda: pt.dpo_loss("1.0", 0.1), "margin", "numeric"),
     ("bytes_margin", lambda: pt.ipo_loss(b"1.0", 0.1), "margin", "numeric"),
     ("string_in_list_margin", lambda: pt.slic_loss([1.0, "2.0"], 0.1), "margin", "numeric"),
-    ("string_in_nested_list_P", lambda: pt.check_preference_matrix([[0.5, "0.5"], [0.5, 0.5]]), "P", "numeric"),
-    ("numpy_string_array_mu", lambda: pt.ipo_optimum(RPS, np.array(["0.5", "0.25", "0.25"]), 1.0), "mu", "numeric"),
-    ("object_array_with_string_pi",
-     lambda: pt.win_rates(RPS, np.array([0.5, "0.25", 0.25], dtype=object)), "pi", "numeric"),
+    (
+        "string_in_nested_list_P",
+        lambda: pt.check_preference_matrix([[0.5, "0.5"], [0.5, 0.5]]),
+        "P",
+        "numeric",
+    ),
+    (
+        "numpy_string_array_mu",
+        lambda: pt.ipo_optimum(RPS, np.array(["0.5", "0.25", "0.25"]), 1.0),
+        "mu",
+        "numeric",
+    ),
+    (
+        "object_array_with_string_pi",
+        lambda: pt.win_rates(RPS, np.array([0.5, "0.25", 0.25], dtype=object)),
+        "pi",
+        "numeric",
+    ),
     ("string_tau", lambda: pt.ipo_optimum(RPS, UNIFORM3, "1.0"), "tau", "real number"),
     ("complex_numpy_margin", lambda: pt.dpo_loss(np.array([1.0 + 1e-3j]), 0.1), "margin", "real"),
     ("complex_python_margin", lambda: pt.gpo_loss(1 + 0j, 0.1, "logistic"), "margin", "real"),
     ("complex_in_list_mu", lambda: pt.kl([0.5 + 0j, 0.5], [0.5, 0.5]), "p", "real"),
-    ("complex_tensor_theta", lambda: pt.softmax(torch.zeros(3, dtype=torch.complex64)), "theta", "real"),
-    ("complex_python_tau", lambda: pt.regularized_nash(RPS, UNIFORM3, 1 + 0j), "tau", "real number"),
-    ("complex_0d_array_beta", lambda: pt.dpo_loss([1.0], np.array(0.1 + 0j)), "beta", "real number"),
-    ("complex_tensor_beta", lambda: pt.dpo_loss([1.0], torch.tensor([0.1 + 0j, 0.2])), "beta", "real number"),
+    (
+        "complex_tensor_theta",
+        lambda: pt.softmax(torch.zeros(3, dtype=torch.complex64)),
+        "theta",
+        "real",
+    ),
+    (
+        "complex_python_tau",
+        lambda: pt.regularized_nash(RPS, UNIFORM3, 1 + 0j),
+        "tau",
+        "real number",
+    ),
+    (
+        "complex_0d_array_beta",
+        lambda: pt.dpo_loss([1.0], np.array(0.1 + 0j)),
+        "beta",
+        "real number",
+    ),
+    (
+        "complex_tensor_beta",
+        lambda: pt.dpo_loss([1.0], torch.tensor([0.1 + 0j, 0.2])),
+        "beta",
+        "real number",
+    ),
     ("huge_int_margin", lambda: pt.dpo_loss(10**400, 0.1), "margin", "finite"),
     ("huge_int_in_list_theta", lambda: pt.log_softmax([0, 10**400, 1]), "theta", "finite"),
     ("huge_int_tau", lambda: pt.ipo_loss([1.0], 10**400), "tau", "finite"),
-    ("huge_int_beta_rlhf", lambda: pt.rlhf_optimum(RPS * 0 + 0.5, UNIFORM3, 10**309), "beta", "finite"),
-    ("float128_overflow_margin",
-     lambda: pt.ipo_loss(np.array([np.longdouble("1e400")]), 0.1) if np.finfo(np.longdouble).max > 1e400
-     else pt.ipo_loss([math.inf], 0.1), "margin", "finite"),
+    (
+        "huge_int_beta_rlhf",
+        lambda: pt.rlhf_optimum(RPS * 0 + 0.5, UNIFORM3, 10**309),
+        "beta",
+        "finite",
+    ),
+    (
+        "float128_overflow_margin",
+        lambda: (
+            pt.ipo_loss(np.array([np.longdouble("1e400")]), 0.1)
+            if np.finfo(np.longdouble).max > 1e400
+            else pt.ipo_loss([math.inf], 0.1)
+        ),
+        "margin",
+        "finite",
+    ),
     ("bool_list_margin", lambda: pt.dpo_loss([True, False], 0.1), "margin", "numeric"),
-    ("bool_tensor_margin", lambda: pt.dpo_loss(torch.tensor([True, False]), 0.1), "margin", "real floating"),
+    (
+        "bool_tensor_margin",
+        lambda: pt.dpo_loss(torch.tensor([True, False]), 0.1),
+        "margin",
+        "real floating",
+    ),
     ("bool_numpy_pi", lambda: pt.entropy(np.array([True, False])), "p", "numeric"),
     ("none_in_list_mu", lambda: pt.kl([0.5, None], [0.5, 0.5]), "p", "numeric"),
     ("ragged_P", lambda: pt.check_preference_matrix([[0.5, 0.5], [0.5]]), "P", "numeric"),
 ]
 
 
-@pytest.mark.parametrize(("call", "argument", "fragment"),
-                         [pytest.param(c, a, f, id=i) for i, c, a, f in NOT_NUMBERS])
+@pytest.mark.parametrize(
+    ("call", "argument", "fragment"), [pytest.param(c, a, f, id=i) for i, c, a, f in NOT_NUMBERS]
+)
 def test_not_a_real_finite_number_raises_value_error_naming_the_argument(call, argument, fragment):
     _raises_naming(argument, fragment, call)
 
@@ -169,7 +234,12 @@ def test_losses_and_gradients_finite_at_extreme_margins_in_every_dtype(name, dty
         assert out.dtype == expected_dtype and out.shape == h.shape
         assert bool(torch.isfinite(out).all()), (name, dtype, strength, out)
         (grad,) = torch.autograd.grad(out.sum(), h)
-        assert grad.dtype == dtype and bool(torch.isfinite(grad).all()), (name, dtype, strength, grad)
+        assert grad.dtype == dtype and bool(torch.isfinite(grad).all()), (
+            name,
+            dtype,
+            strength,
+            grad,
+        )
         # Same numbers as float64 on the same (rounded) margins: half precision is computed in
         # float32. The exponential's linear tail starts at the dtype's own threshold (documented).
         keep = torch.ones(len(GRID), dtype=torch.bool)

@@ -29,7 +29,7 @@
 #
 # **Model.** `PREFOPT_GPT2_MODEL` picks it: `tiny` (smoke mode, CI) and `small` (the default
 # otherwise) are GPT-2 configurations the project trains offline in seconds / about a minute and
-# caches; `gpt2` is GPT-2 124M through `prefopt_toy.lm.models.load_model`, which needs its weights
+# caches; `gpt2` is GPT-2 124M through `prefopt_toy.lm.models.gpt2.load_model`, which needs its weights
 # in the local Hugging Face cache (nothing is downloaded while `HF_HUB_OFFLINE=1`; run once with
 # `HF_HUB_OFFLINE=0` on a machine with a network). The training code runs on the CPU; 124M works
 # there but slowly, so keep `STEPS` small or use a large machine.
@@ -47,13 +47,21 @@ SMOKE = os.environ.get("PREFOPT_SMOKE") == "1"
 MODEL = os.environ.get("PREFOPT_GPT2_MODEL", "tiny" if SMOKE else "small")
 STEPS = 3 if SMOKE else 40  # GPT-2 training steps per algorithm
 SIZES = {  # run_bridge's sample sizes: class estimates, logged evaluations, batches, dataset
-    "steps": STEPS, "n_eval_samples": 32 if SMOKE else 256, "n_eval": 8 if SMOKE else 32,
-    "eval_every": 1 if SMOKE else 5, "batch_size": 4 if SMOKE else 8,
-    "max_new_tokens": 8 if SMOKE else 10, "n_pairs": 32 if SMOKE else 256,
-    "toy_steps": 200 if SMOKE else 500, "lr": 1e-3 if SMOKE else 1e-4}
+    "steps": STEPS,
+    "n_eval_samples": 32 if SMOKE else 256,
+    "n_eval": 8 if SMOKE else 32,
+    "eval_every": 1 if SMOKE else 5,
+    "batch_size": 4 if SMOKE else 8,
+    "max_new_tokens": 8 if SMOKE else 10,
+    "n_pairs": 32 if SMOKE else 256,
+    "toy_steps": 200 if SMOKE else 500,
+    "lr": 1e-3 if SMOKE else 1e-4,
+}
 BETA = 0.25  # DPO's KL strength
 TAU = 0.25  # IPO's KL strength
-RUN_ROOT = os.environ.get("PREFOPT_RUN_DIR")  # where run logs go (None: a temporary folder, deleted at the end)
+RUN_ROOT = os.environ.get(
+    "PREFOPT_RUN_DIR"
+)  # where run logs go (None: a temporary folder, deleted at the end)
 
 # %%
 import tempfile
@@ -64,12 +72,9 @@ import torch
 import prefopt_toy as pt
 from prefopt_toy.lm import objectives
 from prefopt_toy.lm.bridge import lifted_judge, preference_dataset, run_bridge
-from prefopt_toy.lm.corpus import FRUIT_TASK
-from prefopt_toy.lm.demo import BRIDGE_P, DPO_OTHER_LOSES, format_bridge_summary
-from prefopt_toy.lm.models import load_model
-from prefopt_toy.lm.runlog import run_log_frame
-from prefopt_toy.lm.runlog_plots import run_log_curves
-from prefopt_toy.lm.tokenizer import gpt2_tokenizer
+from prefopt_toy.lm.bridge.demo import BRIDGE_P, DPO_OTHER_LOSES, format_bridge_summary
+from prefopt_toy.lm.models import FRUIT_TASK, gpt2_tokenizer, load_model
+from prefopt_toy.lm.train import run_log_curves, run_log_frame
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_01_")  # deleted when the kernel stops
 runs = Path(RUN_ROOT or scratch.name) / "01_offline_dpo_ipo"
@@ -94,7 +99,11 @@ P = [list(row) for row in BRIDGE_P]
 judge = lifted_judge(FRUIT_TASK, P, other_loses=DPO_OTHER_LOSES)
 print("classes:", judge.class_names)
 print("P_ext =\n", judge.P_ext.numpy().round(3))
-for a, b in [(" an apple.", " a banana."), (" a cherry.", " an apple."), (" a secret.", " a banana.")]:
+for a, b in [
+    (" an apple.", " a banana."),
+    (" a cherry.", " an apple."),
+    (" a secret.", " a banana."),
+]:
     print(f"Pr({a!r} beats {b!r}) = {judge.prob(a, b):.2f}")
 
 # %% [markdown]
@@ -105,8 +114,15 @@ for a, b in [(" an apple.", " a banana."), (" a cherry.", " an apple."), (" a se
 # `{"prompt", "chosen", "rejected"}`.
 
 # %%
-data = preference_dataset(ref, tok, FRUIT_TASK, judge, n_pairs=32, generator=torch.Generator().manual_seed(0),
-                          max_new_tokens=SIZES["max_new_tokens"])
+data = preference_dataset(
+    ref,
+    tok,
+    FRUIT_TASK,
+    judge,
+    n_pairs=32,
+    generator=torch.Generator().manual_seed(0),
+    max_new_tokens=SIZES["max_new_tokens"],
+)
 for row in data[:4]:
     print(row)
 
@@ -128,11 +144,18 @@ print("objectives.ipo_loss is pt.ipo_loss:", objectives.ipo_loss is pt.ipo_loss)
 # %%
 import copy
 
-from prefopt_toy.lm.trainer import TrainConfig, Trainer
+from prefopt_toy.lm.train import TrainConfig, Trainer
 
 policy = copy.deepcopy(ref)
-cfg = TrainConfig(algorithm="dpo", reduction="sum", beta=BETA, lr=1e-3, steps=2, batch_size=8,
-                  max_length=48 + SIZES["max_new_tokens"])
+cfg = TrainConfig(
+    algorithm="dpo",
+    reduction="sum",
+    beta=BETA,
+    lr=1e-3,
+    steps=2,
+    batch_size=8,
+    max_length=48 + SIZES["max_new_tokens"],
+)
 trainer = Trainer(cfg, policy, ref, tok, dataset=data)
 print("step 1:", {k: round(v, 4) for k, v in trainer.train_step().items()})
 rows = trainer.next_indices()
@@ -145,14 +168,31 @@ from prefopt_toy.lm.logprobs import completion_logprobs
 
 batch = tokenize_pairs(tok, [data[i] for i in rows], max_length=cfg.max_length)
 with torch.no_grad():
-    logp = {(who, side): completion_logprobs(model, batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"],
-                                             batch[f"{side}_completion_mask"], reduction="sum")
-            for who, model in (("policy", policy), ("ref", ref)) for side in ("chosen", "rejected")}
-h = pt.margin(logp["policy", "chosen"], logp["policy", "rejected"], logp["ref", "chosen"], logp["ref", "rejected"])
+    logp = {
+        (who, side): completion_logprobs(
+            model,
+            batch[f"{side}_input_ids"],
+            batch[f"{side}_attention_mask"],
+            batch[f"{side}_completion_mask"],
+            reduction="sum",
+        )
+        for who, model in (("policy", policy), ("ref", ref))
+        for side in ("chosen", "rejected")
+    }
+h = pt.margin(
+    logp["policy", "chosen"],
+    logp["policy", "rejected"],
+    logp["ref", "chosen"],
+    logp["ref", "rejected"],
+)
 print("margins h:", h.numpy().round(3))
-print(f"DPO loss: trainer {float(trainer_loss):.6f}   by hand {float(pt.dpo_loss(h, BETA).mean()):.6f}")
-print(f"TRL's rewards/margins = beta * mean(h): trainer {float(trainer_metrics['rewards/margins']):.6f}   "
-      f"by hand {BETA * float(h.mean()):.6f}")
+print(
+    f"DPO loss: trainer {float(trainer_loss):.6f}   by hand {float(pt.dpo_loss(h, BETA).mean()):.6f}"
+)
+print(
+    f"TRL's rewards/margins = beta * mean(h): trainer {float(trainer_metrics['rewards/margins']):.6f}   "
+    f"by hand {BETA * float(h.mean()):.6f}"
+)
 print(f"IPO loss on the same pairs (tau = {TAU}): {float(pt.ipo_loss(h, TAU).mean()):.6f}")
 
 # %% [markdown]
@@ -169,10 +209,26 @@ print(f"IPO loss on the same pairs (tau = {TAU}): {float(pt.ipo_loss(h, TAU).mea
 
 # %%
 results = {
-    "dpo": run_bridge("dpo", P=P, beta=BETA, other_loses=DPO_OTHER_LOSES, model=ref, tokenizer=tok,
-                      run_dir=runs / "dpo", **SIZES),
-    "ipo": run_bridge("ipo", P=P, tau=TAU, other_loses=DPO_OTHER_LOSES, model=ref, tokenizer=tok,
-                      run_dir=runs / "ipo", **SIZES),
+    "dpo": run_bridge(
+        "dpo",
+        P=P,
+        beta=BETA,
+        other_loses=DPO_OTHER_LOSES,
+        model=ref,
+        tokenizer=tok,
+        run_dir=runs / "dpo",
+        **SIZES,
+    ),
+    "ipo": run_bridge(
+        "ipo",
+        P=P,
+        tau=TAU,
+        other_loses=DPO_OTHER_LOSES,
+        model=ref,
+        tokenizer=tok,
+        run_dir=runs / "ipo",
+        **SIZES,
+    ),
 }
 for result in results.values():
     print(format_bridge_summary(result), end="\n\n")
@@ -191,12 +247,22 @@ for result in results.values():
 
 # %%
 frame = run_log_frame(results["dpo"].log_path).dropna(subset=["loss"])  # step 0: evaluation only
-columns = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen"]
+columns = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+]
 frame[columns].round(4)
 
 # %%
-run_log_curves({name: r.log_path for name, r in results.items()}, ["loss", "rewards/margins", "win_rate"],
-               titles=["loss", "rewards/margins", "win rate against the reference (judge)"])
+run_log_curves(
+    {name: r.log_path for name, r in results.items()},
+    ["loss", "rewards/margins", "win_rate"],
+    titles=["loss", "rewards/margins", "win rate against the reference (judge)"],
+)
 
 # %% [markdown]
 # ## 6. Before, after and predicted, on the simplex
@@ -208,8 +274,7 @@ run_log_curves({name: r.log_path for name, r in results.items()}, ["loss", "rewa
 # renormalises over the three fruits; the status line gives the "other" mass.
 
 # %%
-from prefopt_toy.lm.bridge_runs import save_bridge_run
-from prefopt_toy.lm.bridge_widget import bridge_explorer
+from prefopt_toy.lm.bridge import bridge_explorer, save_bridge_run
 
 for name, result in results.items():
     save_bridge_run(result, runs / name)  # bridge.json beside the run log

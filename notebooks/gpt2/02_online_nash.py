@@ -46,24 +46,32 @@ SMOKE = os.environ.get("PREFOPT_SMOKE") == "1"
 MODEL = os.environ.get("PREFOPT_GPT2_MODEL", "tiny" if SMOKE else "small")
 STEPS = 3 if SMOKE else 40  # GPT-2 training steps per algorithm
 SIZES = {  # run_bridge's sample sizes: class estimates, logged evaluations, batches
-    "steps": STEPS, "n_eval_samples": 32 if SMOKE else 256, "n_eval": 8 if SMOKE else 32,
-    "eval_every": 1 if SMOKE else 5, "batch_size": 4 if SMOKE else 8,
-    "max_new_tokens": 8 if SMOKE else 10, "toy_steps": 200 if SMOKE else 500, "lr": 1e-3 if SMOKE else 1e-4}
-RUN_ROOT = os.environ.get("PREFOPT_RUN_DIR")  # where run logs go (None: a temporary folder, deleted at the end)
+    "steps": STEPS,
+    "n_eval_samples": 32 if SMOKE else 256,
+    "n_eval": 8 if SMOKE else 32,
+    "eval_every": 1 if SMOKE else 5,
+    "batch_size": 4 if SMOKE else 8,
+    "max_new_tokens": 8 if SMOKE else 10,
+    "toy_steps": 200 if SMOKE else 500,
+    "lr": 1e-3 if SMOKE else 1e-4,
+}
+RUN_ROOT = os.environ.get(
+    "PREFOPT_RUN_DIR"
+)  # where run logs go (None: a temporary folder, deleted at the end)
 
 # %%
 import tempfile
 from pathlib import Path
 
 import torch
+from prefopt_toy.lm.corpus import FRUIT_TASK
+from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
+from prefopt_toy.lm.runlog_plots import class_curves, run_log_curves
+from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 import prefopt_toy as pt
 from prefopt_toy.lm.bridge import lifted_judge, predict, run_bridge
-from prefopt_toy.lm.corpus import FRUIT_TASK
-from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
 from prefopt_toy.lm.models import load_model
-from prefopt_toy.lm.runlog_plots import class_curves, run_log_curves
-from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_02_")  # deleted when the kernel stops
 runs = Path(RUN_ROOT or scratch.name) / "02_online_nash"
@@ -85,8 +93,15 @@ from prefopt_toy.lm.class_estimate import estimate_class_distribution
 
 P = [list(row) for row in BRIDGE_P]
 judge = lifted_judge(FRUIT_TASK, P)
-mu = estimate_class_distribution(ref, tok, FRUIT_TASK, judge, n_samples=SIZES["n_eval_samples"],
-                                 generator=torch.Generator().manual_seed(1), max_new_tokens=SIZES["max_new_tokens"])
+mu = estimate_class_distribution(
+    ref,
+    tok,
+    FRUIT_TASK,
+    judge,
+    n_samples=SIZES["n_eval_samples"],
+    generator=torch.Generator().manual_seed(1),
+    max_new_tokens=SIZES["max_new_tokens"],
+)
 for name, p, lo, hi in zip(judge.class_names, mu.probs, mu.lower, mu.upper):
     print(f"{name:7s} mu_class = {float(p):.3f}  [{float(lo):.3f}, {float(hi):.3f}]")
 
@@ -98,8 +113,11 @@ for name, p, lo, hi in zip(judge.class_names, mu.probs, mu.lower, mu.upper):
 # the mixture pulls IPO-MD and Nash-MD-PG's target back towards $\mu_\text{class}$.
 
 # %%
-algorithms = {"online_ipo": {"tau": BRIDGE_TAU}, "ipo_md": {"tau": BRIDGE_TAU, "mixture": BRIDGE_MIXTURE},
-              "nash_md_pg": {"tau": BRIDGE_TAU, "mixture": BRIDGE_MIXTURE}}
+algorithms = {
+    "online_ipo": {"tau": BRIDGE_TAU},
+    "ipo_md": {"tau": BRIDGE_TAU, "mixture": BRIDGE_MIXTURE},
+    "nash_md_pg": {"tau": BRIDGE_TAU, "mixture": BRIDGE_MIXTURE},
+}
 for name, hyper in algorithms.items():
     prediction, _ = predict(name, judge.P_ext, mu.probs, **hyper)
     print(f"{name:10s} {hyper}: prediction {prediction.numpy().round(3)}")
@@ -114,8 +132,10 @@ print("exploitability of mu_class: ", round(pt.exploitability(judge.P_ext, mu.pr
 # logs every step, and finally estimates the trained policy's class distribution.
 
 # %%
-results = {name: run_bridge(name, P=P, model=ref, tokenizer=tok, run_dir=runs / name, **hyper, **SIZES)
-           for name, hyper in algorithms.items()}
+results = {
+    name: run_bridge(name, P=P, model=ref, tokenizer=tok, run_dir=runs / name, **hyper, **SIZES)
+    for name, hyper in algorithms.items()
+}
 for result in results.values():
     print(format_bridge_summary(result), end="\n\n")
 
@@ -130,8 +150,11 @@ for result in results.values():
 # Right: the judge's win rate of policy samples against reference samples (`win_rate`).
 
 # %%
-run_log_curves({name: r.log_path for name, r in results.items()}, ["loss", "eval/kl", "win_rate"],
-               titles=["loss", "eval/kl (nats)", "win rate against the reference"])
+run_log_curves(
+    {name: r.log_path for name, r in results.items()},
+    ["loss", "eval/kl", "win_rate"],
+    titles=["loss", "eval/kl (nats)", "win rate against the reference"],
+)
 
 # %% [markdown]
 # The class distribution logged during training, class by class, against each algorithm's

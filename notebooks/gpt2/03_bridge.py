@@ -29,7 +29,7 @@
 #   preferences: training moves mass *between* classes only.
 #
 # **Model.** `PREFOPT_GPT2_MODEL`: `tiny` (smoke mode) or `small` (default) are trained offline
-# and cached; `gpt2` loads GPT-2 124M with `prefopt_toy.lm.models.load_model`, which needs the
+# and cached; `gpt2` loads GPT-2 124M with `prefopt_toy.lm.models.gpt2.load_model`, which needs the
 # weights in the local Hugging Face cache (`HF_HUB_OFFLINE=1` is set below unless you set it);
 # the training code runs on the CPU, where 124M is slow.
 #
@@ -48,10 +48,18 @@ ALGORITHMS = ["online_ipo", "ipo_md"] if SMOKE else ["online_ipo", "ipo_md", "na
 TAUS = [0.25, 1.0]  # KL strengths of the grid
 STEPS = 3 if SMOKE else 40  # GPT-2 training steps per run
 SIZES = {  # run_bridge's sample sizes: class estimates, logged evaluations, batches
-    "steps": STEPS, "n_eval_samples": 32 if SMOKE else 256, "n_eval": 8 if SMOKE else 32,
-    "eval_every": 1 if SMOKE else 5, "batch_size": 4 if SMOKE else 8,
-    "max_new_tokens": 8 if SMOKE else 10, "toy_steps": 200 if SMOKE else 500, "lr": 1e-3 if SMOKE else 1e-4}
-RUN_ROOT = os.environ.get("PREFOPT_RUN_DIR")  # the grid's folder, reused if kept (None: a temporary one)
+    "steps": STEPS,
+    "n_eval_samples": 32 if SMOKE else 256,
+    "n_eval": 8 if SMOKE else 32,
+    "eval_every": 1 if SMOKE else 5,
+    "batch_size": 4 if SMOKE else 8,
+    "max_new_tokens": 8 if SMOKE else 10,
+    "toy_steps": 200 if SMOKE else 500,
+    "lr": 1e-3 if SMOKE else 1e-4,
+}
+RUN_ROOT = os.environ.get(
+    "PREFOPT_RUN_DIR"
+)  # the grid's folder, reused if kept (None: a temporary one)
 
 # %%
 import tempfile
@@ -61,13 +69,15 @@ import pandas as pd
 import torch
 
 import prefopt_toy as pt
-from prefopt_toy.lm.bridge import lifted_judge, predict
-from prefopt_toy.lm.bridge_runs import load_bridge_runs, run_bridge_grid
-from prefopt_toy.lm.bridge_widget import bridge_explorer
-from prefopt_toy.lm.corpus import FRUIT_TASK
-from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P
-from prefopt_toy.lm.models import load_model
-from prefopt_toy.lm.tokenizer import gpt2_tokenizer
+from prefopt_toy.lm.bridge import (
+    bridge_explorer,
+    lifted_judge,
+    load_bridge_runs,
+    predict,
+    run_bridge_grid,
+)
+from prefopt_toy.lm.bridge.demo import BRIDGE_MIXTURE, BRIDGE_P
+from prefopt_toy.lm.models import FRUIT_TASK, gpt2_tokenizer, load_model
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_03_")  # deleted when the kernel stops
 runs = Path(RUN_ROOT or scratch.name) / "03_bridge"
@@ -91,13 +101,17 @@ classes = torch.tensor([0, 0, 1, 1, 1, 2, 3])  # the class of each response
 mu_resp = torch.tensor([0.30, 0.10, 0.05, 0.15, 0.10, 0.20, 0.10], dtype=torch.float64)
 P_resp = judge.P_ext[classes][:, classes]  # (7, 7): a lifted game
 mu_class = torch.zeros(4, dtype=torch.float64).index_add(0, classes, mu_resp)
-for name, solve in [("regularized_nash", lambda G, m: pt.regularized_nash(G, m, 0.25)),
-                    ("ipo_md_fixed_point", lambda G, m: pt.ipo_md_fixed_point(G, m, 0.25, BRIDGE_MIXTURE))]:
+for name, solve in [
+    ("regularized_nash", lambda G, m: pt.regularized_nash(G, m, 0.25)),
+    ("ipo_md_fixed_point", lambda G, m: pt.ipo_md_fixed_point(G, m, 0.25, BRIDGE_MIXTURE)),
+]:
     pi_resp, pi_class = solve(P_resp, mu_resp), solve(judge.P_ext, mu_class)
     marginal = torch.zeros(4, dtype=torch.float64).index_add(0, classes, pi_resp)
     within = (pi_resp / pi_class[classes] - mu_resp / mu_class[classes]).abs().max()
-    print(f"{name}: |class marginal - class-level solution| = {float((marginal - pi_class).abs().max()):.1e}, "
-          f"|pi(y | c) - mu(y | c)| = {float(within):.1e}")
+    print(
+        f"{name}: |class marginal - class-level solution| = {float((marginal - pi_class).abs().max()):.1e}, "
+        f"|pi(y | c) - mu(y | c)| = {float(within):.1e}"
+    )
 
 # %% [markdown]
 # Both differences are round-off: the response-level solution is the class-level solution spread
@@ -116,7 +130,9 @@ for name, solve in [("regularized_nash", lambda G, m: pt.regularized_nash(G, m, 
 # "tiny" / "small": trained offline on the project's corpus on first use, then cached;
 # "gpt2" (GPT-2 124M) and larger: from the local Hugging Face cache
 ref, tok = load_model(MODEL), gpt2_tokenizer()
-grid = run_bridge_grid(runs, ALGORITHMS, TAUS, mixture=BRIDGE_MIXTURE, P=P, model=ref, tokenizer=tok, **SIZES)
+grid = run_bridge_grid(
+    runs, ALGORITHMS, TAUS, mixture=BRIDGE_MIXTURE, P=P, model=ref, tokenizer=tok, **SIZES
+)
 print(sorted(p.name for p in runs.iterdir()))
 
 # %% [markdown]
@@ -125,10 +141,21 @@ print(sorted(p.name for p in runs.iterdir()))
 # and the "other" mass, which the simplex below leaves out.
 
 # %%
-pd.DataFrame([{"algorithm": r.algorithm, r.strength_name: r.strength, "mixture": r.mixture,
-               "steps": r.steps[-1], "TV(final, prediction)": round(r.tv, 3),
-               "final n": r.final.n, "other: mu_class": round(float(r.mu_class.probs[-1]), 3),
-               "other: final": round(float(r.final.probs[-1]), 3)} for r in load_bridge_runs(runs)])
+pd.DataFrame(
+    [
+        {
+            "algorithm": r.algorithm,
+            r.strength_name: r.strength,
+            "mixture": r.mixture,
+            "steps": r.steps[-1],
+            "TV(final, prediction)": round(r.tv, 3),
+            "final n": r.final.n,
+            "other: mu_class": round(float(r.mu_class.probs[-1]), 3),
+            "other: final": round(float(r.final.probs[-1]), 3),
+        }
+        for r in load_bridge_runs(runs)
+    ]
+)
 
 # %% [markdown]
 # ## 3. Try it: the bridge explorer
@@ -156,9 +183,17 @@ for algorithm in sorted({r.algorithm for r in grid}):
     explorer.controls["algorithm"].value = algorithm
     run = explorer.data["run"]
     mixture = {"mixture": run.mixture} if algorithm in ("ipo_md", "nash_md_pg") else {}
-    _, toy = predict(algorithm, run.P_ext, run.mu_class.probs, tau=run.strength,
-                     toy_steps=len(run.toy_trajectory) - 1, **mixture)
-    print(f"{algorithm}: max |drawn - predict| = {float((explorer.data['toy_trajectory'] - toy).abs().max()):.1e}")
+    _, toy = predict(
+        algorithm,
+        run.P_ext,
+        run.mu_class.probs,
+        tau=run.strength,
+        toy_steps=len(run.toy_trajectory) - 1,
+        **mixture,
+    )
+    print(
+        f"{algorithm}: max |drawn - predict| = {float((explorer.data['toy_trajectory'] - toy).abs().max()):.1e}"
+    )
 
 # %% [markdown]
 # ## Summary

@@ -45,6 +45,7 @@ from prefopt_toy import labs
 # $\frac13\sum_{y'} P[y, y']$. A winner that wins every duel narrowly can have a lower average than
 # an action that crushes a weak third one.
 
+
 # %%
 def condorcet_game():
     # YOUR CODE (exercise 4a): return P (3 x 3) and mu (3,)
@@ -61,6 +62,7 @@ labs.check_condorcet_disagreement(condorcet_game)
 # majority relation, say), so the Nash equilibrium mixes, but the RLHF optimum at $\beta = 0.01$
 # puts at least 0.9 on one action $a$, which the Nash equilibrium plays with probability at most
 # 1/2.
+
 
 # %%
 def cyclic_game():
@@ -80,12 +82,17 @@ labs.check_cycle_disagreement(cyclic_game)
 
 # %%
 P, mu = condorcet_game()
-print("Nash equilibrium:", pt.nash_equilibrium(P).tolist(),
-      f"exploitability {pt.exploitability(P, pt.nash_equilibrium(P)):.1e}")
+print(
+    "Nash equilibrium:",
+    pt.nash_equilibrium(P).tolist(),
+    f"exploitability {pt.exploitability(P, pt.nash_equilibrium(P)):.1e}",
+)
 for beta in BETAS:
     pi = pt.rlhf_optimum(P, mu, beta)
-    print(f"beta={beta:<5g} RLHF = {[round(p, 4) for p in pi.tolist()]}  "
-          f"exploitability {pt.exploitability(P, pi):.4f}")
+    print(
+        f"beta={beta:<5g} RLHF = {[round(p, 4) for p in pi.tolist()]}  "
+        f"exploitability {pt.exploitability(P, pi):.4f}"
+    )
 
 # %% [markdown]
 # ## Summary and questions

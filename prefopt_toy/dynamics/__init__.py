@@ -6,7 +6,7 @@ hyperparameters. ``ALGORITHMS`` maps names to them.
 
 from .divergence import DivergenceError
 from .fused import CORE, redraw
-from .nash_md import nash_md, nash_md_pg
+from .mirror_descent import nash_md, nash_md_pg
 from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
 from .registry import ALGORITHMS, FIXED_POINTS, run_algorithm
 from .rlhf import rlhf

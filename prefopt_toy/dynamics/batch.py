@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .._validate import DTYPE, as_policy, as_preference_matrix, as_tensor
+from prefopt_toy._validate import DTYPE, as_policy, as_preference_matrix, as_tensor
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def policy_batch(pi: Any, name: str, k: int, *, positive: bool) -> Tensor:
 def _common_size(sizes: dict[str, int]) -> int:
     distinct = set(sizes.values())
     if len(distinct) > 1:
-        raise ValueError(f"batch sizes disagree: {sizes} (each batched input needs the same leading size)")
+        raise ValueError(
+            f"batch sizes disagree: {sizes} (each batched input needs the same leading size)"
+        )
     return distinct.pop() if distinct else 1
 
 
@@ -90,14 +92,18 @@ def as_batch(
             continue
         v = as_tensor(value, key).detach()
         if v.ndim > 1:
-            raise ValueError(f"{key} must be a number or a 1-D sequence (one value per batch row), got shape {tuple(v.shape)}")
+            raise ValueError(
+                f"{key} must be a number or a 1-D sequence (one value per batch row), got shape {tuple(v.shape)}"
+            )
         if v.ndim == 1:
             sizes[key] = v.numel()
         values[key] = v
     size = _common_size(sizes)
     P_b = P_t.expand(size, k, k) if P_t.ndim == 2 else P_t
     mu_b = mu_t.expand(size, k) if mu_t.ndim == 1 else mu_t
-    out = {key: (None if v is None else v.to(DTYPE).expand(size).clone()) for key, v in values.items()}
+    out = {
+        key: (None if v is None else v.to(DTYPE).expand(size).clone()) for key, v in values.items()
+    }
     for key, v in extra.items():
         out[key] = None if v is None else v.expand(size, k).clone()  # type: ignore[assignment]
     return Batch(P_b.clone(), mu_b.clone(), batched=bool(sizes)), out  # type: ignore[arg-type]
@@ -106,14 +112,18 @@ def as_batch(
 def positive(values: Tensor, name: str) -> Tensor:
     """Check that every entry is > 0 (a KL strength, a learning rate); ValueError naming it."""
     if bool((values <= 0).any()):
-        raise ValueError(f"{name} must be > 0, got {values.tolist() if values.numel() < 8 else 'a non-positive entry'}")
+        raise ValueError(
+            f"{name} must be > 0, got {values.tolist() if values.numel() < 8 else 'a non-positive entry'}"
+        )
     return values
 
 
 def unit_interval(values: Tensor, name: str) -> Tensor:
     """Check that every entry lies in [0, 1]; ValueError naming it."""
     if bool(((values < 0) | (values > 1)).any()):
-        raise ValueError(f"{name} must lie in [0, 1], got {values.tolist() if values.numel() < 8 else 'an entry outside'}")
+        raise ValueError(
+            f"{name} must lie in [0, 1], got {values.tolist() if values.numel() < 8 else 'an entry outside'}"
+        )
     return values
 
 
@@ -122,4 +132,12 @@ def unbatch(x: Tensor, batch: Batch) -> Tensor:
     return x if batch.batched else x[0]
 
 
-__all__ = ["Batch", "as_batch", "preference_batch", "policy_batch", "positive", "unit_interval", "unbatch"]
+__all__ = [
+    "Batch",
+    "as_batch",
+    "preference_batch",
+    "policy_batch",
+    "positive",
+    "unit_interval",
+    "unbatch",
+]

@@ -5,7 +5,7 @@ every step. A library loss given as ``functools.partial(dpo_loss, beta=0.1)`` (a
 validated once, by :func:`prepare`, and then evaluated through its unchecked kernels
 (``losses._dpo_value`` / ``_dpo_slope``, ...), which hold the formulas themselves: no second copy of
 any loss lives here. Any other callable falls back to autograd on the margins.
-``tests/test_dynamics_engine.py`` checks every slope kernel against autograd of the public loss.
+``tests/dynamics/test_engine.py`` checks every slope kernel against autograd of the public loss.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .. import gpo, losses
+from prefopt_toy.losses import gpo
+from prefopt_toy.losses import pairwise as losses
 
 PairLoss = Callable[[Tensor], Tensor]
 ValueAndSlope = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -53,7 +54,9 @@ def prepare(loss: PairLoss, probe: Tensor) -> ValueAndSlope:
 
 def _check_elementwise(value: object, margins: Tensor) -> None:
     if not isinstance(value, Tensor) or value.shape != margins.shape:
-        raise ValueError("loss must map a margin tensor to a tensor of the same shape (no reduction)")
+        raise ValueError(
+            "loss must map a margin tensor to a tensor of the same shape (no reduction)"
+        )
 
 
 def _autograd_value_and_slope(loss: PairLoss, margins: Tensor) -> tuple[Tensor, Tensor]:

@@ -41,7 +41,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["PRECISION_LIMIT", "Blame", "DivergenceError", "Knob", "check_run", "derived_default", "lr_blame"]
+__all__ = [
+    "PRECISION_LIMIT",
+    "Blame",
+    "DivergenceError",
+    "Knob",
+    "check_run",
+    "derived_default",
+    "lr_blame",
+]
 
 PRECISION_LIMIT = 2.0**52
 """Bound on the scaled log-ratio ``min(strength, 1) * max_y |log(pi_t / pi_0)|`` (see the module doc)."""
@@ -72,8 +80,15 @@ class DivergenceError(FloatingPointError, ValueError):
         The caller's argument the message asks to change (``"lr"``, ``"eta"``, ``"tau"``, ...).
     """
 
-    def __init__(self, message: str, *, algorithm: str = "", step: int = -1, rows: tuple[int, ...] = (),
-                 argument: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        algorithm: str = "",
+        step: int = -1,
+        rows: tuple[int, ...] = (),
+        argument: str = "",
+    ):
         super().__init__(message)
         self.algorithm, self.step, self.rows, self.argument = algorithm, step, rows, argument
 
@@ -119,7 +134,9 @@ class Knob:
         text = self.name if self.value is None else f"{self.name} = {_row(self.value, i):.6g}"
         if self.derived is not None:
             derived = self.derived if isinstance(self.derived, str) else self.derived[i]
-            if re.search(rf"\b{re.escape(self.name)}\b", derived):  # "the default lr = 0.2 * tau / (1 + tau)"
+            if re.search(
+                rf"\b{re.escape(self.name)}\b", derived
+            ):  # "the default lr = 0.2 * tau / (1 + tau)"
                 text += f", and {derived} = {_row(self.derived_value, i):.6g} derived from it,"
             else:  # a constant default (offline IPO's lr = 0.2)
                 text += f", with {derived},"
@@ -146,13 +163,16 @@ class Blame:
 
 def derived_default(value: Any, *, knob: Knob, algorithm: str, formula: str) -> Any:
     """Check a default derived from the caller's ``knob`` (e.g. ``lr`` from ``tau``): every entry a
-    positive finite float64, else a ValueError naming the caller's argument and the formula."""
+    positive finite float64, else a ValueError naming the caller's argument and the formula.
+    """
     t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
     bad = ~(torch.isfinite(t) & (t > 0))
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         got = float(t[i])
-        what = "overflows float64" if math.isinf(got) or math.isnan(got) else "underflows float64 to 0"
+        what = (
+            "overflows float64" if math.isinf(got) or math.isnan(got) else "underflows float64 to 0"
+        )
         raise ValueError(
             f"{algorithm}: {knob.describe(i)} gives a default {formula} = {got:.6g}, which {what}; "
             f"{knob.advice or 'pass the step size explicitly'}"
@@ -201,14 +221,21 @@ def check_run(
     n_iterates, b = log_policies.shape[0], log_policies.shape[2 if action_axis == 0 else 1]
     scale = None
     if blame.scale is not None:
-        scale = torch.as_tensor(blame.scale, dtype=log_policies.dtype).reshape(-1).clamp(max=1.0).expand(b)
+        scale = (
+            torch.as_tensor(blame.scale, dtype=log_policies.dtype)
+            .reshape(-1)
+            .clamp(max=1.0)
+            .expand(b)
+        )
         scale = scale[None, :]
     chunk = max(1, _CHUNK_ELEMENTS // max(1, log_policies[0].numel()))
     parts = []
     for lo in range(0, n_iterates, chunk):
-        moved = _moved(log_policies[lo:lo + chunk], log_policies[0:1], k_axis)  # (c, B)
+        moved = _moved(log_policies[lo : lo + chunk], log_policies[0:1], k_axis)  # (c, B)
         # NaN compares False: "not below the limit" flags inf, NaN and a lost precision at once.
-        parts.append(~torch.isfinite(moved) if scale is None else ~(moved * scale < PRECISION_LIMIT))
+        parts.append(
+            ~torch.isfinite(moved) if scale is None else ~(moved * scale < PRECISION_LIMIT)
+        )
     bad_iterate = torch.cat(parts)  # (steps + 1, B)
     bad = bad_iterate.clone()
     bad_loss = None
@@ -233,8 +260,15 @@ def check_run(
         knob = blame.step
         change = knob.why or "is too large a step for this problem"
         iterate = log_policies[step, :, row] if action_axis == 0 else log_policies[step, row]
-        value = float(_moved(iterate[None, :], log_policies[0, :, row][None, :] if action_axis == 0
-                             else log_policies[0, row][None, :], 1)[0])
+        value = float(
+            _moved(
+                iterate[None, :],
+                log_policies[0, :, row][None, :]
+                if action_axis == 0
+                else log_policies[0, row][None, :],
+                1,
+            )[0]
+        )
         if not math.isfinite(value):
             kind = "NaN" if bool(torch.isnan(iterate).any()) else "inf"
             what = f"the iterate overflowed float64 (a log-probability is {kind})"
@@ -242,20 +276,28 @@ def check_run(
             assert losses is not None
             what = f"the loss at that iterate is {float(losses[row, step])} (float64 overflowed)"
             if blame.start is not None and blame.start.name != knob.name:
-                change += f" (or {blame.start.describe(row)} is too extreme for float64 with this loss)"
+                change += (
+                    f" (or {blame.start.describe(row)} is too extreme for float64 with this loss)"
+                )
         else:
             s = float(scale[0, row])  # type: ignore[index]
-            what = (f"the updates moved a log-probability by |log(pi_t / pi_0)| = {value:.3g}, and "
-                    f"min({blame.scale_name}, 1) x {value:.3g} = {s * value:.3g} >= 2**52: the loss's margin is "
-                    f"beyond float64's resolution (the steps overflowed its precision)")
+            what = (
+                f"the updates moved a log-probability by |log(pi_t / pi_0)| = {value:.3g}, and "
+                f"min({blame.scale_name}, 1) x {value:.3g} = {s * value:.3g} >= 2**52: the loss's margin is "
+                f"beyond float64's resolution (the steps overflowed its precision)"
+            )
     if row_names is not None:
         where = f" in the {row_names[row]} row"
     elif batched:
-        where = f" in batch row {row}" + (f" (rows {list(rows)} of {b} diverged)" if len(rows) > 1 else "")
+        where = f" in batch row {row}" + (
+            f" (rows {list(rows)} of {b} diverged)" if len(rows) > 1 else ""
+        )
     else:
         where = ""
-    message = (f"{algorithm}: the run diverged at step {step}{where}: {what}. "
-               f"Change {knob.name}: {knob.describe(row)} {change}. {knob.advice}").rstrip()
+    message = (
+        f"{algorithm}: the run diverged at step {step}{where}: {what}. "
+        f"Change {knob.name}: {knob.describe(row)} {change}. {knob.advice}"
+    ).rstrip()
     raise DivergenceError(message, algorithm=algorithm, step=step, rows=rows, argument=knob.name)
 
 
@@ -264,8 +306,15 @@ def _moved(log_policies: Tensor, start: Tensor, k_axis: int) -> Tensor:
     return (log_policies - start).abs_().amax(k_axis)
 
 
-def lr_blame(lr: Any, default: Callable[[], Any], *, strength: tuple[str, Any], formula: str,
-             algorithm: str, optimizer: str = "gd") -> tuple[Any, Blame]:
+def lr_blame(
+    lr: Any,
+    default: Callable[[], Any],
+    *,
+    strength: tuple[str, Any],
+    formula: str,
+    algorithm: str,
+    optimizer: str = "gd",
+) -> tuple[Any, Blame]:
     """The step size to run with, and whom a divergence blames.
 
     ``default()`` computes the default step size from the strength, ``strength = (name as the
@@ -278,15 +327,28 @@ def lr_blame(lr: Any, default: Callable[[], Any], *, strength: tuple[str, Any], 
     name, value = strength
     start = Knob(name, value, advice=f"Use a {name} nearer 1.")
     if lr is None:
-        lr_value = derived_default(default(), algorithm=algorithm, formula=f"lr = {formula}",
-                                   knob=Knob(name, value, advice=f"pass lr explicitly, or use a {name} nearer 1."))
-        step = Knob(name, value, derived=f"the default lr = {formula}", derived_value=lr_value,
-                    advice=f"Use a {name} nearer 1, or pass a smaller lr explicitly.")
+        lr_value = derived_default(
+            default(),
+            algorithm=algorithm,
+            formula=f"lr = {formula}",
+            knob=Knob(name, value, advice=f"pass lr explicitly, or use a {name} nearer 1."),
+        )
+        step = Knob(
+            name,
+            value,
+            derived=f"the default lr = {formula}",
+            derived_value=lr_value,
+            advice=f"Use a {name} nearer 1, or pass a smaller lr explicitly.",
+        )
         return lr_value, Blame(step, start, value, name)
     d = torch.as_tensor(default(), dtype=torch.float64).reshape(-1)
     hint = " (Adam moves each logit by about lr per step)" if optimizer == "adam" else ""
     if optimizer == "gd" and bool((torch.isfinite(d) & (d > 0)).all()):
-        shown = f"{float(d[0]):.3g}" if bool((d == d[0]).all()) else str([float(f"{x:.3g}") for x in d.tolist()])
+        shown = (
+            f"{float(d[0]):.3g}"
+            if bool((d == d[0]).all())
+            else str([float(f"{x:.3g}") for x in d.tolist()])
+        )
         if not _is_number(formula):
             shown += f" = {formula}"
         hint = f" (lr=None gives {shown} here, sized to be stable for this algorithm)"

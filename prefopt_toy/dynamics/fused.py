@@ -15,7 +15,7 @@ hyperparameters:
   mixture :math:`\eta_t\tau`, which is exactly the closed-form mirror step (Munos et al.,
   arXiv:2312.00886v4, Eq. (9)): :math:`\theta - \eta(\tau\log(\pi/\mu) - P\pi^\mu) + c`.
 
-``tests/test_dynamics_fused.py`` checks that every row equals the registry's own call.
+``tests/dynamics/test_fused.py`` checks that every row equals the registry's own call.
 """
 
 from __future__ import annotations
@@ -26,12 +26,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_int, as_policy, as_positive_float, as_preference_matrix, as_unit_interval
-from ..bt import bt_fit
-from ..losses import dpo_loss, ipo_loss, slic_loss
+from prefopt_toy._validate import (
+    as_int,
+    as_policy,
+    as_positive_float,
+    as_preference_matrix,
+    as_unit_interval,
+)
+from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, slic_loss
+from prefopt_toy.solutions.bt import bt_fit
+
 from .derivatives import _kernels, prepare
 from .divergence import Blame, Knob, check_run, derived_default
-from .nash_md import _pg_lr, _pg_lr_formula, centred_advantage
+from .mirror_descent import _pg_lr, _pg_lr_formula, centred_advantage
 from .pairs import expected_loss_and_gradient, mixture_log_weights
 from .preference import hinge_default, smooth_default, squared_default
 from .trajectory import Trajectory
@@ -56,7 +63,8 @@ _ROWS: dict[str, tuple[str | None, Any]] = {
 
 def _lr(name: str, tau: float) -> tuple[float, str]:
     """Each algorithm's own default step size (the functions its registry entry uses), checked to
-    be a positive finite float64 (else a ValueError naming ``tau``), and its formula."""
+    be a positive finite float64 (else a ValueError naming ``tau``), and its formula.
+    """
     if name in ("dpo", "online_dpo"):
         default, formula = smooth_default(tau, "tau", 0.25, name == "online_dpo")
     elif name in ("ipo", "online_ipo", "ipo_md"):
@@ -69,13 +77,24 @@ def _lr(name: str, tau: float) -> tuple[float, str]:
         default = lambda: _pg_lr(torch.tensor(tau, dtype=torch.float64), "natural")  # noqa: E731
         formula = _pg_lr_formula("tau", "natural")
     knob = Knob("tau", tau, advice="use a tau nearer 1.")
-    value = derived_default(default(), knob=knob, algorithm=f"redraw ({name} row)",
-                            formula=formula if name == "nash_md" else f"lr = {formula}")
+    value = derived_default(
+        default(),
+        knob=knob,
+        algorithm=f"redraw ({name} row)",
+        formula=formula if name == "nash_md" else f"lr = {formula}",
+    )
     return float(value), formula
 
 
-def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any = 0.125,
-           names: tuple[str, ...] = CORE) -> dict[str, Trajectory]:
+def redraw(
+    P: Any,
+    mu: Any,
+    *,
+    tau: Any = 0.1,
+    steps: int = 1000,
+    mixture: Any = 0.125,
+    names: tuple[str, ...] = CORE,
+) -> dict[str, Trajectory]:
     r"""Run the ``names`` algorithms on one game together; returns ``{name: Trajectory}``.
 
     Each trajectory equals ``ALGORITHMS[name](P, mu, steps=steps, tau=tau)`` (with
@@ -114,43 +133,89 @@ def redraw(P: Any, mu: Any, *, tau: Any = 0.1, steps: int = 1000, mixture: Any =
     defaults = [_lr(n, tau_f) for n in rows]
     lr = torch.tensor([[value] for value, _ in defaults], **f64)  # (B, 1); Nash-MD's row: eta_0
     # A divergence names tau (redraw takes no step size), with the default each row derives from it.
-    blame = Blame(Knob("tau", tau_f, derived=[("Nash-MD's first step " if n == "nash_md" else "the default lr = ")
-                                               + formula for n, (_, formula) in zip(rows, defaults)],
-                       derived_value=lr[:, 0], advice="Use a tau nearer 1."),
-                  Knob("tau", tau_f, advice="Use a tau nearer 1."), tau_f, "tau")
+    blame = Blame(
+        Knob(
+            "tau",
+            tau_f,
+            derived=[
+                ("Nash-MD's first step " if n == "nash_md" else "the default lr = ") + formula
+                for n, (_, formula) in zip(rows, defaults)
+            ],
+            derived_value=lr[:, 0],
+            advice="Use a tau nearer 1.",
+        ),
+        Knob("tau", tau_f, advice="Use a tau nearer 1."),
+        tau_f,
+        "tau",
+    )
     reward = bt_fit(P_t, mu_t) if "rlhf" in rows else None
 
     # Every row's pairs (or opponent) come from the mixture pi^(1-m) mu^m: m = 1 is "pairs from mu",
     # m = 0 "online" / self-play; Nash-MD's m = eta_t tau = 2 / (t + 2) and step eta_t change every
     # step. Precomputed per step as (B, 1) columns.
-    weight_mu = torch.tensor([[{"fixed": 1.0, "mixture": m_md}.get(_ROWS[n][0], 0.0)] for n in rows], **f64)
+    weight_mu = torch.tensor(
+        [[{"fixed": 1.0, "mixture": m_md}.get(_ROWS[n][0], 0.0)] for n in rows], **f64
+    )
     schedule = torch.tensor([[_ROWS[n][0] == "schedule"] for n in rows])
     m_all = 2.0 / (torch.arange(max(steps, 1), **f64) + 2.0)[:, None, None]  # (T, 1, 1)
     weight_mu_t = torch.where(schedule, m_all, weight_mu).unbind(0)
     step_size_t = torch.where(schedule, m_all / tau_f, lr).unbind(0)
 
-    slopes = [(slice(i, i + len(group)), _slope_kernel(loss, tau_f))
-              for i, group, loss in _groups(rows)]
+    slopes = [
+        (slice(i, i + len(group)), _slope_kernel(loss, tau_f)) for i, group, loss in _groups(rows)
+    ]
     # Inference mode: no autograd bookkeeping per call (~20% of a call's cost here); the loop's
     # inference tensors stay inside, the stored iterates are copied out as ordinary tensors.
     with torch.inference_mode():
-        log_policies = _iterate(log_mu, weight_mu_t, step_size_t, slopes, 2.0 * P_t, P_t.T.contiguous(),
-                                reward, tau_f, n_pair, n_payoff, steps)
-    log_policies = log_policies.transpose(0, 1).contiguous()  # (B, steps + 1, K), outside inference mode
+        log_policies = _iterate(
+            log_mu,
+            weight_mu_t,
+            step_size_t,
+            slopes,
+            2.0 * P_t,
+            P_t.T.contiguous(),
+            reward,
+            tau_f,
+            n_pair,
+            n_payoff,
+            steps,
+        )
+    log_policies = log_policies.transpose(
+        0, 1
+    ).contiguous()  # (B, steps + 1, K), outside inference mode
     losses = _losses(rows, log_policies[:, :steps], log_mu[0], P_t, tau_f, m_md, reward)
     # The check of every run (``loop.run``): iterates and losses (rows without one: a finite stand-in).
     stacked = torch.stack([torch.zeros(steps, **f64) if x is None else x for x in losses])
-    check_run(log_policies.transpose(0, 1), stacked, blame, algorithm="redraw", batched=True, row_names=rows)
+    check_run(
+        log_policies.transpose(0, 1),
+        stacked,
+        blame,
+        algorithm="redraw",
+        batched=True,
+        row_names=rows,
+    )
     out = {}
     for name in names:
         i = rows.index(name)
-        out[name] = _trajectory(name, log_policies[i], losses[i], P_t, mu_t, tau_f, m_md, float(lr[i]), reward)
+        out[name] = _trajectory(
+            name, log_policies[i], losses[i], P_t, mu_t, tau_f, m_md, float(lr[i]), reward
+        )
     return out
 
 
-def _iterate(log_mu: Tensor, weight_mu_t: tuple[Tensor, ...], step_size_t: tuple[Tensor, ...], slopes: list,
-             labels2: Tensor, P_T: Tensor, reward: Tensor | None, strength: float, n_pair: int, n_payoff: int,
-             steps: int) -> Tensor:
+def _iterate(
+    log_mu: Tensor,
+    weight_mu_t: tuple[Tensor, ...],
+    step_size_t: tuple[Tensor, ...],
+    slopes: list,
+    labels2: Tensor,
+    P_T: Tensor,
+    reward: Tensor | None,
+    strength: float,
+    n_pair: int,
+    n_payoff: int,
+    steps: int,
+) -> Tensor:
     """The fused loop: log-policies (steps + 1, B, K). ``labels2 = 2 P`` (W = 2 s s^T P weighs the
     (winner, loser) pairs under soft labels).
 
@@ -176,7 +241,7 @@ def _iterate(log_mu: Tensor, weight_mu_t: tuple[Tensor, ...], step_size_t: tuple
             G = W * torch.cat([kernel(H[rows_]) for rows_, kernel in slopes])
             direction.append(G.sum(-1) - G.sum(-2))  # dh(y, y')/dtheta = e_y - e_y'
         if b > n_pair:
-            payoff = [s[n_pair:n_pair + n_payoff] @ P_T] if n_payoff else []
+            payoff = [s[n_pair : n_pair + n_payoff] @ P_T] if n_payoff else []
             if reward_row is not None:
                 payoff.append(reward_row)
             direction.append(strength * log_ratio[n_pair:] - torch.cat(payoff))
@@ -185,7 +250,17 @@ def _iterate(log_mu: Tensor, weight_mu_t: tuple[Tensor, ...], step_size_t: tuple
     return log_policies
 
 
-_ORDER = ("dpo", "online_dpo", "ipo", "online_ipo", "ipo_md", "slic", "nash_md", "nash_md_pg", "rlhf")
+_ORDER = (
+    "dpo",
+    "online_dpo",
+    "ipo",
+    "online_ipo",
+    "ipo_md",
+    "slic",
+    "nash_md",
+    "nash_md_pg",
+    "rlhf",
+)
 
 
 def _groups(rows: list[str]) -> list[tuple[int, list[str], Any]]:
@@ -214,8 +289,15 @@ def _slope_kernel(loss: Any, tau: float) -> Any:
     return lambda H: slope(H, **kw)
 
 
-def _losses(rows: list[str], log_pi: Tensor, log_mu: Tensor, P: Tensor, tau: float, mixture: float,
-            reward: Tensor | None) -> list[Tensor | None]:
+def _losses(
+    rows: list[str],
+    log_pi: Tensor,
+    log_mu: Tensor,
+    P: Tensor,
+    tau: float,
+    mixture: float,
+    reward: Tensor | None,
+) -> list[Tensor | None]:
     """Each row's loss at every iterate, from the stored policies (B, T, K) in one vectorised pass.
 
     The pair rows' expected loss (``pairs.expected_loss_and_gradient``), the policy-gradient rows'
@@ -226,26 +308,42 @@ def _losses(rows: list[str], log_pi: Tensor, log_mu: Tensor, P: Tensor, tau: flo
     if t == 0:
         return out  # no step taken: no loss recorded, as in ``loop.run``
     for first, group, loss in _groups(rows):
-        flat = log_pi[first:first + len(group)].reshape(-1, k)
-        weight = torch.tensor([{"fixed": 1.0, "mixture": mixture}.get(_ROWS[n][0], 0.0) for n in group],
-                              dtype=torch.float64).repeat_interleave(t)[:, None]
+        flat = log_pi[first : first + len(group)].reshape(-1, k)
+        weight = torch.tensor(
+            [{"fixed": 1.0, "mixture": mixture}.get(_ROWS[n][0], 0.0) for n in group],
+            dtype=torch.float64,
+        ).repeat_interleave(t)[:, None]
         mu_flat = log_mu.expand_as(flat)
         value, _ = expected_loss_and_gradient(
-            flat, mu_flat, mixture_log_weights(flat, mu_flat, weight), P.expand(flat.shape[0], k, k),
-            value_and_slope=prepare(_bound(loss, tau), torch.zeros(1, 2, 2, dtype=torch.float64)))
+            flat,
+            mu_flat,
+            mixture_log_weights(flat, mu_flat, weight),
+            P.expand(flat.shape[0], k, k),
+            value_and_slope=prepare(_bound(loss, tau), torch.zeros(1, 2, 2, dtype=torch.float64)),
+        )
         for j in range(len(group)):
             out[first + j] = value.view(len(group), t)[j]
     for i, name in enumerate(rows):
         if name in ("nash_md_pg", "rlhf"):
             payoff = reward.expand(t, k) if name == "rlhf" else log_pi[i].exp() @ P.T
-            objective, _ = centred_advantage(log_pi[i], log_mu.expand(t, k), payoff,
-                                             torch.full((t, 1), tau, dtype=torch.float64))
+            objective, _ = centred_advantage(
+                log_pi[i], log_mu.expand(t, k), payoff, torch.full((t, 1), tau, dtype=torch.float64)
+            )
             out[i] = -objective
     return out
 
 
-def _trajectory(name: str, log_policies: Tensor, losses: Tensor | None, P: Tensor, mu: Tensor,
-                tau: float, mixture: float, lr: float, reward: Tensor | None) -> Trajectory:
+def _trajectory(
+    name: str,
+    log_policies: Tensor,
+    losses: Tensor | None,
+    P: Tensor,
+    mu: Tensor,
+    tau: float,
+    mixture: float,
+    lr: float,
+    reward: Tensor | None,
+) -> Trajectory:
     """One row as the Trajectory its registry call would return (targets need the same hyper)."""
     hyper: dict[str, Any] = {"tau": tau}
     if name in ("dpo", "slic", "online_dpo", "rlhf"):

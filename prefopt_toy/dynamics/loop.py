@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..policies import normalize_log_finite
+from prefopt_toy.policies import normalize_log_finite
+
 from .divergence import Blame, check_run
 from .optimizers import Optimizer
 
@@ -71,8 +72,15 @@ def run(
         # stays non-finite here (+inf -> NaN, -inf kept), so the check below sees it.
         theta = log_pi = normalize_log_finite(theta, action_axis)
         log_policies[t + 1] = log_pi
-    check_run(log_policies, losses, blame, algorithm=algorithm, batched=batched, action_axis=action_axis,
-              start_gradient_ok=start_ok)
+    check_run(
+        log_policies,
+        losses,
+        blame,
+        algorithm=algorithm,
+        batched=batched,
+        action_axis=action_axis,
+        start_gradient_ok=start_ok,
+    )
     order = (2, 0, 1) if action_axis == 0 else (1, 0, 2)
     log_policies = log_policies.permute(order).contiguous()  # (B, steps + 1, K)
     return log_policies, losses

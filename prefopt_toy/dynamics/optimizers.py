@@ -24,7 +24,9 @@ class GradientDescent:
         """No state."""
         return ()
 
-    def update(self, theta: Tensor, grad: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def update(
+        self, theta: Tensor, grad: Tensor, state: tuple[Tensor, ...], t: int
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One step; ``t`` counts from 0."""
         return theta - self.lr[:, None] * grad, state
 
@@ -51,7 +53,9 @@ class Adam:
         """Zero first moment and zero root of the second moment."""
         return torch.zeros_like(theta), torch.zeros_like(theta)
 
-    def update(self, theta: Tensor, grad: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def update(
+        self, theta: Tensor, grad: Tensor, state: tuple[Tensor, ...], t: int
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One Adam step at iteration ``t`` (from 0); the state is ``(m, sqrt(v))``."""
         b1, b2 = self.betas
         m, root_v = state
@@ -73,7 +77,9 @@ class Assign:
         """No state."""
         return ()
 
-    def update(self, theta: Tensor, new: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def update(
+        self, theta: Tensor, new: Tensor, state: tuple[Tensor, ...], t: int
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The step's output is the next iterate."""
         return new, state
 

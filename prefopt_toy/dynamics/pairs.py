@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..policies import normalize_log_finite
-from ..population import margin_matrix
+from prefopt_toy.losses.population import margin_matrix
+from prefopt_toy.policies import normalize_log_finite
+
 from .derivatives import PairLoss, ValueAndSlope, value_and_derivative
 
 
@@ -40,7 +41,8 @@ def mixture_log_weights(log_pi: Tensor, log_mu: Tensor, mixture: Tensor | float)
 class Sampler:
     r"""Where pairs come from, held fixed within a step (stop-gradient): a data policy ``nu``
     (``"fixed"``), the current policy (``"online"``) or the mixture :math:`\pi^{1-m}\mu^m`
-    (``"mixture"``)."""
+    (``"mixture"``).
+    """
 
     kind: str
     """"fixed", "online" or "mixture"."""

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_generator, as_int, as_tensor
-from ..gpo import GPO_FUNCTIONS, gpo_loss
-from ..losses import dpo_loss, ipo_loss, slic_loss
-from ..population import hard_label_kernel
+from prefopt_toy._validate import as_generator, as_int, as_tensor
+from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss
+from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, slic_loss
+from prefopt_toy.losses.population import hard_label_kernel
+
 from .batch import Batch, as_batch, positive, unbatch, unit_interval
 from .derivatives import prepare
 from .divergence import Blame, Knob, lr_blame
@@ -42,7 +43,8 @@ def _strength(beta: Any, tau: Any, name: str) -> tuple[Any, str]:
     """DPO-family losses take ``beta``; ``tau`` is accepted as its alias (Azar et al. Eq. (4) writes
     DPO with tau), so ``ALGORITHMS[name](P, mu, steps=..., tau=0.1)`` works for every algorithm.
 
-    Returns the value and the name the caller gave it under (errors name that one)."""
+    Returns the value and the name the caller gave it under (errors name that one).
+    """
     if beta is not None and tau is not None:
         raise ValueError(f"{name}: give beta or tau (its alias), not both")
     value = beta if beta is not None else tau
@@ -71,7 +73,9 @@ def _labels(batch: Batch, labels: Any, generator: torch.Generator | None) -> Cal
         if generator is None:
             raise ValueError("labels=n (sampled labels) needs a seed or generator: pass seed=...")
         return lambda: sampled_label_matrix(batch.P, n, generator)
-    raise ValueError(f"labels must be 'soft', 'hard' or a positive int (labels sampled per pair per step), got {labels!r}")
+    raise ValueError(
+        f"labels must be 'soft', 'hard' or a positive int (labels sampled per pair per step), got {labels!r}"
+    )
 
 
 def preference_optimization(
@@ -133,30 +137,52 @@ def preference_optimization(
         raise ValueError(f"sampler must be 'fixed', 'online' or 'mixture', got {sampler!r}")
     generator = None if seed is None else as_generator(seed)
     label_fn = _labels(batch, labels, generator)
-    kwargs = {key: (hyper[key][:, None, None] if key in numeric else value) for key, value in loss_kwargs.items()}
+    kwargs = {
+        key: (hyper[key][:, None, None] if key in numeric else value)
+        for key, value in loss_kwargs.items()
+    }
     pair_loss = functools.partial(loss, **kwargs)
     log_mu = batch.log_mu
     value_and_slope = prepare(pair_loss, torch.zeros(b, k, k, dtype=torch.float64))
 
     def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        return expected_loss_and_gradient(log_pi, log_mu, smp.log_weights(log_pi), label_fn(),
-                                          value_and_slope=value_and_slope)
+        return expected_loss_and_gradient(
+            log_pi, log_mu, smp.log_weights(log_pi), label_fn(), value_and_slope=value_and_slope
+        )
 
     if blame is None:
         key = next((key for key in ("beta", "tau") if key in numeric), None)
         strength = None if key is None else numeric[key]
-        blame = Blame(Knob("lr", lr, advice="Use a smaller lr."),
-                      None if key is None else Knob(key, strength, advice=f"Use a {key} nearer 1."), strength,
-                      key or "strength")
-    log_policies, losses = run(batch.log_mu.clone(), step, make_optimizer(optimizer, hyper["lr"]), steps,
-                               blame=blame, algorithm=name, batched=batch.batched)
-    record: dict[str, Any] = {key: unbatch(v, batch) for key, v in hyper.items() if v is not None and key != "nu"}
+        blame = Blame(
+            Knob("lr", lr, advice="Use a smaller lr."),
+            None if key is None else Knob(key, strength, advice=f"Use a {key} nearer 1."),
+            strength,
+            key or "strength",
+        )
+    log_policies, losses = run(
+        batch.log_mu.clone(),
+        step,
+        make_optimizer(optimizer, hyper["lr"]),
+        steps,
+        blame=blame,
+        algorithm=name,
+        batched=batch.batched,
+    )
+    record: dict[str, Any] = {
+        key: unbatch(v, batch) for key, v in hyper.items() if v is not None and key != "nu"
+    }
     record.update({key: v for key, v in loss_kwargs.items() if isinstance(v, str)})
     if sampler == "fixed":
         record["nu"] = unbatch(nu_t, batch)  # the targets (rlhf_optimum, ipo_optimum) need it
     record.update(labels=labels, optimizer=optimizer, sampler=sampler)
-    return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),
-                      name, unbatch(batch.P, batch), unbatch(batch.mu, batch), record)
+    return Trajectory(
+        unbatch(log_policies, batch),
+        None if losses is None else unbatch(losses, batch),
+        name,
+        unbatch(batch.P, batch),
+        unbatch(batch.mu, batch),
+        record,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +209,8 @@ def _online_factor(name: str, online: bool) -> str:
 
 def smooth_default(b: Any, name: str, f2: float, online: bool) -> tuple[Callable[[], Any], str]:
     """Default step of a loss ``f(beta h)`` with ``|f''| <= f2``, ``0.4 / (f2 beta**2)``, as a
-    function and as a formula in the caller's name for the strength."""
+    function and as a formula in the caller's name for the strength.
+    """
     formula = f"{0.4 / f2:g} / {name}**2" + _online_factor(name, online)
     return (lambda: _default_lr(_beta2(b) * f2, b, online)), formula
 
@@ -202,7 +229,8 @@ def _hinge_lr(beta: Any) -> Any:
     """The hinge has no curvature to size a step by: ``lr = 1 / beta`` moves each margin by at most
     ``2 s s' <= 1/2`` per step (the gradient of ``max(0, 1 - beta h)`` is ``-beta``), a fraction of
     the hinge's width ``1 / beta``. A subgradient step of constant size does not converge to a point:
-    the iterates end hovering within about one step of the kink (a set of minimisers anyway)."""
+    the iterates end hovering within about one step of the kink (a set of minimisers anyway).
+    """
     b = torch.as_tensor(beta, dtype=torch.float64)
     lr = 1.0 / b
     return lr if lr.ndim else float(lr)
@@ -213,25 +241,50 @@ def _beta2(beta: Any) -> Tensor:
     return b * b
 
 
-def _smooth_lr(b: Any, name: str, f2: float, online: bool, algorithm: str, lr: Any,
-               optimizer: str) -> tuple[Any, Blame]:
+def _smooth_lr(
+    b: Any, name: str, f2: float, online: bool, algorithm: str, lr: Any, optimizer: str
+) -> tuple[Any, Blame]:
     default, formula = smooth_default(b, name, f2, online)
-    return lr_blame(lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer)
+    return lr_blame(
+        lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer
+    )
 
 
-def _squared_lr(tau: Any, online: bool, algorithm: str, lr: Any, optimizer: str) -> tuple[Any, Blame]:
+def _squared_lr(
+    tau: Any, online: bool, algorithm: str, lr: Any, optimizer: str
+) -> tuple[Any, Blame]:
     default, formula = squared_default(tau, online)
-    return lr_blame(lr, default, strength=("tau", tau), formula=formula, algorithm=algorithm, optimizer=optimizer)
+    return lr_blame(
+        lr,
+        default,
+        strength=("tau", tau),
+        formula=formula,
+        algorithm=algorithm,
+        optimizer=optimizer,
+    )
 
 
 def _hinge_blame(b: Any, name: str, algorithm: str, lr: Any, optimizer: str) -> tuple[Any, Blame]:
     default, formula = hinge_default(b, name)
-    return lr_blame(lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer)
+    return lr_blame(
+        lr, default, strength=(name, b), formula=formula, algorithm=algorithm, optimizer=optimizer
+    )
 
 
-def dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None,
-        label_smoothing: Any = 0.0, nu: Any = None, labels: Any = "soft", lr: Any = None,
-        optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def dpo(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    label_smoothing: Any = 0.0,
+    nu: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Offline DPO: pairs from ``nu`` (default ``mu``), converges to ``rlhf_optimum(P, mu, beta, nu)``.
 
     Population loss of Azar et al., arXiv:2310.12036v2, Eq. (5) with the DPO loss of Rafailov et
@@ -239,25 +292,70 @@ def dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: A
     """
     b, key = _strength(beta, tau, "dpo")
     lr, blame = _smooth_lr(b, key, 0.25, False, "dpo", lr, optimizer)
-    return preference_optimization(P, mu, loss=dpo_loss, loss_kwargs={"beta": b, "label_smoothing": label_smoothing},
-                                   sampler="fixed", steps=steps, lr=lr, nu=nu, labels=labels,
-                                   optimizer=optimizer, seed=seed, name="dpo", blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=dpo_loss,
+        loss_kwargs={"beta": b, "label_smoothing": label_smoothing},
+        sampler="fixed",
+        steps=steps,
+        lr=lr,
+        nu=nu,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="dpo",
+        blame=blame,
+    )
 
 
-def ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, nu: Any = None, labels: Any = "soft",
-        lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def ipo(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    tau: Any = 0.1,
+    nu: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Offline IPO: pairs from ``nu`` (default ``mu``), converges to ``ipo_optimum(P, mu, tau, nu)``.
 
     Azar et al., arXiv:2310.12036v2, Eq. (13)/(17); unique minimiser by Theorem 2.
     """
     lr, blame = _squared_lr(_checked(tau, "tau"), False, "ipo", lr, optimizer)
-    return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="fixed", steps=steps,
-                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="ipo",
-                                   blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=ipo_loss,
+        loss_kwargs={"tau": tau},
+        sampler="fixed",
+        steps=steps,
+        lr=lr,
+        nu=nu,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="ipo",
+        blame=blame,
+    )
 
 
-def slic(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
-         labels: Any = "soft", lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def slic(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    nu: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Offline reference-normalised SLiC (hinge ``max(0, 1 - beta h)``), pairs from ``nu``.
 
     Zhao et al., arXiv:2305.10425v1 (SLiC-HF); TRL ``loss_type="hinge"``. The minimiser is in
@@ -265,13 +363,37 @@ def slic(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
     """
     b, key = _strength(beta, tau, "slic")
     lr, blame = _hinge_blame(b, key, "slic", lr, optimizer)
-    return preference_optimization(P, mu, loss=slic_loss, loss_kwargs={"beta": b}, sampler="fixed", steps=steps,
-                                   lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed, name="slic",
-                                   blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=slic_loss,
+        loss_kwargs={"beta": b},
+        sampler="fixed",
+        steps=steps,
+        lr=lr,
+        nu=nu,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="slic",
+        blame=blame,
+    )
 
 
-def gpo(P: Any, mu: Any, *, f: str, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
-        labels: Any = "soft", lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def gpo(
+    P: Any,
+    mu: Any,
+    *,
+    f: str,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    nu: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Offline GPO with convex surrogate ``f`` (a key of ``GPO_FUNCTIONS``), loss ``f(beta h)``.
 
     Tang et al., arXiv:2402.05749v2, Sec. 2.
@@ -286,13 +408,35 @@ def gpo(P: Any, mu: Any, *, f: str, steps: int = DEFAULT_STEPS, beta: Any = None
     else:
         f2 = 2.0 if f in ("squared", "truncated_quadratic") else 0.25
         lr, blame = _smooth_lr(b, key, f2, False, f"gpo_{f}", lr, optimizer)
-    return preference_optimization(P, mu, loss=gpo_loss, loss_kwargs={"beta": b, "f": f}, sampler="fixed",
-                                   steps=steps, lr=lr, nu=nu, labels=labels, optimizer=optimizer, seed=seed,
-                                   name=f"gpo_{f}", blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=gpo_loss,
+        loss_kwargs={"beta": b, "f": f},
+        sampler="fixed",
+        steps=steps,
+        lr=lr,
+        nu=nu,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name=f"gpo_{f}",
+        blame=blame,
+    )
 
 
-def online_dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None,
-               labels: Any = "soft", lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def online_dpo(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Online DPO: both completions from the current policy (stop-gradient), labels soft / hard / sampled.
 
     Calandriello et al., arXiv:2403.08635v1, Sec. 6 (online DPO baseline); its stationary point is
@@ -301,31 +445,84 @@ def online_dpo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None,
     """
     b, key = _strength(beta, tau, "online_dpo")
     lr, blame = _smooth_lr(b, key, 0.25, True, "online_dpo", lr, optimizer)
-    return preference_optimization(P, mu, loss=dpo_loss, loss_kwargs={"beta": b}, sampler="online", steps=steps,
-                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_dpo",
-                                   blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=dpo_loss,
+        loss_kwargs={"beta": b},
+        sampler="online",
+        steps=steps,
+        lr=lr,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="online_dpo",
+        blame=blame,
+    )
 
 
-def online_ipo(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, labels: Any = "soft",
-               lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def online_ipo(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    tau: Any = 0.1,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""Online IPO: pairs from the current policy (stop-gradient); converges to ``regularized_nash``.
 
     Calandriello et al., arXiv:2403.08635v1, Eq. (11) and Prop. 4.1 (fixed point = regularised Nash).
     """
     lr, blame = _squared_lr(_checked(tau, "tau"), True, "online_ipo", lr, optimizer)
-    return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="online", steps=steps,
-                                   lr=lr, labels=labels, optimizer=optimizer, seed=seed, name="online_ipo",
-                                   blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=ipo_loss,
+        loss_kwargs={"tau": tau},
+        sampler="online",
+        steps=steps,
+        lr=lr,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="online_ipo",
+        blame=blame,
+    )
 
 
-def ipo_md(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, tau: Any = 0.1, mixture: Any = 0.125,
-           labels: Any = "soft", lr: Any = None, optimizer: str = "gd", seed: Any = None) -> Trajectory:
+def ipo_md(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    tau: Any = 0.1,
+    mixture: Any = 0.125,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
     r"""IPO-MD: both completions from the mixture ``pi^(1-m) mu^m`` (stop-gradient); converges to
     ``ipo_md_fixed_point(P, mu, tau, mixture)``.
 
     Calandriello et al., arXiv:2403.08635v1, Sec. 5 (default mixture 0.125, their Sec. 7 choice).
     """
     lr, blame = _squared_lr(_checked(tau, "tau"), True, "ipo_md", lr, optimizer)
-    return preference_optimization(P, mu, loss=ipo_loss, loss_kwargs={"tau": tau}, sampler="mixture", steps=steps,
-                                   lr=lr, mixture=mixture, labels=labels, optimizer=optimizer, seed=seed,
-                                   name="ipo_md", blame=blame)
+    return preference_optimization(
+        P,
+        mu,
+        loss=ipo_loss,
+        loss_kwargs={"tau": tau},
+        sampler="mixture",
+        steps=steps,
+        lr=lr,
+        mixture=mixture,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="ipo_md",
+        blame=blame,
+    )

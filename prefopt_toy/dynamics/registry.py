@@ -20,8 +20,9 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
-from ..gpo import GPO_FUNCTIONS
-from .nash_md import nash_md, nash_md_pg
+from prefopt_toy.losses.gpo import GPO_FUNCTIONS
+
+from .mirror_descent import nash_md, nash_md_pg
 from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, slic
 from .rlhf import rlhf
 from .trajectory import Trajectory

@@ -14,20 +14,31 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_int
-from ..bt import bt_fit
-from ..policies import normalize_log_finite
+from prefopt_toy._validate import as_int
+from prefopt_toy.policies import normalize_log_finite
+from prefopt_toy.solutions.bt import bt_fit
+
 from .batch import as_batch, positive, unbatch
 from .divergence import Blame, Knob, check_run
 from .loop import run
-from .nash_md import _gradient_kind, _pg_blame, policy_gradient_direction
+from .mirror_descent import _gradient_kind, _pg_blame, policy_gradient_direction
 from .optimizers import GradientDescent
 from .preference import DEFAULT_STEPS, _strength
 from .trajectory import Trajectory
 
 
-def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: Any = None, nu: Any = None,
-         method: str = "policy_gradient", gradient: str = "natural", lr: Any = None) -> Trajectory:
+def rlhf(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    nu: Any = None,
+    method: str = "policy_gradient",
+    gradient: str = "natural",
+    lr: Any = None,
+) -> Trajectory:
     r"""Two-stage RLHF with exact quantities; converges to ``rlhf_optimum(P, mu, beta, nu)``.
 
     Parameters
@@ -74,10 +85,23 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
         losses: Tensor | None = None
         lr_t = None
         # The shared check: a subnormal beta overflows r / beta itself.
-        check_run(log_policies.transpose(0, 1), None,
-                  Blame(Knob(b_name, b_value, advice=f"Use a {b_name} nearer 1.",
-                             why=f"overflows the closed form mu exp(r / {b_name})"), None, b_value, b_name),
-                  algorithm="rlhf (closed form)", batched=batch.batched)
+        check_run(
+            log_policies.transpose(0, 1),
+            None,
+            Blame(
+                Knob(
+                    b_name,
+                    b_value,
+                    advice=f"Use a {b_name} nearer 1.",
+                    why=f"overflows the closed form mu exp(r / {b_name})",
+                ),
+                None,
+                b_value,
+                b_name,
+            ),
+            algorithm="rlhf (closed form)",
+            batched=batch.batched,
+        )
     elif method == "policy_gradient":
         kind = _gradient_kind(gradient)
         lr_t, blame = _pg_blame(hyper["lr"], hyper["beta"], b_name, b_value, kind, "rlhf")
@@ -85,14 +109,31 @@ def rlhf(P: Any, mu: Any, *, steps: int = DEFAULT_STEPS, beta: Any = None, tau: 
         def step(log_pi: Tensor, t: int) -> tuple[Tensor, Tensor]:
             return policy_gradient_direction(log_pi, log_mu, reward, beta_t, kind)
 
-        log_policies, losses = run(log_mu.clone(), step, GradientDescent(lr_t), steps, blame=blame,
-                                   algorithm="rlhf", batched=batch.batched)
+        log_policies, losses = run(
+            log_mu.clone(),
+            step,
+            GradientDescent(lr_t),
+            steps,
+            blame=blame,
+            algorithm="rlhf",
+            batched=batch.batched,
+        )
     else:
         raise ValueError(f"method must be 'policy_gradient' or 'closed_form', got {method!r}")
-    record: dict[str, Any] = {"beta": unbatch(hyper["beta"], batch), "method": method, "gradient": gradient,
-                              "reward": unbatch(reward, batch)}
+    record: dict[str, Any] = {
+        "beta": unbatch(hyper["beta"], batch),
+        "method": method,
+        "gradient": gradient,
+        "reward": unbatch(reward, batch),
+    }
     if lr_t is not None:
         record["lr"] = unbatch(lr_t, batch)
     record["nu"] = unbatch(nu_b, batch)
-    return Trajectory(unbatch(log_policies, batch), None if losses is None else unbatch(losses, batch),
-                      "rlhf", unbatch(batch.P, batch), unbatch(batch.mu, batch), record)
+    return Trajectory(
+        unbatch(log_policies, batch),
+        None if losses is None else unbatch(losses, batch),
+        "rlhf",
+        unbatch(batch.P, batch),
+        unbatch(batch.mu, batch),
+        record,
+    )

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validate import (
+from prefopt_toy._validate import (
     DTYPE,
     as_generator,
     as_index_pairs,
@@ -40,9 +40,10 @@ from .._validate import (
     as_positive_float,
     as_tensor,
 )
-from ..games import from_comparisons
-from ..gpo import GPO_FUNCTIONS, gpo_loss
-from ..losses import dpo_loss, ipo_loss, slic_loss
+from prefopt_toy.games.constructors import from_comparisons
+from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss
+from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, slic_loss
+
 from .derivatives import PairLoss, prepare, value_and_derivative
 from .divergence import Blame, Knob
 from .loop import run
@@ -367,17 +368,33 @@ def dataset_run(
 
     theta0 = log_mu.clone()
     strength_name = "tau" if tau is not None else "beta"
-    step_advice = ("Use a smaller lr (Adam moves each logit by about lr per step; the paper's and the "
-                   "default lr is 0.01)." if optimizer == "adam" else "Use a smaller lr.")
+    step_advice = (
+        "Use a smaller lr (Adam moves each logit by about lr per step; the paper's and the "
+        "default lr is 0.01)."
+        if optimizer == "adam"
+        else "Use a smaller lr."
+    )
     blame = Blame(
         Knob("lr", lr_value, advice=step_advice),
-        Knob(strength_name, row_strength, advice=f"Use a {strength_name} nearer 1.") if key is not None
-        else Knob("loss", advice="Check the loss: it is not finite at margin 0 or its slope is not."),
-        row_strength if key is not None else None,  # a custom loss's own scale is unknown: inf/NaN only
+        Knob(strength_name, row_strength, advice=f"Use a {strength_name} nearer 1.")
+        if key is not None
+        else Knob(
+            "loss", advice="Check the loss: it is not finite at margin 0 or its slope is not."
+        ),
+        row_strength
+        if key is not None
+        else None,  # a custom loss's own scale is unknown: inf/NaN only
         strength_name,
     )
-    log_policies, losses = run(theta0, step, opt, steps, blame=blame, algorithm=f"dataset_run ({name})",
-                               batched=minibatch or grouped)
+    log_policies, losses = run(
+        theta0,
+        step,
+        opt,
+        steps,
+        blame=blame,
+        algorithm=f"dataset_run ({name})",
+        batched=minibatch or grouped,
+    )
 
     batched = minibatch or grouped
     hyper: dict[str, Any] = {

@@ -12,7 +12,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._validate import DTYPE, as_positive_float
+from prefopt_toy._validate import DTYPE, as_positive_float
+
 from .trajectory import Trajectory
 
 __all__ = ["SeedSummary", "seed_summary"]

@@ -16,12 +16,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..nash import nash_equilibrium
-from ..optima import ipo_optimum, rlhf_optimum
-from ..regularized import ipo_md_fixed_point, regularized_nash
+from prefopt_toy.solutions.nash import nash_equilibrium
+from prefopt_toy.solutions.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.solutions.regularized import ipo_md_fixed_point, regularized_nash
+
 from .batch import policy_batch
 
-TARGETS = ("regularized_nash", "rlhf_optimum", "ipo_optimum", "ipo_md_fixed_point", "nash_equilibrium")
+TARGETS = (
+    "regularized_nash",
+    "rlhf_optimum",
+    "ipo_optimum",
+    "ipo_md_fixed_point",
+    "nash_equilibrium",
+)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,18 @@ class Trajectory:
         """Row ``i`` of a batched trajectory, as an unbatched one."""
         if not self.batched:
             raise TypeError("indexing needs a batched Trajectory")
-        hyper = {k: (v[i] if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == len(self) else v)
-                 for k, v in self.hyper.items()}
-        return Trajectory(self.log_policies[i], None if self.losses is None else self.losses[i],
-                          self.algorithm, self.P[i], self.mu[i], hyper)
+        hyper = {
+            k: (v[i] if isinstance(v, Tensor) and v.ndim >= 1 and v.shape[0] == len(self) else v)
+            for k, v in self.hyper.items()
+        }
+        return Trajectory(
+            self.log_policies[i],
+            None if self.losses is None else self.losses[i],
+            self.algorithm,
+            self.P[i],
+            self.mu[i],
+            hyper,
+        )
 
     def rows(self) -> list[Trajectory]:
         """All rows of a batch (or ``[self]``)."""
@@ -132,7 +147,9 @@ class Trajectory:
         def need(key: str) -> Any:
             value = hyper.get(key)
             if value is None:
-                raise ValueError(f"target {name!r} needs {key!r}; pass it: traj.target({name!r}, {key}=...)")
+                raise ValueError(
+                    f"target {name!r} needs {key!r}; pass it: traj.target({name!r}, {key}=...)"
+                )
             return float(value) if isinstance(value, Tensor) and value.numel() == 1 else value
 
         if name == "nash_equilibrium":
@@ -146,7 +163,9 @@ class Trajectory:
             return ipo_optimum(self.P, self.mu, need("tau"), nu)
         strength = hyper.get("beta", hyper.get("tau"))
         if strength is None:
-            raise ValueError("target 'rlhf_optimum' needs 'beta'; pass it: traj.target('rlhf_optimum', beta=...)")
+            raise ValueError(
+                "target 'rlhf_optimum' needs 'beta'; pass it: traj.target('rlhf_optimum', beta=...)"
+            )
         return rlhf_optimum(self.P, self.mu, float(strength), nu)
 
     def _as_target(self, target: str | Any, override: dict[str, Any]) -> Tensor:

@@ -1,19 +1,28 @@
 """The GPT-2 side: the same per-pair losses and online algorithms on a language model.
 
-- ``tokenizer``, ``models``, ``corpus``: GPT-2's BPE tokenizer offline, the GPT-2 sizes, ``load_model``
-  and the offline default model trained on the project's generated corpus (cached as safetensors).
-- ``logprobs``, ``data``: completion log-probs with the prompt masked and the reduction explicit
-  (``"sum"`` or ``"mean"``, no default); preference data in TRL's convention.
+- ``models/``: GPT-2's BPE tokenizer offline (``tokenizer``), the GPT-2 sizes, ``load_model`` and
+  the offline default model (``gpt2``), the project's generated corpus and lifted tasks
+  (``corpus``) and the recipe that trains the small models on it (``pretrain``).
+- ``data``, ``logprobs``: preference data in TRL's convention; completion log-probs with the prompt
+  masked and the reduction explicit (``"sum"`` or ``"mean"``, no default).
 - ``objectives``: sequence log-probs to the shared per-pair losses, metrics with TRL's names.
 - ``judges``, ``sampling``: lifted-game, sentiment and callable judges; KV-cache sampling from the
   policy, the reference and the token-level geometric mixture.
-- ``checkpoint``, ``runlog``: safetensors checkpoints with exact resume, JSON-lines run logs.
-- ``trainer``, ``online``: one training loop composed like the toy (pair source x labels x loss):
-  offline DPO/IPO/SLiC or any loss, online DPO/IPO, IPO-MD, Nash-MD-PG.
-- ``bridge``: lifted games: the reference class distribution with Wilson intervals, the exact toy
-  prediction per algorithm, a training run compared with it, and its figure.
-- ``distributed``: data parallelism over processes (torchrun / accelerate environment, gloo or
-  NCCL): sharding, gradient and metric averaging, per-rank generators.
+- ``train/``: one training loop composed like the toy (pair source x labels x loss): the trainer
+  (offline DPO/IPO/SLiC or any loss; online DPO/IPO, IPO-MD, Nash-MD-PG with ``online``), its
+  ``config``, safetensors checkpoints (``checkpoint``) with exact resume (on-disk format in ``state_io``),
+  JSON-lines run logs (``runlog``), and what it needs to run as one of several processes (``parallel``).
+- ``distributed/``: data parallelism over processes (torchrun / accelerate environment, gloo or
+  NCCL): process groups, sharding and averaging (``collectives``), per-rank generators
+  (``seeding``).
+- ``bridge/``: lifted games: the reference class distribution with Wilson intervals
+  (``class_estimate``), the exact toy prediction per algorithm (``predict``), a training run
+  compared with it (``run``), saved runs and grids (``runs``), the sampling error of the gap
+  (``error``), figures, the ``bridge_explorer`` widget and the command line's ``demo``.
+
+Layers (import-linter, ``pyproject.toml``): ``bridge`` -> ``train`` -> ``distributed`` and the
+modules here; ``models`` beside them. The GPT-2 side reaches the exact core through the loss
+library, the games and the solutions; only ``bridge`` runs the exact dynamics.
 
 Submodules import transformers; importing ``prefopt_toy`` itself does not.
 

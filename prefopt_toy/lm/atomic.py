@@ -17,7 +17,9 @@ from typing import IO, Any
 __all__ = ["write_atomically"]
 
 
-def write_atomically(target: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False) -> Path:
+def write_atomically(
+    target: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False
+) -> Path:
     """Call ``write(f)`` on a temporary file beside ``target``, then move it over ``target``.
 
     Parameters
@@ -37,7 +39,9 @@ def write_atomically(target: str | os.PathLike[str], write: Callable[[IO[Any]], 
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=target.suffix, dir=target.parent)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

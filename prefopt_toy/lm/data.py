@@ -173,11 +173,20 @@ def model_limits(model) -> ModelLimits:
 
 def _config_int(config, key: str) -> int | None:
     value = getattr(config, key, None)
-    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    return (
+        int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    )
 
 
-def check_model_inputs(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, new_tokens: int = 0,
-                       name: str = "input_ids", model_name: str = "model") -> None:
+def check_model_inputs(
+    model,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    new_tokens: int = 0,
+    name: str = "input_ids",
+    model_name: str = "model",
+) -> None:
     """Raise ``ValueError`` unless ``model`` can take ``input_ids``: every id in its vocabulary, every
     row (its real tokens, plus ``new_tokens`` to be generated) within its positions.
 
@@ -228,13 +237,19 @@ def check_model_inputs(model, input_ids: Tensor, attention_mask: Tensor | None =
                 "for another model?"
             )
     if limits.max_positions is not None and input_ids.numel():
-        lengths = (attention_mask.to(torch.int64).sum(dim=1) if attention_mask is not None
-                   else torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.int64))
+        lengths = (
+            attention_mask.to(torch.int64).sum(dim=1)
+            if attention_mask is not None
+            else torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.int64)
+        )
         row = int(lengths.argmax())
         longest = int(lengths[row]) + new_tokens
         if longest > limits.max_positions:
-            what = (f"{int(lengths[row])} prompt tokens + max_new_tokens={new_tokens} = {longest} positions"
-                    if new_tokens else f"{longest} tokens")
+            what = (
+                f"{int(lengths[row])} prompt tokens + max_new_tokens={new_tokens} = {longest} positions"
+                if new_tokens
+                else f"{longest} tokens"
+            )
             raise ValueError(
                 f"{name}: row {row} needs {what}, more than {model_name}'s position limit "
                 f"{limits.positions_key}={limits.max_positions} (shorten the text or use a model with more positions)"
@@ -257,8 +272,10 @@ def check_tokenizer(tokenizer, *, name: str = "tokenizer") -> tuple[int, int]:
     TRL https://github.com/huggingface/trl v1.13.0 (pad token = EOS convention for GPT-2).
     """
     if tokenizer is None or not callable(tokenizer):
-        raise ValueError(f"{name} must be a tokenizer (callable, tokenizer(text).input_ids, e.g. "
-                         f"prefopt_toy.lm.tokenizer.gpt2_tokenizer()), got {type(tokenizer).__name__}")
+        raise ValueError(
+            f"{name} must be a tokenizer (callable, tokenizer(text).input_ids, e.g. "
+            f"prefopt_toy.lm.models.tokenizer.gpt2_tokenizer()), got {type(tokenizer).__name__}"
+        )
     eos = getattr(tokenizer, "eos_token_id", None)
     if isinstance(eos, bool) or not isinstance(eos, numbers.Integral) or eos < 0:
         raise ValueError(f"{name} must define eos_token_id as an integer >= 0, got {eos!r}")
@@ -272,20 +289,26 @@ def check_tokenizer(tokenizer, *, name: str = "tokenizer") -> tuple[int, int]:
 
 def _as_list(x: Any, name: str, what: str) -> list:
     """``x`` as a list, refusing a bare string (it would be read one character at a time), bytes, a
-    mapping, and anything that is not a sequence (a generator could be exhausted or empty)."""
+    mapping, and anything that is not a sequence (a generator could be exhausted or empty).
+    """
     if isinstance(x, (str, bytes, bytearray, memoryview)):
         raise ValueError(
             f"{name} must be a list or tuple of {what}, not a single {type(x).__name__} (it would be read "
             "one character at a time); wrap a single one in a list: [...]"
         )
     if isinstance(x, Mapping) or not isinstance(x, Sequence):
-        hint = " (pass list(...) of it)" if isinstance(x, Iterable) and not isinstance(x, Mapping) else ""
+        hint = (
+            " (pass list(...) of it)"
+            if isinstance(x, Iterable) and not isinstance(x, Mapping)
+            else ""
+        )
         raise ValueError(f"{name} must be a list or tuple of {what}, got {type(x).__name__}{hint}")
     return list(x)
 
 
-def validate_texts(texts: Any, name: str = "texts", *, allow_empty: bool = False,
-                   allow_blank: bool = False) -> list[str]:
+def validate_texts(
+    texts: Any, name: str = "texts", *, allow_empty: bool = False, allow_blank: bool = False
+) -> list[str]:
     """Check a sequence of strings (prompts, completions); return it as a list.
 
     Parameters
@@ -347,10 +370,14 @@ def _check_examples(examples, keys: tuple[str, ...], name: str = "examples") -> 
         raise ValueError(f"{name} must not be empty")
     for i, ex in enumerate(items):
         if not isinstance(ex, Mapping):
-            raise ValueError(f"{name}[{i}] must be a dict with keys {keys}, got {type(ex).__name__}")
+            raise ValueError(
+                f"{name}[{i}] must be a dict with keys {keys}, got {type(ex).__name__}"
+            )
         for k in keys:
             if k not in ex:
-                raise ValueError(f"{name}[{i}] is missing the key {k!r} (needs {keys}, has {tuple(ex)})")
+                raise ValueError(
+                    f"{name}[{i}] is missing the key {k!r} (needs {keys}, has {tuple(ex)})"
+                )
             if not isinstance(ex[k], str):
                 raise ValueError(f"{name}[{i}][{k!r}] must be a string, got {type(ex[k]).__name__}")
             if not ex[k].strip():
@@ -444,16 +471,22 @@ def build_batch(
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     if len(prompt_ids) != len(completion_ids) or len(prompt_ids) == 0:
-        raise ValueError(f"prompt_ids and completion_ids must be non-empty and of equal length, got {len(prompt_ids)} and {len(completion_ids)}")
+        raise ValueError(
+            f"prompt_ids and completion_ids must be non-empty and of equal length, got {len(prompt_ids)} and {len(completion_ids)}"
+        )
     for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
         if len(p) == 0:
-            raise ValueError(f"prompt_ids[{i}] is empty: the first completion token needs a prompt token before it")
+            raise ValueError(
+                f"prompt_ids[{i}] is empty: the first completion token needs a prompt token before it"
+            )
         if len(c) == 0:
             raise ValueError(f"completion_ids[{i}] is empty (empty completion)")
     longest = max(len(p) + len(c) for p, c in zip(prompt_ids, completion_ids))
     t = longest if length is None else length
     if t < longest:
-        raise ValueError(f"length must be at least the longest row ({longest} tokens), got {length}")
+        raise ValueError(
+            f"length must be at least the longest row ({longest} tokens), got {length}"
+        )
     b = len(prompt_ids)
     input_ids = torch.full((b, t), pad_token_id, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((b, t), dtype=torch.long)  # (B, T)
@@ -464,7 +497,11 @@ def build_batch(
         input_ids[i, start : start + n] = torch.tensor(list(p) + list(c), dtype=torch.long)
         attention_mask[i, start : start + n] = 1
         completion_mask[i, start + len(p) : start + n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "completion_mask": completion_mask,
+    }
 
 
 def tokenize_pairs(
@@ -483,7 +520,7 @@ def tokenize_pairs(
 
     Parameters
     ----------
-    tokenizer : GPT-2 tokenizer (``prefopt_toy.lm.tokenizer.gpt2_tokenizer()``)
+    tokenizer : GPT-2 tokenizer (``prefopt_toy.lm.models.tokenizer.gpt2_tokenizer()``)
         Needs ``eos_token_id``; padding uses ``pad_token_id`` (or EOS when unset).
     examples : list of dict
         ``{"prompt", "chosen", "rejected"}`` strings (``validate_preference_examples``).
@@ -506,25 +543,40 @@ def tokenize_pairs(
     Rafailov et al., arXiv:2305.18290v3.
     """
     examples = validate_preference_examples(examples, name)
-    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 2:
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, numbers.Integral)
+        or max_length < 2
+    ):
         raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
     eos, pad = check_tokenizer(tokenizer)
-    prompts = [_encode(tokenizer, ex["prompt"], f"{name}[{i}]['prompt']") for i, ex in enumerate(examples)]
+    prompts = [
+        _encode(tokenizer, ex["prompt"], f"{name}[{i}]['prompt']") for i, ex in enumerate(examples)
+    ]
     sides: dict[str, list[list[int]]] = {}
     for key in ("chosen", "rejected"):
-        sides[key] = [_encode(tokenizer, ex[key], f"{name}[{i}][{key!r}]") + [eos] for i, ex in enumerate(examples)]
+        sides[key] = [
+            _encode(tokenizer, ex[key], f"{name}[{i}][{key!r}]") + [eos]
+            for i, ex in enumerate(examples)
+        ]
         for i, (p, c) in enumerate(zip(prompts, sides[key])):
             if len(p) + len(c) > max_length:
-                raise ValueError(f"{name}[{i}][{key!r}]: prompt + completion + EOS is {len(p) + len(c)} tokens, more than max_length={max_length}")
+                raise ValueError(
+                    f"{name}[{i}][{key!r}]: prompt + completion + EOS is {len(p) + len(c)} tokens, more than max_length={max_length}"
+                )
     t = max(len(p) + len(c) for key in sides for p, c in zip(prompts, sides[key]))
     out: dict[str, Tensor] = {}
     for key in ("chosen", "rejected"):
-        batch = build_batch(prompts, sides[key], pad_token_id=pad, padding_side=padding_side, length=t)
+        batch = build_batch(
+            prompts, sides[key], pad_token_id=pad, padding_side=padding_side, length=t
+        )
         out.update({f"{key}_{name}": v for name, v in batch.items()})
     return out
 
 
-def tokenize_prompts(tokenizer, examples, *, max_length: int, name: str = "examples") -> dict[str, Tensor]:
+def tokenize_prompts(
+    tokenizer, examples, *, max_length: int, name: str = "examples"
+) -> dict[str, Tensor]:
     """Left-padded prompt batch for generation (online training): ``input_ids``, ``attention_mask``.
 
     Parameters
@@ -545,14 +597,22 @@ def tokenize_prompts(tokenizer, examples, *, max_length: int, name: str = "examp
     ----------
     TRL https://github.com/huggingface/trl v1.13.0 (prompt-only format; left padding for generation).
     """
-    if (isinstance(examples, Sequence) and not isinstance(examples, (str, bytes)) and examples
-            and all(isinstance(e, str) for e in examples)):
+    if (
+        isinstance(examples, Sequence)
+        and not isinstance(examples, (str, bytes))
+        and examples
+        and all(isinstance(e, str) for e in examples)
+    ):
         texts = validate_texts(examples, name)
         where = [f"{name}[{i}]" for i in range(len(texts))]
     else:
         texts = [ex["prompt"] for ex in validate_prompt_examples(examples, name)]
         where = [f"{name}[{i}]['prompt']" for i in range(len(texts))]
-    if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral) or max_length < 1:
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, numbers.Integral)
+        or max_length < 1
+    ):
         raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
     _, pad = check_tokenizer(tokenizer)
     ids = [_encode(tokenizer, text, at) for text, at in zip(texts, where)]

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from prefopt_toy._validate import as_positive_float, as_unit_interval
-from prefopt_toy.games import check_preference_matrix
+from prefopt_toy.games.constructors import check_preference_matrix
 
 from .data import validate_texts
 
@@ -62,7 +62,8 @@ def _clip(text: str, limit: int = 60) -> str:
 
 def _as_texts(texts: Any, name: str) -> list[str]:
     """A list of strings, possibly empty ones (a sampled completion can be empty); a single ``str``,
-    bytes, a dict or a generator is refused (``data.validate_texts``)."""
+    bytes, a dict or a generator is refused (``data.validate_texts``).
+    """
     return validate_texts(texts, name, allow_empty=True, allow_blank=True)
 
 
@@ -91,7 +92,7 @@ class Judge(ABC):
     def prob(self, a: str, b: str) -> float:
         r"""Pr(``a`` beats ``b``), a float in [0, 1]."""
         if not isinstance(a, str) or not isinstance(b, str):
-            raise ValueError(f"a and b must be str, got {type(a).__name__} and {type(b).__name__}")  # noqa: TRY004
+            raise ValueError(f"a and b must be str, got {type(a).__name__} and {type(b).__name__}")
         return float(judge_probs(self, [a], [b])[0])
 
     def sample_labels(
@@ -118,7 +119,7 @@ class Judge(ABC):
             (:func:`judge_probs`).
         """
         if not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")  # noqa: TRY004
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         p = judge_probs(self, list_a, list_b)  # (n,)
         u = torch.rand(p.shape, generator=generator, dtype=torch.float64, device=generator.device)
         return (u < p.to(u.device)).to(torch.int64)
@@ -193,7 +194,7 @@ class LiftedGameJudge(Judge):
         keyword_class: dict[str, int] = {}
         for k, (name, keywords) in enumerate(classes.items()):
             if not isinstance(name, str):
-                raise ValueError(f"classes keys must be str, got {type(name).__name__}")  # noqa: TRY004
+                raise ValueError(f"classes keys must be str, got {type(name).__name__}")
             words = _as_texts(keywords, f"classes[{name!r}]")
             if not words:
                 raise ValueError(f"classes[{name!r}] must list at least one keyword")
@@ -340,7 +341,7 @@ class CallableJudge(Judge):
 
     def __init__(self, fn: Callable[[str, str], float], *, name: str = "fn") -> None:
         if not callable(fn):
-            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")  # noqa: TRY004
+            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
         _check_two_texts_signature(fn, name)
         self.fn = fn
         self.name = name
@@ -353,7 +354,9 @@ class CallableJudge(Judge):
             value = self.fn(x, y)
             if isinstance(value, Tensor) and value.numel() == 1:
                 value = value.item()
-            elif hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalars and arrays
+            elif (
+                hasattr(value, "item") and getattr(value, "size", None) == 1
+            ):  # numpy scalars and arrays
                 value = value.item()
             if (
                 isinstance(value, bool)
@@ -433,7 +436,9 @@ def as_judge(judge: Any, name: str = "judge") -> Judge:
     raise ValueError(f"{name} must be {_JUDGE_DOC}, got {type(judge).__name__}")
 
 
-def judge_probs(judge: Judge, list_a: Sequence[str], list_b: Sequence[str], *, name: str = "judge") -> Tensor:
+def judge_probs(
+    judge: Judge, list_a: Sequence[str], list_b: Sequence[str], *, name: str = "judge"
+) -> Tensor:
     r"""``judge.probs(list_a, list_b)``, checked: one finite probability in [0, 1] per pair.
 
     Every probability the trainer, the evaluation and the label samplers use goes through here, so
@@ -476,15 +481,25 @@ def judge_probs(judge: Judge, list_a: Sequence[str], list_b: Sequence[str], *, n
     try:
         p = raw.detach() if isinstance(raw, Tensor) else torch.as_tensor(raw, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{label}.probs must return a (n,) tensor of probabilities, got {type(raw).__name__}") from err
-    if p.is_complex() or p.dtype == torch.bool or not (p.is_floating_point() or p.dtype in (torch.int32, torch.int64)):
+        raise ValueError(
+            f"{label}.probs must return a (n,) tensor of probabilities, got {type(raw).__name__}"
+        ) from err
+    if (
+        p.is_complex()
+        or p.dtype == torch.bool
+        or not (p.is_floating_point() or p.dtype in (torch.int32, torch.int64))
+    ):
         raise ValueError(f"{label}.probs must return real probabilities, got dtype {p.dtype}")
     p = p.to(torch.float64)
     if p.shape != (len(a),):
-        raise ValueError(f"{label}.probs must return shape ({len(a)},), one probability per pair, got {tuple(p.shape)}")
+        raise ValueError(
+            f"{label}.probs must return shape ({len(a)},), one probability per pair, got {tuple(p.shape)}"
+        )
     bad = ~torch.isfinite(p) | (p < 0) | (p > 1)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"{label}.probs must return probabilities in [0, 1] (Pr(list_a[i] beats list_b[i])), "
-                         f"got {float(p[i])!r} at index {i}")
+        raise ValueError(
+            f"{label}.probs must return probabilities in [0, 1] (Pr(list_a[i] beats list_b[i])), "
+            f"got {float(p[i])!r} at index {i}"
+        )
     return p

@@ -66,7 +66,9 @@ def _as_mask(m, name: str, shape: torch.Size) -> Tensor:
     if not isinstance(m, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (B, T), got {type(m).__name__}")
     if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the shape of input_ids {tuple(shape)}, got {tuple(m.shape)}")
+        raise ValueError(
+            f"{name} must have the shape of input_ids {tuple(shape)}, got {tuple(m.shape)}"
+        )
     if m.dtype != torch.bool:
         if m.is_floating_point() or m.is_complex():
             raise ValueError(f"{name} must be a bool or integer 0/1 tensor, got dtype {m.dtype}")
@@ -79,24 +81,42 @@ def _as_mask(m, name: str, shape: torch.Size) -> Tensor:
 def _check_batch(input_ids, attention_mask, completion_mask) -> tuple[Tensor, Tensor]:
     """Validate the three (B, T) tensors; return the masks as bool."""
     if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-        raise ValueError(f"input_ids must be a 2-D (B, T) tensor, got {getattr(input_ids, 'shape', type(input_ids).__name__)}")
+        raise ValueError(
+            f"input_ids must be a 2-D (B, T) tensor, got {getattr(input_ids, 'shape', type(input_ids).__name__)}"
+        )
     if input_ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"input_ids must hold integer token ids (int64), got dtype {input_ids.dtype}")
+        raise ValueError(
+            f"input_ids must hold integer token ids (int64), got dtype {input_ids.dtype}"
+        )
     if input_ids.shape[0] == 0 or input_ids.shape[1] < 2:
-        raise ValueError(f"input_ids must have B >= 1 rows and T >= 2 positions, got {tuple(input_ids.shape)}")
-    attn = _as_mask(attention_mask, "attention_mask", input_ids.shape) if attention_mask is not None else None
+        raise ValueError(
+            f"input_ids must have B >= 1 rows and T >= 2 positions, got {tuple(input_ids.shape)}"
+        )
+    attn = (
+        _as_mask(attention_mask, "attention_mask", input_ids.shape)
+        if attention_mask is not None
+        else None
+    )
     comp = _as_mask(completion_mask, "completion_mask", input_ids.shape)
     empty = (~comp.any(dim=1)).nonzero().flatten()
     if empty.numel():
-        raise ValueError(f"completion_mask is empty (empty completion) in row(s) {empty.tolist()}: every sequence needs >= 1 completion token")
+        raise ValueError(
+            f"completion_mask is empty (empty completion) in row(s) {empty.tolist()}: every sequence needs >= 1 completion token"
+        )
     if bool(comp[:, 0].any()):
-        raise ValueError("completion_mask must be 0 at position 0: the first token has no prediction (the prompt must be non-empty)")
+        raise ValueError(
+            "completion_mask must be 0 at position 0: the first token has no prediction (the prompt must be non-empty)"
+        )
     if attn is not None:
         if bool((comp & ~attn).any()):
-            raise ValueError("completion_mask must be 0 wherever attention_mask is 0 (a completion token cannot be padding)")
+            raise ValueError(
+                "completion_mask must be 0 wherever attention_mask is 0 (a completion token cannot be padding)"
+            )
         # The token before each completion token must be real (a prompt or completion token).
         if bool((comp[:, 1:] & ~attn[:, :-1]).any()):
-            raise ValueError("completion_mask: every completion token must follow a real token (a non-empty prompt)")
+            raise ValueError(
+                "completion_mask: every completion token must follow a real token (a non-empty prompt)"
+            )
     return attn, comp
 
 
@@ -126,13 +146,18 @@ def _gather_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     logits (bf16/fp16) are upcast one row at a time, so the normaliser is accurate.
     """
     if logits.dtype in (torch.float16, torch.bfloat16):
-        rows = [_gather_logprobs(row.float().unsqueeze(0), t.unsqueeze(0)) for row, t in zip(logits, targets)]
+        rows = [
+            _gather_logprobs(row.float().unsqueeze(0), t.unsqueeze(0))
+            for row, t in zip(logits, targets)
+        ]
         return torch.cat(rows, dim=0)
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
     return picked - torch.logsumexp(logits, dim=-1)  # (B, T)
 
 
-def token_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mask: Tensor) -> Tensor:
+def token_logprobs_from_logits(
+    logits: Tensor, input_ids: Tensor, completion_mask: Tensor
+) -> Tensor:
     """Per-token completion log-probs from a model's logits, aligned with ``input_ids``.
 
     Parameters
@@ -155,22 +180,34 @@ def token_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mas
     Radford et al. 2019 (GPT-2 next-token factorisation); Rafailov et al., arXiv:2305.18290v3.
     """
     _, comp = _check_batch(input_ids, None, completion_mask)
-    if not isinstance(logits, Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != tuple(input_ids.shape):
-        raise ValueError(f"logits must have shape (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got {getattr(logits, 'shape', None)}")
+    if (
+        not isinstance(logits, Tensor)
+        or logits.ndim != 3
+        or tuple(logits.shape[:2]) != tuple(input_ids.shape)
+    ):
+        raise ValueError(
+            f"logits must have shape (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got {getattr(logits, 'shape', None)}"
+        )
     if not logits.is_floating_point():
         raise ValueError(f"logits must be a floating tensor, got dtype {logits.dtype}")
     vocab = logits.shape[-1]
-    bad = (input_ids[:, 1:] < 0) | (input_ids[:, 1:] >= vocab)  # the scored targets index the logits
+    bad = (input_ids[:, 1:] < 0) | (
+        input_ids[:, 1:] >= vocab
+    )  # the scored targets index the logits
     if bool(bad.any()):
         b, t = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"input_ids holds token id {int(input_ids[b, t + 1])} at [{b}, {t + 1}], outside the "
-                         f"logits' vocabulary [0, {vocab}) (V = logits.shape[-1] = {vocab})")
+        raise ValueError(
+            f"input_ids holds token id {int(input_ids[b, t + 1])} at [{b}, {t + 1}], outside the "
+            f"logits' vocabulary [0, {vocab}) (V = logits.shape[-1] = {vocab})"
+        )
     lp = _gather_logprobs(logits[:, :-1], input_ids[:, 1:].long())  # (B, T-1): token t+1 given <= t
     lp = torch.cat([torch.zeros_like(lp[:, :1]), lp], dim=1)  # (B, T), aligned with input_ids
     return torch.where(comp, lp, torch.zeros_like(lp))  # where, not *: padding rows may hold NaN
 
 
-def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
+def token_logprobs(
+    model, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
+) -> Tensor:
     """Per-token completion log-probs ``(B, T)`` under ``model`` (one forward pass).
 
     Parameters
@@ -197,10 +234,14 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, completion_
     Radford et al. 2019 (GPT-2); Rafailov et al., arXiv:2305.18290v3.
     """
     if not callable(model):
-        raise ValueError(f"model must be a causal LM (a torch.nn.Module returning .logits), got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a causal LM (a torch.nn.Module returning .logits), got {type(model).__name__}"
+        )
     if attention_mask is None:
         raise ValueError("attention_mask is required: a (B, T) 0/1 tensor, 1 on real tokens")
-    input_ids, attention_mask, completion_mask = to_device((input_ids, attention_mask, completion_mask), model_device(model))
+    input_ids, attention_mask, completion_mask = to_device(
+        (input_ids, attention_mask, completion_mask), model_device(model)
+    )
     attn, comp = _check_batch(input_ids, attention_mask, completion_mask)
     check_model_inputs(model, input_ids, attn)  # ids in the vocabulary, rows within the positions
     out = model(
@@ -240,16 +281,22 @@ def reduce_logprobs(token_lp: Tensor, completion_mask: Tensor, *, reduction=_REQ
     """
     reduction = _check_reduction(reduction)
     if not isinstance(token_lp, Tensor) or token_lp.ndim != 2:
-        raise ValueError(f"token_lp must be a (B, T) tensor, got {getattr(token_lp, 'shape', None)}")
+        raise ValueError(
+            f"token_lp must be a (B, T) tensor, got {getattr(token_lp, 'shape', None)}"
+        )
     comp = _as_mask(completion_mask, "completion_mask", token_lp.shape)
     counts = comp.sum(dim=1)  # (B,)
     if bool((counts == 0).any()):
-        raise ValueError(f"completion_mask is empty (empty completion) in row(s) {(counts == 0).nonzero().flatten().tolist()}")
+        raise ValueError(
+            f"completion_mask is empty (empty completion) in row(s) {(counts == 0).nonzero().flatten().tolist()}"
+        )
     total = torch.where(comp, token_lp, torch.zeros_like(token_lp)).sum(dim=1)  # (B,)
     return total if reduction == "sum" else total / counts.to(total.dtype)
 
 
-def completion_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completion_mask: Tensor, *, reduction=_REQUIRED) -> Tensor:
+def completion_logprobs_from_logits(
+    logits: Tensor, input_ids: Tensor, completion_mask: Tensor, *, reduction=_REQUIRED
+) -> Tensor:
     """Per-sequence completion log-probs ``(B,)`` from precomputed logits ``(B, T, V)``.
 
     Use it to score the reference model once (under ``torch.no_grad()``) and cache the result.
@@ -259,7 +306,11 @@ def completion_logprobs_from_logits(logits: Tensor, input_ids: Tensor, completio
     Rafailov et al., arXiv:2305.18290v3; Azar et al., arXiv:2310.12036v2.
     """
     reduction = _check_reduction(reduction)
-    return reduce_logprobs(token_logprobs_from_logits(logits, input_ids, completion_mask), completion_mask, reduction=reduction)
+    return reduce_logprobs(
+        token_logprobs_from_logits(logits, input_ids, completion_mask),
+        completion_mask,
+        reduction=reduction,
+    )
 
 
 def completion_logprobs(
@@ -306,6 +357,10 @@ def completion_logprobs(
     https://github.com/huggingface/trl v1.13.0; Radford et al. 2019 (GPT-2).
     """
     reduction = _check_reduction(reduction)
-    input_ids, attention_mask, completion_mask = to_device((input_ids, attention_mask, completion_mask), model_device(model))
+    input_ids, attention_mask, completion_mask = to_device(
+        (input_ids, attention_mask, completion_mask), model_device(model)
+    )
     _, comp = _check_batch(input_ids, attention_mask, completion_mask)
-    return reduce_logprobs(token_logprobs(model, input_ids, attention_mask, comp), comp, reduction=reduction)  # (B,)
+    return reduce_logprobs(
+        token_logprobs(model, input_ids, attention_mask, comp), comp, reduction=reduction
+    )  # (B,)

@@ -5,8 +5,8 @@ log-probabilities (policy and reference, chosen and rejected); their log-ratio m
 
 .. math:: h = \bigl(\log\pi(y_w) - \log\mu(y_w)\bigr) - \bigl(\log\pi(y_l) - \log\mu(y_l)\bigr)
 
-goes into the *same* loss functions the tabular engine uses (``prefopt_toy.losses``,
-``prefopt_toy.gpo``), so "DPO on GPT-2" and "DPO on the bandit" are one formula. This module knows
+goes into the *same* loss functions the tabular engine uses (``prefopt_toy.losses.pairwise``,
+``prefopt_toy.losses.gpo``), so "DPO on GPT-2" and "DPO on the bandit" are one formula. This module knows
 nothing of models or tokenisers: its inputs are log-prob tensors of shape (B,).
 
 Sums or per-token means. The theory (Rafailov et al.; Azar et al.) and the official DPO code use
@@ -28,11 +28,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import as_positive_float
-from ..gpo import GPO_FUNCTIONS, gpo_loss
-from ..losses import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
+from prefopt_toy._validate import as_positive_float
+from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss
+from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
 
-__all__ = ["LOSSES", "LOSS_STRENGTH", "METRIC_NAMES", "TRL_LOSS_TYPES", "preference_loss", "preference_metrics"]
+__all__ = [
+    "LOSSES",
+    "LOSS_STRENGTH",
+    "METRIC_NAMES",
+    "TRL_LOSS_TYPES",
+    "preference_loss",
+    "preference_metrics",
+]
 
 LOSSES: tuple[str, ...] = ("dpo", "ipo", "slic", "robust_dpo") + tuple(
     f"gpo_{f}" for f in GPO_FUNCTIONS
@@ -188,17 +195,27 @@ def preference_metrics(
     {'rewards/chosen': 0.25, 'rewards/rejected': 0.0, 'rewards/margins': 0.25,
      'rewards/accuracies': 0.5, 'logps/chosen': -1.5, 'logps/rejected': -2.0}
     """
-    pc, pr, rc, rr = _four_logps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                 ref_rejected_logps)
+    pc, pr, rc, rr = _four_logps(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
     return _metrics(pc, pr, rc, rr, as_positive_float(scale, "scale"))
 
 
 def _four_logps(pc: Any, pr: Any, rc: Any, rr: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The four sequence log-prob inputs, validated (finite, <= 0, 1-D) and of one shape."""
-    out = (_logps(pc, "policy_chosen_logps"), _logps(pr, "policy_rejected_logps"),
-           _logps(rc, "ref_chosen_logps"), _logps(rr, "ref_rejected_logps"))
-    _check_shapes(out[0], "policy_chosen_logps", policy_rejected_logps=out[1], ref_chosen_logps=out[2],
-                  ref_rejected_logps=out[3])
+    out = (
+        _logps(pc, "policy_chosen_logps"),
+        _logps(pr, "policy_rejected_logps"),
+        _logps(rc, "ref_chosen_logps"),
+        _logps(rr, "ref_rejected_logps"),
+    )
+    _check_shapes(
+        out[0],
+        "policy_chosen_logps",
+        policy_rejected_logps=out[1],
+        ref_chosen_logps=out[2],
+        ref_rejected_logps=out[3],
+    )
     return out
 
 
@@ -328,8 +345,10 @@ def preference_loss(
     if unused is not None:
         other = "beta" if key == "tau" else "tau"
         users = [name for name, k in LOSS_STRENGTH.items() if k == other]
-        raise ValueError(f"{other} is not used by loss={loss!r}, which takes {key}{trl}; {other} is only "
-                         f"used by {users}")
+        raise ValueError(
+            f"{other} is not used by loss={loss!r}, which takes {key}{trl}; {other} is only "
+            f"used by {users}"
+        )
     if value is None:
         raise ValueError(f"{key} is required for loss={loss!r}{trl}")
     scale = as_positive_float(value, key)
@@ -338,8 +357,9 @@ def preference_loss(
             f"label_smoothing must be 0 for loss={loss!r}; only {list(_SMOOTHED)} use it"
         )
 
-    pc, pr, rc, rr = _four_logps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                                 ref_rejected_logps)
+    pc, pr, rc, rr = _four_logps(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
     rc, rr = rc.detach(), rr.detach()  # the reference gets no gradient
 
     h = margin(pc, pr, rc, rr)  # (B,), in the form `reduction` says

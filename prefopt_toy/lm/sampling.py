@@ -79,9 +79,15 @@ def draw_tokens(logp: Tensor, generator: torch.Generator) -> Tensor:
     ----------
     Devroye, *Non-Uniform Random Variate Generation* (1986), Sec. III.2 (sequential inversion).
     """
-    cdf = (logp.to(torch.float64) - logp.max(dim=-1, keepdim=True).values.to(torch.float64)).exp().cumsum(-1)
+    cdf = (
+        (logp.to(torch.float64) - logp.max(dim=-1, keepdim=True).values.to(torch.float64))
+        .exp()
+        .cumsum(-1)
+    )
     total = cdf[:, -1:].contiguous()  # (B, 1)
-    u = torch.rand(logp.shape[0], 1, generator=generator, dtype=torch.float64, device=generator.device)
+    u = torch.rand(
+        logp.shape[0], 1, generator=generator, dtype=torch.float64, device=generator.device
+    )
     u = u.to(cdf.device)  # drawn where the generator lives, used where the logits are
     token = torch.searchsorted(cdf, u * total, right=True)  # (B, 1)
     # u * total may round up to total: fall back to the last token of positive probability
@@ -122,7 +128,7 @@ def geometric_mixture_logprobs(policy_logits: Tensor, ref_logits: Tensor, mixtur
     tensor([0.5000, 0.5000])
     """
     if not isinstance(policy_logits, Tensor) or not isinstance(ref_logits, Tensor):
-        raise ValueError("policy_logits and ref_logits must be tensors")  # noqa: TRY004
+        raise ValueError("policy_logits and ref_logits must be tensors")
     if policy_logits.shape != ref_logits.shape:
         raise ValueError(
             f"policy_logits and ref_logits must have the same shape, got {tuple(policy_logits.shape)} "
@@ -211,24 +217,41 @@ def _check_prompts(input_ids: Any, attention_mask: Any) -> None:
         raise ValueError("attention_mask must be left-padded: no 0 after a 1 in a row")
 
 
-def _check_runners(runners: list[Any], names: list[str], input_ids: Tensor, attention_mask: Tensor, *,
-                   max_new_tokens: int, eos_token_id: int | None, pad_token_id: int) -> None:
+def _check_runners(
+    runners: list[Any],
+    names: list[str],
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    pad_token_id: int,
+) -> None:
     """The models that will run can take the prompts: modules, one vocabulary, ids and special ids
-    inside it, and every prompt plus ``max_new_tokens`` within their positions."""
+    inside it, and every prompt plus ``max_new_tokens`` within their positions.
+    """
     vocabs = []
     for lm, name in zip(runners, names):
         if not isinstance(lm, torch.nn.Module):
-            raise ValueError(f"{name} must be a causal LM (a torch.nn.Module with a KV cache), got {type(lm).__name__}")
-        check_model_inputs(lm, input_ids, attention_mask, new_tokens=max_new_tokens, model_name=name)
+            raise ValueError(
+                f"{name} must be a causal LM (a torch.nn.Module with a KV cache), got {type(lm).__name__}"
+            )
+        check_model_inputs(
+            lm, input_ids, attention_mask, new_tokens=max_new_tokens, model_name=name
+        )
         vocab = model_limits(lm).vocab_size
         vocabs.append(vocab)
         for key, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
             if vocab is not None and value is not None and value >= vocab:
-                raise ValueError(f"{key} = {value} is outside {name}'s vocabulary [0, {vocab}) "
-                                 f"(vocab_size={vocab}): was the tokenizer made for another model?")
+                raise ValueError(
+                    f"{key} = {value} is outside {name}'s vocabulary [0, {vocab}) "
+                    f"(vocab_size={vocab}): was the tokenizer made for another model?"
+                )
     if len(vocabs) == 2 and None not in vocabs and vocabs[0] != vocabs[1]:
-        raise ValueError(f"model and ref_model must share one vocabulary to be mixed, got vocab_size "
-                         f"{vocabs[0]} and {vocabs[1]}")
+        raise ValueError(
+            f"model and ref_model must share one vocabulary to be mixed, got vocab_size "
+            f"{vocabs[0]} and {vocabs[1]}"
+        )
 
 
 @torch.no_grad()
@@ -320,7 +343,7 @@ def sample(
     _check_prompts(input_ids, attention_mask)
     max_new_tokens = as_int(max_new_tokens, "max_new_tokens", minimum=1)
     if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")  # noqa: TRY004
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if eos_token_id is not None:
         eos_token_id = as_int(eos_token_id, "eos_token_id", minimum=0)
     if pad_token_id is None:
@@ -333,12 +356,23 @@ def sample(
     # the model with weight 0 is not run at all
     runners = [model] if m == 0 else [ref_model] if m == 1 else [model, ref_model]
     names = ["model"] if m == 0 else ["ref_model"] if m == 1 else ["model", "ref_model"]
-    _check_runners(runners, names, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                   eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    _check_runners(
+        runners,
+        names,
+        input_ids,
+        attention_mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
     device = model_device(runners[0])
     if len(runners) == 2 and model_device(runners[1]) != device:
-        raise ValueError(f"model and ref_model must be on one device, got {device} and {model_device(runners[1])}")
-    input_ids, attention_mask = to_device((input_ids, attention_mask), device)  # no-op when already there
+        raise ValueError(
+            f"model and ref_model must be on one device, got {device} and {model_device(runners[1])}"
+        )
+    input_ids, attention_mask = to_device(
+        (input_ids, attention_mask), device
+    )  # no-op when already there
 
     B = input_ids.shape[0]
     mask = attention_mask.to(torch.int64)  # (B, T)

@@ -52,6 +52,7 @@ from prefopt_toy import labs
 # `torch.log(torch.sigmoid(x))` returns `-inf` there. `F.logsigmoid(x)` computes the same function
 # stably. The checker includes margins of $\pm 10^3$ with $\beta = 1$.
 
+
 # %%
 def dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
     # YOUR CODE (exercise 1a): the margin h, then -log sigmoid(beta * h), one value per pair
@@ -69,6 +70,7 @@ labs.check_dpo_loss(dpo_loss)
 #
 # Same inputs, with `tau` in place of `beta`: return $\left(h - \frac{1}{2\tau}\right)^2$ per pair.
 # Careful with Python's precedence: `1/2*tau` is $\tau/2$, not $\frac{1}{2\tau}$.
+
 
 # %%
 def ipo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, tau):
@@ -109,7 +111,9 @@ plt.show()
 target = torch.tensor(1 / (2 * TAU), dtype=torch.float64, requires_grad=True)
 (slope_ipo,) = torch.autograd.grad(pt.ipo_loss(target, TAU), target)
 (slope_dpo,) = torch.autograd.grad(pt.dpo_loss(target, BETA), target)
-print(f"at h = 1/(2 tau) = {1 / (2 * TAU):g}: IPO slope {float(slope_ipo):.3g}, DPO slope {float(slope_dpo):.4f}")
+print(
+    f"at h = 1/(2 tau) = {1 / (2 * TAU):g}: IPO slope {float(slope_ipo):.3g}, DPO slope {float(slope_dpo):.4f}"
+)
 
 # %% [markdown]
 # ## Summary and questions

@@ -34,10 +34,10 @@ TAUS = [0.03, 0.1, 1.0] if SMOKE else [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 # %%
 import matplotlib.pyplot as plt
 import torch
+from prefopt_toy.plotting import draw_simplex, plot_policy
 
 import prefopt_toy as pt
 from prefopt_toy import labs
-from prefopt_toy.plotting import draw_simplex, plot_policy
 
 # %% [markdown]
 # ## Exercise 2: `ipo_optimum(P, mu, nu, tau)`
@@ -48,6 +48,7 @@ from prefopt_toy.plotting import draw_simplex, plot_policy
 # Pitfall: with $\tau = 0.001$ the exponent $(P\nu)_y/\tau$ reaches 800 and $e^{800}$ is `inf`
 # in float64. Work with logits $\log\mu(y) + (P\nu)_y/\tau$ and let `torch.softmax` normalise
 # them (it subtracts the largest logit first). Do not clamp or smooth tiny $\mu$ entries.
+
 
 # %%
 def ipo_optimum(P, mu, nu, tau):
@@ -74,7 +75,9 @@ print("win rates against mu:", pt.win_rates(P, mu))
 for tau in TAUS:
     mine = ipo_optimum(P, mu, mu, tau)
     gap = float((mine - pt.ipo_optimum(P, mu, tau)).abs().max())
-    print(f"tau={tau:<5g} pi* = {[round(p, 4) for p in mine.tolist()]}  |yours - library| = {gap:.1e}")
+    print(
+        f"tau={tau:<5g} pi* = {[round(p, 4) for p in mine.tolist()]}  |yours - library| = {gap:.1e}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(4.5, 4))

@@ -39,10 +39,10 @@ TAU = 0.1
 # %%
 import matplotlib.pyplot as plt
 import torch
+from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
 
 import prefopt_toy as pt
 from prefopt_toy import labs
-from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
 
 # %% [markdown]
 # ## Exercise 3: `nash_md_step(pi, mu, P, tau, eta)`
@@ -54,6 +54,7 @@ from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
 # the starting point and the opponent of the step are the *normalised* mixture $\pi_t^\mu$.
 # Working with logarithms ($\log\pi_t^\mu = (1-\eta\tau)\log\pi_t + \eta\tau\log\mu$, then a
 # softmax) keeps it stable. The checker replays transitions of `pt.nash_md`.
+
 
 # %%
 def nash_md_step(pi, mu, P, tau, eta):
@@ -82,10 +83,14 @@ for t in range(STEPS):
     policies.append(nash_md_step(policies[-1], mu, P, TAU, 2.0 / (TAU * (t + 2))))
 target = pt.regularized_nash(P, mu, TAU)
 print(f"regularised Nash equilibrium (tau={TAU}): {target.tolist()}")
-print(f"after {STEPS} steps:  KL(target || pi_T) = {pt.kl(target, policies[-1]):.2e}"
-      f"  (Theorem 1 bound: {8 / (TAU**2 * (STEPS + 1)):.2e})")
+print(
+    f"after {STEPS} steps:  KL(target || pi_T) = {pt.kl(target, policies[-1]):.2e}"
+    f"  (Theorem 1 bound: {8 / (TAU**2 * (STEPS + 1)):.2e})"
+)
 library = pt.nash_md(P, mu, tau=TAU, steps=STEPS).policies[-1]
-print(f"largest difference from pt.nash_md after {STEPS} steps: {float((policies[-1] - library).abs().max()):.1e}")
+print(
+    f"largest difference from pt.nash_md after {STEPS} steps: {float((policies[-1] - library).abs().max()):.1e}"
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(4.5, 4))

@@ -45,15 +45,14 @@ from prefopt_toy import labs
 # $\frac13\sum_{y'} P[y, y']$. A winner that wins every duel narrowly can have a lower average than
 # an action that crushes a weak third one.
 
+
 # %%
 def condorcet_game():
     # YOUR CODE (exercise 4a): return P (3 x 3) and mu (3,)
     # BEGIN SOLUTION
     # y0 beats y1 and y2 narrowly (0.55); y1 crushes y2 (0.95). Average win rates: y0 0.517,
     # y1 0.633, y2 0.35, so the BT fit ranks y1 first although y0 is the Condorcet winner.
-    P = [[0.50, 0.55, 0.55],
-         [0.45, 0.50, 0.95],
-         [0.45, 0.05, 0.50]]
+    P = [[0.50, 0.55, 0.55], [0.45, 0.50, 0.95], [0.45, 0.05, 0.50]]
     mu = [1 / 3, 1 / 3, 1 / 3]
     return P, mu
     # END SOLUTION
@@ -70,15 +69,14 @@ labs.check_condorcet_disagreement(condorcet_game)
 # puts at least 0.9 on one action $a$, which the Nash equilibrium plays with probability at most
 # 1/2.
 
+
 # %%
 def cyclic_game():
     # YOUR CODE (exercise 4b): return P (3 x 3) and mu (3,)
     # BEGIN SOLUTION
     # y1 beats y0 (0.6), y2 beats y1 (0.6), y0 beats y2 (0.8): a cycle, unbalanced so that y0
     # has the highest average win rate (0.5 + 0.4 + 0.8) / 3 = 0.567.
-    P = [[0.5, 0.4, 0.8],
-         [0.6, 0.5, 0.4],
-         [0.2, 0.6, 0.5]]
+    P = [[0.5, 0.4, 0.8], [0.6, 0.5, 0.4], [0.2, 0.6, 0.5]]
     mu = [0.2, 0.4, 0.4]
     return P, mu
     # END SOLUTION
@@ -96,12 +94,17 @@ labs.check_cycle_disagreement(cyclic_game)
 
 # %%
 P, mu = condorcet_game()
-print("Nash equilibrium:", pt.nash_equilibrium(P).tolist(),
-      f"exploitability {pt.exploitability(P, pt.nash_equilibrium(P)):.1e}")
+print(
+    "Nash equilibrium:",
+    pt.nash_equilibrium(P).tolist(),
+    f"exploitability {pt.exploitability(P, pt.nash_equilibrium(P)):.1e}",
+)
 for beta in BETAS:
     pi = pt.rlhf_optimum(P, mu, beta)
-    print(f"beta={beta:<5g} RLHF = {[round(p, 4) for p in pi.tolist()]}  "
-          f"exploitability {pt.exploitability(P, pi):.4f}")
+    print(
+        f"beta={beta:<5g} RLHF = {[round(p, 4) for p in pi.tolist()]}  "
+        f"exploitability {pt.exploitability(P, pi):.4f}"
+    )
 
 # %% [markdown]
 # ## Summary and questions

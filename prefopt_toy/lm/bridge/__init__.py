@@ -1,0 +1,47 @@
+"""The bridge: the exact toy predicts the class distribution GPT-2 converges to on a lifted game.
+
+- ``class_estimate``: a model's class distribution with per-class Wilson intervals;
+- ``predict``: the exact toy's prediction per algorithm (the class-level game, ``mu_class``);
+- ``run``: ``run_bridge``: measure ``mu_class``, train, compare (``BridgeResult``); the lifted
+  judge and the offline pairs;
+- ``runs``: saving, reading and grids of bridge runs (``bridge.json`` next to ``run.jsonl``);
+- ``error``: the sampling error of the measured total variation;
+- ``figure``, ``widget``: the simplex figure, class curves, and ``bridge_explorer``;
+- ``demo``: the command line's ``bridge`` (``python -m prefopt_toy bridge``).
+"""
+
+from .class_estimate import (
+    ClassEstimate,
+    class_estimate,
+    estimate_class_distribution,
+    total_variation,
+)
+from .error import TVError, tv_sampling_error
+from .figure import bridge_figure, class_curves
+from .predict import BRIDGE_ALGORITHMS, predict
+from .run import BridgeResult, lifted_judge, preference_dataset, run_bridge
+from .runs import BridgeRun, load_bridge_run, load_bridge_runs, run_bridge_grid, save_bridge_run
+from .widget import bridge_explorer
+
+__all__ = [
+    "BRIDGE_ALGORITHMS",
+    "BridgeResult",
+    "BridgeRun",
+    "ClassEstimate",
+    "TVError",
+    "bridge_explorer",
+    "bridge_figure",
+    "class_curves",
+    "class_estimate",
+    "estimate_class_distribution",
+    "lifted_judge",
+    "load_bridge_run",
+    "load_bridge_runs",
+    "predict",
+    "preference_dataset",
+    "run_bridge",
+    "run_bridge_grid",
+    "save_bridge_run",
+    "total_variation",
+    "tv_sampling_error",
+]

@@ -1,0 +1,794 @@
+r"""One GPT-2 training loop for every preference algorithm: pair source x labels x per-pair loss.
+
+Composed like the exact toy (``prefopt_toy.dynamics``), with the toy's registry names:
+
+================  ==========================================  ====================  ===============
+algorithm         pairs                                        labels                loss
+================  ==========================================  ====================  ===============
+``dpo``           the dataset's (chosen, rejected)             the dataset's         ``dpo``
+``ipo``           the dataset's                                the dataset's         ``ipo`` (tau)
+``slic``          the dataset's                                the dataset's         ``slic``
+``offline``       the dataset's                                the dataset's         ``config.loss``
+``online_dpo``    2 completions per prompt from SG[pi]         soft / hard / sampled ``dpo``
+``online_ipo``    2 completions per prompt from SG[pi]         soft / hard / sampled ``ipo`` (tau)
+``online``        from SG[pi]                                  soft / hard / sampled ``config.loss``
+``ipo_md``        both from SG[pi^(1-m) mu^m] (per token)      soft / hard / sampled ``ipo`` (tau)
+``nash_md_pg``    y ~ SG[pi], y' ~ SG[pi^(1-m) mu^m]           P(y beats y') (or h/s) PG surrogate
+================  ==========================================  ====================  ===============
+
+Offline, the reference log-probs of the whole dataset are computed once, at the start, under
+``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
+step's sampled completions under ``torch.no_grad`` (the online step, ``Trainer.draw_online`` and
+``Trainer.online_pairs_loss``, lives in ``prefopt_toy.lm.train.trainer``). The per-pair losses are
+``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
+
+Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, ``learning_rate``
+(the rate of the step's update; TRL's name), TRL's ``rewards/chosen``, ``rewards/rejected``,
+``rewards/margins``, ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected`` (online pairs are
+ordered so that "chosen" is the favoured completion, :math:`w \ge 1/2`; the loss
+:math:`w\ell(h) + (1-w)\ell(-h)` is unchanged by the swap); ``labels/weight`` (mean
+:math:`\max(w, 1-w)`); for Nash-MD-PG ``rewards/probabilities`` (mean :math:`P(y \succ y')`, TRL's
+name) and ``logps/chosen`` (of ``y``). ``kl`` is the **estimator**
+:math:`\frac1n\sum_i \sum_t [\log\pi(y_{i,t}) - \log\mu(y_{i,t})]` of KL(pi || mu) on completions
+sampled from the policy: on the step's own samples where they come from the policy (online DPO/IPO
+with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps (and at step 0),
+on ``n_eval`` fresh policy samples of the evaluation prompts: ``eval/kl`` (the same estimator,
+weights after the step), ``win_rate`` (mean judge probability that a policy sample beats a
+reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_distribution``,
+"other" last); ``Trainer.evaluate`` lives in ``prefopt_toy.lm.train.trainer``.
+
+Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
+(``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
+they are checkpointed with the weights and the AdamW state, and the learning rate is a pure
+function of the step (``TrainConfig.lr_at``: constant or linear, with optional warmup), so an
+interrupted and resumed run ends bitwise where an uninterrupted one does. The policy is run in
+``eval()`` mode: dropout off for every GPT-2 size (TRL's ``disable_dropout=True`` default), so no
+global RNG is ever drawn.
+
+Devices: the trainer follows the model's device (``next(model.parameters()).device``; the policy
+and the reference must share it, else ``ValueError``). Tokenised batches, prompts and the judge's
+label weights are built on the CPU and moved to that device right before each forward pass or loss
+(``data.to_device``); every ``torch.Generator`` stays on the CPU (uniforms are drawn there and
+moved), so the random draws do not depend on the device; the reference cache lives on the model's
+device; metrics are returned as Python floats. On the CPU every move is a no-op. The CUDA path is
+written but was not run on a GPU here.
+
+Several processes (``ctx``, a ``prefopt_toy.lm.distributed.DistributedContext``; None: one
+process, exactly as before): ``batch_size`` is the **global** batch, each rank trains on its slice
+and the gradients and metrics are averaged so that a step equals the single-process step on the
+same global batch; only rank 0 evaluates and writes; details in ``prefopt_toy.lm.train.parallel``.
+Launch one copy of a script that calls ``train(..., ctx=init_process_group())`` per process::
+
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 train_dpo.py
+    OMP_NUM_THREADS=1 accelerate launch --multi_gpu --num_processes 2 train_dpo.py
+
+(``accelerate launch --multi_gpu`` starts the processes through torchrun's launcher, also on a
+machine without a GPU: the trainer joins a gloo group on the CPU. ``accelerate launch --cpu
+--num_processes 2`` starts only one process unless MPI is set up.)
+
+References
+----------
+Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
+arXiv:2305.10425 (SLiC); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
+al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
+``OnlineDPOTrainer``, ``NashMDTrainer``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prefopt_toy.lm.data import (
+    check_tokenizer,
+    model_device,
+    model_limits,
+    to_device,
+    tokenize_pairs,
+    tokenize_prompts,
+    validate_preference_examples,
+    validate_texts,
+)
+from prefopt_toy.lm.distributed.collectives import (
+    all_reduce_gradients,
+    all_reduce_metrics,
+    any_rank,
+    broadcast_module,
+    same_on_all_ranks,
+)
+from prefopt_toy.lm.distributed.process_group import DistributedContext, _check_ctx
+from prefopt_toy.lm.distributed.seeding import trainer_generators
+from prefopt_toy.lm.judges import as_judge, judge_probs
+from prefopt_toy.lm.logprobs import token_logprobs
+from prefopt_toy.lm.objectives import preference_loss
+
+from .checkpoint import check_finite, load_latest_checkpoint
+from .config import ALGORITHMS, LR_SCHEDULES, TrainConfig
+from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
+from .parallel import local_rows, loss_scale, raise_together, restore_generators, save_trainer
+from .runlog import RunLogger, progress
+
+__all__ = [
+    "ALGORITHMS",
+    "Evaluation",
+    "LR_SCHEDULES",
+    "OnlineDraw",
+    "OnlineSteps",
+    "TrainConfig",
+    "Trainer",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class OnlineDraw:
+    """One step's online pairs on this rank: what ``Trainer.draw_online`` returns.
+
+    References
+    ----------
+    Calandriello et al., arXiv:2403.08635v1, Sec. 4 (soft labels from preference probabilities).
+    """
+
+    pairs: SampledPairs
+    """Two completions per prompt: rows ``[:B]`` are ``a``, rows ``[B:]`` are ``b``."""
+    probs: Tensor
+    """(B,) float64, the judge's Pr(a beats b)."""
+    weights: Tensor
+    """(B,) float64, the label weight w of "a wins" (``online.label_weights``)."""
+
+
+def _sequence_logps(
+    model, batch: dict[str, Tensor], reduction: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch, all
+    three on the model's device (the batch is moved there first).
+    """
+    batch = to_device(batch, model_device(model))
+    tok = token_logprobs(
+        model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    )  # (N, T)
+    summed = tok.sum(dim=1)  # (N,)  zero outside the completion
+    lengths = batch["completion_mask"].sum(dim=1).to(summed.dtype)  # (N,)
+    return (summed if reduction == "sum" else summed / lengths), summed, lengths
+
+
+def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop trailing columns that are padding in every row (right-padded batches)."""
+    t = int(batch["attention_mask"].sum(dim=1).max())
+    return {k: v[:, :t] for k, v in batch.items()}
+
+
+class OnlineSteps:
+    """The online step of ``Trainer`` (a mixin): draw pairs, label them, and their loss.
+
+    References
+    ----------
+    Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et al., arXiv:2312.00886v4
+    (Nash-MD-PG); TRL v1.13.0 (``OnlineDPOTrainer``, ``NashMDTrainer``, metric names).
+    """
+
+    def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
+        return self.online_pairs_loss(self.draw_online(rows))
+
+    def draw_online(self, rows: list[int]) -> OnlineDraw:
+        """Two completions for each prompt of ``rows`` (``sampling`` generator) and their labels."""
+        cfg = self.config
+        prompts = tokenize_prompts(
+            self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max
+        )
+        m_a = cfg.mixture if cfg.source == "mixture" else 0.0
+        m_b = 0.0 if cfg.source == "online" else cfg.mixture
+        pairs = sample_pairs(
+            self.model,
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            mixture_a=m_a,
+            mixture_b=m_b,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=self.generators["sampling"],
+            temperature=cfg.temperature,
+        )
+        self.last_pairs = pairs
+        probs = judge_probs(
+            self.judge, pairs.texts_a, pairs.texts_b
+        )  # (B,) float64, checked in [0, 1]
+        w = label_weights(
+            probs,
+            cfg.labels,
+            judge=self.judge,
+            texts_a=pairs.texts_a,
+            texts_b=pairs.texts_b,
+            generator=self.generators["labels"],
+            n_samples=cfg.n_label_samples,
+        )
+        self.last_label_weights = w
+        return OnlineDraw(pairs, probs, w)
+
+    def online_pairs_loss(self, draw: OnlineDraw) -> tuple[Tensor, dict[str, Any]]:
+        """Mean loss and metrics on drawn pairs (reference log-probs computed here, no gradient)."""
+        cfg, pairs, probs, w = self.config, draw.pairs, draw.probs, draw.weights
+        B = len(pairs.texts_a)
+        batch = _trim(
+            {
+                "input_ids": pairs.input_ids,
+                "attention_mask": pairs.attention_mask,
+                "completion_mask": pairs.completion_mask,
+            }
+        )
+        metrics: dict[str, Any] = {}
+        if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
+            half = _trim({k: v[:B] for k, v in batch.items()})
+            lp, summed, _ = _sequence_logps(self.model, half, cfg.reduction)
+            check_finite(
+                lp.detach(),
+                step=self.step + 1,
+                last_good=self.last_checkpoint,
+                name="policy log-probs",
+            )
+            with torch.no_grad():
+                ref, ref_summed, _ = _sequence_logps(self.ref_model, half, cfg.reduction)
+            loss = nash_md_pg_surrogate(lp, ref, w, tau=cfg.tau).mean()
+            metrics.update(
+                {
+                    "rewards/probabilities": probs.mean(),
+                    "logps/chosen": summed.detach().mean(),
+                    "kl": (summed.detach() - ref_summed).mean(),
+                }
+            )
+            return loss, metrics
+        lp, summed, lengths = _sequence_logps(self.model, batch, cfg.reduction)
+        check_finite(
+            lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
+        )
+        with torch.no_grad():
+            ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
+        # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
+        w = to_device(w, lp.device)  # the judge's weights (CPU, float64) on the loss's device
+        swap = w < 0.5
+        perm = torch.arange(2 * B, device=lp.device)
+        perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
+        lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
+        weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
+        extra = (
+            {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]}
+            if cfg.reduction == "mean"
+            else {}
+        )
+        losses, pm = preference_loss(
+            lp[:B], lp[B:], ref[:B], ref[B:], **cfg.loss_kwargs(), label_weight=weight, **extra
+        )
+        metrics.update(pm)
+        metrics["labels/weight"] = weight.mean()
+        if cfg.source == "online":  # both completions from the policy: an unbiased KL estimate
+            metrics["kl"] = (summed.detach() - ref_summed).mean()
+        return losses.mean(), metrics
+
+
+class Evaluation:
+    """The evaluation of ``Trainer`` (a mixin): ``evaluate`` on fresh policy and reference samples.
+
+    References
+    ----------
+    See :mod:`prefopt_toy.lm.train.trainer` (TRL v1.13.0 metric names).
+    """
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """``eval/kl``, ``win_rate`` and ``class_distribution`` on fresh policy samples.
+
+        The generator is seeded from (seed, step), so evaluation never moves the training generators.
+        """
+        cfg = self.config
+        if not self.prompts:
+            return {}
+        gen = torch.Generator().manual_seed(1_000_003 * (cfg.seed + 1) + step)
+        texts = [self.prompts[i % len(self.prompts)] for i in range(cfg.n_eval)]
+        prompts = tokenize_prompts(self.tokenizer, texts, max_length=self.prompt_max)
+        pairs = sample_pairs(
+            self.model,
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            mixture_a=0.0,
+            mixture_b=1.0,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=gen,
+            temperature=cfg.temperature,
+        )
+        n = len(texts)
+        half = _trim(
+            {
+                "input_ids": pairs.input_ids[:n],
+                "attention_mask": pairs.attention_mask[:n],
+                "completion_mask": pairs.completion_mask[:n],
+            }
+        )
+        _, lp, _ = _sequence_logps(self.model, half, "sum")
+        _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
+        out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
+        if self.judge is not None:
+            out["win_rate"] = float(judge_probs(self.judge, pairs.texts_a, pairs.texts_b).mean())
+            if hasattr(self.judge, "class_distribution"):
+                out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
+        return out
+
+
+def _check_model_fits(config: TrainConfig, tokenizer, **models) -> None:
+    """The tokenizer's EOS and padding ids are in each model's vocabulary (else ``ValueError`` naming both).
+
+    ``max_length`` may exceed a model's positions (it is a cap, not a length): the rows themselves
+    are checked against the positions where they meet the model, offline at construction (the
+    reference log-probs of every pair) and online before the first sampling step.
+    """
+    eos, pad = check_tokenizer(tokenizer)
+    for name, lm in models.items():
+        limits = model_limits(lm)
+        if limits.vocab_size is not None:
+            for key, value in (("eos_token_id", eos), ("pad_token_id", pad)):
+                if value >= limits.vocab_size:
+                    raise ValueError(
+                        f"tokenizer's {key} ({value}) is outside {name}'s vocabulary "
+                        f"[0, {limits.vocab_size}): the tokenizer is not the model's"
+                    )
+
+
+def _check_prompt_lengths(tokenizer, prompts: list[str], config: TrainConfig, where: str) -> None:
+    """Every prompt leaves room for ``max_new_tokens`` within ``max_length`` (``ValueError`` naming it)."""
+    room = config.max_length - config.max_new_tokens
+    for i, text in enumerate(prompts):
+        n = len(tokenizer(text).input_ids)
+        if n > room:
+            raise ValueError(
+                f"{where}[{i}] is {n} tokens, more than max_length - max_new_tokens = "
+                f"{config.max_length} - {config.max_new_tokens} = {room} (the room a prompt has "
+                "before its completion): raise max_length or shorten the prompt"
+            )
+
+
+class Trainer(OnlineSteps, Evaluation):
+    """The training loop of :func:`train`, exposed step by step for tests and notebooks.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model : causal LM
+        The policy, trained in place (in ``eval()`` mode: dropout off).
+    ref_model : causal LM
+        The frozen reference (never given gradients).
+    tokenizer : GPT-2 tokenizer
+    dataset : list of ``{"prompt", "chosen", "rejected"}`` dicts
+        Offline algorithms (refused by the online ones).
+    prompts : list of str
+        Online algorithms, and evaluation prompts (default: the dataset's prompts). A bare str
+        is refused (it would be one prompt per character).
+    judge : ``prefopt_toy.lm.judges.Judge`` or callable
+        Online algorithms (labels) and evaluation (win rate, class distribution). A plain callable
+        ``fn(a, b) -> Pr(a beats b)`` is wrapped in a ``CallableJudge`` (``judges.as_judge``).
+    ctx : DistributedContext, optional
+        This process's place in a data-parallel run (its process group initialised); None: one
+        process. See the module docstring.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, named; ``config.batch_size`` smaller than ``ctx.world_size``; a policy and
+        a reference on different devices (both named); ``config.max_length`` beyond a model's
+        positions, or a tokenizer's EOS / padding id outside its vocabulary (the limit named); a
+        prompt longer than ``max_length - max_new_tokens``.
+    RuntimeError
+        ``ctx.world_size > 1`` without an initialised process group.
+
+    References
+    ----------
+    See the module docstring.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model,
+        ref_model,
+        tokenizer,
+        *,
+        dataset=None,
+        prompts=None,
+        judge=None,
+        ctx: DistributedContext | None = None,
+    ):
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        config.validate()  # again: a field may have been changed since the config was built
+        for name, lm in (("model", model), ("ref_model", ref_model)):
+            if not isinstance(lm, torch.nn.Module):
+                raise ValueError(
+                    f"{name} must be a causal LM (a torch.nn.Module such as GPT2LMHeadModel), "
+                    f"got {type(lm).__name__}"
+                )
+        if model is ref_model:
+            raise ValueError(
+                "model and ref_model must be different objects (copy.deepcopy the policy)"
+            )
+        if model_device(model) != model_device(ref_model):
+            raise ValueError(
+                f"model and ref_model must be on one device, got model on {model_device(model)} and "
+                f"ref_model on {model_device(ref_model)} (move both with .to(device))"
+            )
+        if ctx is not None and not isinstance(ctx, DistributedContext):
+            raise ValueError(f"ctx must be a DistributedContext or None, got {type(ctx).__name__}")
+        self.ctx = DistributedContext() if ctx is None else ctx
+        if config.batch_size < self.ctx.world_size:
+            raise ValueError(
+                f"batch_size (the global batch, {config.batch_size}) must be >= world_size "
+                f"({self.ctx.world_size}): every rank needs at least one pair per step"
+            )
+        _check_ctx(self.ctx)  # a RuntimeError when world_size > 1 and no process group exists
+        _check_model_fits(config, tokenizer, model=model, ref_model=ref_model)
+        src = config.source
+        if src == "offline":
+            if dataset is None:
+                raise ValueError(f"dataset is required for algorithm {config.algorithm!r}")
+        else:
+            if dataset is not None:
+                raise ValueError(
+                    f"dataset is only used by the offline algorithms; {config.algorithm!r} samples its "
+                    "pairs from prompts (pass prompts=[...] instead, e.g. the dataset's prompts)"
+                )
+            if prompts is None:
+                raise ValueError(
+                    f"prompts (a non-empty list of str) are required for algorithm {config.algorithm!r}"
+                )
+            if judge is None:
+                raise ValueError(f"judge is required for algorithm {config.algorithm!r}")
+        if prompts is not None:  # a bare str would be one prompt per character
+            prompts = validate_texts(prompts, "prompts", allow_empty=src == "offline")
+        judge = None if judge is None else as_judge(judge, "judge")
+        if self.ctx.is_distributed:  # every rank starts from rank 0's weights
+            broadcast_module(model, self.ctx)
+            broadcast_module(ref_model, self.ctx)
+        self.config, self.model, self.ref_model, self.tokenizer, self.judge = (
+            config,
+            model,
+            ref_model,
+            tokenizer,
+            judge,
+        )
+        if src == "offline":
+            self.dataset = validate_preference_examples(dataset, "dataset")
+            self.pairs = tokenize_pairs(
+                tokenizer, self.dataset, max_length=config.max_length, name="dataset"
+            )
+            self.n_items = len(self.dataset)
+        else:
+            self.n_items = len(prompts)
+        where = "prompts"
+        if prompts is None and dataset is not None:
+            prompts, where = (
+                list(dict.fromkeys(ex["prompt"] for ex in self.dataset)),
+                "the dataset's prompts",
+            )
+        self.prompts = list(prompts) if prompts else []
+        self.prompt_max = config.max_length - config.max_new_tokens  # >= 1 (TrainConfig checks it)
+        if src != "offline" or config.eval_every:  # the prompts will be sampled from: they must fit
+            _check_prompt_lengths(tokenizer, self.prompts, config, where)
+        self.generators = trainer_generators(config.seed, self.ctx)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.step = 0
+        self.order: list[int] = []
+        self.cursor = 0
+        self.last_checkpoint: Path | None = None
+        self.model.eval()  # dropout off (see the module docstring); gradients still flow
+        self.ref_model.eval()
+        self.ref_cache: tuple[Tensor, Tensor] | None = None
+        if src == "offline":
+            self.ref_cache = self._reference_cache()
+
+    # ------------------------------------------------------------------ data
+    @torch.no_grad()
+    def _reference_cache(self) -> tuple[Tensor, Tensor]:
+        """Reference log-probs (chosen (N,), rejected (N,)) of the whole dataset, in the config's
+        reduction: one pass, in dataset order, chunks of ``batch_size`` pairs.
+        """
+        out: dict[str, list[Tensor]] = {"chosen": [], "rejected": []}
+        bs = self.config.batch_size
+        for start in range(0, self.n_items, bs):
+            rows = torch.arange(start, min(start + bs, self.n_items))
+            batch = self._pair_batch(rows)
+            lp, _, _ = _sequence_logps(self.ref_model, batch, self.config.reduction)
+            out["chosen"].append(lp[: len(rows)])
+            out["rejected"].append(lp[len(rows) :])
+        return torch.cat(out["chosen"]), torch.cat(out["rejected"])
+
+    def _pair_batch(self, rows: Tensor) -> dict[str, Tensor]:
+        """Chosen rows then rejected rows, one right-padded (2B, T) batch."""
+        cat = {
+            name: torch.cat(
+                [self.pairs[f"chosen_{name}"][rows], self.pairs[f"rejected_{name}"][rows]]
+            )
+            for name in ("input_ids", "attention_mask", "completion_mask")
+        }
+        return _trim(cat)
+
+    def next_indices(self) -> list[int]:
+        """The next ``batch_size`` item indices: epochs of random permutations from ``minibatch``."""
+        out = []
+        while len(out) < self.config.batch_size:
+            if self.cursor >= len(self.order):
+                self.order = torch.randperm(
+                    self.n_items, generator=self.generators["minibatch"]
+                ).tolist()
+                self.cursor = 0
+            out.append(self.order[self.cursor])
+            self.cursor += 1
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def offline_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """Mean per-pair loss and metrics on dataset rows (reference log-probs from the cache)."""
+        cfg, idx = self.config, torch.tensor(rows)
+        B = len(rows)
+        lp, _, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
+        check_finite(
+            lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
+        )
+        ref_idx = to_device(idx, self.ref_cache[0].device)
+        ref_c, ref_r = self.ref_cache[0][ref_idx], self.ref_cache[1][ref_idx]
+        extra = (
+            {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]}
+            if cfg.reduction == "mean"
+            else {}
+        )
+        losses, metrics = preference_loss(
+            lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra
+        )
+        return losses.mean(), dict(metrics)
+
+    # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (trainer_online)
+
+    # evaluate: inherited from Evaluation (trainer_eval)
+
+    # ------------------------------------------------------------------ the loop
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step; returns its metrics (floats, global-batch means on every rank).
+        Raises ``NonFiniteLossError`` (on every rank) before a bad step reaches the weights.
+        """
+        cfg, ctx = self.config, self.ctx
+        rows = self.next_indices()  # the global batch, the same on every rank
+        compute = self.offline_loss if cfg.source == "offline" else self.online_loss
+        if ctx.is_distributed:
+            rows = local_rows(rows, ctx)
+            error = None
+            try:
+                loss, metrics = compute(rows)
+                check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
+            except Exception as err:
+                error = err
+            raise_together(error, ctx, step=self.step + 1, last_good=self.last_checkpoint)
+        else:
+            loss, metrics = compute(rows)
+            check_finite(loss, step=self.step + 1, last_good=self.last_checkpoint)
+        self.optimizer.zero_grad(set_to_none=True)
+        if ctx.is_distributed:  # average of the scaled shard gradients = the global-batch gradient
+            (loss * loss_scale(len(rows), cfg.batch_size, ctx)).backward()
+            all_reduce_gradients(self.model, ctx)
+        else:
+            loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, cfg.max_grad_norm if cfg.max_grad_norm else math.inf
+        )
+        check_finite(norm, step=self.step + 1, last_good=self.last_checkpoint, name="gradient norm")
+        lr = cfg.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.step += 1
+        values = {"loss": loss.detach(), **metrics}
+        if ctx.is_distributed:
+            values = all_reduce_metrics(values, ctx, weight=float(len(rows)))
+        out = {"loss": float(values["loss"]), "grad_norm": float(norm), "learning_rate": lr}
+        out.update({k: float(values[k]) for k in metrics})
+        return out
+
+    def save(self) -> Path:
+        """Checkpoint the weights, AdamW state, generators and data cursor at ``self.step``.
+
+        With several processes every rank must call it: the generator states are gathered, rank 0
+        writes, and every rank returns once the checkpoint is complete (``save_trainer``).
+        """
+        self.last_checkpoint = save_trainer(self)
+        return self.last_checkpoint
+
+    def resume(self) -> int:
+        """Restore from the newest checkpoint of ``run_dir`` that loads; return the step reached (0: none).
+
+        ``checkpoint.load_latest_checkpoint``: a damaged newer checkpoint is skipped with a
+        ``CheckpointWarning`` that names it, the file and why; a failed load changes nothing; when no
+        checkpoint loads, a ``CheckpointError`` lists them all. The checkpoint must carry this
+        trainer's world size and a data order and cursor in range. Every rank restores the same
+        checkpoint and its own per-rank generators (``restore_generators``).
+        """
+        ctx, run_dir, n_items = self.ctx, self.config.run_dir, self.n_items
+
+        def check_extra(extra: dict[str, Any]) -> None:  # refuses the checkpoint (CheckpointError)
+            saved = extra.get("world_size", 1)
+            if saved != ctx.world_size:
+                raise ValueError(
+                    f"it was written by {saved} process(es): resume it with world_size={saved}, "
+                    f"got world_size={ctx.world_size}"
+                )
+            order, cursor = extra.get("order"), extra.get("cursor")
+            if not (
+                isinstance(order, list)
+                and all(type(i) is int and 0 <= i < n_items for i in order)
+                and type(cursor) is int
+                and 0 <= cursor <= len(order)
+            ):
+                raise ValueError(
+                    f"its data 'order' and 'cursor' are missing or out of range for {n_items} items"
+                )
+
+        state, error = None, None
+        try:
+            state = (
+                None
+                if not run_dir
+                else load_latest_checkpoint(
+                    run_dir,
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    generators=restore_generators(self.generators, ctx),
+                    check_extra=check_extra,
+                )
+            )
+        except Exception as err:
+            error = err
+        if any_rank(error is not None, ctx):
+            raise (
+                error
+                if error is not None
+                else RuntimeError(
+                    f"another rank could not resume from run_dir {run_dir!r}: see that rank's message"
+                )
+            )
+        if not same_on_all_ranks(-1 if state is None else state.step, ctx):
+            raise ValueError(
+                f"the ranks resumed from different checkpoints of run_dir {run_dir!r}: it must be "
+                "one directory that every rank can read"
+            )
+        if state is None:
+            return 0
+        self.step, self.order, self.cursor = (
+            state.step,
+            list(state.extra["order"]),
+            state.extra["cursor"],
+        )
+        self.last_checkpoint = state.path
+        return self.step
+
+    def run(self, *, resume: bool = False) -> dict[str, Any]:
+        """Train up to ``config.steps`` steps; see :func:`train`."""
+        cfg, main = self.config, self.ctx.is_main
+        log = None
+        resumed = self.resume() if resume else 0
+        if cfg.run_dir is not None and main:  # only rank 0 writes the log
+            log_path = Path(cfg.run_dir) / "run.jsonl"
+            header = asdict(cfg)
+            if resume and resumed and log_path.is_file():
+                log = RunLogger(log_path, config=header, resume_from_step=resumed)
+            else:  # a fresh start (also a resume that found no checkpoint): a fresh log
+                log = RunLogger(log_path, config=header, overwrite=True)
+        history: list[dict[str, Any]] = []
+        if self.step == 0 and cfg.eval_every and main:  # the weights agree: rank 0 evaluates
+            record = self.evaluate(0)
+            history.append({"step": 0, **record})
+            if log is not None:
+                log.log(0, record)
+        for _ in progress(
+            range(self.step, cfg.steps),
+            enabled=cfg.show_progress if main else False,
+            total=cfg.steps - self.step,
+            desc=cfg.algorithm,
+        ):
+            record = self.train_step()
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and main:
+                record.update(self.evaluate(self.step))
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                history.append({"step": self.step, **record})
+                if log is not None:
+                    log.log(self.step, record)
+            if cfg.run_dir is not None and (
+                (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                or self.step == cfg.steps
+            ):
+                self.save()
+        return {
+            "steps": self.step,
+            "resumed_from": resumed,
+            "run_dir": cfg.run_dir,
+            "log": None if log is None else str(log.path),
+            "last_checkpoint": None if self.last_checkpoint is None else str(self.last_checkpoint),
+            "history": history,
+            "final": history[-1] if history else {},
+        }
+
+
+def train(
+    config: TrainConfig,
+    model,
+    ref_model,
+    tokenizer,
+    *,
+    dataset=None,
+    prompts=None,
+    judge=None,
+    task=None,
+    resume: bool = False,
+    ctx: DistributedContext | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place with ``config.algorithm``; log, checkpoint, return a run summary.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    model, ref_model : causal LMs (policy, trained in place; frozen reference)
+    tokenizer : GPT-2 tokenizer
+    dataset : list of ``{"prompt", "chosen", "rejected"}``, optional
+        Offline algorithms.
+    prompts : list of str, optional
+        Online algorithms and evaluation; default ``task.prompt_templates`` when ``task`` is given.
+    judge : Judge or callable, optional
+        Labels (online) and evaluation metrics. A plain callable ``fn(a, b) -> Pr(a beats b)``
+        (two completion texts, one probability in [0, 1]) is wrapped in a ``CallableJudge``.
+    task : ``corpus.LiftedTask`` or ``corpus.SentimentTask``, optional
+        Supplies default prompts.
+    resume : bool
+        Continue from the newest checkpoint of ``config.run_dir`` that loads (weights, AdamW,
+        generators, data cursor; a damaged newer one is skipped with a ``CheckpointWarning``) and
+        continue its log; without a checkpoint, start fresh.
+    ctx : DistributedContext, optional
+        Several processes (call it on every rank with its context, after ``init_process_group``);
+        None: one process. See the module docstring.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``resumed_from``, ``run_dir``, ``log`` (path of ``run.jsonl``; None except on
+        rank 0), ``last_checkpoint``, ``history`` (this call's logged records: ``loss``,
+        ``grad_norm``, ``learning_rate``, the metrics; evaluations on rank 0 only) and ``final``.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, named, before any step: see :class:`Trainer` (a bare str as ``prompts``, a
+        dataset record without its keys or with an empty completion, a judge that is neither a
+        ``Judge`` nor a callable, a ``max_length`` beyond the model's positions...), and during
+        training a judge returning something other than one probability in [0, 1] per pair.
+    prefopt_toy.lm.train.checkpoint.NonFiniteLossError
+        When the policy log-probs, the loss or the gradient norm become NaN/inf; the step is named
+        and the last good checkpoint is left as it was.
+
+    References
+    ----------
+    See the module docstring (DPO arXiv:2305.18290v3, IPO arXiv:2310.12036v2, online IPO / IPO-MD
+    arXiv:2403.08635v1, Nash-MD arXiv:2312.00886v4, TRL v1.13.0).
+    """
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be a bool, got {type(resume).__name__}")
+    if prompts is None and task is not None:
+        templates = getattr(task, "prompt_templates", None) or getattr(task, "prompts", None)
+        if templates is None:
+            raise ValueError(
+                f"task must have prompt_templates or prompts (a corpus.LiftedTask or SentimentTask), "
+                f"got {type(task).__name__}"
+            )
+        prompts = validate_texts(templates, "task.prompt_templates")
+    return Trainer(
+        config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge, ctx=ctx
+    ).run(resume=resume)

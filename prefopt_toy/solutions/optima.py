@@ -1,0 +1,147 @@
+r"""Closed-form optima of the KL-regularised objectives: RLHF/DPO and PsiPO/IPO.
+
+Both are Gibbs policies :math:`\pi^*(y) \propto \mu(y)\exp(g(y)/\text{strength})`, the maximiser
+of :math:`E_\pi[g] - \text{strength}\,KL(\pi\|\mu)` (Azar et al., arXiv:2310.12036v2, Eq. (7), App.
+A.1). They differ in the payoff ``g``: the fitted Bradley-Terry reward for RLHF/DPO, the win rate
+against the data policy ``nu`` for IPO. Computed in log space with the payoff's maximum subtracted
+before dividing by the strength, so tiny ``mu`` and any strength, subnormal to huge, neither
+underflow nor overflow, and the limits in the strength are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prefopt_toy._validate import as_policy, as_positive_float, as_preference_matrix
+from prefopt_toy.policies import normalize_log
+
+from .bt import bt_fit
+
+
+def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float | Tensor) -> Tensor:
+    r"""Normalised :math:`\mu \exp(\text{payoff}/\text{strength})` in log space (no validation).
+
+    ``mu`` and ``payoff`` have shape (..., K) and ``strength`` is a positive number or a tensor
+    broadcasting against them (e.g. (N, 1) for a path of strengths). Entries with ``mu = 0`` stay
+    exactly 0.
+
+    The payoff's maximum over ``supp(mu)`` is subtracted *before* dividing by ``strength``
+    (the normalisation cancels it), so the exponent is :math:`(g - \max g)/\text{strength} \le 0`:
+    it cannot overflow for any strength, however small (subnormal included), and the action(s)
+    attaining the maximum keep exponent exactly 0. The result is therefore always finite and on
+    the simplex, and its limits are exact in floating point: as ``strength -> 0`` it is ``mu``
+    restricted to the argmax set of the payoff and renormalised (ties shared in proportion to
+    ``mu``; Azar et al., arXiv:2310.12036v2, Eq. (7) at vanishing regularisation), and as
+    ``strength -> inf`` it is ``mu``.
+    """
+    mu, payoff = torch.broadcast_tensors(mu, payoff)
+    support = mu > 0
+    top = payoff.masked_fill(~support, -math.inf).amax(dim=-1, keepdim=True)
+    gap = (payoff - top).masked_fill(~support, 0.0)  # <= 0 on supp(mu); 0 off it (masked below)
+    z = mu.log() + gap / strength  # log 0 = -inf keeps unsupported actions at probability 0
+    z = z.masked_fill(~support.expand_as(z), -math.inf)
+    return normalize_log(z).exp()
+
+
+def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
+    r"""The KL-regularised RLHF optimum for the Bradley-Terry reward fitted under ``nu x nu``.
+
+    .. math:: \pi^*(y) = \frac{\mu(y)\exp(\hat r(y)/\beta)}{Z}, \qquad
+              \hat r = \texttt{bt\_fit}(P, \nu).
+
+    This is also the minimiser of the population DPO loss with the same ``beta`` and pairs from
+    ``nu x nu`` (Azar et al., arXiv:2310.12036v2, App. B Prop. 4), whether or not ``P`` is itself a
+    Bradley-Terry matrix.
+
+    Parameters
+    ----------
+    P : array-like, shape (K, K)
+        Preference matrix, ``P[i, j] = Pr(y_i beats y_j)``.
+    mu : array-like, shape (K,)
+        Reference policy (the KL anchor; pi_ref in the DPO paper).
+    beta : float > 0
+        KL strength (beta in Rafailov et al.; TRL's ``beta``).
+    nu : array-like, shape (K,), optional
+        Distribution of the compared pairs; default uniform, as in :func:`bt_fit`. Must have full
+        support (the reward of an action never compared is not identified).
+
+    Returns
+    -------
+    Tensor, shape (K,), float64: finite and on the simplex for every ``beta > 0`` (subnormal to
+    the float64 maximum; the limits are ``mu`` on the argmax of the reward, and ``mu``; see
+    :func:`gibbs_policy`).
+
+    Raises
+    ------
+    ValueError
+        Malformed inputs, ``beta <= 0``, or no finite BT maximiser (deterministic preferences
+        with no path back; the message names the pairs).
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3, Eq. (4); Azar et al., arXiv:2310.12036v2, Eq. (3), App.
+    B Prop. 4.
+
+    Examples
+    --------
+    >>> from prefopt_toy.games.constructors import bradley_terry
+    >>> import math
+    >>> rlhf_optimum(bradley_terry([math.log(3.0), 0.0]), [0.5, 0.5], beta=1.0)
+    tensor([0.7500, 0.2500], dtype=torch.float64)
+    """
+    P_t = as_preference_matrix(P)
+    k = P_t.shape[0]
+    mu_t = as_policy(mu, "mu", size=k)
+    beta_f = as_positive_float(beta, "beta")
+    reward = bt_fit(P_t, nu)
+    return gibbs_policy(mu_t, reward, beta_f)
+
+
+def ipo_optimum(P: Any, mu: Any, tau: Any, nu: Any = None) -> Tensor:
+    r"""The IPO optimum: :math:`\pi^*(y) \propto \mu(y)\exp\big(p(y \succ \nu)/\tau\big)`.
+
+    The maximiser of :math:`P(\pi \succ \nu) - \tau KL(\pi\|\mu)` (PsiPO with Psi = identity) and
+    the unique minimiser of the population IPO loss with pairs from ``nu x nu`` when
+    ``supp(nu) = supp(mu)`` (Azar et al., Theorem 2).
+
+    Parameters
+    ----------
+    P : array-like, shape (K, K)
+        Preference matrix.
+    mu : array-like, shape (K,)
+        Reference policy; actions with ``mu = 0`` get probability 0.
+    tau : float > 0
+        KL strength (tau in Azar et al.; TRL's ``beta`` for ``loss_type="ipo"``).
+    nu : array-like, shape (K,), optional
+        Distribution the compared pairs are drawn from; default ``mu``.
+
+    Returns
+    -------
+    Tensor, shape (K,), float64: finite and on the simplex for every ``tau > 0``. As
+    ``tau -> 0`` (subnormal included) it is ``mu`` restricted to the best actions against
+    ``nu`` (ties shared in proportion to ``mu``); for huge ``tau`` it is ``mu`` (see
+    :func:`gibbs_policy`).
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (8)-(9) with Psi = identity; Sec. 5.3.1 for the
+    two-action example below.
+
+    Examples
+    --------
+    >>> ipo_optimum([[0.5, 1.0], [0.0, 0.5]], [0.5, 0.5], tau=0.5)  # sigmoid(0.5 / tau) = 0.731059
+    tensor([0.7311, 0.2689], dtype=torch.float64)
+    """
+    P_t = as_preference_matrix(P)
+    k = P_t.shape[0]
+    mu_t = as_policy(mu, "mu", size=k)
+    tau_f = as_positive_float(tau, "tau")
+    nu_t = mu_t if nu is None else as_policy(nu, "nu", size=k)
+    # (P - 1/2) nu differs from P nu by the constant 1/2 (the normalisation cancels it) and is
+    # exact where P is within 1e-10 of 1/2: P - 1/2 is exact for P in [1/4, 1] (Sterbenz), and
+    # symmetric games keep their exact ties (e.g. rock-paper-scissors against uniform nu).
+    return gibbs_policy(mu_t, (P_t - 0.5) @ nu_t, tau_f)
