@@ -146,7 +146,7 @@ def labs_dir() -> Path:
     ----------
     See :func:`student_version`.
     """
-    return Path(__file__).resolve().parent.parent / "notebooks" / "labs"
+    return Path(__file__).resolve().parents[2] / "notebooks" / "labs"
 
 
 def _jupytext_sync(paths: Sequence[Path]) -> None:
