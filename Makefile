@@ -6,6 +6,7 @@
 #                     (small model, figures/bridge_*.{png,pdf}); `python -m prefopt_toy demo --no-bridge` skips it
 #   make figures      write the figures only
 #   make lab          install the locked lab tree, open JupyterLab on notebooks/ (127.0.0.1)
+#   make lint         ruff (lint and format check) and the import-linter layer contracts (also in make test)
 #   make bench        time the exact solvers and the dynamics (benchmarks/bench_*.py)
 #   make env          just set up .venv with the dev tree
 #   make lock         re-resolve requirements/*.lock from pyproject.toml (after changing a dependency)
@@ -48,7 +49,7 @@ THREADS ?= 1
 # pip never prompts (CI runs with no stdin).
 export PIP_NO_INPUT := 1
 
-.PHONY: env test demo figures lab bench lock test-latest clean distclean print-notebooks
+.PHONY: lint env test demo figures lab bench lock test-latest clean distclean print-notebooks
 
 env: $(VENV)/.stamp-dev
 
@@ -126,6 +127,12 @@ demo: $(VENV)/.stamp-base
 
 figures: $(VENV)/.stamp-base
 	$(PY) -m prefopt_toy figures
+
+# The same checks tests/test_layout.py runs inside `make test`, on their own and fast.
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check prefopt_toy tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check prefopt_toy tests benchmarks notebooks
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.stamp-dev
 	$(PY) benchmarks/bench_solvers.py

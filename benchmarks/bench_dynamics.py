@@ -141,15 +141,20 @@ def main(argv: list[str] | None = None) -> None:
         log_pi, log_mu = mu.log()[None], mu.log()[None]
         loss = partial(pt.ipo_loss, tau=0.1)
         engine = timed(
-            lambda: expected_loss_and_gradient(log_pi, log_mu, log_pi, P[None], loss), 50 * reps
+            lambda log_pi=log_pi, log_mu=log_mu, P=P, loss=loss: expected_loss_and_gradient(
+                log_pi, log_mu, log_pi, P[None], loss
+            ),
+            50 * reps,
         )
         Pl, mul, pil = P.tolist(), mu.tolist(), mu.tolist()
-        loop = timed(lambda: python_loop_gradient(Pl, mul, pil, 0.1), 5 * reps)
-        closed = timed(lambda: pt.regularized_nash(P, mu, 0.1), reps)
+        loop = timed(
+            lambda Pl=Pl, mul=mul, pil=pil: python_loop_gradient(Pl, mul, pil, 0.1), 5 * reps
+        )
+        closed = timed(lambda P=P, mu=mu: pt.regularized_nash(P, mu, 0.1), reps)
         traj = online_ipo(P, mu, steps=20000, tau=0.1)
         dist = (traj.policies - pt.regularized_nash(P, mu, 0.1)).abs().amax(-1)
         reached = int((dist > 1e-8).nonzero().max()) + 1 if bool((dist > 1e-8).any()) else 0
-        per_step = timed(lambda: online_ipo(P, mu, steps=200, tau=0.1), reps) / 200
+        per_step = timed(lambda P=P, mu=mu: online_ipo(P, mu, steps=200, tau=0.1), reps) / 200
         rows.append(
             f"| {k} | {1e6 * engine:.0f} | {1e6 * loop:.0f} | {loop / engine:.1f} | {1e3 * closed:.2f} | "
             f"{reached} | {reached * per_step / closed:.0f} |"
@@ -167,7 +172,10 @@ def main(argv: list[str] | None = None) -> None:
         P = pt.random_game(k, seed=k)
         mu = torch.full((k,), 1 / k, dtype=torch.float64)
         steps = 20 if k >= 300 else 100
-        t = timed(lambda: online_ipo(P, mu, steps=steps, tau=0.1), reps) / steps
+        t = (
+            timed(lambda P=P, mu=mu, steps=steps: online_ipo(P, mu, steps=steps, tau=0.1), reps)
+            / steps
+        )
         lines.append(f"| {k} | {1e6 * t:.0f} | {k * k} |")
     lines += [
         "",

@@ -39,11 +39,11 @@ EPSILON = 0.1  # three_voter_types(epsilon), Munos et al. Sec. 3.2
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from prefopt_toy.named_games import NAMED_GAMES, named_game
-from prefopt_toy.plotting import reference_solutions_figure
 
 import prefopt_toy as pt
 from prefopt_toy import widgets
+from prefopt_toy.games.named import NAMED_GAMES, named_game
+from prefopt_toy.plots.figures import reference_solutions_figure
 
 torch.set_printoptions(precision=4)
 
@@ -175,8 +175,8 @@ plt.show()
 
 # %%
 fit = pt.bt_fit(P)
-print("BT scores:", fit.numpy().round(4), "-> BT argmax: y%d" % int(fit.argmax()))
-print("Condorcet winner: y%d" % pt.condorcet_winner(P))
+print("BT scores:", fit.numpy().round(4), f"-> BT argmax: y{int(fit.argmax()):d}")
+print(f"Condorcet winner: y{pt.condorcet_winner(P):d}")
 print("Nash equilibrium:", pt.nash_equilibrium(P).numpy().round(4))
 print(
     f"transitive: {pt.is_transitive(P)}, BT: {pt.is_bradley_terry(P)}, BT fit gap {pt.bt_fit_gap(P):.4f}"

@@ -41,11 +41,11 @@ SAMPLED_SEEDS = 3 if SMOKE else 10
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from prefopt_toy.experiments import experiment
-from prefopt_toy.ipo_toy_figure import ipo_toy_figure
 
 import prefopt_toy as pt
 from prefopt_toy import conventions
+from prefopt_toy.plots.experiments import experiment
+from prefopt_toy.plots.ipo_toy import ipo_toy_figure
 
 pd.set_option("display.precision", 4)
 config = experiment("ipo_toy")  # the settings of the paper's toys, by name

@@ -34,20 +34,20 @@
 import os
 
 SMOKE = os.environ.get("PREFOPT_SMOKE") == "1"
-GAME = "rock_paper_scissors"  # a named game (prefopt_toy.named_games): skewed mu, uniform Nash
+GAME = "rock_paper_scissors"  # a named game (prefopt_toy.games.named): skewed mu, uniform Nash
 TAU = 0.1
 STEPS = 300 if SMOKE else 3000  # Nash-MD steps in sections 2-4
 WIDGET_STEPS = 300 if SMOKE else 1000
 
 # %%
 import matplotlib.pyplot as plt
-from prefopt_toy.dynamics_figures import nash_md_convergence_figure
-from prefopt_toy.experiments import experiment
-from prefopt_toy.named_games import named_game
-from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
 
 import prefopt_toy as pt
 from prefopt_toy import widgets
+from prefopt_toy.games.named import named_game
+from prefopt_toy.plots.draw import draw_simplex, plot_policy, plot_trajectory
+from prefopt_toy.plots.experiments import experiment
+from prefopt_toy.plots.figures import nash_md_convergence_figure
 
 game = named_game(GAME)
 P, mu = game.preference_matrix(), game.reference_policy()

@@ -8,11 +8,12 @@
   (what ``make figures`` runs); ``--only`` picks figures by name, ``--quick`` is the CI smoke mode
   (fewer steps and seeds), ``--game`` narrows the panels of ``reference_solutions``.
 - ``bridge [--quick] [--algorithm NAME ...] [--steps N] [--out DIR]``: the GPT-2 bridge on a
-  non-transitive 3-class fruit game with the small offline model (``lm.demo.run_bridge_demo``;
-  default: online IPO then offline IPO, the README's converged runs; ``--quick``: the tiny model, a
-  few steps): prints ``mu_class``, the exact prediction, the measured distribution, their total
-  variation and its sampling error, and writes ``bridge_<algorithm>.png`` / ``.pdf`` and
-  ``bridge_summary.json``. Needs torch and transformers; downloads nothing.
+  non-transitive 3-class fruit game with the small offline model
+  (``lm.bridge.demo.run_bridge_demo``; default: online IPO then offline IPO, the README's converged
+  runs; ``--quick``: the tiny model, a few steps): prints ``mu_class``, the exact prediction, the
+  measured distribution, their total variation and its sampling error, and writes
+  ``bridge_<algorithm>.png`` / ``.pdf`` and ``bridge_summary.json``. Needs torch and
+  transformers; downloads nothing.
 
 Every command also takes ``--threads N``: torch's intra-op threads. Without it torch's own default
 stands (one thread per core, or ``OMP_NUM_THREADS``): these commands run alone, where that is the
@@ -23,7 +24,7 @@ folder that cannot be created) or ``--threads``/``--steps`` value ends with one 
 exit status 2, before any work starts.
 
 The figures, their functions and configs are listed in ``figures/README.md``
-(``dynamics_figures.FIGURES``, ``experiments.EXPERIMENTS``). They are drawn with matplotlib's Agg
+(``plots.figures.FIGURES``, ``plots.experiments.EXPERIMENTS``). They are drawn with matplotlib's Agg
 backend, headless, whatever the environment asks for.
 """
 

@@ -1,6 +1,6 @@
 r"""The headless demo: reference solutions of the named games, as printed tables and one figure.
 
-For each game of ``named_games.NAMED_GAMES`` the demo lists, side by side, where each objective puts
+For each game of ``games.named.NAMED_GAMES`` the demo lists, side by side, where each objective puts
 its optimum and how exploitable that point is:
 
 - the reference policy ``mu`` (the ``tau -> infinity`` limit of everything below);
@@ -12,10 +12,11 @@ its optimum and how exploitable that point is:
 - the Condorcet winner, when there is one (a pure Nash equilibrium).
 
 Exploitability is ``max_y (P @ pi)_y - 1/2``: how much a best response beats ``pi`` by; 0 exactly
-at a Nash equilibrium. All numbers come from the library's solvers; this file only arranges them.
+at a Nash equilibrium. All numbers come from the library's solvers; ``solutions.reference`` builds
+the tables and this file prints them.
 ``run_demo`` (``make demo``, ``python -m prefopt_toy demo``) prints the tables and writes
 ``reference_solutions.png`` and ``.pdf``; the command line's ``demo`` also writes every figure of
-the exact dynamics (``dynamics_figures.FIGURES``, listed in ``figures/README.md``).
+the exact dynamics (``plots.figures.FIGURES``, listed in ``figures/README.md``).
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ def run_demo(
     stream : text stream, optional
         Where the tables go (default ``sys.stdout``).
     figures : sequence of str
-        Names of ``dynamics_figures.FIGURES`` to write, in order. The default writes only
+        Names of ``plots.figures.FIGURES`` to write, in order. The default writes only
         ``reference_solutions``; ``python -m prefopt_toy demo`` (``make demo``) writes them all.
     quick : bool
-        Smoke mode for the dynamics figures (fewer steps; see ``experiments``).
+        Smoke mode for the dynamics figures (fewer steps; see ``plots.experiments``).
 
     Returns
     -------

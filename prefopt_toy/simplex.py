@@ -9,7 +9,7 @@ equilateral triangle with unit side, action ``y_k`` sits at corner ``TRIANGLE_CO
 
 and a policy is drawn at the convex combination of the corners weighted by its probabilities,
 ``x = pi @ TRIANGLE_CORNERS``. The uniform policy lands on the centroid. This file is pure torch;
-``plotting.py`` turns the results into pictures.
+``plots/draw.py`` turns the results into pictures.
 """
 
 from __future__ import annotations

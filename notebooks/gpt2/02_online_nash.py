@@ -64,14 +64,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from prefopt_toy.lm.corpus import FRUIT_TASK
-from prefopt_toy.lm.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
-from prefopt_toy.lm.runlog_plots import class_curves, run_log_curves
-from prefopt_toy.lm.tokenizer import gpt2_tokenizer
 
 import prefopt_toy as pt
-from prefopt_toy.lm.bridge import lifted_judge, predict, run_bridge
-from prefopt_toy.lm.models import load_model
+from prefopt_toy.lm.bridge import class_curves, lifted_judge, predict, run_bridge
+from prefopt_toy.lm.bridge.demo import BRIDGE_MIXTURE, BRIDGE_P, BRIDGE_TAU, format_bridge_summary
+from prefopt_toy.lm.models import FRUIT_TASK, gpt2_tokenizer, load_model
+from prefopt_toy.lm.train import run_log_curves
 
 scratch = tempfile.TemporaryDirectory(prefix="prefopt_gpt2_02_")  # deleted when the kernel stops
 runs = Path(RUN_ROOT or scratch.name) / "02_online_nash"
@@ -89,7 +87,7 @@ ref, tok = load_model(MODEL), gpt2_tokenizer()
 # estimated from samples, with a Wilson interval per class.
 
 # %%
-from prefopt_toy.lm.class_estimate import estimate_class_distribution
+from prefopt_toy.lm.bridge.class_estimate import estimate_class_distribution
 
 P = [list(row) for row in BRIDGE_P]
 judge = lifted_judge(FRUIT_TASK, P)
@@ -174,8 +172,8 @@ class_curves(results)
 # gives the "other" mass).
 
 # %%
-from prefopt_toy.lm.bridge_runs import save_bridge_run
-from prefopt_toy.lm.bridge_widget import bridge_explorer
+from prefopt_toy.lm.bridge.runs import save_bridge_run
+from prefopt_toy.lm.bridge.widget import bridge_explorer
 
 for name, result in results.items():
     save_bridge_run(result, runs / name)  # bridge.json beside the run log

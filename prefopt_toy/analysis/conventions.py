@@ -1,7 +1,8 @@
-r"""Conventions: this library's knobs against each paper's symbols and TRL's argument names, and
-what TRL's per-token averaging of log-probs does to IPO's tau.
+r"""Conventions: this library's knobs against the papers' symbols and TRL's, and IPO's tau in TRL.
 
-Two things that trip students moving between papers, this code and TRL:
+The module maps each knob to each paper's symbol and TRL's argument name, and shows what TRL's
+per-token averaging of log-probs does to IPO's tau. Two things that trip students moving between
+papers, this code and TRL:
 
 1. **Names.** The same quantity has a different letter in every paper (the reference policy is
    ``pi_ref`` in DPO and IPO, ``mu`` in Nash-MD; the mixture weight is ``beta`` in Nash-MD and
@@ -102,8 +103,6 @@ PAPER_COLUMNS: dict[str, str] = {
     "trl": "TRL",
     "note": "note",
 }
-
-
 """Field of :class:`Knob` -> column header (the README's header where the README has the column)."""
 
 _NONE = "—"
@@ -255,8 +254,6 @@ KNOBS: tuple[Knob, ...] = (
         "TRL loss_type: 'sigmoid' = logistic (DPO), 'ipo' = squared, 'hinge' = SLiC.",
     ),
 )
-
-
 """The convention table, one :class:`Knob` per row (README "Notation" rows first, then extras)."""
 
 

@@ -30,12 +30,34 @@ Along that ray, with :math:`a = \Phi\delta` (the score of each response along th
 
 .. math:: \frac{d}{ds}\log\pi(y) = a_y - E_{\pi}[a], \qquad \frac{d}{ds}E_{\pi}[a] = \mathrm{Var}_{\pi}(a) \ge 0.
 
-Hence (``displacement_criterion``, from :mod:`prefopt_toy.analysis.displacement`): if
+Hence (``displacement_criterion``): if
 :math:`a_{y^+} < E_{\pi_{w_0}}[a]` the chosen log-probability falls at *every* step, and if some
 response has :math:`a_z > a_{y^+}` it falls eventually (the policy concentrates on
 :math:`\arg\max_y a_y`). In the tabular case :math:`a_{y^+} = 1` is the largest score, so the
 chosen response only gains. Everything is float64 with closed-form gradients,
 deterministic, no sampling.
+
+The module holds:
+
+- the criterion: :func:`displacement_criterion` reads the outcome off the scores alone, with no
+  run (:class:`DisplacementCriterion`);
+- the exact maths and the run: :func:`log_linear_policy`, :func:`dpo_loss_and_gradient`,
+  :func:`log_prob_velocity`, and :func:`displacement_run`, every iterate of gradient descent on the
+  DPO loss of one or several pairs (:class:`DisplacementRun`);
+- named examples: ``EXAMPLES`` / :func:`displacement_example`, frozen settings shared by the
+  notebook and the tests (``shared_features``: preferring "No" over "Never" pushes the mass onto
+  "Yes"; ``tabular``: identity features, no displacement; ``shared_responses``: three tabular
+  pairs, the IPO paper's data set D1), and :func:`plot_displacement`, which draws a run;
+- the input checks: a features array that is not a (K, d) matrix with K >= 2, indices out of range
+  or not integers, a pair with ``chosen == rejected`` or with equal feature rows (its margin is 0
+  for every ``w``), chosen and rejected sequences of different lengths and weights of the wrong
+  length are refused.
+
+References
+----------
+Razin et al., arXiv:2410.08847 (likelihood displacement, embeddings of chosen and rejected); Pal et
+al., arXiv:2402.13228 (Smaug / DPOP); Rafailov et al., arXiv:2305.18290v3, Eq. (7); Azar et al.,
+arXiv:2310.12036v2, Sec. 5.4.
 """
 
 from __future__ import annotations
@@ -181,8 +203,6 @@ class DisplacementExample:
 
     def run(self, quick: bool = False, **override: Any) -> DisplacementRun:
         """``displacement_run`` with this example's settings (``w0 = w_ref = 0``); keywords override them."""
-        # imported here, not at the top: prefopt_toy.analysis.displacement re-exports this module
-
         kwargs: dict[str, Any] = {
             "beta": self.beta,
             "lr": self.lr,
@@ -238,8 +258,6 @@ EXAMPLES: dict[str, DisplacementExample] = {
         ),
     )
 }
-
-
 """Named displacement settings: ``shared_features`` (displacement), ``tabular`` (none),
 ``shared_responses`` (the IPO paper's data set D1, Azar et al., arXiv:2310.12036v2, Sec. 5.4)."""
 

@@ -3,8 +3,8 @@ r"""Value and margin-derivative of a per-pair loss, for the exact engine's hot l
 The engine needs :math:`\ell(h)` and :math:`\ell'(h)` on the (B, K, K) matrix of all pair margins at
 every step. A library loss given as ``functools.partial(dpo_loss, beta=0.1)`` (and the like) is
 validated once, by :func:`prepare`, and then evaluated through its unchecked kernels
-(``losses._dpo_value`` / ``_dpo_slope``, ...), which hold the formulas themselves: no second copy of
-any loss lives here. Any other callable falls back to autograd on the margins.
+(``losses.pairwise._dpo_value`` / ``_dpo_slope``, ...), which hold the formulas themselves: no
+second copy of any loss lives here. Any other callable falls back to autograd on the margins.
 ``tests/dynamics/test_engine.py`` checks every slope kernel against autograd of the public loss.
 """
 

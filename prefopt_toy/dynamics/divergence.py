@@ -59,8 +59,9 @@ _CHUNK_ELEMENTS = 1 << 18
 
 
 class DivergenceError(FloatingPointError, ValueError):
-    """A run's arithmetic left float64 (inf, NaN, or beyond its precision); the message names the
-    step, the batch row and the caller's argument to change.
+    """A run's arithmetic left float64 (inf, NaN, or beyond its precision).
+
+    The message names the step, the batch row and the caller's argument to change.
 
     It is a ``FloatingPointError`` because that is what happened (Python's class for a failed
     floating-point operation, the one numpy raises under ``errstate(over="raise")``), and a
@@ -162,8 +163,10 @@ class Blame:
 
 
 def derived_default(value: Any, *, knob: Knob, algorithm: str, formula: str) -> Any:
-    """Check a default derived from the caller's ``knob`` (e.g. ``lr`` from ``tau``): every entry a
-    positive finite float64, else a ValueError naming the caller's argument and the formula.
+    """Check a default derived from the caller's ``knob`` (e.g. ``lr`` from ``tau``).
+
+    Every entry must be a positive finite float64, else a ValueError names the caller's argument
+    and the formula.
     """
     t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
     bad = ~(torch.isfinite(t) & (t > 0))

@@ -9,8 +9,8 @@ hyperparameters:
 - preference losses (``dpo``, ``ipo``, ``slic``, ``online_dpo``, ``online_ipo``, ``ipo_md``): the
   exact expected gradient ``pairs.expected_loss_and_gradient``, pairs from
   :math:`\mathrm{normalise}(a\log\pi + b\log\nu)` per row, each row's loss kernel selected by a mask;
-- ``nash_md_pg`` and ``rlhf``: the natural policy gradient ``nash_md.policy_gradient_direction``
-  (payoff :math:`P s`, or the fitted BT reward);
+- ``nash_md_pg`` and ``rlhf``: the natural policy gradient
+  ``mirror_descent.policy_gradient_direction`` (payoff :math:`P s`, or the fitted BT reward);
 - ``nash_md``: the same natural step with the schedule's step :math:`\eta_t = 2/(\tau(t+2))` and
   mixture :math:`\eta_t\tau`, which is exactly the closed-form mirror step (Munos et al.,
   arXiv:2312.00886v4, Eq. (9)): :math:`\theta - \eta(\tau\log(\pi/\mu) - P\pi^\mu) + c`.
@@ -62,8 +62,10 @@ _ROWS: dict[str, tuple[str | None, Any]] = {
 
 
 def _lr(name: str, tau: float) -> tuple[float, str]:
-    """Each algorithm's own default step size (the functions its registry entry uses), checked to
-    be a positive finite float64 (else a ValueError naming ``tau``), and its formula.
+    """Each algorithm's own default step size and its formula.
+
+    The step size comes from the functions its registry entry uses and is checked to be a positive
+    finite float64 (else a ValueError naming ``tau``).
     """
     if name in ("dpo", "online_dpo"):
         default, formula = smooth_default(tau, "tau", 0.25, name == "online_dpo")
@@ -216,8 +218,9 @@ def _iterate(
     n_payoff: int,
     steps: int,
 ) -> Tensor:
-    """The fused loop: log-policies (steps + 1, B, K). ``labels2 = 2 P`` (W = 2 s s^T P weighs the
-    (winner, loser) pairs under soft labels).
+    """The fused loop: log-policies (steps + 1, B, K).
+
+    ``labels2 = 2 P`` (W = 2 s s^T P weighs the (winner, loser) pairs under soft labels).
 
     One step is ~40 torch calls on tiny tensors whatever the batch, so every call counts (the widget
     budget is 100 ms for 1000 steps): the mixture needs no max-shift (both terms are log-probabilities:
@@ -301,7 +304,7 @@ def _losses(
     """Each row's loss at every iterate, from the stored policies (B, T, K) in one vectorised pass.
 
     The pair rows' expected loss (``pairs.expected_loss_and_gradient``), the policy-gradient rows'
-    negated objective (``nash_md.centred_advantage``); Nash-MD has none.
+    negated objective (``mirror_descent.centred_advantage``); Nash-MD has none.
     """
     b, t, k = log_pi.shape
     out: list[Tensor | None] = [None] * b

@@ -250,8 +250,10 @@ def nash_md_pg(
     lr: Any = None,
     gradient: str = "natural",
 ) -> Trajectory:
-    r"""Nash-MD-PG with exact expected gradients: ascent on :math:`P(\pi \succ s) - \tau KL(\pi\|\mu)`
-    with the opponent :math:`s = \pi^{1-m}\mu^m` held fixed (stop-gradient) at each step.
+    r"""Nash-MD-PG with exact expected gradients.
+
+    Ascent on :math:`P(\pi \succ s) - \tau KL(\pi\|\mu)` with the opponent
+    :math:`s = \pi^{1-m}\mu^m` held fixed (stop-gradient) at each step.
 
     Converges to ``ipo_md_fixed_point(P, mu, tau, mixture)``; ``mixture = 0`` (self-play) gives
     ``regularized_nash``. ``gradient="vanilla"`` ascends the exact expected policy gradient in the

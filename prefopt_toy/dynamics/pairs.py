@@ -39,9 +39,10 @@ def mixture_log_weights(log_pi: Tensor, log_mu: Tensor, mixture: Tensor | float)
 
 @dataclass(frozen=True)
 class Sampler:
-    r"""Where pairs come from, held fixed within a step (stop-gradient): a data policy ``nu``
-    (``"fixed"``), the current policy (``"online"``) or the mixture :math:`\pi^{1-m}\mu^m`
-    (``"mixture"``).
+    r"""Where pairs come from, held fixed within a step (stop-gradient).
+
+    A data policy ``nu`` (``"fixed"``), the current policy (``"online"``) or the mixture
+    :math:`\pi^{1-m}\mu^m` (``"mixture"``).
     """
 
     kind: str

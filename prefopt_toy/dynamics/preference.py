@@ -40,8 +40,10 @@ DEFAULT_STEPS = 2000
 
 
 def _strength(beta: Any, tau: Any, name: str) -> tuple[Any, str]:
-    """DPO-family losses take ``beta``; ``tau`` is accepted as its alias (Azar et al. Eq. (4) writes
-    DPO with tau), so ``ALGORITHMS[name](P, mu, steps=..., tau=0.1)`` works for every algorithm.
+    """DPO-family losses take ``beta``; ``tau`` is accepted as its alias.
+
+    Azar et al. Eq. (4) writes DPO with tau, so ``ALGORITHMS[name](P, mu, steps=..., tau=0.1)``
+    works for every algorithm.
 
     Returns the value and the name the caller gave it under (errors name that one).
     """
@@ -208,8 +210,9 @@ def _online_factor(name: str, online: bool) -> str:
 
 
 def smooth_default(b: Any, name: str, f2: float, online: bool) -> tuple[Callable[[], Any], str]:
-    """Default step of a loss ``f(beta h)`` with ``|f''| <= f2``, ``0.4 / (f2 beta**2)``, as a
-    function and as a formula in the caller's name for the strength.
+    """Default step ``0.4 / (f2 beta**2)`` of a loss ``f(beta h)`` with ``|f''| <= f2``.
+
+    Returned as a function and as a formula in the caller's name for the strength.
     """
     formula = f"{0.4 / f2:g} / {name}**2" + _online_factor(name, online)
     return (lambda: _default_lr(_beta2(b) * f2, b, online)), formula
@@ -226,10 +229,12 @@ def hinge_default(b: Any, name: str) -> tuple[Callable[[], Any], str]:
 
 
 def _hinge_lr(beta: Any) -> Any:
-    """The hinge has no curvature to size a step by: ``lr = 1 / beta`` moves each margin by at most
-    ``2 s s' <= 1/2`` per step (the gradient of ``max(0, 1 - beta h)`` is ``-beta``), a fraction of
-    the hinge's width ``1 / beta``. A subgradient step of constant size does not converge to a point:
-    the iterates end hovering within about one step of the kink (a set of minimisers anyway).
+    """The hinge's default step ``lr = 1 / beta`` (the hinge has no curvature to size a step by).
+
+    ``lr = 1 / beta`` moves each margin by at most ``2 s s' <= 1/2`` per step (the gradient of
+    ``max(0, 1 - beta h)`` is ``-beta``), a fraction of the hinge's width ``1 / beta``. A
+    subgradient step of constant size does not converge to a point: the iterates end hovering
+    within about one step of the kink (a set of minimisers anyway).
     """
     b = torch.as_tensor(beta, dtype=torch.float64)
     lr = 1.0 / b
@@ -505,8 +510,9 @@ def ipo_md(
     optimizer: str = "gd",
     seed: Any = None,
 ) -> Trajectory:
-    r"""IPO-MD: both completions from the mixture ``pi^(1-m) mu^m`` (stop-gradient); converges to
-    ``ipo_md_fixed_point(P, mu, tau, mixture)``.
+    r"""IPO-MD: both completions from the mixture ``pi^(1-m) mu^m`` (stop-gradient).
+
+    Converges to ``ipo_md_fixed_point(P, mu, tau, mixture)``.
 
     Calandriello et al., arXiv:2403.08635v1, Sec. 5 (default mixture 0.125, their Sec. 7 choice).
     """

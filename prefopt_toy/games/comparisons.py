@@ -2,7 +2,7 @@ r"""Preference matrices estimated from comparison data: win counts and (winner, 
 
 ``P[i, j] = (W[i, j] + a) / (W[i, j] + W[j, i] + 2a)``: the posterior mean of a Beta(a, a) prior
 (Laplace's rule of succession for ``a = 1``), so no entry is exactly 0 or 1 unless ``prior=0`` is
-asked. The result is complementary bit for bit, like every constructor of ``games.py``.
+asked. The result is complementary bit for bit, like every constructor of ``games/constructors.py``.
 """
 
 from __future__ import annotations

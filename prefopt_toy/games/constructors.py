@@ -7,9 +7,10 @@ entry at most 1/2 where accuracy matters) and its partner is set to ``1 - entry`
 ``P[i, j] + P[j, i] == 1`` hold bit for bit (for ``a`` in [0, 1], ``a + fl(1 - a)`` rounds to 1).
 
 Games estimated from comparison data (``from_win_counts``, ``from_comparisons``) live in
-``comparison_data.py`` and are re-exported here. Named games from the papers live elsewhere; the
-properties of a game (Condorcet winner, whether it
-is Bradley-Terry, transitivity) live in ``game_properties.py``, the Bradley-Terry fit in ``bt.py``.
+``games/comparisons.py`` and are re-exported here. Named games from the papers live in
+``games/named.py``; the properties of a game (Condorcet winner, transitivity) in
+``games/properties.py``; whether it is Bradley-Terry, and the Bradley-Terry fit, in
+``solutions/bt.py``.
 """
 
 from __future__ import annotations

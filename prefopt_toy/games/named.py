@@ -1,8 +1,8 @@
 r"""Named three-action games: shared configs behind the demo table, the reference figure, tests.
 
 Each entry of ``NAMED_GAMES`` is a frozen ``NamedGame`` config: how to build the preference matrix
-``P`` (a constructor of ``games.py`` and its arguments), the reference policy ``mu`` and the KL
-strengths ``tau`` to tabulate. Notebooks, figures and tests fetch a game by name with
+``P`` (a constructor of ``games/constructors.py`` and its arguments), the reference policy ``mu``
+and the KL strengths ``tau`` to tabulate. Notebooks, figures and tests fetch a game by name with
 ``named_game(name)``, so the three cannot drift apart.
 
 The four games show the four ways the solutions can relate:

@@ -1,9 +1,10 @@
-r"""Properties of a preference matrix: Condorcet winner, transitivity, distance from Bradley-Terry.
+r"""Properties of a preference matrix: Condorcet winner and transitivity.
 
 These answer the first questions to ask of a game before running an algorithm on it: is there an
 action that beats every other one (then the Nash equilibrium is that action, while RLHF/DPO may
-still prefer another)? Is the majority relation transitive? Is ``P`` a Bradley-Terry matrix (then
-RLHF, DPO and the BT-based methods see the whole game), and if not, how far is the best BT fit?
+still prefer another)? Is the majority relation transitive? Whether ``P`` is a Bradley-Terry matrix
+(then RLHF, DPO and the BT-based methods see the whole game), and if not, how far the best BT fit
+is, needs the fit: ``is_bradley_terry``, ``bt_fit_gap`` and ``bt_fit_kl`` are in ``solutions.bt``.
 """
 
 from __future__ import annotations

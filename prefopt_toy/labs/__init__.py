@@ -73,7 +73,7 @@ PLACEHOLDER = 'raise NotImplementedError("# YOUR CODE: replace this line with yo
 
 
 def student_version(solution_text: str) -> str:
-    """The student version of a solution notebook's py:percent text.
+    r"""The student version of a solution notebook's py:percent text.
 
     Every region from a ``# BEGIN SOLUTION`` line to the next ``# END SOLUTION`` line (both
     included) becomes one line ``raise NotImplementedError(...)`` indented like the BEGIN line.
@@ -102,7 +102,7 @@ def student_version(solution_text: str) -> str:
 
     Examples
     --------
-    >>> text = "def f(x):\\n    # BEGIN SOLUTION\\n    return 2 * x\\n    # END SOLUTION\\n"
+    >>> text = "def f(x):\n    # BEGIN SOLUTION\n    return 2 * x\n    # END SOLUTION\n"
     >>> print(student_version(text), end="")
     def f(x):
         raise NotImplementedError("# YOUR CODE: replace this line with your solution")

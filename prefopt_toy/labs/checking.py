@@ -6,8 +6,8 @@ answer to a float64 tensor of the expected shape (:func:`_answer` does both), co
 library's own solver at ``RTOL`` / ``ATOL``, and on a mismatch names the first known mistake whose
 result matches the answer (:func:`_diagnose`; for a policy, :func:`_policy_hint` first rules out
 one that is not finite or does not sum to 1); on success it prints and returns a
-:class:`CheckPassed` message. The checkers themselves live in ``lab_checks_losses`` (labs 1-2) and
-``lab_checks_games`` (labs 3-4); all are re-exported from ``prefopt_toy.labs``.
+:class:`CheckPassed` message. The checkers themselves live in ``labs.losses`` (labs 1-2) and
+``labs.games`` (labs 3-4); all are re-exported from ``prefopt_toy.labs``.
 
 References: as :mod:`prefopt_toy.labs`, the module this one was split from.
 """

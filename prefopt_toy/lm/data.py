@@ -187,8 +187,10 @@ def check_model_inputs(
     name: str = "input_ids",
     model_name: str = "model",
 ) -> None:
-    """Raise ``ValueError`` unless ``model`` can take ``input_ids``: every id in its vocabulary, every
-    row (its real tokens, plus ``new_tokens`` to be generated) within its positions.
+    """Raise ``ValueError`` unless ``model`` can take ``input_ids``.
+
+    Every id must be in its vocabulary, and every row (its real tokens, plus ``new_tokens`` to be
+    generated) within its positions.
 
     The one check where token ids enter a model (``logprobs.token_logprobs``, ``sampling.sample``):
     without it an id or a position out of range escapes from deep inside torch as a bare
@@ -288,8 +290,9 @@ def check_tokenizer(tokenizer, *, name: str = "tokenizer") -> tuple[int, int]:
 
 
 def _as_list(x: Any, name: str, what: str) -> list:
-    """``x`` as a list, refusing a bare string (it would be read one character at a time), bytes, a
-    mapping, and anything that is not a sequence (a generator could be exhausted or empty).
+    """``x`` as a list, refusing strings, bytes, mappings and anything that is not a sequence.
+
+    A bare string would be read one character at a time; a generator could be exhausted or empty.
     """
     if isinstance(x, (str, bytes, bytearray, memoryview)):
         raise ValueError(

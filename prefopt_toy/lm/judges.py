@@ -61,8 +61,9 @@ def _clip(text: str, limit: int = 60) -> str:
 
 
 def _as_texts(texts: Any, name: str) -> list[str]:
-    """A list of strings, possibly empty ones (a sampled completion can be empty); a single ``str``,
-    bytes, a dict or a generator is refused (``data.validate_texts``).
+    """A list of strings, possibly empty ones (a sampled completion can be empty).
+
+    A single ``str``, bytes, a dict or a generator is refused (``data.validate_texts``).
     """
     return validate_texts(texts, name, allow_empty=True, allow_blank=True)
 

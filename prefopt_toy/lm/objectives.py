@@ -364,15 +364,29 @@ def preference_loss(
 
     h = margin(pc, pr, rc, rr)  # (B,), in the form `reduction` says
     if loss == "dpo":
-        value = lambda m: dpo_loss(m, scale, label_smoothing)
+
+        def value(m: Tensor) -> Tensor:
+            return dpo_loss(m, scale, label_smoothing)
+
     elif loss == "ipo":
-        value = lambda m: ipo_loss(m, scale)
+
+        def value(m: Tensor) -> Tensor:
+            return ipo_loss(m, scale)
+
     elif loss == "slic":
-        value = lambda m: slic_loss(m, scale)
+
+        def value(m: Tensor) -> Tensor:
+            return slic_loss(m, scale)
+
     elif loss == "robust_dpo":
-        value = lambda m: robust_dpo_loss(m, scale, label_smoothing)
+
+        def value(m: Tensor) -> Tensor:
+            return robust_dpo_loss(m, scale, label_smoothing)
+
     else:
-        value = lambda m: gpo_loss(m, scale, loss.removeprefix("gpo_"))
+
+        def value(m: Tensor) -> Tensor:
+            return gpo_loss(m, scale, loss.removeprefix("gpo_"))
 
     if label_weight is None:
         losses = value(h)  # (B,)

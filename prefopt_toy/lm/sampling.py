@@ -227,8 +227,10 @@ def _check_runners(
     eos_token_id: int | None,
     pad_token_id: int,
 ) -> None:
-    """The models that will run can take the prompts: modules, one vocabulary, ids and special ids
-    inside it, and every prompt plus ``max_new_tokens`` within their positions.
+    """Check that the models that will run can take the prompts.
+
+    They must be modules with one vocabulary, the ids and special ids inside it, and every prompt
+    plus ``max_new_tokens`` within their positions.
     """
     vocabs = []
     for lm, name in zip(runners, names):

@@ -92,8 +92,6 @@ GPO_FUNCTIONS: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
         "savage": _savage,
     }
 )
-
-
 """Name -> f(x) of the GPO family, x = beta * margin (a read-only mapping; see ``gpo_loss``)."""
 
 

@@ -6,8 +6,8 @@ by updating the returned artists) and the headless figure command. Figures are b
 ``matplotlib.figure.Figure`` objects, which need no backend until they are saved.
 
 This is the one place where tensors become numpy arrays for matplotlib. The numbers themselves
-come from the library: ``simplex.py`` for coordinates, ``demo.py`` (and through it the solvers) for
-the reference solutions.
+come from the library: ``simplex.py`` for coordinates, ``solutions/reference.py`` (and through it
+the solvers) for the reference solutions.
 """
 
 from __future__ import annotations

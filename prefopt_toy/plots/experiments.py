@@ -45,14 +45,12 @@ CORE_ALGORITHMS: tuple[str, ...] = (
     "nash_md_pg",
     "rlhf",
 )
-
-
 """The algorithms every exact-dynamics figure covers (DESIGN.md, "Dynamics")."""
 
 
 @dataclass(frozen=True)
 class ReferenceSolutionsConfig:
-    """Where each objective puts its optimum on the named games (``plotting.reference_solutions_figure``)."""
+    """Where each objective puts its optimum on the named games (``reference_solutions_figure``)."""
 
     name: str
     """Figure name, also the file stem (``reference_solutions.png``)."""
@@ -237,8 +235,6 @@ EXPERIMENTS: dict[str, Any] = {
     config.name: config
     for config in (REFERENCE_SOLUTIONS, TRAJECTORIES, TAU_PATH, NASH_MD_CONVERGENCE, IPO_TOY)
 }
-
-
 """Figure name -> its experiment config, in the order the figure command writes them."""
 
 

@@ -2,13 +2,13 @@ r"""The figure registry and the simplex and convergence figures of the exact dyn
 
 ``FIGURES`` maps every figure name (the keys of ``experiments.EXPERIMENTS``) to a function
 ``(config, quick=False) -> matplotlib.figure.Figure``; ``write_figures`` builds them and saves PNG
-and PDF through ``plotting.save_figure`` (no timestamps: same bytes on every rerun). The figures:
+and PDF through ``draw.save_figure`` (no timestamps: same bytes on every rerun). The figures:
 
-- ``reference_solutions``: where each objective puts its optimum (``plotting``);
+- ``reference_solutions``: where each objective puts its optimum (``reference_solutions_figure``);
 - ``trajectories``: every algorithm of ``dynamics.ALGORITHMS`` on the simplex, with its targets;
-- ``tau_path``: the regularised Nash and the RLHF/DPO optimum as tau shrinks (``tau_path_figure``);
+- ``tau_path``: the regularised Nash and the RLHF/DPO optimum as tau shrinks (``tau_path``);
 - ``nash_md_convergence``: Nash-MD's KL to the regularised Nash against T, with Theorem 1's bound;
-- ``ipo_toy``: the IPO paper's toy bandits, DPO against IPO (``ipo_toy_figure``).
+- ``ipo_toy``: the IPO paper's toy bandits, DPO against IPO (``ipo_toy``).
 
 All numbers come from the library (solvers, ``dynamics``); these files arrange and draw them.
 Artists that tests read carry a ``gid`` (``"<what>:<game>"``).
@@ -198,7 +198,7 @@ def reference_solutions_figure(
     games : iterable of NamedGame or str, optional
         The games, one panel each, in order (default: all of ``NAMED_GAMES``: a 2 x 2 grid).
     path_taus : sequence of float > 0
-        The taus along the curves (default ``demo.PATH_TAUS``).
+        The taus along the curves (default ``solutions.reference.PATH_TAUS``).
 
     Returns
     -------
@@ -235,7 +235,7 @@ def reference_solutions_figure(
 
 
 def reference_figure(config: ReferenceSolutionsConfig, quick: bool = False) -> Figure:
-    """``plotting.reference_solutions_figure`` on ``config.games`` (quick mode changes nothing)."""
+    """``reference_solutions_figure`` on ``config.games`` (quick mode changes nothing)."""
     return reference_solutions_figure(config.games)
 
 
@@ -446,8 +446,6 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "nash_md_convergence": nash_md_convergence_figure,
     "ipo_toy": ipo_toy_figure,
 }
-
-
 """Figure name -> function ``(config, quick=False) -> Figure``; its config is ``EXPERIMENTS[name]``."""
 
 

@@ -38,9 +38,7 @@ TARGET_LABELS: dict[str, str] = {
     "regularized_nash": "regularized Nash",
     "ipo_md_fixed_point": "IPO-MD fixed point",
 }
-
-
-"""``Trajectory.target`` name -> the marker style name of ``figure_style.TARGET_STYLE``."""
+"""``Trajectory.target`` name -> the marker style name of ``style.TARGET_STYLE``."""
 
 
 def _style(name: str) -> tuple[str, Any]:
@@ -63,7 +61,7 @@ def draw_trajectories(
     ax : matplotlib Axes
     runs : mapping name -> Trajectory
         Unbatched three-action runs on the same game and reference, e.g. the dict of
-        ``dynamics.redraw``. Each is drawn in its ``figure_style.ALGORITHM_STYLE`` colour, with a
+        ``dynamics.redraw``. Each is drawn in its ``style.ALGORITHM_STYLE`` colour, with a
         dot at its last iterate.
     targets : sequence of str
         ``Trajectory.target`` names to mark (keys of ``TARGET_LABELS``), computed by the solvers for

@@ -1,8 +1,8 @@
 r"""Shared look of the dynamics figures: colours and line styles of algorithms and targets, sampling helpers.
 
 One colour per algorithm and one marker per solution concept, used by every figure of
-``dynamics_figures``, ``tau_path_figure`` and ``ipo_toy_figure`` so a legend read once applies
-everywhere; the solution concepts keep the colours of ``plotting.COLORS`` (the reference-solutions
+``figures``, ``tau_path`` and ``ipo_toy`` so a legend read once applies
+everywhere; the solution concepts keep the colours of ``draw.COLORS`` (the reference-solutions
 figure). Also the two grids the figures share: log-spaced iterate indices and log-spaced taus.
 """
 
@@ -32,7 +32,7 @@ __all__ = [
 
 # (colour, line style) per algorithm: dashed = offline (pairs from mu), solid = online or mixture
 # sampling, dotted = RLHF's policy gradient on a fitted reward. DPO, IPO and Nash-MD share the
-# colour of the target they converge to (taken from plotting.COLORS, as in reference_solutions);
+# colour of the target they converge to (taken from draw.COLORS, as in reference_solutions);
 # RLHF's policy gradient is pink so that it stays apart from DPO, which has the same target.
 ALGORITHM_STYLE: dict[str, tuple[str, Any]] = {
     "dpo": (COLORS["RLHF/DPO optimum"], "--"),

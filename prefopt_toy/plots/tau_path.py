@@ -91,8 +91,10 @@ def _label_taus(ax: Axes, taus: Sequence[float], points: Tensor, min_gap: float 
 
 
 def _tv(a: Tensor, b: Tensor) -> Tensor:
-    """Total variation ``0.5 * ||a - b||_1`` along the last axis (``Trajectory.distance_to`` is the
-    same quantity for a run of the dynamics; these paths are solutions, not runs).
+    """Total variation ``0.5 * ||a - b||_1`` along the last axis.
+
+    ``Trajectory.distance_to`` is the same quantity for a run of the dynamics; these paths are
+    solutions, not runs.
     """
     return 0.5 * (a - b).abs().sum(-1)
 
@@ -183,7 +185,7 @@ def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Fi
 
         ax = axes[1, c]
         taus = d["taus"].numpy()
-        for gid, label, path, limit, style in _DISTANCES:
+        for gid, _label, path, limit, style in _DISTANCES:
             ax.plot(taus, _tv(d[path], d[limit]).numpy(), gid=f"{gid}:{name}", **style)
         ax.set_xscale("log")
         ax.set_xlim(config.tau_max, config.tau_min)  # tau decreases to the right, as on the simplex

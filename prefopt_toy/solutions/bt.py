@@ -18,7 +18,13 @@ Given ``P`` and a pair distribution ``nu`` (pairs ``(y, y')`` drawn from ``nu x 
 
 a weighted graph Laplacian, singular along the all-ones direction (only reward differences matter).
 With ``P + P.T = 1`` the gradient condition reads ``(P nu)_y = (P_r nu)_y``: the fitted model
-reproduces every action's win rate against ``nu``. We solve it by damped Newton's method.
+reproduces every action's win rate against ``nu``. We solve it by damped Newton's method
+(``bt_fit``; ``bt_log_likelihood`` evaluates :math:`\ell`).
+
+How far a game is from Bradley-Terry: ``is_bradley_terry`` tests whether finite scores reproduce
+``P`` (then RLHF, DPO and the BT-based methods see the whole game); ``bt_fit_gap`` (the largest
+error of any pair) and ``bt_fit_kl`` (the ``nu x nu``-weighted KL divergence, in nats) measure how
+far the best BT fit misses when they do not.
 """
 
 from __future__ import annotations

@@ -1,3 +1,28 @@
+"""Reference solutions of the named games: the tables that the demo prints, and the figure's paths.
+
+For a game of ``games.named.NAMED_GAMES``, ``reference_table`` lists, side by side, where each
+objective puts its optimum and how exploitable that point is:
+
+- the reference policy ``mu`` (the ``tau -> infinity`` limit of everything below);
+- the RLHF/DPO optimum ``mu * exp(r/beta)`` with the BT reward ``r`` fitted on pairs from
+  ``nu = mu``, at ``beta = tau`` (same KL weight as IPO and Nash-MD);
+- the offline IPO optimum ``mu * exp(P @ mu / tau)`` (``nu = mu``);
+- the regularised Nash equilibrium, the fixed point of ``mu * exp(P @ pi / tau)``;
+- the unregularised Nash equilibrium (linear program, ``tau = 0``);
+- the Condorcet winner, when there is one (a pure Nash equilibrium).
+
+Exploitability is ``max_y (P @ pi)_y - 1/2``: how much a best response beats ``pi`` by; 0 exactly
+at a Nash equilibrium. All numbers come from the library's solvers; this module only arranges them.
+``format_table`` renders a table as aligned plain text (``demo.run_demo`` and ``python -m
+prefopt_toy demo`` print it). ``reference_paths`` gives the RLHF/DPO, IPO and regularised-Nash
+solutions along ``PATH_TAUS``, the curves of ``plots.figures.reference_solutions_figure``.
+
+References
+----------
+Azar et al., arXiv:2310.12036v2, Eq. (3) (RLHF closed form) and Eq. (9) with Psi = I (IPO);
+Munos et al., arXiv:2312.00886v4, Sec. 3-4 (regularised and unregularised Nash).
+"""
+
 from __future__ import annotations
 
 import math

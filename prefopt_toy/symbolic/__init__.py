@@ -69,6 +69,4 @@ DERIVATIONS: dict[str, Callable[[], Derivation]] = {
     "cdpo": cdpo_optimal_margin,
     "gpo": gpo_optimal_margins,
 }
-
-
 """Registry: short name -> builder of the :class:`Derivation` (each builder is cached)."""

@@ -209,7 +209,7 @@ class Derivation:
         )
 
     def to_latex(self) -> str:
-        """The steps, lemmas and claim as one LaTeX ``array`` (explanations in ``\\text{}``)."""
+        r"""The steps, lemmas and claim as one LaTeX ``array`` (explanations in ``\text{}``)."""
         rows = []
         for i, (text, expr) in enumerate(self.steps, 1):
             rows.append(rf"\text{{({i}) {_tex_text(text)}}}")

@@ -5,7 +5,7 @@ the ``matplotlib.figure.Figure`` drawn (Agg canvas, no pyplot global state), the
 ``ipywidgets.Image`` showing it as PNG, the numbers last drawn (``data``, for tests) and a status
 line for messages. Setting ``h.controls[name].value`` (from Python or from the browser) redraws
 synchronously: the callback recomputes with library calls (``prefopt_toy`` solvers and
-``dynamics``), redraws the figure with ``plotting``, re-renders the PNG and updates ``h.data``.
+``dynamics``), redraws the figure with ``plots.draw``, re-renders the PNG and updates ``h.data``.
 No formula lives in a callback; the one closed form drawn here that the solvers do not provide,
 Nash-MD's convergence bound, is :func:`nash_md_bound`.
 

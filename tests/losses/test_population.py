@@ -197,7 +197,7 @@ def test_gradcheck(loss):
     # the stop-gradient deliberately ignores (that case is test_callable_nu_is_stop_gradient).
     for kwargs in [{}, {"nu": nu}, {"nu": nu, "labels": "hard"}]:
         assert torch.autograd.gradcheck(
-            lambda t: population_loss(t, P, mu, loss, **kwargs), (theta,)
+            lambda t, kwargs=kwargs: population_loss(t, P, mu, loss, **kwargs), (theta,)
         )
 
 

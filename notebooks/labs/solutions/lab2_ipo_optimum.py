@@ -34,10 +34,10 @@ TAUS = [0.03, 0.1, 1.0] if SMOKE else [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 # %%
 import matplotlib.pyplot as plt
 import torch
-from prefopt_toy.plotting import draw_simplex, plot_policy
 
 import prefopt_toy as pt
 from prefopt_toy import labs
+from prefopt_toy.plots.draw import draw_simplex, plot_policy
 
 # %% [markdown]
 # ## Exercise 2: `ipo_optimum(P, mu, nu, tau)`

@@ -39,10 +39,10 @@ TAU = 0.1
 # %%
 import matplotlib.pyplot as plt
 import torch
-from prefopt_toy.plotting import draw_simplex, plot_policy, plot_trajectory
 
 import prefopt_toy as pt
 from prefopt_toy import labs
+from prefopt_toy.plots.draw import draw_simplex, plot_policy, plot_trajectory
 
 # %% [markdown]
 # ## Exercise 3: `nash_md_step(pi, mu, P, tau, eta)`

@@ -7,10 +7,10 @@ with the small offline GPT-2 (``models.default_model("small")``, cached under ``
 rock-paper-scissors-like game ``BRIDGE_P`` over apple / banana / cherry at ``BRIDGE_TAU``. For each
 run it prints the reference's class distribution ``mu_class`` with its Wilson intervals, the exact
 prediction of the toy for that ``mu_class``, the trained policy's class distribution with its
-intervals, their total variation with its sampling error (``bridge_error.tv_sampling_error``: a
+intervals, their total variation with its sampling error (``error.tv_sampling_error``: a
 bootstrap interval, and the floor a policy sitting exactly on the prediction would show) and the
 wall time; it writes ``bridge_<algorithm>.png`` / ``.pdf`` (``bridge.bridge_figure``) with
-``plotting.save_figure`` and every number to ``bridge_summary.json``.
+``plots.draw.save_figure`` and every number to ``bridge_summary.json``.
 
 These are the converged runs of the README's GPT-2 section (target: total variation at most 0.05).
 ``quick`` is the CI smoke mode: the tiny model and a few steps, far from converged.
@@ -45,26 +45,18 @@ __all__ = [
 ]
 
 BRIDGE_P: tuple[tuple[float, ...], ...] = ((0.5, 0.9, 0.1), (0.1, 0.5, 0.9), (0.9, 0.1, 0.5))
-
-
 """Apple beats banana, banana beats cherry, cherry beats apple (each with probability 0.9)."""
 
 
 BRIDGE_TAU = 0.25
-
-
 """KL strength (``beta`` for DPO)."""
 
 
 BRIDGE_MIXTURE = 0.25
-
-
 """Weight of the reference in the geometric mixture of ``ipo_md`` and ``nash_md_pg``."""
 
 
 DPO_OTHER_LOSES = 0.9
-
-
 """``other_loses`` for DPO (its Bradley-Terry fit has no finite optimum at 1)."""
 
 # algorithm -> the exact solver behind its prediction (bridge.predict's table)
@@ -78,9 +70,7 @@ _SOLVER = {
 
 
 DEMO_ALGORITHMS: tuple[str, ...] = tuple(_SOLVER)
-
-
-"""Algorithms the bridge command can run (``bridge.TRAINABLE``)."""
+"""Algorithms the bridge command can run (``run.TRAINABLE``)."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +95,6 @@ class BridgeDemoSettings:
 
 
 DEMO_RUNS: tuple[str, ...] = ("online_ipo", "ipo")
-
-
 """What ``python -m prefopt_toy bridge`` runs by default: the two converged comparisons."""
 
 # Measured on 2 cores (README, GPT-2 section): AdamW with a linear decay to 0. Online: lr 5e-5 (at
@@ -181,7 +169,7 @@ def format_bridge_summary(
 
     Each class row reads ``name  mu_class [lo, hi] (count/n)  prediction  final [lo, hi] (count/n)``;
     ``mu_class`` is exactly ``count / n``, so the prediction can be recomputed from the text.
-    ``tv_error`` (``bridge_error.tv_sampling_error``) adds the TV's bootstrap interval and sampling
+    ``tv_error`` (``error.tv_sampling_error``) adds the TV's bootstrap interval and sampling
     floor; ``note`` is printed last.
 
     References

@@ -1,12 +1,17 @@
-"""The bridge figure: the exact toy's trajectory and GPT-2's class trajectory on one simplex.
+"""The bridge figures: the toy's and GPT-2's class trajectories on one simplex, and class curves.
 
 ``bridge_figure`` draws a ``BridgeResult`` of ``prefopt_toy.lm.bridge.run.run_bridge`` with K = 3
 classes: the simplex of the three classes (distributions renormalised with "other" dropped) holding
 the exact toy trajectory, the GPT-2 class distributions from the run log, the predicted fixed point,
 the reference's class distribution and the final estimate; beside it the "other" mass against the
-step with the final Wilson interval. References: Munos et al., arXiv:2312.00886v4 (regularised
-preference games, the regularised game drawn on the simplex); Calandriello et al.,
-arXiv:2403.08635v1; Wilson, JASA 22 (1927) 209-212.
+step with the final Wilson interval.
+
+``class_curves`` draws, for several bridge runs, each class's logged probability against the step
+with the exact prediction as a dashed line; every line carries a ``gid`` (``"<run>:<class>"``,
+``"<run>:<class>:prediction"``) so tests can read back exactly what was drawn.
+
+References: Munos et al., arXiv:2312.00886v4 (regularised preference games, the regularised game
+drawn on the simplex); Calandriello et al., arXiv:2403.08635v1; Wilson, JASA 22 (1927) 209-212.
 """
 
 from __future__ import annotations

@@ -28,8 +28,6 @@ BRIDGE_ALGORITHMS: dict[str, tuple[str, bool]] = {
     "nash_md_pg": ("tau", True),
     "ipo_md": ("tau", True),
 }
-
-
 """Algorithms ``predict`` knows: name -> (KL-strength keyword, whether ``mixture`` is used)."""
 
 

@@ -41,10 +41,12 @@ the factorisation is then an approximation (exact for ``mixture = 0``).
 **Sampling error.** Class frequencies are estimated from ``n`` independent completions; each class
 gets a Wilson score interval at ``level`` (default 0.95, per class, not simultaneous).
 
-**Where things live.** This module holds ``run_bridge`` and its ``BridgeResult``; ``predict`` and
-``BRIDGE_ALGORITHMS`` are in :mod:`prefopt_toy.lm.bridge.predict`, ``lifted_judge`` and
-``preference_dataset`` in :mod:`prefopt_toy.lm.bridge.run`, the class estimates in
-:mod:`prefopt_toy.lm.bridge.class_estimate`; all are re-exported here.
+**Where things live.** This module holds the LM side of a lifted game and the run:
+``lifted_judge`` builds the ``LiftedGameJudge`` of a ``LiftedTask``; ``preference_dataset`` samples
+two completions per prompt from the reference and labels them with that judge (the offline data of
+``dpo`` and ``ipo``); ``run_bridge`` trains and measures, and returns a ``BridgeResult``.
+``predict`` and ``BRIDGE_ALGORITHMS`` are in :mod:`prefopt_toy.lm.bridge.predict`, the class
+estimates in :mod:`prefopt_toy.lm.bridge.class_estimate`; both are re-exported here.
 
 References
 ----------
@@ -179,8 +181,6 @@ def preference_dataset(
 
 
 TRAINABLE = ("dpo", "ipo", "online_ipo", "nash_md_pg", "ipo_md")
-
-
 """Algorithms ``run_bridge`` can train on GPT-2 (``nash_md``'s closed-form step has no LM analogue)."""
 
 

@@ -14,9 +14,12 @@ algorithms x KL strengths into one folder and saves each run, skipping those alr
 JSON holds Python floats as their shortest round-tripping decimal, so every float64 number comes
 back bit for bit.
 
-The format constants, the :class:`BridgeRun` record and the validating reader
-(:func:`load_bridge_run`, :func:`load_bridge_runs`) live in :mod:`prefopt_toy.lm.bridge.runs`
-and are re-exported here.
+Reading back: the format constants (``BRIDGE_FILE``, ``LOG_FILE``, ``FORMAT``, ``VERSION``), the
+:class:`BridgeRun` record and the validating reader. :func:`load_bridge_run` reads one run
+directory, checking every field of ``bridge.json`` (format and version, algorithm and
+hyperparameters, shapes, finite values, Wilson estimates whose counts sum to ``n``) and reading the
+measured trajectory from ``run.jsonl``; :func:`load_bridge_runs` reads a folder of them. Every
+error is a ``ValueError`` naming the file.
 
 References
 ----------
@@ -60,15 +63,11 @@ __all__ = [
 ]
 
 BRIDGE_FILE = "bridge.json"
-
-
 """Name of the file :func:`~prefopt_toy.lm.bridge.runs.save_bridge_run` writes in a run directory."""
 
 
 LOG_FILE = "run.jsonl"
-
-
-"""Name of the trainer's run log in a run directory (``trainer.Trainer.run``)."""
+"""Name of the trainer's run log in a run directory (``train.trainer.Trainer.run``)."""
 
 
 FORMAT = "prefopt_toy.bridge_run"
@@ -89,7 +88,7 @@ class BridgeRun:
     path: Path
     """The run directory (holds ``bridge.json`` and ``run.jsonl``)."""
     algorithm: str
-    """One of ``bridge.TRAINABLE``."""
+    """One of ``run.TRAINABLE``."""
     strength_name: str
     """``"beta"`` (``dpo``) or ``"tau"`` (the others)."""
     strength: float
@@ -458,7 +457,7 @@ def run_bridge_grid(
     root : path
         Folder of the runs (created if missing).
     algorithms : iterable of str
-        Each one of ``bridge.TRAINABLE``.
+        Each one of ``run.TRAINABLE``.
     taus : iterable of float > 0
         KL strengths (beta for ``dpo``).
     mixture : float in [0, 1]

@@ -1,6 +1,6 @@
 r"""The bridge explorer: the exact toy trajectory and GPT-2's class trajectory, per saved run, on one simplex.
 
-:func:`bridge_explorer` reads a folder of bridge runs (``bridge_runs.load_bridge_runs``) and shows
+:func:`bridge_explorer` reads a folder of bridge runs (``runs.load_bridge_runs``) and shows
 one run at a time, chosen by algorithm, KL strength (tau; beta for DPO) and, where runs differ in
 it, the mixture. Everything drawn was computed when the run was saved (``bridge.run_bridge``) or
 is read from its run log; the callbacks only look runs up and redraw, with the plotting helpers of
@@ -8,7 +8,7 @@ is read from its run log; the callbacks only look runs up and redraw, with the p
 
 **The "other" class.** A lifted game has K = 3 fruit classes plus "other" (completions that name
 no fruit), so every distribution has four entries. The simplex shows the three classes with each
-distribution **renormalised over them** (``bridge_figure._renormalised``: "other" dropped, the
+distribution **renormalised over them** (``figure._renormalised``: "other" dropped, the
 rest divided by its sum), the same convention as ``bridge.bridge_figure``; the "other" mass itself
 (reference, prediction, last logged, final with its interval) is printed in ``h.status``.
 
@@ -43,8 +43,6 @@ from .runs import BridgeRun, load_bridge_runs
 __all__ = ["MAX_STEP_LABELS", "bridge_explorer", "interval_ends"]
 
 MAX_STEP_LABELS = 8
-
-
 """At most this many GPT-2 markers carry their step number (evenly spaced, first and last included)."""
 
 Key = tuple[str, float, float]
@@ -318,7 +316,7 @@ def bridge_explorer(runs_or_root: Any) -> WidgetHandle:
     Parameters
     ----------
     runs_or_root : path or list of BridgeRun
-        A folder of runs (``bridge_runs.load_bridge_runs``) or runs already loaded.
+        A folder of runs (``runs.load_bridge_runs``) or runs already loaded.
 
     Returns
     -------

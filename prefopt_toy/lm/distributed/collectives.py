@@ -40,7 +40,7 @@ __all__ = [
 
 
 def shard(batch: Mapping[str, Tensor], ctx: DistributedContext) -> dict[str, Tensor]:
-    """This rank's contiguous slice of a global batch: rows ``[rank * n, (rank + 1) * n)``, ``n = B / W``.
+    """Rows ``[rank * n, (rank + 1) * n)`` of a global batch, ``n = B / W``: this rank's slice.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def shard(batch: Mapping[str, Tensor], ctx: DistributedContext) -> dict[str, Ten
 
 
 def shard_bounds(size: int, ctx: DistributedContext) -> tuple[int, int]:
-    r"""This rank's rows ``[lo, hi)`` of a global batch of ``size`` rows, as equal as possible.
+    r"""Rows ``[lo, hi)`` of this rank in a global batch of ``size`` rows, as equal as possible.
 
     The first ``size % W`` ranks take :math:`\lceil B / W \rceil` rows, the others
     :math:`\lfloor B / W \rfloor` (NumPy's ``array_split`` convention); the slices are contiguous

@@ -26,8 +26,6 @@ from .process_group import DistributedContext, _check_ctx
 __all__ = ["all_gather_generator_states", "rank_seed", "seed_generators", "trainer_generators"]
 
 TRAINER_STREAMS = ("sampling", "labels", "minibatch")
-
-
 """The GPT-2 trainer's generators: per-rank ``sampling`` and ``labels``, shared ``minibatch``."""
 
 

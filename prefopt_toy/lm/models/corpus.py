@@ -209,8 +209,6 @@ FRUIT_TASK = LiftedTask(
     ),
     frequencies={"apple": 0.5, "banana": 0.3, "cherry": 0.15, OTHER: 0.05},
 )
-
-
 """The default lifted task: 3 fruit classes with corpus frequencies 0.5 / 0.3 / 0.15 (+ 0.05 other)."""
 
 
@@ -310,8 +308,6 @@ MOVIE_TASK = SentimentTask(
     positive={**{p: _ADJ_POS for p in _ADJ_PROMPTS}, **{p: _CLAUSE_POS for p in _CLAUSE_PROMPTS}},
     negative={**{p: _ADJ_NEG for p in _ADJ_PROMPTS}, **{p: _CLAUSE_NEG for p in _CLAUSE_PROMPTS}},
 )
-
-
 """The default sentiment task: 7 review prompts, 4 positive and 4 negative continuations each."""
 
 

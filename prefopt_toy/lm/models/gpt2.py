@@ -310,8 +310,9 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
 
 
 def _private(model):
-    """``model`` in eval mode, its weights copied out of the memory-mapped cache file (so that the
-    file being damaged or replaced later cannot reach a model in use; tied weights stay tied).
+    """``model`` in eval mode, its weights copied out of the memory-mapped cache file.
+
+    So the file being damaged or replaced later cannot reach a model in use; tied weights stay tied.
     """
     with torch.no_grad():
         for param in model.parameters():
@@ -442,8 +443,9 @@ def load_model(
 
 
 def _damaged_hub_cache(name: str, cache_dir: str | os.PathLike | None) -> OSError | None:
-    """An ``OSError`` naming the damaged file of ``name`` in the Hugging Face cache, or None when no
-    file of the cached snapshot is found damaged (another kind of failure).
+    """An ``OSError`` naming the damaged file of ``name`` in the Hugging Face cache, or None.
+
+    None when no file of the cached snapshot is found damaged (another kind of failure).
     """
     from huggingface_hub import try_to_load_from_cache
 

@@ -30,6 +30,18 @@ the optimizer, the scheduler and the generators; only then does it copy into the
 leaves the caller's objects exactly as they were. :func:`load_latest_checkpoint` resumes from the
 newest checkpoint that loads and warns (:class:`CheckpointWarning`) about each newer one it skipped.
 
+Listing: :func:`list_checkpoints` and :func:`latest_checkpoint` find the complete checkpoints of a
+run directory (oldest step first, and the newest) by their names only; that the files are intact is
+checked when one is loaded.
+
+The non-finite guard: :func:`check_finite` raises :class:`NonFiniteLossError` when a loss (or a
+gradient norm) holds a NaN or an infinity, with a message naming the step, the last good checkpoint
+to resume from and what to change; called before ``backward()`` and before saving, it keeps the
+last good checkpoint intact. :func:`save_checkpoint` likewise refuses weights that are not finite.
+
+The on-disk format (file names, the state-dict codec, the integrity records) is
+:mod:`prefopt_toy.lm.train.state_io`.
+
 References
 ----------
 DESIGN.md "Reliability rules" (no pickle from outside; stop on a non-finite loss and keep the last
@@ -129,7 +141,7 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The complete checkpoint with the highest step in ``run_dir``, or None if there is none.
 
     Only names are looked at; to resume from the newest checkpoint that actually loads, use
-    :func:`prefopt_toy.lm.train.checkpoint.load_latest_checkpoint`.
+    :func:`load_latest_checkpoint`.
 
     References
     ----------
@@ -289,8 +301,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _refuse_non_finite_weights(model: torch.nn.Module, step: int, root: Path) -> None:
-    """Raise :class:`NonFiniteLossError` before writing if a weight holds NaN or inf: such a
-    checkpoint would become the "last good" one that a resume starts from.
+    """Raise :class:`NonFiniteLossError` before writing if a weight holds NaN or inf.
+
+    Such a checkpoint would become the "last good" one that a resume starts from.
     """
     for name, param in model.named_parameters():
         if param.is_floating_point() and not bool(torch.isfinite(param.detach()).all()):

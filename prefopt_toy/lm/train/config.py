@@ -24,14 +24,10 @@ from .online import LABEL_MODES
 __all__ = ["ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
 
 LR_SCHEDULES = ("constant", "linear")
-
-
-_MAX_SEED = (
-    2**32
-)  # seeds are combined arithmetically (4 seed + k, 1_000_003 (seed + 1) + step) into 64-bit ones
-
-
 """Learning-rate schedules of ``TrainConfig.lr_schedule`` (see ``TrainConfig.lr_at``)."""
+
+# seeds are combined arithmetically (4 seed + k, 1_000_003 (seed + 1) + step) into 64-bit ones
+_MAX_SEED = 2**32
 
 # name -> (pair source, fixed loss or None when config.loss chooses)
 ALGORITHMS: dict[str, tuple[str, str | None]] = {

@@ -39,8 +39,6 @@ from prefopt_toy.lm.sampling import sample
 __all__ = ["LABEL_MODES", "SampledPairs", "label_weights", "nash_md_pg_surrogate", "sample_pairs"]
 
 LABEL_MODES = ("soft", "hard", "sampled")
-
-
 """Online label modes (offline training uses the dataset's labels, ``"dataset"``)."""
 
 
@@ -54,8 +52,9 @@ def label_weights(
     generator: torch.Generator | None = None,
     n_samples: int = 1,
 ) -> Tensor:
-    r"""The weight :math:`w_i \in [0, 1]` of "``a_i`` wins" in the soft-label loss
-    :math:`w\,\ell(h) + (1 - w)\,\ell(-h)`.
+    r"""The weight :math:`w_i \in [0, 1]` of "``a_i`` wins" in the soft-label loss.
+
+    The loss is :math:`w\,\ell(h) + (1 - w)\,\ell(-h)`.
 
     Parameters
     ----------
@@ -129,8 +128,9 @@ def label_weights(
 
 @dataclass(frozen=True)
 class SampledPairs:
-    """Two completions per prompt, as right-padded ``(2B, T)`` sequences: rows ``[:B]`` are ``a``
-    (``y``), rows ``[B:]`` are ``b`` (``y'``) for the same prompts.
+    """Two completions per prompt, as right-padded ``(2B, T)`` sequences.
+
+    Rows ``[:B]`` are ``a`` (``y``), rows ``[B:]`` are ``b`` (``y'``) for the same prompts.
     """
 
     input_ids: Tensor

@@ -73,13 +73,11 @@ __all__ = [
 ]
 
 SHARED_STREAMS = ("minibatch",)
-
-
 """Generators identical on every rank (saved once, under their own name)."""
 
 
 def local_rows(rows: list[int], ctx: DistributedContext) -> list[int]:
-    """This rank's contiguous slice of the global batch ``rows`` (``collectives.shard_bounds``).
+    """Contiguous slice of the global batch ``rows`` for this rank (``collectives.shard_bounds``).
 
     References
     ----------

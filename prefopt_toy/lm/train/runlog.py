@@ -30,6 +30,10 @@ written as ``null``: :func:`read_run_log` returns them as ``None`` and :func:`ru
 The sign of an infinity is lost; a metric that can legitimately be infinite should be logged in a
 transformed form (e.g. its log).
 
+**Curves.** ``run_log_curves`` draws chosen metrics of several runs (one panel per metric, one line
+per run, ``gid`` ``"<run>:<metric>"``), read with :func:`run_log_frame`, on a
+``matplotlib.figure.Figure`` built without pyplot.
+
 References
 ----------
 JSON Lines, https://jsonlines.org; TRL v1.13.0 metric names (``trl/trainer/dpo_trainer.py``),
@@ -461,8 +465,10 @@ class RunLogger:
         self.last_step = step
 
     def _append(self, line: bytes) -> None:
-        """Append ``line`` with one ``write`` call (looping only on a short write); if the write fails
-        part-way (a full disk), cut the file back to where it was, so no half line stays behind.
+        """Append ``line`` with one ``write`` call (looping only on a short write).
+
+        If the write fails part-way (a full disk), cut the file back to where it was, so no half
+        line stays behind.
         """
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -49,8 +49,6 @@ FORMAT = "prefopt_toy.checkpoint"
 
 
 VERSION = 2
-
-
 """The version written; 1 (without integrity records) is still read."""
 
 
@@ -178,8 +176,10 @@ class _MissingTensor(KeyError):
 
 
 def _decode(obj: Any, tensors: Mapping[str, Tensor]) -> Any:
-    """The tree :func:`_encode` encoded. ``_MissingTensor`` for a reference to an absent tensor,
-    ``ValueError`` for a malformed tagged node.
+    """The tree :func:`_encode` encoded.
+
+    ``_MissingTensor`` for a reference to an absent tensor, ``ValueError`` for a malformed tagged
+    node.
     """
     if isinstance(obj, list):
         return [_decode(v, tensors) for v in obj]

@@ -19,7 +19,7 @@ algorithm         pairs                                        labels           
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
 step's sampled completions under ``torch.no_grad`` (the online step, ``Trainer.draw_online`` and
-``Trainer.online_pairs_loss``, lives in ``prefopt_toy.lm.train.trainer``). The per-pair losses are
+``Trainer.online_pairs_loss``, comes from the ``OnlineSteps`` mixin). The per-pair losses are
 ``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
 
 Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, ``learning_rate``
@@ -35,7 +35,7 @@ with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps 
 on ``n_eval`` fresh policy samples of the evaluation prompts: ``eval/kl`` (the same estimator,
 weights after the step), ``win_rate`` (mean judge probability that a policy sample beats a
 reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_distribution``,
-"other" last); ``Trainer.evaluate`` lives in ``prefopt_toy.lm.train.trainer``.
+"other" last); ``Trainer.evaluate`` comes from the ``Evaluation`` mixin.
 
 Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
 (``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
@@ -65,6 +65,24 @@ Launch one copy of a script that calls ``train(..., ctx=init_process_group())`` 
 (``accelerate launch --multi_gpu`` starts the processes through torchrun's launcher, also on a
 machine without a GPU: the trainer joins a gloo group on the CPU. ``accelerate launch --cpu
 --num_processes 2`` starts only one process unless MPI is set up.)
+
+The module holds, in order:
+
+- ``OnlineDraw`` and the ``OnlineSteps`` mixin, the online step: ``draw_online`` (two completions
+  per prompt from ``SG[pi]`` or ``SG[pi^(1-m) mu^m]`` with the ``sampling`` generator, the judge's
+  probabilities and the label weights from the ``labels`` generator), ``online_pairs_loss`` (the
+  per-pair loss on a draw: online DPO/IPO, IPO-MD or the Nash-MD-PG surrogate, each pair ordered so
+  that "chosen" is favoured) and ``online_loss`` (both), with the batch helpers
+  ``_sequence_logps`` and ``_trim`` that the offline step uses too;
+- the ``Evaluation`` mixin, ``evaluate``: rank 0 draws ``n_eval`` completions from the policy and
+  ``n_eval`` from the reference for the evaluation prompts (cycled) with a generator seeded from
+  (seed, step), so evaluating never moves the training generators and a resumed run evaluates
+  exactly as an uninterrupted one;
+- ``Trainer``, which inherits both mixins and adds the reference cache, the offline step, the
+  training step, checkpoints and resume, and ``train``, which builds one and runs it.
+
+The configuration (``TrainConfig``, ``ALGORITHMS``, ``LR_SCHEDULES``) is in
+``prefopt_toy.lm.train.config`` and re-exported here.
 
 References
 ----------
@@ -145,8 +163,9 @@ class OnlineDraw:
 def _sequence_logps(
     model, batch: dict[str, Tensor], reduction: str
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch, all
-    three on the model's device (the batch is moved there first).
+    """(reduced log-probs (N,), summed log-probs (N,), lengths (N,)) of a right-padded batch.
+
+    All three are on the model's device (the batch is moved there first).
     """
     batch = to_device(batch, model_device(model))
     tok = token_logprobs(
@@ -276,7 +295,7 @@ class Evaluation:
 
     References
     ----------
-    See :mod:`prefopt_toy.lm.train.trainer` (TRL v1.13.0 metric names).
+    See the module docstring (TRL v1.13.0 metric names).
     """
 
     @torch.no_grad()
@@ -492,8 +511,9 @@ class Trainer(OnlineSteps, Evaluation):
     # ------------------------------------------------------------------ data
     @torch.no_grad()
     def _reference_cache(self) -> tuple[Tensor, Tensor]:
-        """Reference log-probs (chosen (N,), rejected (N,)) of the whole dataset, in the config's
-        reduction: one pass, in dataset order, chunks of ``batch_size`` pairs.
+        """Reference log-probs (chosen (N,), rejected (N,)) of the whole dataset.
+
+        In the config's reduction: one pass, in dataset order, chunks of ``batch_size`` pairs.
         """
         out: dict[str, list[Tensor]] = {"chosen": [], "rejected": []}
         bs = self.config.batch_size
@@ -549,13 +569,14 @@ class Trainer(OnlineSteps, Evaluation):
         )
         return losses.mean(), dict(metrics)
 
-    # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (trainer_online)
+    # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (above)
 
-    # evaluate: inherited from Evaluation (trainer_eval)
+    # evaluate: inherited from Evaluation (above)
 
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, Any]:
         """One optimizer step; returns its metrics (floats, global-batch means on every rank).
+
         Raises ``NonFiniteLossError`` (on every rank) before a bad step reaches the weights.
         """
         cfg, ctx = self.config, self.ctx

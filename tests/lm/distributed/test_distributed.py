@@ -105,8 +105,8 @@ import sys
 from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
-sys.path.insert(0, sys.argv[2])
-from test_lm_distributed import LR, POLICY_SEED, REF_SEED, _dpo_mean_loss, _model
+sys.path[:0] = [sys.argv[2], str(Path(sys.argv[2]) / "lm" / "distributed")]
+from test_distributed import LR, POLICY_SEED, REF_SEED, _dpo_mean_loss, _model
 from prefopt_toy.lm import distributed as D
 
 out = Path(sys.argv[1])

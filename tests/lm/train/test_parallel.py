@@ -151,8 +151,8 @@ import json, sys
 from pathlib import Path
 import torch
 from safetensors.torch import save_file
-sys.path.insert(0, sys.argv[2])
-from test_lm_trainer_distributed import DATASET, INIT_SEED, JOBS, PROMPTS, REF_SEED, judge_fn, make_model, weights
+sys.path[:0] = [sys.argv[2], str(Path(sys.argv[2]) / "lm" / "train")]
+from test_parallel import DATASET, INIT_SEED, JOBS, PROMPTS, REF_SEED, judge_fn, make_model, weights
 from prefopt_toy.lm import distributed as D
 from prefopt_toy.lm.judges import CallableJudge
 from prefopt_toy.lm.models.tokenizer import gpt2_tokenizer

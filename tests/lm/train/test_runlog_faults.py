@@ -151,7 +151,7 @@ def test_a_malformed_middle_line_is_named_by_every_reader(tmp_path, case):
 def test_a_bad_header_is_named(tmp_path, first, reason):
     path = tmp_path / "run.jsonl"
     path.write_text(first + '\n{"kind": "step", "step": 1, "loss": 0.5}\n')
-    for name, read in _readers(path).items():
+    for read in _readers(path).values():
         with pytest.raises(RunLogError, match=reason):
             read()
 
