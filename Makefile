@@ -104,7 +104,7 @@ test-latest:
 
 # Tests and the demo never reach for the Hugging Face Hub: the GPT-2 side uses local models only.
 test demo figures lab: export HF_HUB_OFFLINE = 1
-# Notebooks read PREFOPT_SMOKE=1 as "fast mode": fewer steps, same story (STYLE.md section 7).
+# Notebooks read PREFOPT_SMOKE=1 as "fast mode": fewer steps, same story (notebooks/README.md).
 test: export PREFOPT_SMOKE = 1
 # THREADS intra-op threads (1 by default; see the top of this file). `?=` keeps an OMP_NUM_THREADS
 # the user exported. JupyterLab's kernels inherit it. The library itself never sets a thread count.

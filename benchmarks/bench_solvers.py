@@ -20,7 +20,7 @@ Usage::
     python benchmarks/bench_solvers.py --quick    # K <= 100, few repeats, prints only
     python benchmarks/bench_solvers.py --out PATH # write the markdown table to PATH
 
-Targets (DESIGN.md): regularised Nash for K = 1000 to residual 1e-12 well under a second on 2 CPU
+Targets: regularised Nash for K = 1000 to residual 1e-12 well under a second on 2 CPU
 cores; the unregularised Nash no slower than nashpy's linear program on the same games.
 """
 
@@ -376,7 +376,7 @@ def render(
 
     # -------------------------------------------------------------------- targets
     big = [r for r in reg if r.k == max(r.k for r in reg)]
-    out += ["## Targets (DESIGN.md)", ""]
+    out += ["## Targets", ""]
     if big:
         k_big = big[0].k
         worst = max(big, key=lambda r: r.seconds if not r.error else float("inf"))

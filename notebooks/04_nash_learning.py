@@ -78,7 +78,7 @@ print("RLHF/DPO optimum at beta = tau:", pt.rlhf_optimum(P, mu, TAU).numpy().rou
 # Each step mixes the current policy with $\mu$ (weight $\eta_t\tau$ on $\mu$), then takes a mirror
 # step against that mixture. With $\eta_t = 2/(\tau(t+2))$ the first mixture weight is
 # $\eta_0\tau = 1$: the first step ignores $\pi_0$ and lands exactly on the offline IPO optimum with
-# data from $\mu$ (ALGORITHMS.md, Sec. 5, pitfall 1).
+# data from $\mu$ (put $\eta_0\tau = 1$ in Munos et al., arXiv:2312.00886v4, Eq. (8)-(9)).
 
 # %%
 run = pt.nash_md(P, mu, tau=TAU, steps=STEPS)
@@ -95,7 +95,7 @@ for T in [1, 10, 100, STEPS]:
 
 # %% [markdown]
 # The bound holds at every step, and it is loose: the actual KL is orders of magnitude smaller
-# (ALGORITHMS.md, Sec. 5, pitfall 3). Checked over the whole run:
+# (Theorem 1 of Munos et al., arXiv:2312.00886v4, is only an upper bound). Checked over the run:
 
 # %%
 bound = widgets.nash_md_bound(TAU, range(STEPS + 1))

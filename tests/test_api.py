@@ -1,4 +1,4 @@
-"""The teaching API of DESIGN.md is a contract: names, signatures, float64 results, sourced docstrings.
+"""The teaching API is a contract (README): names, signatures, float64 results, sourced docstrings.
 
 Notebooks, labs and outside checks import these names from ``prefopt_toy`` itself, so this file
 does too. It also runs every docstring example of every module of the package (the doctests), so
@@ -77,7 +77,7 @@ def test_public_docstring_cites_a_source(name):
         return
     assert SOURCE.search(doc), (
         f"{name}'s docstring cites no source (needs 'arXiv:' or a References section, "
-        f"STYLE.md section 4); first line: {doc.splitlines()[0]!r}"
+        f"README, 'The teaching API (a contract)'); first line: {doc.splitlines()[0]!r}"
     )
 
 
@@ -99,11 +99,11 @@ def test_source_allowlists_are_current():
     )
 
 
-# ------------------------------------------------------------------ DESIGN.md signatures
+# --------------------------------------------------------------------- contract signatures
 
 REQUIRED = inspect.Parameter.empty
 
-# DESIGN.md, "The teaching API (a contract)": leading positional parameters and their defaults.
+# README, "The teaching API (a contract)": leading positional parameters and their defaults.
 CONTRACT: dict[str, list[tuple[str, Any]]] = {
     "check_preference_matrix": [("P", REQUIRED)],
     "bradley_terry": [("scores", REQUIRED)],
@@ -131,7 +131,7 @@ POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR
 
 @pytest.mark.parametrize("name", sorted(CONTRACT))
 def test_contract_signature(name):
-    assert name in pt.__all__, f"{name} is part of the DESIGN.md contract but not in __all__"
+    assert name in pt.__all__, f"{name} is part of the teaching-API contract but not in __all__"
     params = list(inspect.signature(getattr(pt, name)).parameters.values())
     expected = CONTRACT[name]
     got = [(p.name, p.default) for p in params[: len(expected)]]
@@ -306,7 +306,7 @@ def _modules() -> list[str]:
 
 
 def test_doctests_exist():
-    """Most public functions carry an example (STYLE.md section 5); at least the package has many."""
+    """Most public functions carry an example (README's teaching API); the package has many."""
     finder = doctest.DocTestFinder(exclude_empty=True)
     count = sum(
         len(t.examples)

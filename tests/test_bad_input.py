@@ -1,5 +1,5 @@
-"""Malformed inputs to the public API raise a ValueError that names the argument (DESIGN.md,
-"Reliability rules"), and no public function modifies its inputs in place (STYLE.md section 2).
+"""Malformed inputs to the public API raise a ValueError that names the argument, and no public
+function modifies its inputs in place (README, "Reliability rules").
 
 Everything is imported from ``prefopt_toy`` itself: this is the contract notebooks and outside
 checks rely on, not the private helpers behind it.

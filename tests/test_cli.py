@@ -1,5 +1,5 @@
 """The command line refuses a value it cannot use with one line on stderr and exit status 2, before
-any work starts (DESIGN.md, reliability rules), and sets torch's thread count as documented.
+any work starts (README, "Reliability rules"), and sets torch's thread count as documented.
 
 The checks run through ``main`` in-process and once through a real subprocess, the way a user
 meets them (``python -m prefopt_toy ...``): no traceback, one line.

@@ -3,8 +3,8 @@
 Execution itself is nbmake's job (``make test`` passes every executed notebook to pytest with
 ``--nbmake``; the Makefile's ``NOTEBOOKS`` list). This file checks what nbmake cannot: that the
 .ipynb students open and the py:percent file reviewers read say the same thing, that no outputs
-are committed, that each notebook follows the skeleton of STYLE.md section 7, and that no notebook
-is silently left out of the executed list.
+are committed, that each notebook follows the skeleton of notebooks/README.md ("Conventions for
+authors"), and that no notebook is silently left out of the executed list.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ EXCUSED = {
     "and executes the solution in notebooks/labs/solutions/",
 }
 
-# Cells of at most ~15 lines (STYLE.md section 7), counted as statements so that the formatter's line
+# Cells of at most ~15 lines (notebooks/README.md), counted as statements so the formatter's line
 # wrapping does not count: code cells of the teaching notebooks hold at most this many statements
 # (every simple statement and every compound header, nested ones included). Lab scaffolds excepted.
 MAX_CELL_STATEMENTS = 12

@@ -8,7 +8,8 @@ Nash-MD (Munos et al., arXiv:2312.00886v4, Sec. 6, Eq. (8)-(9)): with the geomet
 
 With :math:`\eta_t = 2/(\tau(t+2))` the last iterate satisfies
 :math:`KL(\pi^*_\tau\|\pi_T) \le 8/(\tau^2(T+1))` (Theorem 1). A constant step instead converges
-to the IPO-MD fixed point with mixture :math:`\eta\tau` (ALGORITHMS.md Sec. 5, pitfall 2).
+to the IPO-MD fixed point with mixture :math:`\eta\tau` (set :math:`\pi_{t+1} = \pi_t` above:
+:math:`\pi \propto \mu\exp(P\pi^\mu/\tau)`, Calandriello et al., arXiv:2403.08635v1, Sec. 5).
 
 Nash-MD-PG (ibid., Sec. 7 and App. F): ascend
 :math:`E_{y\sim\pi}[\nabla\log\pi(y)\,(P(y \succ y') - 1/2 - \tau\log(\pi(y)/\mu(y)))]` with

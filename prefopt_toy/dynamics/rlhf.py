@@ -4,7 +4,7 @@ Stage 1 is ``bt_fit(P, nu)`` (the population reward-model fit). Stage 2 maximise
 :math:`J(\pi) = E_\pi[\hat r] - \beta KL(\pi\|\mu)`, either in closed form
 (:math:`\mu e^{\hat r/\beta}/Z`; Azar et al., arXiv:2310.12036v2, Eq. (3) and App. A.1) or by exact
 policy-gradient ascent on the logits, whose gradient is :math:`\pi\odot(A - E_\pi A)` with
-:math:`A = \hat r - \beta\log(\pi/\mu)` (ALGORITHMS.md Sec. 1).
+:math:`A = \hat r - \beta\log(\pi/\mu)` (the softmax score :math:`e_y - \pi` applied to :math:`J`).
 """
 
 from __future__ import annotations

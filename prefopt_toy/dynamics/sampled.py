@@ -286,8 +286,9 @@ def dataset_run(
     Notes
     -----
     On D1 the DPO infimum is at infinite margins (:math:`\pi \to (1, 0, 0)`), while IPO has the
-    least-squares minimiser :math:`\pi \propto (e^{2/(3\tau)}, e^{1/(3\tau)}, 1)` (ALGORITHMS.md
-    Sec. 3.1). The data set printed as D3 = ``[(0, 1), (1, 0)]`` gives action 2 no gradient.
+    least-squares minimiser :math:`\pi \propto (e^{2/(3\tau)}, e^{1/(3\tau)}, 1)` (derived for this
+    suite: :math:`h_{ab} = h_{bc} = 1/(3\tau)` in Eq. (17)). The data set printed as
+    D3 = ``[(0, 1), (1, 0)]`` gives action 2 no gradient.
 
     The paper starts from logits 0, i.e. :math:`\pi_0 = \mu` for its uniform ``mu``; starting at
     :math:`\log\mu` keeps :math:`\pi_0 = \mu` for any ``mu``. Minibatch rows are drawn per seed

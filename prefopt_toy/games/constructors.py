@@ -1,7 +1,7 @@
 r"""Preference matrices ``P``: validation and constructors.
 
 A preference matrix on K actions holds ``P[i, j] = Pr(action i beats action j)``, so
-``P + P.T = 1`` and the diagonal is 1/2 (ALGORITHMS.md section 0). Every constructor here returns a
+``P + P.T = 1`` and the diagonal is 1/2 (README, "Notation"). Every constructor here returns a
 float64 tensor that is complementary *exactly* in floating point: each pair is computed once (the
 entry at most 1/2 where accuracy matters) and its partner is set to ``1 - entry``, which makes
 ``P[i, j] + P[j, i] == 1`` hold bit for bit (for ``a`` in [0, 1], ``a + fl(1 - a)`` rounds to 1).
@@ -226,9 +226,9 @@ def three_voter_types(epsilon: float) -> Tensor:
 
     Notes
     -----
-    The paper describes the voters in words; the matrix is the reconstruction of ALGORITHMS.md
-    section 5, whose equilibrium matches the paper's stated one. ``epsilon = 0`` gives
-    ``rock_paper_scissors(1/3)``.
+    The paper describes the voters in words; the matrix is reconstructed for this suite from that
+    description (Sec. 3.2), and its equilibrium matches the paper's stated one.
+    ``epsilon = 0`` gives ``rock_paper_scissors(1/3)``.
 
     References
     ----------

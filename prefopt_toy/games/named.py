@@ -14,7 +14,7 @@ The four games show the four ways the solutions can relate:
   Condorcet cycle; BT/RLHF ranks ``y0`` first, the Nash equilibrium mixes.
 - ``condorcet_winner``: ``y0`` beats each other action narrowly, yet ``y1`` has the top Borda score,
   so BT/RLHF/DPO and offline IPO favour ``y1`` while the regularised Nash tends to ``y0`` as
-  ``tau -> 0`` (ALGORITHMS.md, Sec. 5, "Condorcet winner").
+  ``tau -> 0`` (a game constructed for this suite).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ NAMED_GAMES: dict[str, NamedGame] = {
             ),
             constructor="check_preference_matrix",
             arguments=(("P", _CONDORCET_P),),
-            source="constructed for this suite (ALGORITHMS.md Sec. 5, 'Condorcet winner')",
+            source="constructed for this suite (a Condorcet winner that BT/RLHF ranks second)",
         ),
     ]
 }

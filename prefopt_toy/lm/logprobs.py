@@ -11,8 +11,8 @@ scored like any other token when ``completion_mask`` covers it (``prefopt_toy.lm
 **The reduction is part of the loss, so it has no default.** The sequence log-ratio of the theory
 (DPO, IPO, Nash-MD, the exact toy) is the *sum* of token log-probs, ``log pi(y | x)``. TRL's
 ``DPOTrainer`` with ``loss_type="ipo"`` uses the per-token *mean* instead (TRL PR #1265), whose
-optimum is not Azar et al.'s ``mu exp(p / tau)``; TRL's online trainers sum. See
-``../shared/reference/ALGORITHMS.md`` section 3 ("Sum versus average of token log-probs").
+optimum is not Azar et al.'s ``mu exp(p / tau)`` (arXiv:2310.12036v2, Eq. (17) sums); TRL's
+online trainers sum. ``prefopt_toy.analysis.token_reduction`` works out what the mean does to tau.
 
 Position ids are computed from the attention mask (``cumsum - 1``), so GPT-2's absolute position
 embeddings see the same positions whatever the padding side: left and right padding give the same
@@ -337,7 +337,8 @@ def completion_logprobs(
         **Required, no default.** ``"sum"`` gives ``log pi(y | x)``, the quantity of the theory
         (DPO's reference code, the exact toy, TRL's online trainers); ``"mean"`` divides by the
         number of completion tokens, as TRL's ``DPOTrainer`` does for ``loss_type="ipo"`` (PR #1265;
-        ALGORITHMS.md section 3), which changes the optimum. Anything else raises ``ValueError``.
+        see ``prefopt_toy.analysis.token_reduction``), which changes the optimum. Anything else
+        raises ``ValueError``.
 
     Returns
     -------

@@ -112,7 +112,8 @@ def hard_labels(P: Any) -> Tensor:
     References
     ----------
     Calandriello et al., arXiv:2403.08635v1, Sec. 6 (online DPO/IPO with preference-model labels);
-    TRL's OnlineDPOTrainer labels the higher-scored completion as chosen (ALGORITHMS.md Sec. 10).
+    TRL's OnlineDPOTrainer labels the higher-scored completion as chosen (huggingface/trl,
+    ``trl/experimental/online_dpo/online_dpo_trainer.py``).
 
     Examples
     --------

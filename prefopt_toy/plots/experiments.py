@@ -45,7 +45,7 @@ CORE_ALGORITHMS: tuple[str, ...] = (
     "nash_md_pg",
     "rlhf",
 )
-"""The algorithms every exact-dynamics figure covers (DESIGN.md, "Dynamics")."""
+"""The algorithms every exact-dynamics figure covers (the nine core ones; README, "Algorithms")."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 r"""The IPO paper's toy bandits reproduced: DPO against IPO across tau (figure ``ipo_toy``).
 
-Azar et al., arXiv:2310.12036v2, Sec. 5.3.1 and 5.4 (ALGORITHMS.md Sec. 3.1 and 11.1):
+Azar et al., arXiv:2310.12036v2, Sec. 5.3.1 and 5.4 (closed forms derived for this suite):
 
 - **Two actions, y1 always beats y2** (``P[y1, y2] = 1``, uniform ``mu = nu``). IPO's optimum is
   :math:`\pi(y_1) = \sigma(0.5/\tau)` (``ipo_optimum``); DPO/RLHF has no finite optimum and

@@ -1,7 +1,8 @@
 r"""The Bradley-Terry fit of a preference matrix: the reward model that RLHF and DPO implicitly use.
 
 Given ``P`` and a pair distribution ``nu`` (pairs ``(y, y')`` drawn from ``nu x nu``, labelled by
-``P``), the population maximum-likelihood BT rewards solve (ALGORITHMS.md section 1)
+``P``), the population maximum-likelihood BT rewards solve
+(Azar et al., arXiv:2310.12036v2, Eq. (2))
 
 .. math::
     \hat r = \arg\max_r \; \ell(r), \qquad

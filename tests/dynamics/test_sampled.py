@@ -5,9 +5,9 @@ Oracles, none of them the module's own earlier output:
 - autograd of ``prefopt_toy.losses.population.dataset_loss`` on the same minibatch, for the hand-derived
   scatter-add gradient (library losses through their kernels, and a custom callable);
 - enumeration of every minibatch drawn with replacement, for unbiasedness of the sampled gradient;
-- the closed-form minimisers of ALGORITHMS.md Sec. 3.1: D1 IPO ``~ (e^{2/(3 tau)}, e^{1/(3 tau)}, 1)``,
-  D3' DPO ``(1/2, 1/2, 0)`` and IPO ``~ (e^{1/(2 tau)}, e^{1/(2 tau)}, 1)``; the printed D3 leaves
-  action c without gradient;
+- closed-form minimisers derived for this suite from Azar et al., Sec. 5.4: D1 IPO
+  ``~ (e^{2/(3 tau)}, e^{1/(3 tau)}, 1)``, D3' DPO ``(1/2, 1/2, 0)`` and IPO
+  ``~ (e^{1/(2 tau)}, e^{1/(2 tau)}, 1)``; the printed D3 leaves action c without gradient;
 - ``scipy.stats.t.interval`` on numpy copies, for the seed summary.
 """
 
@@ -37,7 +37,7 @@ D3_PRIME = [
     (0, 1),
     (1, 0),
     (0, 2),
-]  # the data set the paper's text describes (ALGORITHMS.md Sec. 3.1)
+]  # the data set the paper's text describes (Azar et al. Sec. 5.4), as this suite reads it
 TAUS = [0.1, 0.5, 1.0]
 
 
@@ -132,7 +132,8 @@ def test_check8_d1_full_protocol_dpo_deterministic_ipo_at_the_minimiser():
     """Azar et al., arXiv:2310.12036v2, Sec. 5.4 on D1: Adam lr 0.01, batch 9, 18,000 steps, 10 seeds.
 
     DPO drives pi(a) to 1 for every tau; IPO's 10-seed mean lands within 0.01 of the exact
-    least-squares minimiser (ALGORITHMS.md Sec. 3.1 and 11.1). One call per loss: 3 taus x 10 seeds.
+    least-squares minimiser of Eq. (17) (``dataset_run``'s Notes). One call per loss: 3 taus x 10
+    seeds.
     """
     start = time.perf_counter()
     runs = {loss: dataset_run(UNIFORM, D1, loss=loss, tau=TAUS) for loss in ("dpo", "ipo")}
@@ -200,7 +201,7 @@ def test_exact_mode_with_adam_follows_the_protocol_and_is_deterministic():
 
 def test_exact_d3_prime_dpo_and_ipo_limits():
     """D3' = {(a,b), (b,a), (a,c)}: DPO -> (1/2, 1/2, 0) (an infimum at infinite h_ac, approached);
-    IPO -> ~ (e^{1/(2 tau)}, e^{1/(2 tau)}, 1), reached (ALGORITHMS.md Sec. 3.1)."""
+    IPO -> ~ (e^{1/(2 tau)}, e^{1/(2 tau)}, 1), reached (derived for this suite)."""
     dpo_run = dataset_run(UNIFORM, D3_PRIME, loss="dpo", tau=TAUS, steps=6000, minibatch=False)
     limit = torch.tensor([0.5, 0.5, 0.0], dtype=F64)
     assert float((dpo_run.final - limit).abs().max()) < 1e-3

@@ -20,12 +20,6 @@ from prefopt_toy.lm.models.corpus import (
 )
 from prefopt_toy.lm.models.tokenizer import gpt2_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 EXAMPLES = [
     {
         "prompt": "My favourite fruit is",

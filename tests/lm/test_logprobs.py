@@ -18,11 +18,6 @@ from prefopt_toy.lm.logprobs import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def _model(vocab=50257, dtype=torch.float32, seed=0):
     from transformers import GPT2Config, GPT2LMHeadModel
 

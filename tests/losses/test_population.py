@@ -282,7 +282,7 @@ def test_against_optima_module_when_present():
 
 
 # ---------------------------------------------------------------------------------------------
-# the IPO paper toys (Azar et al., arXiv:2310.12036v2, Sec. 5.3-5.4; ALGORITHMS.md 3.1 / 11.1)
+# the IPO paper toys (Azar et al., arXiv:2310.12036v2, Sec. 5.3-5.4)
 
 TWO_ACTION_P = [[0.5, 1.0], [0.0, 0.5]]
 

@@ -307,7 +307,7 @@ def test_ipo_toy_two_actions(built):
 
 def test_ipo_toy_d1_matches_the_worked_examples(built):
     fig = built["ipo_toy"]
-    # ALGORITHMS.md Sec. 11.1: exact minimisers of Eq. (17) on D1, uniform mu.
+    # Exact minimisers of Eq. (17) on D1, uniform mu: pi ~ (e^{2/(3 tau)}, e^{1/(3 tau)}, 1).
     table = {0.1: (0.964370, 0.034403, 0.001227), 1.0: (0.448441, 0.321322, 0.230237)}
     curves = [artist(fig, f"d1_ipo:{a}") for a in "abc"]
     tau = np.asarray(curves[0].get_xdata())

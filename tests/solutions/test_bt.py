@@ -33,7 +33,7 @@ def scores_and_nu(draw, max_score=10.0):
 
 
 def stationarity(P: torch.Tensor, r: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
-    """sum_{y'} nu_y nu_y' (P[y, y'] - sigmoid(r_y - r_y')) for every y (ALGORITHMS.md sec. 1)."""
+    """sum_{y'} nu_y nu_y' (P[y, y'] - sigmoid(r_y - r_y')) for each y (Azar et al. Eq. 2)."""
     return nu * ((P - torch.sigmoid(r[:, None] - r[None, :])) @ nu)
 
 

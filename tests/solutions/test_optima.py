@@ -55,7 +55,7 @@ def test_ipo_paper_two_action_toy(tau, expected):
     """Azar et al. Sec. 5.3.1: P[y1, y2] = 1, uniform mu = nu: IPO keeps pi(y1) = sigmoid(0.5 / tau)."""
     pi = ipo_optimum([[0.5, 1.0], [0.0, 0.5]], [0.5, 0.5], tau)
     assert float(pi[0]) == pytest.approx(1 / (1 + math.exp(-0.5 / tau)), abs=1e-15)
-    assert float(pi[0]) == pytest.approx(expected, abs=5e-7)  # the table in ALGORITHMS.md sec. 11.1
+    assert float(pi[0]) == pytest.approx(expected, abs=5e-7)  # sigmoid(0.5 / tau) to 6 decimals
 
 
 def test_dpo_on_the_deterministic_toy_has_no_finite_optimum():

@@ -121,7 +121,7 @@ def test_steps_render(name):
 
 
 def test_known_values():
-    """Hand-checked numbers (ALGORITHMS.md Sec. 2: eps = 0.1, beta = 0.1 gives h* = 21.972246)."""
+    """Hand-checked: cDPO's h* = log((1 - eps) / eps) / beta = 21.972246 at eps = beta = 0.1."""
     d = symbolic.cdpo_optimal_margin()
     f = sp.lambdify(d.arguments, d.rhs)
     assert f(0.1, 0.1) == pytest.approx(10 * math.log(9), abs=1e-12)

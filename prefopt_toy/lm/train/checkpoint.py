@@ -44,7 +44,7 @@ The on-disk format (file names, the state-dict codec, the integrity records) is
 
 References
 ----------
-DESIGN.md "Reliability rules" (no pickle from outside; stop on a non-finite loss and keep the last
+README, "Reliability rules" (no pickle from outside; stop on a non-finite loss and keep the last
 good checkpoint; an interrupted and resumed run ends where an uninterrupted one does). safetensors
 format: https://github.com/huggingface/safetensors. TRL v1.13.0 (https://github.com/huggingface/trl)
 resumes through ``transformers.Trainer`` checkpoints, which pickle the optimizer and RNG state
@@ -132,7 +132,7 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
 
     References
     ----------
-    DESIGN.md "Reliability rules".
+    README, "Reliability rules".
     """
     return [p for _, p in _complete_checkpoints(Path(run_dir))]
 
@@ -145,7 +145,7 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
 
     References
     ----------
-    DESIGN.md "Reliability rules" (resume from the last good checkpoint).
+    README, "Reliability rules" (resume from the last good checkpoint).
 
     Examples
     --------
@@ -172,7 +172,7 @@ class NonFiniteLossError(FloatingPointError):
 
     References
     ----------
-    DESIGN.md "Reliability rules" (stop with a clear message, keep the last good checkpoint).
+    README, "Reliability rules" (stop with a clear message, keep the last good checkpoint).
     """
 
     def __init__(self, message: str, *, step: int, value: float, last_good: Path | None) -> None:
@@ -210,7 +210,7 @@ def check_finite(
 
     References
     ----------
-    DESIGN.md "Reliability rules"; Rafailov et al., arXiv:2305.18290v3 (DPO) and Azar et al.,
+    README, "Reliability rules"; Rafailov et al., arXiv:2305.18290v3 (DPO) and Azar et al.,
     arXiv:2310.12036v2 (IPO) for the beta / tau the message suggests changing.
 
     Examples
@@ -271,7 +271,7 @@ class CheckpointState:
 
     References
     ----------
-    DESIGN.md "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
+    README, "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
     """
 
     path: Path
@@ -396,7 +396,7 @@ def save_checkpoint(
 
     References
     ----------
-    DESIGN.md "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
+    README, "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
 
     Examples
     --------
@@ -767,7 +767,7 @@ def load_checkpoint(
 
     References
     ----------
-    DESIGN.md "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
+    README, "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
     """
     path = Path(path)
     _check_callers(model, optimizer, scheduler, check_extra)
@@ -913,7 +913,7 @@ def load_latest_checkpoint(
 
     References
     ----------
-    DESIGN.md "Reliability rules" (keep the last good checkpoint; a resumed run ends where an
+    README, "Reliability rules" (keep the last good checkpoint; a resumed run ends where an
     uninterrupted one does).
 
     Examples

@@ -278,7 +278,7 @@ def nash_md_pg_surrogate(
     References
     ----------
     Munos et al., arXiv:2312.00886v4, Sec. 7 and App. F; TRL v1.13.0
-    ``trl/experimental/nash_md/nash_md_trainer.py`` (``_compute_losses``); ALGORITHMS.md sec. 5, 10.
+    ``trl/experimental/nash_md/nash_md_trainer.py`` (``_compute_losses``).
 
     Examples
     --------

@@ -124,7 +124,7 @@ def raise_together(
 
     References
     ----------
-    DESIGN.md "Reliability rules" (stop with a clear message, keep the last good checkpoint).
+    README, "Reliability rules" (stop with a clear message, keep the last good checkpoint).
     """
     if not any_rank(error is not None, ctx):
         return
@@ -227,7 +227,7 @@ def save_trainer(trainer) -> Path:
 
     References
     ----------
-    DESIGN.md "Reliability rules"; ``prefopt_toy.lm.train.checkpoint``.
+    README, "Reliability rules"; ``prefopt_toy.lm.train.checkpoint``.
     """
     ctx = trainer.ctx
     generators = checkpoint_generators(trainer.generators, ctx)  # every rank's streams (collective)

@@ -97,7 +97,7 @@ class CheckpointError(ValueError):
 
     References
     ----------
-    DESIGN.md "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
+    README, "Reliability rules"; safetensors, https://github.com/huggingface/safetensors.
     """
 
     def __init__(
@@ -123,7 +123,7 @@ class CheckpointWarning(UserWarning):
 
     References
     ----------
-    DESIGN.md "Reliability rules" (resume from the last good checkpoint).
+    README, "Reliability rules" (resume from the last good checkpoint).
     """
 
 

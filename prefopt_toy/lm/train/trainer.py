@@ -19,7 +19,7 @@ algorithm         pairs                                        labels           
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
 step's sampled completions under ``torch.no_grad`` (the online step, ``Trainer.draw_online`` and
-``Trainer.online_pairs_loss``, comes from the ``OnlineSteps`` mixin). The per-pair losses are
+``Trainer.online_pairs_loss``). The per-pair losses are
 ``prefopt_toy.lm.objectives.preference_loss`` (any of ``LOSSES``), the same functions as the toy's.
 
 Metrics (one JSON line per step through ``RunLogger``): ``loss``, ``grad_norm``, ``learning_rate``
@@ -35,7 +35,7 @@ with m = 0, Nash-MD-PG's ``y``), unbiased but noisy. Every ``eval_every`` steps 
 on ``n_eval`` fresh policy samples of the evaluation prompts: ``eval/kl`` (the same estimator,
 weights after the step), ``win_rate`` (mean judge probability that a policy sample beats a
 reference sample) and, for a lifted game, ``class_distribution`` (``judge.class_distribution``,
-"other" last); ``Trainer.evaluate`` comes from the ``Evaluation`` mixin.
+"other" last), by ``Trainer.evaluate``.
 
 Determinism: all randomness comes from ``torch.Generator`` objects seeded from ``config.seed``
 (``sampling``, ``labels``, ``minibatch``; the evaluation generator is re-seeded from (seed, step));
@@ -68,18 +68,17 @@ machine without a GPU: the trainer joins a gloo group on the CPU. ``accelerate l
 
 The module holds, in order:
 
-- ``OnlineDraw`` and the ``OnlineSteps`` mixin, the online step: ``draw_online`` (two completions
-  per prompt from ``SG[pi]`` or ``SG[pi^(1-m) mu^m]`` with the ``sampling`` generator, the judge's
-  probabilities and the label weights from the ``labels`` generator), ``online_pairs_loss`` (the
-  per-pair loss on a draw: online DPO/IPO, IPO-MD or the Nash-MD-PG surrogate, each pair ordered so
-  that "chosen" is favoured) and ``online_loss`` (both), with the batch helpers
-  ``_sequence_logps`` and ``_trim`` that the offline step uses too;
-- the ``Evaluation`` mixin, ``evaluate``: rank 0 draws ``n_eval`` completions from the policy and
-  ``n_eval`` from the reference for the evaluation prompts (cycled) with a generator seeded from
-  (seed, step), so evaluating never moves the training generators and a resumed run evaluates
-  exactly as an uninterrupted one;
-- ``Trainer``, which inherits both mixins and adds the reference cache, the offline step, the
-  training step, checkpoints and resume, and ``train``, which builds one and runs it.
+- ``OnlineDraw``, one online draw, and the batch helpers ``_sequence_logps`` and ``_trim``;
+- ``Trainer``: the reference cache and the offline step; the online step: ``draw_online`` (two
+  completions per prompt from ``SG[pi]`` or ``SG[pi^(1-m) mu^m]`` with the ``sampling`` generator,
+  the judge's probabilities and the label weights from the ``labels`` generator),
+  ``online_pairs_loss`` (the per-pair loss on a draw: online DPO/IPO, IPO-MD or the Nash-MD-PG
+  surrogate, each pair ordered so that "chosen" is favoured) and ``online_loss`` (both); the
+  evaluation, ``evaluate``: rank 0 draws ``n_eval`` completions from the policy and ``n_eval`` from
+  the reference for the evaluation prompts (cycled) with a generator seeded from (seed, step), so
+  evaluating never moves the training generators and a resumed run evaluates exactly as an
+  uninterrupted one; the training step, checkpoints and resume;
+- ``train``, which builds a ``Trainer`` and runs it.
 
 The configuration (``TrainConfig``, ``ALGORITHMS``, ``LR_SCHEDULES``) is in
 ``prefopt_toy.lm.train.config`` and re-exported here.
@@ -133,10 +132,8 @@ from .runlog import RunLogger, progress
 
 __all__ = [
     "ALGORITHMS",
-    "Evaluation",
     "LR_SCHEDULES",
     "OnlineDraw",
-    "OnlineSteps",
     "TrainConfig",
     "Trainer",
     "train",
@@ -182,163 +179,6 @@ def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v[:, :t] for k, v in batch.items()}
 
 
-class OnlineSteps:
-    """The online step of ``Trainer`` (a mixin): draw pairs, label them, and their loss.
-
-    References
-    ----------
-    Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et al., arXiv:2312.00886v4
-    (Nash-MD-PG); TRL v1.13.0 (``OnlineDPOTrainer``, ``NashMDTrainer``, metric names).
-    """
-
-    def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
-        """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
-        return self.online_pairs_loss(self.draw_online(rows))
-
-    def draw_online(self, rows: list[int]) -> OnlineDraw:
-        """Two completions for each prompt of ``rows`` (``sampling`` generator) and their labels."""
-        cfg = self.config
-        prompts = tokenize_prompts(
-            self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max
-        )
-        m_a = cfg.mixture if cfg.source == "mixture" else 0.0
-        m_b = 0.0 if cfg.source == "online" else cfg.mixture
-        pairs = sample_pairs(
-            self.model,
-            self.ref_model,
-            self.tokenizer,
-            prompts,
-            mixture_a=m_a,
-            mixture_b=m_b,
-            max_new_tokens=cfg.max_new_tokens,
-            generator=self.generators["sampling"],
-            temperature=cfg.temperature,
-        )
-        self.last_pairs = pairs
-        probs = judge_probs(
-            self.judge, pairs.texts_a, pairs.texts_b
-        )  # (B,) float64, checked in [0, 1]
-        w = label_weights(
-            probs,
-            cfg.labels,
-            judge=self.judge,
-            texts_a=pairs.texts_a,
-            texts_b=pairs.texts_b,
-            generator=self.generators["labels"],
-            n_samples=cfg.n_label_samples,
-        )
-        self.last_label_weights = w
-        return OnlineDraw(pairs, probs, w)
-
-    def online_pairs_loss(self, draw: OnlineDraw) -> tuple[Tensor, dict[str, Any]]:
-        """Mean loss and metrics on drawn pairs (reference log-probs computed here, no gradient)."""
-        cfg, pairs, probs, w = self.config, draw.pairs, draw.probs, draw.weights
-        B = len(pairs.texts_a)
-        batch = _trim(
-            {
-                "input_ids": pairs.input_ids,
-                "attention_mask": pairs.attention_mask,
-                "completion_mask": pairs.completion_mask,
-            }
-        )
-        metrics: dict[str, Any] = {}
-        if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
-            half = _trim({k: v[:B] for k, v in batch.items()})
-            lp, summed, _ = _sequence_logps(self.model, half, cfg.reduction)
-            check_finite(
-                lp.detach(),
-                step=self.step + 1,
-                last_good=self.last_checkpoint,
-                name="policy log-probs",
-            )
-            with torch.no_grad():
-                ref, ref_summed, _ = _sequence_logps(self.ref_model, half, cfg.reduction)
-            loss = nash_md_pg_surrogate(lp, ref, w, tau=cfg.tau).mean()
-            metrics.update(
-                {
-                    "rewards/probabilities": probs.mean(),
-                    "logps/chosen": summed.detach().mean(),
-                    "kl": (summed.detach() - ref_summed).mean(),
-                }
-            )
-            return loss, metrics
-        lp, summed, lengths = _sequence_logps(self.model, batch, cfg.reduction)
-        check_finite(
-            lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
-        )
-        with torch.no_grad():
-            ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
-        # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
-        w = to_device(w, lp.device)  # the judge's weights (CPU, float64) on the loss's device
-        swap = w < 0.5
-        perm = torch.arange(2 * B, device=lp.device)
-        perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
-        lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
-        weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
-        extra = (
-            {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]}
-            if cfg.reduction == "mean"
-            else {}
-        )
-        losses, pm = preference_loss(
-            lp[:B], lp[B:], ref[:B], ref[B:], **cfg.loss_kwargs(), label_weight=weight, **extra
-        )
-        metrics.update(pm)
-        metrics["labels/weight"] = weight.mean()
-        if cfg.source == "online":  # both completions from the policy: an unbiased KL estimate
-            metrics["kl"] = (summed.detach() - ref_summed).mean()
-        return losses.mean(), metrics
-
-
-class Evaluation:
-    """The evaluation of ``Trainer`` (a mixin): ``evaluate`` on fresh policy and reference samples.
-
-    References
-    ----------
-    See the module docstring (TRL v1.13.0 metric names).
-    """
-
-    @torch.no_grad()
-    def evaluate(self, step: int) -> dict[str, Any]:
-        """``eval/kl``, ``win_rate`` and ``class_distribution`` on fresh policy samples.
-
-        The generator is seeded from (seed, step), so evaluation never moves the training generators.
-        """
-        cfg = self.config
-        if not self.prompts:
-            return {}
-        gen = torch.Generator().manual_seed(1_000_003 * (cfg.seed + 1) + step)
-        texts = [self.prompts[i % len(self.prompts)] for i in range(cfg.n_eval)]
-        prompts = tokenize_prompts(self.tokenizer, texts, max_length=self.prompt_max)
-        pairs = sample_pairs(
-            self.model,
-            self.ref_model,
-            self.tokenizer,
-            prompts,
-            mixture_a=0.0,
-            mixture_b=1.0,
-            max_new_tokens=cfg.max_new_tokens,
-            generator=gen,
-            temperature=cfg.temperature,
-        )
-        n = len(texts)
-        half = _trim(
-            {
-                "input_ids": pairs.input_ids[:n],
-                "attention_mask": pairs.attention_mask[:n],
-                "completion_mask": pairs.completion_mask[:n],
-            }
-        )
-        _, lp, _ = _sequence_logps(self.model, half, "sum")
-        _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
-        out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
-        if self.judge is not None:
-            out["win_rate"] = float(judge_probs(self.judge, pairs.texts_a, pairs.texts_b).mean())
-            if hasattr(self.judge, "class_distribution"):
-                out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
-        return out
-
-
 def _check_model_fits(config: TrainConfig, tokenizer, **models) -> None:
     """The tokenizer's EOS and padding ids are in each model's vocabulary (else ``ValueError`` naming both).
 
@@ -371,7 +211,7 @@ def _check_prompt_lengths(tokenizer, prompts: list[str], config: TrainConfig, wh
             )
 
 
-class Trainer(OnlineSteps, Evaluation):
+class Trainer:
     """The training loop of :func:`train`, exposed step by step for tests and notebooks.
 
     Parameters
@@ -569,9 +409,145 @@ class Trainer(OnlineSteps, Evaluation):
         )
         return losses.mean(), dict(metrics)
 
-    # online_loss, draw_online, online_pairs_loss: inherited from OnlineSteps (above)
+    # ------------------------------------------------------------ the online step
+    def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """Sample pairs for the prompts ``rows``, label them with the judge, and return the loss."""
+        return self.online_pairs_loss(self.draw_online(rows))
 
-    # evaluate: inherited from Evaluation (above)
+    def draw_online(self, rows: list[int]) -> OnlineDraw:
+        """Two completions for each prompt of ``rows`` (``sampling`` generator) and their labels."""
+        cfg = self.config
+        prompts = tokenize_prompts(
+            self.tokenizer, [self.prompts[i] for i in rows], max_length=self.prompt_max
+        )
+        m_a = cfg.mixture if cfg.source == "mixture" else 0.0
+        m_b = 0.0 if cfg.source == "online" else cfg.mixture
+        pairs = sample_pairs(
+            self.model,
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            mixture_a=m_a,
+            mixture_b=m_b,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=self.generators["sampling"],
+            temperature=cfg.temperature,
+        )
+        self.last_pairs = pairs
+        probs = judge_probs(
+            self.judge, pairs.texts_a, pairs.texts_b
+        )  # (B,) float64, checked in [0, 1]
+        w = label_weights(
+            probs,
+            cfg.labels,
+            judge=self.judge,
+            texts_a=pairs.texts_a,
+            texts_b=pairs.texts_b,
+            generator=self.generators["labels"],
+            n_samples=cfg.n_label_samples,
+        )
+        self.last_label_weights = w
+        return OnlineDraw(pairs, probs, w)
+
+    def online_pairs_loss(self, draw: OnlineDraw) -> tuple[Tensor, dict[str, Any]]:
+        """Mean loss and metrics on drawn pairs (reference log-probs computed here, no gradient)."""
+        cfg, pairs, probs, w = self.config, draw.pairs, draw.probs, draw.weights
+        B = len(pairs.texts_a)
+        batch = _trim(
+            {
+                "input_ids": pairs.input_ids,
+                "attention_mask": pairs.attention_mask,
+                "completion_mask": pairs.completion_mask,
+            }
+        )
+        metrics: dict[str, Any] = {}
+        if cfg.source == "nash_md_pg":  # only y (rows [:B]) needs the policy's gradient
+            half = _trim({k: v[:B] for k, v in batch.items()})
+            lp, summed, _ = _sequence_logps(self.model, half, cfg.reduction)
+            check_finite(
+                lp.detach(),
+                step=self.step + 1,
+                last_good=self.last_checkpoint,
+                name="policy log-probs",
+            )
+            with torch.no_grad():
+                ref, ref_summed, _ = _sequence_logps(self.ref_model, half, cfg.reduction)
+            loss = nash_md_pg_surrogate(lp, ref, w, tau=cfg.tau).mean()
+            metrics.update(
+                {
+                    "rewards/probabilities": probs.mean(),
+                    "logps/chosen": summed.detach().mean(),
+                    "kl": (summed.detach() - ref_summed).mean(),
+                }
+            )
+            return loss, metrics
+        lp, summed, lengths = _sequence_logps(self.model, batch, cfg.reduction)
+        check_finite(
+            lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
+        )
+        with torch.no_grad():
+            ref, ref_summed, _ = _sequence_logps(self.ref_model, batch, cfg.reduction)
+        # order each pair so that "chosen" is favoured (w >= 1/2): w l(h) + (1-w) l(-h) is unchanged
+        w = to_device(w, lp.device)  # the judge's weights (CPU, float64) on the loss's device
+        swap = w < 0.5
+        perm = torch.arange(2 * B, device=lp.device)
+        perm = torch.where(torch.cat([swap, swap]), (perm + B) % (2 * B), perm)
+        lp, ref, lengths = lp[perm], ref[perm], lengths[perm]
+        weight = torch.maximum(w, 1.0 - w).to(lp.dtype)
+        extra = (
+            {"chosen_lengths": lengths[:B], "rejected_lengths": lengths[B:]}
+            if cfg.reduction == "mean"
+            else {}
+        )
+        losses, pm = preference_loss(
+            lp[:B], lp[B:], ref[:B], ref[B:], **cfg.loss_kwargs(), label_weight=weight, **extra
+        )
+        metrics.update(pm)
+        metrics["labels/weight"] = weight.mean()
+        if cfg.source == "online":  # both completions from the policy: an unbiased KL estimate
+            metrics["kl"] = (summed.detach() - ref_summed).mean()
+        return losses.mean(), metrics
+
+    # ------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, Any]:
+        """``eval/kl``, ``win_rate`` and ``class_distribution`` on fresh policy samples.
+
+        The generator is seeded from (seed, step), so evaluation never moves the training generators.
+        """
+        cfg = self.config
+        if not self.prompts:
+            return {}
+        gen = torch.Generator().manual_seed(1_000_003 * (cfg.seed + 1) + step)
+        texts = [self.prompts[i % len(self.prompts)] for i in range(cfg.n_eval)]
+        prompts = tokenize_prompts(self.tokenizer, texts, max_length=self.prompt_max)
+        pairs = sample_pairs(
+            self.model,
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            mixture_a=0.0,
+            mixture_b=1.0,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=gen,
+            temperature=cfg.temperature,
+        )
+        n = len(texts)
+        half = _trim(
+            {
+                "input_ids": pairs.input_ids[:n],
+                "attention_mask": pairs.attention_mask[:n],
+                "completion_mask": pairs.completion_mask[:n],
+            }
+        )
+        _, lp, _ = _sequence_logps(self.model, half, "sum")
+        _, ref, _ = _sequence_logps(self.ref_model, half, "sum")
+        out: dict[str, Any] = {"eval/kl": float((lp - ref).mean())}
+        if self.judge is not None:
+            out["win_rate"] = float(judge_probs(self.judge, pairs.texts_a, pairs.texts_b).mean())
+            if hasattr(self.judge, "class_distribution"):
+                out["class_distribution"] = self.judge.class_distribution(pairs.texts_a).tolist()
+        return out
 
     # ------------------------------------------------------------------ the loop
     def train_step(self) -> dict[str, Any]:

@@ -30,9 +30,9 @@ ROW = re.compile(
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path_factory):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path_factory.mktemp("lm_demo_cache")))
+def _session_model_cache(monkeypatch, tiny_cache):
+    """The demo's models come from the session's cache (tests/lm/conftest.py): trained once."""
+    monkeypatch.setenv("PREFOPT_CACHE", str(tiny_cache))
 
 
 def test_help_lists_bridge(capsys):

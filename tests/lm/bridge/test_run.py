@@ -32,27 +32,11 @@ from prefopt_toy.lm.bridge import (
 from prefopt_toy.lm.bridge.class_estimate import wilson_interval
 from prefopt_toy.lm.data import tokenize_prompts
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, OTHER
-from prefopt_toy.lm.models.gpt2 import default_model
 from prefopt_toy.lm.sampling import sample
 from prefopt_toy.lm.train.runlog import read_run_log
 
 # A non-transitive game on apple / banana / cherry.
 P_CYCLE = [[0.5, 0.8, 0.1], [0.2, 0.5, 0.9], [0.9, 0.1, 0.5]]
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("lm_bridge_cache")
-
-
-@pytest.fixture(scope="session")
-def lm(cache):
-    return default_model("tiny", cache_dir=cache)
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -186,8 +170,8 @@ def test_lifted_judge_agrees_with_the_task_on_every_completion():
 
 
 # ----------------------------------------------------------------------------- with the tiny model
-def test_estimate_class_distribution_matches_direct_sampling(lm):
-    model, tok = lm
+def test_estimate_class_distribution_matches_direct_sampling(tiny_lm):
+    model, tok = tiny_lm
     judge = lifted_judge(FRUIT_TASK, P_CYCLE)
     est = estimate_class_distribution(
         model,
@@ -224,8 +208,8 @@ def test_estimate_class_distribution_matches_direct_sampling(lm):
     assert float(est.probs.sum()) == pytest.approx(1.0)
 
 
-def test_preference_dataset_is_trl_shaped_and_labelled_by_the_judge(lm):
-    model, tok = lm
+def test_preference_dataset_is_trl_shaped_and_labelled_by_the_judge(tiny_lm):
+    model, tok = tiny_lm
     judge = lifted_judge(
         FRUIT_TASK, [[0.5, 1.0, 1.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.5]], other_loses=1.0
     )
@@ -258,8 +242,8 @@ def _xy(p):
     return (q / q.sum(axis=-1, keepdims=True)) @ corners
 
 
-def test_run_bridge_smoke_and_figure(lm, tmp_path):
-    model, tok = lm
+def test_run_bridge_smoke_and_figure(tiny_lm, tmp_path):
+    model, tok = tiny_lm
     run_dir = tmp_path / "run"
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = run_bridge(
@@ -356,10 +340,10 @@ def test_bridge_figure_leaves_all_other_rows_off_the_simplex():
     np.testing.assert_allclose(other["gpt2_other"].get_ydata(), [0.2, 0.5, 1.0])
 
 
-def test_run_bridge_reuses_a_given_mu_class_instead_of_sampling_it(lm, monkeypatch):
+def test_run_bridge_reuses_a_given_mu_class_instead_of_sampling_it(tiny_lm, monkeypatch):
     import prefopt_toy.lm.bridge.run as bridge_mod
 
-    model, tok = lm
+    model, tok = tiny_lm
     given = class_estimate(
         torch.tensor([0] * 5 + [1] * 3 + [2] * 2 + [3]),
         4,

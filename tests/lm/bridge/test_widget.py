@@ -31,7 +31,6 @@ from prefopt_toy.lm.bridge.runs import (
     save_bridge_run,
 )
 from prefopt_toy.lm.bridge.widget import bridge_explorer, interval_ends
-from prefopt_toy.lm.models.gpt2 import default_model
 from prefopt_toy.lm.train.runlog import read_run_log
 
 P = [list(row) for row in BRIDGE_P]
@@ -49,14 +48,12 @@ CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3.0) / 2.0]])
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid(tmp_path_factory, tiny_lm):
     """One online IPO run saved by hand (its BridgeResult kept), then a grid that adds IPO-MD."""
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_HUB_OFFLINE", "1")
     root = tmp_path_factory.mktemp("bridge_runs")
-    model, tokenizer = default_model(
-        "tiny", cache_dir=tmp_path_factory.mktemp("bridge_widget_cache")
-    )
+    model, tokenizer = tiny_lm
     kwargs = dict(P=P, model=model, tokenizer=tokenizer, **TINY)
     run_dir = root / run_name("online_ipo", BRIDGE_TAU)
     result = run_bridge("online_ipo", tau=BRIDGE_TAU, run_dir=run_dir, **kwargs)

@@ -19,24 +19,9 @@ from prefopt_toy.lm.models.gpt2 import default_model, gpt2_config, load_model, t
 from prefopt_toy.lm.models.tokenizer import gpt2_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("prefopt_cache")
-
-
-@pytest.fixture(scope="session")
-def tiny(tiny_cache):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        return default_model("tiny", cache_dir=tiny_cache, seed=0)
-    finally:
-        mp.undo()
+def tiny(tiny_lm):
+    return tiny_lm
 
 
 def test_tokenizer_is_gpt2():

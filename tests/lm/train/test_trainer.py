@@ -21,7 +21,6 @@ import prefopt_toy.lm.train.online as online_mod
 import prefopt_toy.lm.train.trainer as trainer_mod
 from prefopt_toy.lm.judges import CallableJudge, LiftedGameJudge
 from prefopt_toy.lm.models.corpus import FRUIT_TASK
-from prefopt_toy.lm.models.gpt2 import default_model
 from prefopt_toy.lm.sampling import sample
 from prefopt_toy.lm.train.checkpoint import NonFiniteLossError, list_checkpoints, load_checkpoint
 from prefopt_toy.lm.train.online import label_weights, nash_md_pg_surrogate
@@ -41,12 +40,6 @@ DATASET = [
 ]
 
 
-@pytest.fixture(scope="session")
-def lm(tmp_path_factory):
-    model, tok = default_model("tiny", cache_dir=tmp_path_factory.mktemp("lm_trainer_cache"))
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def judge():
     return LiftedGameJudge(P_CYCLE, dict(FRUIT_TASK.keywords))
@@ -62,9 +55,9 @@ def _weights_equal(a, b) -> bool:
 
 @pytest.mark.parametrize("algorithm", ["dpo", "online_ipo"])
 def test_interrupted_and_resumed_run_ends_bitwise_where_uninterrupted_does(
-    lm, judge, tmp_path, algorithm
+    tiny_lm, judge, tmp_path, algorithm
 ):
-    model, tok = lm
+    model, tok = tiny_lm
     kw = dict(beta=0.1) if algorithm == "dpo" else dict(tau=0.5)
     common = dict(
         reduction="sum",
@@ -128,9 +121,9 @@ def test_interrupted_and_resumed_run_ends_bitwise_where_uninterrupted_does(
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    lm, tmp_path, monkeypatch
+    tiny_lm, tmp_path, monkeypatch
 ):
-    model, tok = lm
+    model, tok = tiny_lm
     real = trainer_mod.preference_loss
     calls = {"n": 0}
 
@@ -182,8 +175,8 @@ def _hand_logp(model, tok, prompt: str, completion: str, *, grad: bool):
     return total
 
 
-def test_offline_dpo_loss_and_gradient_at_step_0_match_a_hand_computation(lm):
-    model, tok = lm
+def test_offline_dpo_loss_and_gradient_at_step_0_match_a_hand_computation(tiny_lm):
+    model, tok = tiny_lm
     model = copy.deepcopy(model).double()  # float64: the comparison is then tight
     policy = copy.deepcopy(model)
     beta = 0.1
@@ -219,8 +212,8 @@ def test_offline_dpo_loss_and_gradient_at_step_0_match_a_hand_computation(lm):
         assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-13), name
 
 
-def test_reference_log_probs_are_computed_once(lm):
-    model, tok = lm
+def test_reference_log_probs_are_computed_once(tiny_lm):
+    model, tok = tiny_lm
     calls = {"n": 0}
     policy = copy.deepcopy(model)  # before the hook, so the copy has none
     handle = model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
@@ -249,9 +242,9 @@ def test_reference_log_probs_are_computed_once(lm):
     "algorithm,mixture", [("online_ipo", 0.0), ("ipo_md", 0.4), ("nash_md_pg", 0.4)]
 )
 def test_online_completions_come_from_the_policy_or_the_mixture(
-    lm, judge, monkeypatch, algorithm, mixture
+    tiny_lm, judge, monkeypatch, algorithm, mixture
 ):
-    model, tok = lm
+    model, tok = tiny_lm
     policy = copy.deepcopy(model)
     seen = []
 
@@ -334,8 +327,8 @@ def test_soft_hard_and_sampled_label_weights():
         label_weights(p, "rounded")
 
 
-def test_trainer_soft_labels_are_the_judges_probabilities(lm, judge):
-    model, tok = lm
+def test_trainer_soft_labels_are_the_judges_probabilities(tiny_lm, judge):
+    model, tok = tiny_lm
     trainer = Trainer(
         TrainConfig(
             "online_dpo",
@@ -362,8 +355,8 @@ def test_trainer_soft_labels_are_the_judges_probabilities(lm, judge):
 # ----------------------------------------------------------------------------- Nash-MD-PG
 
 
-def test_nash_md_pg_gradient_equals_the_policy_gradient_formula(lm, judge):
-    model, tok = lm
+def test_nash_md_pg_gradient_equals_the_policy_gradient_formula(tiny_lm, judge):
+    model, tok = tiny_lm
     model = copy.deepcopy(model).double()  # float64: the comparison is then tight
     policy = copy.deepcopy(model)
     tau = 0.2
@@ -426,8 +419,8 @@ def test_nash_md_pg_surrogate_rejects_mismatched_shapes():
 # ----------------------------------------------------------------------------- log and config
 
 
-def test_run_log_has_trl_metric_names_and_a_class_distribution(lm, judge, tmp_path):
-    model, tok = lm
+def test_run_log_has_trl_metric_names_and_a_class_distribution(tiny_lm, judge, tmp_path):
+    model, tok = tiny_lm
     cfg = TrainConfig(
         "online_ipo",
         reduction="mean",
@@ -481,7 +474,7 @@ def test_bad_config_raises_value_error(kwargs, match):
 
 
 # The bridge itself (online and offline IPO landing within TV 0.05 of the exact prediction on the
-# small model) is tests/lm/bridge/test_converged.py.
+# small model) is tests/tiny_lm/bridge/test_converged.py.
 
 
 # ----------------------------------------------------------------------------- lr schedule
@@ -503,8 +496,8 @@ def _expected_lr(lr: float, steps: int, warmup: int, schedule: str) -> list[floa
 @pytest.mark.parametrize(
     "schedule,warmup", [("constant", 0), ("linear", 0), ("linear", 2), ("constant", 2)]
 )
-def test_the_optimizer_steps_with_the_scheduled_learning_rate(lm, schedule, warmup):
-    model, tok = lm
+def test_the_optimizer_steps_with_the_scheduled_learning_rate(tiny_lm, schedule, warmup):
+    model, tok = tiny_lm
     lr, steps = 2e-3, 5
     cfg = TrainConfig(
         "dpo",
@@ -542,9 +535,9 @@ def test_the_optimizer_steps_with_the_scheduled_learning_rate(lm, schedule, warm
 
 
 def test_resume_with_a_linear_schedule_and_warmup_ends_bitwise_where_the_uninterrupted_run_does(
-    lm, judge, tmp_path
+    tiny_lm, judge, tmp_path
 ):
-    model, tok = lm
+    model, tok = tiny_lm
     common = dict(
         reduction="sum",
         tau=0.5,
@@ -618,10 +611,10 @@ def test_resume_with_a_linear_schedule_and_warmup_ends_bitwise_where_the_uninter
     ]
 
 
-def test_a_single_process_context_is_the_default_bit_for_bit(lm):
+def test_a_single_process_context_is_the_default_bit_for_bit(tiny_lm):
     from prefopt_toy.lm.distributed import DistributedContext
 
-    model, tok = lm
+    model, tok = tiny_lm
     cfg = TrainConfig(
         "dpo", reduction="sum", beta=0.1, batch_size=3, steps=2, lr=1e-3, max_length=40, seed=1
     )
