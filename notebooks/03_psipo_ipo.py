@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 import prefopt_toy as pt
-from prefopt_toy import conventions
+from prefopt_toy.analysis import conventions
 from prefopt_toy.plots.experiments import experiment
 from prefopt_toy.plots.ipo_toy import ipo_toy_figure
 
