@@ -183,3 +183,44 @@ def test_readme_table_lists_every_notebook():
     table = section[1].split("\n## ", 1)[0]
     for path in _teaching_notebooks() + sorted((NOTEBOOK_DIR / "labs").glob("lab*.ipynb")):
         assert _rel(path) in table, f"README's Notebooks table does not list {_rel(path)}"
+
+
+def _package_imports(path: Path) -> list[tuple[int, str, str | None]]:
+    """``(cell, module, name)`` of every ``import prefopt_toy...`` / ``from prefopt_toy... import``."""
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(
+            ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))
+        )
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                found += [(i, a.name, None) for a in node.names if a.name.startswith("prefopt_toy")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prefopt_toy"):
+                found += [(i, node.module, a.name) for a in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", _all_notebooks(), ids=[_rel(p) for p in _all_notebooks()])
+def test_package_imports_resolve(path):
+    """Every name a notebook imports from the package exists (fast; nbmake runs the rest).
+
+    A module that moves breaks a notebook at its first cell; this finds it without executing it.
+    """
+    import importlib
+
+    missing = []
+    for cell, module, name in _package_imports(path):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            missing.append(f"cell {cell}: import {module} ({exc})")
+            continue
+        if name is not None and not hasattr(mod, name):
+            try:
+                importlib.import_module(f"{module}.{name}")
+            except ImportError:
+                missing.append(f"cell {cell}: from {module} import {name}")
+    assert not missing, f"{_rel(path)} imports what the package does not have: {missing}"
