@@ -89,7 +89,8 @@ lock: | $(PY)
 	$(UV_COMPILE) $(LOCKS)/build.in -c $(LOCKS)/dev.lock -o $(LOCKS)/build.lock
 
 # The newest releases pyproject.toml allows (torch stays at the constraints.txt pin), in a venv of
-# their own; the fast tests (no slow, browser or notebook tests) under filterwarnings=error, so a
+# their own (the build requirements too: tests/test_wheel.py builds without isolation); the fast
+# tests (no slow, browser or notebook tests) under filterwarnings=error, so a
 # deprecation shows up here before it breaks a fresh clone. Prints what moved against dev.lock.
 test-latest: export HF_HUB_OFFLINE = 1
 test-latest: export OMP_NUM_THREADS ?= $(THREADS)
@@ -98,7 +99,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt "$(TORCH)"
 	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt \
-	    --upgrade --upgrade-strategy eager -e ".[dev,lab]"
+	    --upgrade --upgrade-strategy eager -r $(LOCKS)/build.in -e ".[dev,lab]"
 	$(LATEST)/bin/python $(LOCKS)/drift.py $(LOCKS)/dev.lock
 	$(LATEST)/bin/python -m pytest tests -q -m "not slow and not browser and not notebooks" -p no:cacheprovider
 
