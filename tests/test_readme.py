@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _readme import python_code  # tests/_readme.py
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def tour_namespace() -> dict:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    blocks = python_code(README)
     assert blocks, "README.md has no python block"
     namespace: dict = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # our own README, not user input
@@ -45,7 +46,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_readme_algorithms_block_runs_and_lands():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    blocks = python_code(README)
     assert len(blocks) >= 2, "README.md lost its Algorithms example"
     namespace: dict = {}
     exec(compile(blocks[1], str(README), "exec"), namespace)  # our own README, not user input
@@ -55,8 +56,7 @@ def test_readme_algorithms_block_runs_and_lands():
 
 
 def test_notebooks_readme_block_runs():
-    text = (README.parent / "notebooks" / "README.md").read_text(encoding="utf-8")
-    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    (block,) = python_code(README.parent / "notebooks" / "README.md")
     namespace: dict = {}
     exec(compile(block, "notebooks/README.md", "exec"), namespace)  # our own file, not user input
     handle = namespace["h"]  # the block's own assert compares with pt.rlhf_optimum
@@ -67,7 +67,7 @@ def test_notebooks_readme_block_runs():
 def test_readme_gpt2_block_trains_and_logs_trls_metric_names(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path))
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    blocks = python_code(README)
     (block,) = [b for b in blocks if "prefopt_toy.lm" in b]
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)  # our own README, not user input

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _readme import python_blocks  # tests/_readme.py
 
 # the repository root, wherever under tests/ this file lives
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
@@ -340,23 +341,10 @@ OUT.write_text(json.dumps({"walked": walked, "failures": failures, "mains": main
         )
 
 
-def _readme_blocks() -> list[tuple[str, int, str]]:
-    """(section heading, first line in README.md, code) of each python block, in README order."""
-    text = README.read_text(encoding="utf-8")
-    blocks, section = [], ""
-    for match in re.finditer(r"^(#{2,3} [^\n]*)$|^```python\n(.*?)^```", text, flags=re.M | re.S):
-        if match.group(1):
-            section = match.group(1).lstrip("#").strip()
-        else:
-            line = text.count("\n", 0, match.start(2)) + 1
-            blocks.append((section, line, match.group(2)))
-    return blocks
-
-
 def test_readme_blocks_run_with_the_installed_package(installed):
     """The README's tour (and every other python block, each in a fresh namespace) runs against the
     installed package, from outside the repository; a failure names the README section and line."""
-    blocks = _readme_blocks()
+    blocks = python_blocks(README)
     assert any(section == "A short tour" for section, _, _ in blocks), (
         "README.md has no python block in its 'A short tour' section"
     )
