@@ -19,11 +19,6 @@ from prefopt_toy.lm.models.gpt2 import default_model, gpt2_config, load_model, t
 from prefopt_toy.lm.models.tokenizer import gpt2_tokenizer
 
 
-@pytest.fixture(scope="session")
-def tiny(tiny_lm):
-    return tiny_lm
-
-
 def test_tokenizer_is_gpt2():
     tok = gpt2_tokenizer()
     # Ids from GPT-2's encoder.json as documented by transformers' GPT2Tokenizer example
@@ -115,8 +110,8 @@ def _sequence_logprob(model, tok, prompt, completion):
     return sum(float(logp[t - 1, ids[t]]) for t in range(len(p), len(ids)))
 
 
-def test_default_model_learned_the_corpus(tiny):
-    model, tok = tiny
+def test_default_model_learned_the_corpus(tiny_lm):
+    model, tok = tiny_lm
     assert not model.training and model.dtype == torch.float32
     texts = training_corpus(seed=0, n_lifted=60, n_sentiment=30)
     # Full-vocabulary next-token cross-entropy, from scratch: far below log(50257) = 10.8 nats.
@@ -138,8 +133,8 @@ def test_default_model_learned_the_corpus(tiny):
     assert sum(mass.values()) > 0.5
 
 
-def test_default_model_unused_tokens_share_one_row(tiny):
-    model, tok = tiny
+def test_default_model_unused_tokens_share_one_row(tiny_lm):
+    model, tok = tiny_lm
     wte = model.transformer.wte.weight
     used = {t for text in training_corpus(seed=0) for t in tok(text).input_ids} | {tok.eos_token_id}
     unused = torch.tensor(sorted(set(range(50257)) - used))
@@ -147,7 +142,7 @@ def test_default_model_unused_tokens_share_one_row(tiny):
     assert model.lm_head.weight is wte
 
 
-def test_default_model_is_cached_as_safetensors(tiny, tiny_cache, monkeypatch):
+def test_default_model_is_cached_as_safetensors(tiny_lm, tiny_cache, monkeypatch):
     (directory,) = list((tiny_cache / "models").iterdir())
     assert (directory / "model.safetensors").is_file()
     assert not list(directory.glob("*.bin"))
@@ -157,7 +152,7 @@ def test_default_model_is_cached_as_safetensors(tiny, tiny_cache, monkeypatch):
 
     monkeypatch.setattr(models, "train_lm", no_training)
     again, _ = default_model("tiny", cache_dir=tiny_cache, seed=0)
-    first = tiny[0].state_dict()
+    first = tiny_lm[0].state_dict()
     assert all(torch.equal(first[k], v) for k, v in again.state_dict().items())
 
 
