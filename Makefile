@@ -49,7 +49,8 @@ THREADS ?= 1
 # pip never prompts (CI runs with no stdin).
 export PIP_NO_INPUT := 1
 
-.PHONY: lint env test demo figures lab bench lock test-latest clean distclean print-notebooks
+.PHONY: lint env test demo figures lab bench lock test-latest clean distclean print-notebooks \
+        release grade lecture
 
 env: $(VENV)/.stamp-dev
 
@@ -76,16 +77,26 @@ $(VENV)/.stamp-dev: $(LOCKS)/dev.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
 $(VENV)/.stamp-lab: $(LOCKS)/lab.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
 	$(call install_lock,lab)
 
-# dev.lock is the whole tree (runtime + dev + lab extras); base.lock and lab.lock are resolved
-# under it (-c), so every package has one version in all three and moving between targets in
-# one .venv changes nothing. Run after editing a dependency in pyproject.toml, commit the result.
+$(VENV)/.stamp-lm: $(LOCKS)/lm.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
+	$(call install_lock,lm)
+
+$(VENV)/.stamp-course: $(LOCKS)/course.lock $(LOCKS)/build.lock pyproject.toml | $(PY)
+	$(call install_lock,course)
+
+# dev.lock is the whole tree (runtime + every extra); the other locks are resolved under it (-c),
+# so every package has one version in all of them and moving between targets in one .venv
+# changes nothing. base.lock is the light core (no transformers), lm.lock adds the GPT-2 side,
+# lab.lock JupyterLab, course.lock nbgrader and Voila. Run after editing a dependency in
+# pyproject.toml, commit the result.
 UV_COMPILE = $(PY) -m uv pip compile --quiet $(LOCK_TARGET) -c constraints.txt \
              --custom-compile-command "make lock"
 lock: | $(PY)
 	$(PIP) install --quiet "$(UV)"
-	$(UV_COMPILE) pyproject.toml --extra dev --extra lab -o $(LOCKS)/dev.lock
+	$(UV_COMPILE) pyproject.toml --extra dev --extra lm --extra lab --extra course -o $(LOCKS)/dev.lock
 	$(UV_COMPILE) pyproject.toml -c $(LOCKS)/dev.lock -o $(LOCKS)/base.lock
+	$(UV_COMPILE) pyproject.toml --extra lm -c $(LOCKS)/dev.lock -o $(LOCKS)/lm.lock
 	$(UV_COMPILE) pyproject.toml --extra lab -c $(LOCKS)/dev.lock -o $(LOCKS)/lab.lock
+	$(UV_COMPILE) pyproject.toml --extra lab --extra course -c $(LOCKS)/dev.lock -o $(LOCKS)/course.lock
 	$(UV_COMPILE) $(LOCKS)/build.in -c $(LOCKS)/dev.lock -o $(LOCKS)/build.lock
 
 # The newest releases pyproject.toml allows (torch stays at the constraints.txt pin), in a venv of
@@ -99,7 +110,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt "$(TORCH)"
 	$(LATEST)/bin/python -m pip install --disable-pip-version-check --quiet -c constraints.txt \
-	    --upgrade --upgrade-strategy eager -r $(LOCKS)/build.in -e ".[dev,lab]"
+	    --upgrade --upgrade-strategy eager -r $(LOCKS)/build.in -e ".[dev,lm,lab,course]"
 	$(LATEST)/bin/python $(LOCKS)/drift.py $(LOCKS)/dev.lock
 	$(LATEST)/bin/python -m pytest tests -q -m "not slow and not browser and not notebooks" -p no:cacheprovider
 
@@ -118,12 +129,12 @@ endif
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
 # design until filled in, and tests/labs/test_labs.py checks that they fail with a readable message.
 # tests/test_notebooks.py checks that every .ipynb is either in this list or excused with a reason.
-NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/labs/solutions/*.ipynb))
+NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/lectures/*.ipynb notebooks/labs/solutions/*.ipynb))
 
 test: $(VENV)/.stamp-dev
 	$(PY) -m pytest tests $(NOTEBOOKS) --nbmake --nbmake-timeout=300
 
-demo: $(VENV)/.stamp-base
+demo: $(VENV)/.stamp-lm
 	$(PY) -m prefopt_toy demo
 
 figures: $(VENV)/.stamp-base
@@ -140,9 +151,14 @@ bench: $(VENV)/.stamp-dev
 	$(PY) benchmarks/bench_dynamics.py
 
 # JupyterLab refuses to start as root without --allow-root (containers often run as root).
-lab: $(VENV)/.stamp-lab
+lab: $(VENV)/.stamp-lab $(VENV)/.stamp-lm
 	mkdir -p notebooks
 	$(VENV)/bin/jupyter lab notebooks/ --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# ---- the course: nbgrader (release and grade the labs) and Voila (lectures); course.lock
+# RELEASE-GRADE-TARGETS (owned by the labs work; replace this line)
+
+# LECTURE-TARGET (owned by the lecture work; replace this line)
 
 print-notebooks:
 	@echo $(NOTEBOOKS)
