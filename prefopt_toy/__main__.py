@@ -158,6 +158,13 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.command == "bridge" or (args.command == "demo" and not args.no_bridge):
+        from ._extras import lm_missing, lm_missing_message
+
+        missing = lm_missing()
+        if missing:
+            hint = "; or run `demo --no-bridge`" if args.command == "demo" else ""
+            raise UsageError(lm_missing_message(missing) + hint)
     _set_threads(args.threads)
 
     if args.command == "table":

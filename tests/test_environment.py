@@ -30,7 +30,7 @@ PIP_TO_CONDA = {"torch": "pytorch", "build": "python-build"}
 CONDA_ONLY = {"python", "pip"}
 # Extras whose dependencies environment.yml must carry (all of them, so the conda env can run
 # `make test` and `make lab`).
-EXTRAS = ("dev", "lab")
+EXTRAS = ("lm", "dev", "lab", "course")
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;#]*)")
 
@@ -153,7 +153,15 @@ def test_constraints_pin_torch():
 
 LOCKS = ROOT / "requirements"
 # Which pyproject extras each lock carries (dev.lock is the whole tree).
-LOCK_EXTRAS = {"base": (), "lab": ("lab",), "dev": ("dev", "lab")}
+LOCK_EXTRAS = {
+    "base": (),
+    "lm": ("lm",),
+    "lab": ("lab",),
+    "course": ("lab", "course"),
+    "dev": ("dev", "lm", "lab", "course"),
+}
+# The light locks: what a JupyterHub image for the labs installs (README "A light install").
+LIGHT_LOCKS = ("base", "lab", "course")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 
 
@@ -200,7 +208,7 @@ def test_lock_satisfies_pyproject(lock):
         )
 
 
-@pytest.mark.parametrize("lock", ["base", "lab", "build"])
+@pytest.mark.parametrize("lock", ["base", "lm", "lab", "course", "build"])
 def test_locks_agree_with_dev_lock(lock):
     """One version per package in every lock, so moving between make targets changes nothing."""
     dev, pins = _lock("dev"), _lock(lock)
@@ -218,6 +226,24 @@ def test_locks_pin_torch_at_the_constraint(lock):
     assert Version(torch.base_version) == Version(_constraint_pins()["torch"].removeprefix("=="))
 
 
+@pytest.mark.parametrize("lock", LIGHT_LOCKS)
+def test_light_locks_hold_nothing_of_the_gpt2_side(lock):
+    """base, lab and course install no transformers: neither the lm extra nor what it pulls in."""
+    project = _pyproject()["project"]
+    heavy = {_normalise(Requirement(line).name) for line in project["optional-dependencies"]["lm"]}
+    heavy |= {"tokenizers", "huggingface-hub"}
+    assert not heavy & set(_lock(lock)), f"{lock}.lock holds {sorted(heavy & set(_lock(lock)))}"
+
+
+def test_lm_extra_matches_the_package_check():
+    """prefopt_toy._extras.LM_MODULES (what `import prefopt_toy.lm` checks) is the lm extra."""
+    from prefopt_toy._extras import LM_MODULES
+
+    project = _pyproject()["project"]
+    extra = {_normalise(Requirement(line).name) for line in project["optional-dependencies"]["lm"]}
+    assert {_normalise(d) for d in LM_MODULES.values()} == extra
+
+
 def test_makefile_installs_only_from_locks():
     makefile = _makefile()
     torch_pin = re.search(r"^TORCH\s*:?=\s*(\S+)", makefile, flags=re.MULTILINE)
@@ -226,7 +252,7 @@ def test_makefile_installs_only_from_locks():
     assert re.search(r"^PIP_SYNC\s*:=.*--no-deps", makefile, flags=re.MULTILINE), (
         "lock installs must use --no-deps"
     )
-    for tree in ("base", "dev", "lab"):
+    for tree in LOCK_EXTRAS:
         rule = re.search(
             rf"^\$\(VENV\)/\.stamp-{tree}:.*\n\t\$\(call install_lock,{tree}\)",
             makefile,

@@ -277,6 +277,29 @@ def test_wheel_holds_every_package_file_and_nothing_else(installed):
     assert len(tops) == 2, f"the wheel holds more than one .dist-info: {sorted(tops)}"
 
 
+def test_wheel_metadata_keeps_the_gpt2_side_in_the_lm_extra(installed):
+    """`pip install prefopt_toy` is the light core; transformers comes only with `[lm]`."""
+    import zipfile
+    from email.parser import Parser
+
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(wheel.read(name).decode())
+    core, by_extra = set(), {}
+    for line in metadata.get_all("Requires-Dist"):
+        req = Requirement(line)
+        extras = [
+            e for e in ("lm", "dev", "lab", "course") if req.marker and f'"{e}"' in str(req.marker)
+        ]
+        (by_extra.setdefault(extras[0], set()) if extras else core).add(req.name.lower())
+    assert set(metadata.get_all("Provides-Extra")) >= {"lm", "lab", "course", "dev"}
+    assert {"transformers", "accelerate", "safetensors"} <= by_extra["lm"]
+    assert not {"transformers", "accelerate", "safetensors", "trl"} & core, core
+    assert {"torch", "numpy", "ipywidgets"} <= core
+
+
 def test_installed_package_imports_every_module(installed):
     """Walking the *installed* ``prefopt_toy`` imports every module of the source tree, from the
     fresh venv; each ``__main__`` module runs with ``--help`` (importing it would run its command)."""

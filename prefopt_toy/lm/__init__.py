@@ -31,3 +31,10 @@ References
 Munos et al., arXiv:2312.00886v4, App. F.1 (the token-level geometric mixture); Calandriello et
 al., arXiv:2403.08635v1 (online IPO, IPO-MD); Rafailov et al., arXiv:2305.18290v3 (DPO).
 """
+
+from prefopt_toy._extras import lm_missing, lm_missing_message
+
+_missing = lm_missing()
+if _missing:
+    raise ModuleNotFoundError(lm_missing_message(_missing), name=_missing[0])
+del _missing
