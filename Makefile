@@ -5,7 +5,10 @@
 #   make demo         print the reference tables, write every figure, then a short GPT-2 bridge run
 #                     (small model, figures/bridge_*.{png,pdf}); `python -m prefopt_toy demo --no-bridge` skips it
 #   make figures      write the figures only
-#   make lab          install the locked lab tree, open JupyterLab on notebooks/ (127.0.0.1)
+#   make lab          install the locked lab and lm trees, open JupyterLab on notebooks/ (127.0.0.1)
+#   make release      the teacher's side (course.lock): nbgrader makes the student release of the labs
+#   make grade        autograde the submissions in course/submitted/ and export the points as CSV
+#   make lecture      serve the widgets as standalone Voila apps (127.0.0.1, token)
 #   make lint         ruff (lint and format check) and the import-linter layer contracts (also in make test)
 #   make bench        time the exact solvers and the dynamics (benchmarks/bench_*.py)
 #   make env          just set up .venv with the dev tree
@@ -14,9 +17,9 @@
 #                     fast tests on it, and a report of what moved against the lock (not in CI)
 #   make clean        remove caches and build leftovers (keeps .venv; `make distclean` removes it)
 #
-# Every install is fully pinned: requirements/{base,lab,dev}.lock, written by `make lock` (uv pip
-# compile; see requirements/README.md), installed with --no-deps so that nothing outside the lock
-# comes in, then `pip check`. constraints.txt pins torch to the local CPU wheel (an unpinned torch
+# Every install is fully pinned: requirements/{base,lm,lab,course,dev}.lock, written by `make lock`
+# (uv pip compile; see requirements/README.md), installed with --no-deps so that nothing outside the
+# lock comes in, then `pip check`. constraints.txt pins torch to the local CPU wheel (an unpinned torch
 # pulls GBs of CUDA wheels); `make lock` and `make test-latest` resolve under it. Installs are
 # idempotent: each tree has a stamp file in .venv that depends on its lock file, so a second run
 # installs nothing and starts at once.
