@@ -1,4 +1,4 @@
-"""``python -m prefopt_toy.labs build [--check]``: regenerate the student versions of the labs."""
+"""``python -m prefopt_toy.labs {release,grade}``: release the labs, or grade a folder of submissions."""
 
 from prefopt_toy.labs import main
 

@@ -15,7 +15,10 @@ References: as :mod:`prefopt_toy.labs`, the module this one was split from.
 from __future__ import annotations
 
 import math
+import textwrap
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,11 +40,68 @@ ATOL = 1e-12
 class LabCheckError(AssertionError):
     """A lab exercise gave a wrong (or no) answer; the message says on which input and why.
 
+    The message opens with one line that names the exercise and, when the answer matches a known
+    mistake, the hint; the lines below give the input, the expected and the returned values. In
+    Jupyter, :meth:`_render_traceback_` shows just that message (and, when the student's own code
+    crashed, the lines of it that failed) instead of a traceback through the checker's files, so
+    the hint is the first thing on the screen.
+
     References
     ----------
     The exercises follow Rafailov et al., arXiv:2305.18290v3; Azar et al., arXiv:2310.12036v2;
-    Munos et al., arXiv:2312.00886v4.
+    Munos et al., arXiv:2312.00886v4. IPython calls ``_render_traceback_`` on an exception that
+    has one (``IPython.core.interactiveshell.InteractiveShell.showtraceback``).
     """
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows for this error: the message, then the student's failing code.
+
+        Returns
+        -------
+        list of str
+            At most :data:`MAX_RENDERED_LINES` lines, the first one ``LabCheckError: exercise ...``
+            in red (ANSI), long lines wrapped at 100 characters.
+        """
+        text = str(self)
+        first, *rest = text.splitlines() or [""]
+        lines = [f"{_RED}{type(self).__name__}{_RESET}: {first}"]
+        for line in rest:
+            lines += _wrap(line)
+        lines += _student_frames(self.__cause__)
+        if len(lines) > MAX_RENDERED_LINES:
+            lines = [*lines[: MAX_RENDERED_LINES - 1], "  ..."]
+        return lines
+
+
+_RED, _RESET = "\x1b[0;31m", "\x1b[0m"
+
+
+# What a failed check shows in Jupyter at most (one screen, hint first).
+MAX_RENDERED_LINES = 12
+
+
+def _wrap(line: str, width: int = 100) -> list[str]:
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.wrap(line, width, subsequent_indent=indent + "  ", break_long_words=False) or [
+        line
+    ]
+
+
+def _student_frames(cause: BaseException | None, keep: int = 3) -> list[str]:
+    """The last ``keep`` frames of a crash in the student's code (none inside this package)."""
+    if cause is None or cause.__traceback__ is None:
+        return []
+    package = str(Path(__file__).resolve().parents[1])
+    frames = [
+        f
+        for f in traceback.extract_tb(cause.__traceback__)
+        if not str(Path(f.filename).resolve()).startswith(package)
+    ][-keep:]
+    out = ["  in your code:"] if frames else []
+    for f in frames:
+        where = "a notebook cell" if f.filename.startswith(("<", "/tmp/ipykernel")) else f.filename
+        out.append(f"    {where}, line {f.lineno}, in {f.name}: {(f.line or '').strip()}")
+    return out
 
 
 class CheckPassed(str):
@@ -62,15 +122,24 @@ class CheckPassed(str):
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _fmt(x: Any) -> str:
-    """Numbers for messages: 6 significant digits, vectors in parentheses."""
+def _fmt(x: Any, digits: int = 6) -> str:
+    """Numbers for messages: ``digits`` significant digits, vectors in parentheses."""
     if isinstance(x, Tensor):
         x = x.detach().cpu().tolist()
     if isinstance(x, (list, tuple)):
-        return "(" + ", ".join(_fmt(v) for v in x) + ")"
+        return "(" + ", ".join(_fmt(v, digits) for v in x) + ")"
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
-    return f"{x:.6g}" if isinstance(x, float) else str(x)
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _fmt_pair(expected: Any, got: Any) -> tuple[str, str]:
+    """Both formatted with the fewest digits (6 to 17) at which they read differently."""
+    for digits in (6, 9, 12, 17):
+        shown = _fmt(expected, digits), _fmt(got, digits)
+        if shown[0] != shown[1]:
+            break
+    return shown
 
 
 def _passed(exercise: str, n_checks: int, extra: str = "") -> CheckPassed:
@@ -102,13 +171,18 @@ def _call(exercise: str, what: str, fn: Any, args: Sequence[Any], where: str) ->
         ) from err
 
 
-def _as_result(exercise: str, what: str, value: Any, shape: tuple[int, ...], where: str) -> Tensor:
-    """The student's answer as a float64 tensor of the expected shape, or a LabCheckError."""
+def _as_result(
+    exercise: str, what: str, value: Any, shape: tuple[int, ...], where: str
+) -> tuple[Tensor, str]:
+    """The student's answer as a float64 tensor of the expected shape, and its own dtype's name."""
     if isinstance(value, Tensor):
+        dtype = str(value.dtype).replace("torch.", "")
         t = value.detach().to(DTYPE)
     else:
         try:
-            t = torch.as_tensor(np.asarray(value, dtype=np.float64))
+            array = np.asarray(value)
+            dtype = str(array.dtype)
+            t = torch.as_tensor(array.astype(np.float64))
         except (TypeError, ValueError):
             raise LabCheckError(
                 f"exercise {exercise}: your {what} should return a tensor (or array) of shape "
@@ -122,14 +196,29 @@ def _as_result(exercise: str, what: str, value: Any, shape: tuple[int, ...], whe
             f"exercise {exercise}: your {what} should return shape {shape} on {where}, "
             f"got shape {tuple(t.shape)}{hint}"
         )
-    return t
+    return t, dtype
+
+
+# Dtypes whose round-off (float32: ~6e-8 relative) the checkers' RTOL cannot absorb.
+LOW_PRECISION = ("float32", "float16", "bfloat16")
 
 
 def _answer(
     exercise: str, what: str, fn: Any, args: Sequence[Any], shape: tuple[int, ...], where: str
-) -> Tensor:
+) -> tuple[Tensor, str]:
     """The student's function called on ``args`` (:func:`_call`), its answer checked (:func:`_as_result`)."""
     return _as_result(exercise, what, _call(exercise, what, fn, args, where), shape, where)
+
+
+def _precision_hint(got: Tensor, dtype: str, expected: Tensor) -> str:
+    """The hint for a right answer computed in too low a precision (float32), else ``""``."""
+    if dtype in LOW_PRECISION and torch.allclose(got, expected, rtol=1e-3, atol=1e-6):
+        return (
+            f"your answer is {dtype} (the dtype of what you returned), so it is right to only ~7 "
+            "digits; the inputs are float64: keep float64 throughout (no .float(), no "
+            "dtype=torch.float32)"
+        )
+    return ""
 
 
 def _close(got: Tensor, expected: Tensor, atol: float = ATOL) -> bool:
@@ -165,15 +254,22 @@ def _policy_hint(
     return _diagnose(got, variants, atol)
 
 
-def _mismatch(exercise: str, call: str, expected: Tensor, got: Tensor, hint: str) -> LabCheckError:
+def _mismatch(
+    exercise: str, call: str, expected: Tensor, got: Tensor, hint: str, dtype: str = "float64"
+) -> LabCheckError:
+    """The error of a wrong value: the hint first, then the call, the expected and the returned values."""
+    hint = _precision_hint(got, dtype, expected) or hint
+    shown_expected, shown_got = _fmt_pair(expected, got)
+    lines = [
+        f"exercise {exercise}: {hint}" if hint else f"exercise {exercise}: wrong value",
+        f"  {call}",
+        f"  expected {shown_expected}",
+        f"  got      {shown_got}" + (f" ({dtype})" if dtype != "float64" else ""),
+    ]
     if expected.ndim and expected.numel() > 1:
         bad = int(
             ((got - expected).abs() - RTOL * expected.abs()).nan_to_num(float("inf")).argmax()
         )
-        detail = f" (first difference at index {bad}: expected {_fmt(float(expected[bad]))}, got {_fmt(float(got[bad]))})"
-    else:
-        detail = ""
-    return LabCheckError(
-        f"exercise {exercise}: {call}: expected {_fmt(expected)}, got {_fmt(got)}{detail}"
-        + (f" ({hint})" if hint else "")
-    )
+        e, g = _fmt_pair(float(expected[bad]), float(got[bad]))
+        lines.append(f"  first difference at index {bad}: expected {e}, got {g}")
+    return LabCheckError("\n".join(lines))

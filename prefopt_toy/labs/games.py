@@ -110,7 +110,13 @@ def _nash_md_mistakes(
     mix = torch.softmax((1 - m) * lp + m * lm, -1)
     swapped = torch.softmax(m * lp + (1 - m) * lm, -1)
     unnormalised = ((1 - m) * lp + m * lm).exp()
+    arithmetic = (1 - m) * pi + m * mu
     return [
+        (
+            "arithmetic mixture: the mixture is geometric, pi_t^(1 - eta tau) * mu^(eta tau) / Z "
+            "(a weighted sum of the logs), not (1 - eta tau) * pi_t + eta tau * mu",
+            lambda: torch.softmax(arithmetic.log() + eta * (P @ arithmetic), -1),
+        ),
         (
             "wrong mixture direction: the geometric mixture is pi_t^(1 - eta tau) * mu^(eta tau) "
             "(weight eta * tau on mu)",
@@ -181,7 +187,7 @@ def check_nash_md_step(student_nash_md_step: Callable[..., Any]) -> CheckPassed:
     cases = _nash_md_cases()
     for name, P, mu, pi, tau, eta, expected in cases:
         where = f"input '{name}' (pi_t = {_fmt(pi)}, tau={tau:g}, eta={eta:g})"
-        got = _answer(
+        got, dtype = _answer(
             "3", "nash_md_step", student_nash_md_step, [pi, mu, P, tau, eta], tuple(mu.shape), where
         )
         if _close(got, expected):
@@ -192,7 +198,7 @@ def check_nash_md_step(student_nash_md_step: Callable[..., Any]) -> CheckPassed:
             "normalise pi_{t+1}",
             _nash_md_mistakes(P, mu, pi, tau, eta),
         )
-        raise _mismatch("3", f"nash_md_step on {where}", expected, got, hint)
+        raise _mismatch("3", f"nash_md_step on {where}", expected, got, hint, dtype)
     return _passed("3", len(cases))
 
 
@@ -229,7 +235,8 @@ def _student_game(exercise: str, make_game: Any) -> tuple[Tensor, Tensor]:
 
 def _rlhf(exercise: str, P: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:
     try:
-        return bt_fit(P), rlhf_optimum(P, mu, SMALL_BETA)
+        # Pairs drawn from mu x mu, for the fit and the optimum alike (nu = mu, passed explicitly).
+        return bt_fit(P, nu=mu), rlhf_optimum(P, mu, SMALL_BETA, nu=mu)
     except ValueError as err:
         raise LabCheckError(
             f"exercise {exercise}: the Bradley-Terry fit of your game has no finite maximiser, so RLHF is "
@@ -243,9 +250,9 @@ def check_condorcet_disagreement(make_game: Callable[[], Any]) -> CheckPassed:
     ``make_game()`` returns ``(P, mu)``. Checked: ``P`` is a 3 x 3 preference matrix
     (``pt.check_preference_matrix``) and ``mu`` a full-support policy; ``P`` has a Condorcet winner
     c (``pt.condorcet_winner``), which is then the Nash equilibrium (``pt.nash_equilibrium``
-    plays it with probability 1); and the RLHF optimum ``pt.rlhf_optimum(P, mu, beta=0.01)``
-    (Bradley-Terry reward fitted under uniform pairs) has its largest probability on another action,
-    whose fitted reward is above c's.
+    plays it with probability 1); and the RLHF optimum ``pt.rlhf_optimum(P, mu, 0.01, nu=mu)``
+    (Bradley-Terry reward fitted on pairs drawn from ``mu``) has its largest probability on another
+    action, whose fitted reward is above c's.
 
     Parameters
     ----------
@@ -288,7 +295,7 @@ def check_condorcet_disagreement(make_game: Callable[[], Any]) -> CheckPassed:
     if a == c or float(reward[a]) <= float(reward[c]) + 1e-9:
         raise LabCheckError(
             f"exercise 4a: RLHF agrees with the Nash equilibrium on your game: {computed}. RLHF puts most "
-            f"mass on y{a}. Hint: the BT fit ranks actions by their average win rate, so let another "
+            f"mass on y{a}. Hint: the BT fit ranks actions by their win rate against mu, so let another "
             "action win big against the weakest one while losing narrowly to the Condorcet winner."
         )
     return _passed(
@@ -300,7 +307,8 @@ def check_cycle_disagreement(make_game: Callable[[], Any]) -> CheckPassed:
     r"""Check exercise 4b: a 3-action cyclic game where RLHF is nearly deterministic, the Nash mixed.
 
     ``make_game()`` returns ``(P, mu)``. Checked: ``P`` is a valid 3 x 3 preference matrix with no
-    Condorcet winner; the RLHF optimum ``pt.rlhf_optimum(P, mu, beta=0.01)`` puts at least 0.9 on
+    Condorcet winner; the RLHF optimum ``pt.rlhf_optimum(P, mu, 0.01, nu=mu)`` (pairs from ``mu``)
+    puts at least 0.9 on
     one action a; the Nash equilibrium ``pt.nash_equilibrium(P)`` puts at most 1/2 on a. The
     success message also reports the action that best answers the RLHF policy and by how much it
     beats it (``pt.win_rates``, ``pt.exploitability``).

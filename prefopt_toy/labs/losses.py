@@ -94,16 +94,39 @@ def _check_pair_loss(
     for name, logps, hyper, h in cases:
         where = f"input '{name}'"
         call = f"{what} on {where} (margin h = {_fmt(h)}) with {hyper_name}={hyper:g}"
-        got = _answer(exercise, what, fn, [*logps, hyper], tuple(h.shape), where)
+        got, dtype = _answer(exercise, what, fn, [*logps, hyper], tuple(h.shape), where)
         expected = reference(h, hyper)
         if _close(got, expected):
             continue
         if not bool(torch.isfinite(got).all()):
             hint = _OVERFLOW_HINT if h.abs().max() >= 100 else "your loss is not finite"
         else:
-            hint = _diagnose(got, mistakes(logps, h, hyper))
-        raise _mismatch(exercise, call, expected, got, hint)
+            hint = _diagnose(got, mistakes(logps, h, hyper)) or _per_token_hint(
+                got, h, hyper, reference
+            )
+        raise _mismatch(exercise, call, expected, got, hint, dtype)
     return len(cases)
+
+
+# Lengths tried when an answer looks like the loss of h / L (per-token averaging).
+_LENGTHS = range(2, 1025)
+
+
+def _per_token_hint(
+    got: Tensor, h: Tensor, hyper: float, reference: Callable[[Tensor, float], Tensor]
+) -> str:
+    """The hint for a margin divided by a length L (an average over tokens), else ``""``."""
+    if not bool((h != 0).any()):
+        return ""
+    for length in [h.numel(), *_LENGTHS]:
+        if length > 1 and _close(got, reference(h / length, hyper)):
+            return (
+                f"your loss is the loss of h / L with L = {length}: the margin is built from the "
+                "summed log-probs of each response; averaging them over tokens (as TRL's per-token "
+                "IPO does) divides h by the length and changes the effective strength (tau becomes "
+                "tau * L)"
+            )
+    return ""
 
 
 def _dpo_mistakes(
@@ -116,6 +139,11 @@ def _dpo_mistakes(
             lambda: dpo_loss(-h, beta),
         ),
         ("beta seems to be missing: the sigmoid's argument is beta * h", lambda: dpo_loss(h, 1.0)),
+        (
+            "beta is outside the log-sigmoid: the loss is -log sigmoid(beta * h), not "
+            "-beta * log sigmoid(h)",
+            lambda: beta * dpo_loss(h, 1.0),
+        ),
         (
             "did you divide by beta? the sigmoid's argument is beta * h",
             lambda: dpo_loss(h, 1.0 / beta),
@@ -142,6 +170,20 @@ def _ipo_mistakes(
     pc, pr, rc, rr = logps
     return [
         ("the target margin is 1/(2 tau), not 1/tau", lambda: (h - 1.0 / tau) ** 2),
+        (
+            "the target 1/(2 tau) is missing: the loss is (h - 1/(2 tau))^2, not h^2 (IPO pulls the "
+            "margin to 1/(2 tau), not to 0)",
+            lambda: h**2,
+        ),
+        (
+            "tau appears as 2 tau: the target is 1/(2 tau), not 1/(4 tau) = 1/(2 (2 tau))",
+            lambda: (h - 1.0 / (4.0 * tau)) ** 2,
+        ),
+        (
+            "the factor 1/2 is not part of the IPO loss: it is (h - 1/(2 tau))^2, not "
+            "0.5 * (h - 1/(2 tau))^2",
+            lambda: 0.5 * ipo_loss(h, tau),
+        ),
         (
             "the target is 1/(2 tau): '1/2*tau' means tau/2 in Python; write 1 / (2 * tau)",
             lambda: (h - tau / 2.0) ** 2,
@@ -317,6 +359,11 @@ def _ipo_optimum_mistakes(
             lambda: gibbs_policy(mu, tau * (P @ nu), 1.0),
         ),
         (
+            "tau appears as 2 tau: the optimum is mu exp(P nu / tau) / Z; the 2 belongs to the IPO "
+            "loss's target 1/(2 tau), not to the optimum",
+            lambda: gibbs_policy(mu, P @ nu, 2.0 * tau),
+        ),
+        (
             "the win rate is against nu (the pair distribution), not against mu",
             lambda: gibbs_policy(mu, P @ mu, tau),
         ),
@@ -358,7 +405,7 @@ def check_ipo_optimum(student_ipo_optimum: Callable[..., Any]) -> CheckPassed:
     cases = _ipo_optimum_cases()
     for name, P, mu, nu, tau in cases:
         where = f"game '{name}'"
-        got = _answer(
+        got, dtype = _answer(
             "2", "ipo_optimum", student_ipo_optimum, [P, mu, nu, tau], tuple(mu.shape), where
         )
         expected = ipo_optimum(P, mu, tau, nu=nu)
@@ -372,5 +419,5 @@ def check_ipo_optimum(student_ipo_optimum: Callable[..., Any]) -> CheckPassed:
             _ipo_optimum_mistakes(P, mu, nu, tau),
             _POLICY_ATOL,
         )
-        raise _mismatch("2", call, expected, got, hint)
+        raise _mismatch("2", call, expected, got, hint, dtype)
     return _passed("2", len(cases))

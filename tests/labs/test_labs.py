@@ -1,14 +1,14 @@
-"""Lab checkers (prefopt_toy.labs), the student/solution notebook pairs, and running the labs.
+"""Lab checkers (prefopt_toy.labs): the students' self-check, its hints and how a failure shows.
 
 Each checker must accept a correct answer and reject realistic wrong ones with a message that
-names the input and the expected value. The expected values asserted on here are computed in this
-file from the formulas themselves (math / numpy), independently of the library the checkers use.
+names the input and the expected value, hint first. The expected values asserted on here are
+computed in this file from the formulas themselves (math / numpy), independently of the library
+the checkers use. The hidden tests are in test_grading.py, the nbgrader course in test_course.py.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,25 +17,23 @@ import torch.nn.functional as F
 
 import prefopt_toy as pt
 from prefopt_toy import labs
+from prefopt_toy.labs.checking import MAX_RENDERED_LINES
 from prefopt_toy.labs.games import _nash_md_cases
-
-LABS = Path(__file__).resolve().parents[2] / "notebooks" / "labs"
-SOLUTIONS = sorted((LABS / "solutions").glob("lab*.py"))
-NAMES = [p.stem for p in SOLUTIONS]
 
 
 def _margin(pc, pr, rc, rr):
     return (pc - rc) - (pr - rr)
 
 
-def _failure(check, answer) -> str:
+def _error(check, answer) -> labs.LabCheckError:
     with pytest.raises(labs.LabCheckError) as info:
         check(answer)
-    return str(info.value)
+    return info.value
 
 
-def test_there_are_at_least_four_labs():
-    assert len(SOLUTIONS) >= 4, NAMES
+def _failure(check, answer) -> str:
+    """The failure message with its line breaks and alignment spaces collapsed."""
+    return " ".join(str(_error(check, answer)).split())
 
 
 # ------------------------------------------------------------------------------- lab 1
@@ -328,125 +326,148 @@ def test_cycle_checker():
     assert "Condorcet winner y0" in message
 
 
-# ------------------------------------------------------- one source of truth for the notebooks
+# ---------------------------------------------------------- hints the checkers used to miss
 
 
-def test_student_version_replaces_regions_keeping_indentation():
-    text = (
-        "x = 1\n# BEGIN SOLUTION\ny = 2\n# END SOLUTION\n"
-        "def f():\n    # YOUR CODE\n    # BEGIN SOLUTION\n    return 3\n    # END SOLUTION\n"
-    )
-    assert labs.student_version(text) == (
-        "x = 1\n" + labs.PLACEHOLDER + "\ndef f():\n    # YOUR CODE\n    " + labs.PLACEHOLDER + "\n"
-    )
-    for bad, where in [
-        ("# BEGIN SOLUTION\nx\n", "line 1 is never closed"),
-        ("x\n# END SOLUTION\n", "line 2 closes"),
-        ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "line 2 opens"),
-        ("x = 1\n", "no '# BEGIN SOLUTION'"),
-    ]:
-        with pytest.raises(ValueError, match=where.replace("(", r"\(")):
-            labs.student_version(bad)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_student_py_is_generated_from_the_solution(name):
-    solution = (LABS / "solutions" / f"{name}.py").read_text(encoding="utf-8")
-    student = (LABS / f"{name}.py").read_text(encoding="utf-8")
-    assert student == labs.student_version(solution), (
-        f"run: python -m prefopt_toy.labs build ({name})"
-    )
-    assert labs.BEGIN_SOLUTION not in student and "# YOUR CODE" in student
-    assert student.count("labs.check_") >= 1
-
-
-def test_build_check_reports_nothing_out_of_date():
-    assert labs.build_student_notebooks(LABS, check=True) == []
+def _ipo(h, t):
+    return (h - 1 / (2 * t)) ** 2
 
 
 @pytest.mark.parametrize(
-    "path",
-    [LABS / f"{n}.py" for n in NAMES] + SOLUTIONS,
-    ids=lambda p: p.parent.name + "/" + p.stem,
+    ("check", "wrong", "hint"),
+    [
+        (
+            labs.check_ipo_loss,
+            lambda pc, pr, rc, rr, t: _margin(pc, pr, rc, rr) ** 2,
+            "the target 1/(2 tau) is missing",
+        ),
+        (
+            labs.check_ipo_loss,
+            lambda pc, pr, rc, rr, t: 0.5 * _ipo(_margin(pc, pr, rc, rr), t),
+            "the factor 1/2 is not part of the IPO loss",
+        ),
+        (
+            labs.check_ipo_loss,
+            lambda pc, pr, rc, rr, t: _ipo(_margin(pc, pr, rc, rr), 2 * t),
+            "tau appears as 2 tau",
+        ),
+        (  # "tokens": the margin averaged over the entries of the batch
+            labs.check_ipo_loss,
+            lambda pc, pr, rc, rr, t: _ipo(_margin(pc, pr, rc, rr) / len(pc), t),
+            "h / L with L = 4",
+        ),
+        (
+            labs.check_dpo_loss,
+            lambda pc, pr, rc, rr, b: F.softplus(-b * _margin(pc, pr, rc, rr) / 10),
+            "h / L with L = 10",
+        ),
+        (
+            labs.check_dpo_loss,
+            lambda pc, pr, rc, rr, b: -b * F.logsigmoid(_margin(pc, pr, rc, rr)),
+            "beta is outside the log-sigmoid",
+        ),
+        (
+            labs.check_ipo_optimum,
+            lambda P, mu, nu, tau: torch.softmax(mu.log() + P @ nu / (2 * tau), -1),
+            "tau appears as 2 tau",
+        ),
+        (
+            labs.check_nash_md_step,
+            lambda pi, mu, P, tau, eta: (
+                lambda mix: torch.softmax(mix.log() + eta * (P @ mix), -1)
+            )((1 - eta * tau) * pi + eta * tau * mu),
+            "arithmetic mixture",
+        ),
+    ],
+    ids=[
+        "ipo-no-target",
+        "ipo-half",
+        "ipo-2tau",
+        "ipo-per-token",
+        "dpo-per-token",
+        "dpo-beta-outside",
+        "optimum-2tau",
+        "nash-md-arithmetic-mixture",
+    ],
 )
-def test_ipynb_pair_in_sync_and_without_outputs(path):
-    jupytext = pytest.importorskip("jupytext")
-    py, ipynb = jupytext.read(path), jupytext.read(path.with_suffix(".ipynb"))
-    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
-    assert cells(py) == cells(ipynb), f"run: .venv/bin/jupytext --sync {path}"
-    assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code")
-    assert ipynb.metadata["kernelspec"]["name"] == "python3"
-    params = [c for c in py.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1 and "PREFOPT_SMOKE" in params[0].source
+def test_new_hints_are_recognised(check, wrong, hint):
+    assert hint in _failure(check, wrong)
 
 
-# --------------------------------------------------------------------- executing the notebooks
+def test_ipo_without_target_names_the_first_input():
+    message = _failure(labs.check_ipo_loss, lambda pc, pr, rc, rr, t: _margin(pc, pr, rc, rr) ** 2)
+    # h = 1.5 on the first input (by hand): expected (1.5 - 5)^2 = 12.25, got 1.5^2 = 2.25.
+    assert "input 'one pair'" in message and "expected (12.25)" in message
+    assert "got (2.25)" in message
 
-# Kernels start in seconds and mostly wait on imports, so the 2 x len(NAMES) notebooks run
-# concurrently (at most CONCURRENT kernels at once), once per test session.
-CONCURRENT = 4
 
-
-async def _run(path: Path, gate) -> tuple[object, BaseException | None]:
-    import nbclient
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(path.parent)}}
+def test_float32_answer_says_so_with_enough_digits():
+    error = _error(
+        labs.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: F.softplus(-b * _margin(pc, pr, rc, rr)).float(),
     )
-    async with gate:
-        try:
-            await client.async_execute()
-        except nbclient.exceptions.CellExecutionError as err:
-            return nb, err
-    return nb, None
-
-
-@pytest.fixture(scope="module")
-def executed():
-    """{(kind, name): (executed notebook, CellExecutionError or None)}, in smoke mode."""
-    pytest.importorskip("nbclient")
-    import asyncio
-
-    paths = {("student", n): LABS / f"{n}.ipynb" for n in NAMES}
-    paths |= {("solution", n): LABS / "solutions" / f"{n}.ipynb" for n in NAMES}
-
-    async def run_all():
-        gate = asyncio.Semaphore(CONCURRENT)
-        results = await asyncio.gather(*(_run(p, gate) for p in paths.values()))
-        return dict(zip(paths, results))
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFOPT_SMOKE", "1")
-        patch.setenv("MPLBACKEND", "Agg")
-        return asyncio.run(run_all())
-
-
-@pytest.mark.notebooks
-@pytest.mark.parametrize("name", NAMES)
-def test_untouched_student_notebook_stops_at_the_first_check(name, executed):
-    nb, error = executed["student", name]
-    assert error is not None, f"the untouched student notebook {name} ran to the end"
-    assert error.ename == "LabCheckError"
-    assert "is not done yet: fill in the cell marked # YOUR CODE" in error.evalue
-    failed = [
-        i
-        for i, c in enumerate(nb.cells)
-        if c.cell_type == "code"
-        and any(o.get("output_type") == "error" for o in c.get("outputs", []))
-    ]
-    first_check = next(
-        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "labs.check_" in c.source
+    first, *rest = str(error).splitlines()
+    assert first.startswith("exercise 1a: your answer is float32") and "keep float64" in first
+    expected = next(line for line in rest if "expected" in line).split()[-1]
+    got = next(line for line in rest if line.strip().startswith("got"))
+    # The two values differ in what is shown (not "expected 0.620957, got 0.620957").
+    assert expected.strip("()") not in got and "(float32)" in got
+    # -log sigmoid(0.15) = log1p(exp(-0.15)), shown to 9 digits at least.
+    assert f"{math.log1p(math.exp(-0.15)):.9g}" in expected
+    # A numpy float32 answer too.
+    message = _failure(
+        labs.check_dpo_loss,
+        lambda pc, pr, rc, rr, b: (
+            F.softplus(-b * _margin(pc, pr, rc, rr)).numpy().astype("float32")
+        ),
     )
-    assert failed == [first_check]
+    assert "your answer is float32" in message
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("name", NAMES)
-def test_solution_notebook_runs(name, executed):
-    nb, error = executed["solution", name]
-    assert error is None, f"{name}: {error}"
-    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    n_checks = sum("labs.check_" in c.source for c in nb.cells if c.cell_type == "code")
-    assert printed.count(": passed ") == n_checks >= 1
+# ------------------------------------------------------------------ how a failure is shown
+
+
+def test_render_traceback_is_short_with_the_hint_first():
+    error = _error(
+        labs.check_dpo_loss, lambda pc, pr, rc, rr, b: F.softplus(b * _margin(pc, pr, rc, rr))
+    )
+    lines = error._render_traceback_()
+    assert 3 <= len(lines) <= MAX_RENDERED_LINES
+    assert "LabCheckError" in lines[0] and "did you flip the sign of the margin" in lines[0]
+    assert any("expected (0.620957)" in line for line in lines)
+    assert not any("File " in line or "site-packages" in line for line in lines)
+
+    def untouched(*args):
+        raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+
+    lines = _error(labs.check_dpo_loss, untouched)._render_traceback_()
+    assert len(lines) <= 3 and "exercise 1a is not done yet" in lines[0]
+
+
+def test_render_traceback_of_a_crash_shows_the_students_line_only():
+    def crashing(pc, pr, rc, rr, beta):
+        h = _margin(pc, pr, rc, rr)
+        return h / 0 + undefined_name  # noqa: F821
+
+    lines = _error(labs.check_dpo_loss, crashing)._render_traceback_()
+    assert "raised NameError" in lines[0]
+    assert any("in crashing: return h / 0 + undefined_name" in line for line in lines)
+    assert not any("prefopt_toy/labs" in line for line in lines)
+    assert len(lines) <= MAX_RENDERED_LINES
+
+
+def test_ipython_shows_the_rendered_lines():
+    """IPython uses ``_render_traceback_`` (the installed version; see LabCheckError's docstring)."""
+    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactiveshell.InteractiveShell.instance()
+    shown = []
+    shell._showtraceback = lambda etype, evalue, stb: shown.append(stb)
+    try:
+        shell.run_cell(
+            "from prefopt_toy import labs\n"
+            "labs.check_dpo_loss(lambda pc, pr, rc, rr, b: -(pc - pr) * 0)\n"
+        )
+    finally:
+        interactiveshell.InteractiveShell.clear_instance()
+    assert len(shown) == 1 and len(shown[0]) <= MAX_RENDERED_LINES
+    assert "LabCheckError" in shown[0][0] and "exercise 1a" in shown[0][0]

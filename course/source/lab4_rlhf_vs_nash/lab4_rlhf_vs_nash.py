@@ -14,7 +14,8 @@
 # Sec. 3) plays the equilibrium of the preference game itself. When the preferences are not
 # Bradley-Terry the two can pick different actions. You build such games by hand.
 #
-# **Equations.** The BT reward fitted on pairs from $\nu\otimes\nu$ (uniform here),
+# **Equations.** The BT reward fitted on pairs from $\nu\otimes\nu$ (in this lab $\nu = \mu$: the
+# pairs are drawn from the reference policy, `pt.rlhf_optimum(P, mu, beta, nu=mu)`),
 # $\hat r = \arg\max_r \sum_{y,y'}\nu(y)\nu(y')P[y,y']\log\sigma(r_y - r_{y'})$, and the RLHF
 # optimum $\pi_\text{RLHF}(y) \propto \mu(y)\exp(\hat r(y)/\beta)$ (Azar et al.,
 # arXiv:2310.12036v2, Eq. 3 and App. B Prop. 4: DPO has the same optimum). The Nash equilibrium
@@ -22,7 +23,8 @@
 # winner* $c$ beats every other action ($P[c, y] > 1/2$); then $\pi^* = \delta_c$.
 #
 # **How the lab works.** Each exercise asks for a function returning a game `(P, mu)`; the checker
-# validates it and explains what it computed. Reading time: about 20 minutes.
+# validates it and explains what it computed; grading recomputes the same claims independently
+# (hidden tests). Reading time: about 20 minutes.
 
 # %% tags=["parameters"]
 import os
@@ -41,19 +43,28 @@ from prefopt_toy import labs
 # full-support `mu` such that some action is a Condorcet winner, yet the RLHF optimum at
 # $\beta = 0.01$ puts most of its mass on another action.
 #
-# Hint: under uniform $\nu$ the BT fit ranks the actions like their average win rate
-# $\frac13\sum_{y'} P[y, y']$. A winner that wins every duel narrowly can have a lower average than
-# an action that crushes a weak third one.
+# Hint: with pairs from $\mu$ the BT fit ranks the actions roughly like their win rate against
+# $\mu$, $\sum_{y'}\mu(y') P[y, y']$ (the average win rate when $\mu$ is uniform). A winner that
+# wins every duel narrowly can have a lower average than an action that crushes a weak third one.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex4a_answer", "locked": false, "schema_version": 3, "solution": true}
 def condorcet_game():
     # YOUR CODE (exercise 4a): return P (3 x 3) and mu (3,)
-    raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+    ### BEGIN SOLUTION
+    # y0 beats y1 and y2 narrowly (0.55); y1 crushes y2 (0.95). Average win rates (uniform mu):
+    # y0 0.533, y1 0.633, y2 0.333, so the BT fit ranks y1 first although y0 is the Condorcet winner.
+    P = [[0.50, 0.55, 0.55], [0.45, 0.50, 0.95], [0.45, 0.05, 0.50]]
+    mu = [1 / 3, 1 / 3, 1 / 3]
+    return P, mu
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex4a", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 labs.check_condorcet_disagreement(condorcet_game)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_condorcet_disagreement(condorcet_game)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercise 4b: a cycle where RLHF is (almost) deterministic
@@ -64,14 +75,23 @@ labs.check_condorcet_disagreement(condorcet_game)
 # 1/2.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex4b_answer", "locked": false, "schema_version": 3, "solution": true}
 def cyclic_game():
     # YOUR CODE (exercise 4b): return P (3 x 3) and mu (3,)
-    raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+    ### BEGIN SOLUTION
+    # y1 beats y0 (0.6), y2 beats y1 (0.6), y0 beats y2 (0.8): a cycle, unbalanced so that y0
+    # has the highest win rate against mu: 0.5 * 0.2 + 0.4 * 0.4 + 0.8 * 0.4 = 0.58 (y1, y2: 0.48).
+    P = [[0.5, 0.4, 0.8], [0.6, 0.5, 0.4], [0.2, 0.6, 0.5]]
+    mu = [0.2, 0.4, 0.4]
+    return P, mu
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex4b", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 labs.check_cycle_disagreement(cyclic_game)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_cycle_disagreement(cyclic_game)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Look: RLHF as $\beta$ shrinks, against the Nash equilibrium
@@ -88,7 +108,7 @@ print(
     f"exploitability {pt.exploitability(P, pt.nash_equilibrium(P)):.1e}",
 )
 for beta in BETAS:
-    pi = pt.rlhf_optimum(P, mu, beta)
+    pi = pt.rlhf_optimum(P, mu, beta, nu=mu)
     print(
         f"beta={beta:<5g} RLHF = {[round(p, 4) for p in pi.tolist()]}  "
         f"exploitability {pt.exploitability(P, pi):.4f}"

@@ -54,16 +54,26 @@ from prefopt_toy.plots.draw import draw_simplex, plot_policy, plot_trajectory
 # the starting point and the opponent of the step are the *normalised* mixture $\pi_t^\mu$.
 # Working with logarithms ($\log\pi_t^\mu = (1-\eta\tau)\log\pi_t + \eta\tau\log\mu$, then a
 # softmax) keeps it stable. The checker replays transitions of `pt.nash_md`.
+# The check cell is your self-check. Grading runs it again and then hidden tests on inputs you
+# have not seen, which also fail an answer that just calls the library's own implementation
+# (`pt.nash_md`, `pt.ipo_optimum`; `pt.geometric_mixture` is fine): write the formula yourself.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex3_answer", "locked": false, "schema_version": 3, "solution": true}
 def nash_md_step(pi, mu, P, tau, eta):
     # YOUR CODE (exercise 3): the geometric mixture, then the mirror step against it
-    raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+    ### BEGIN SOLUTION
+    m = eta * tau
+    mixture = torch.softmax((1 - m) * pi.log() + m * mu.log(), dim=-1)
+    return torch.softmax(mixture.log() + eta * (P @ mixture), dim=-1)
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex3", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 labs.check_nash_md_step(nash_md_step)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_nash_md_step(nash_md_step)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Look: iterate your step to the regularised Nash equilibrium

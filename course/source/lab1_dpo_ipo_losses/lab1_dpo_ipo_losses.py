@@ -24,7 +24,10 @@
 # **How the lab works.** Each cell marked `# YOUR CODE` holds a function to fill in; the cell
 # after it runs a checker from `prefopt_toy.labs` on several inputs. A wrong answer raises a
 # `LabCheckError` that names the input, the value expected and the value you returned, often
-# with a hint. Reading time: about 20 minutes.
+# with a hint. The check cell is your self-check. Grading runs it again and then hidden tests on inputs you
+# have not seen, which also fail an answer that just calls the library's own implementation
+# (`pt.dpo_loss` and the like): write the formula yourself. Reading time: about
+# 20 minutes.
 
 # %% tags=["parameters"]
 import os
@@ -53,17 +56,20 @@ from prefopt_toy import labs
 # stably. The checker includes margins of $\pm 10^3$ with $\beta = 1$.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1a_answer", "locked": false, "schema_version": 3, "solution": true}
 def dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
     # YOUR CODE (exercise 1a): the margin h, then -log sigmoid(beta * h), one value per pair
-    # BEGIN SOLUTION
+    ### BEGIN SOLUTION
     h = (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)
     return -F.logsigmoid(beta * h)
-    # END SOLUTION
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex1a", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 labs.check_dpo_loss(dpo_loss)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_dpo_loss(dpo_loss)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Exercise 1b: the IPO loss
@@ -72,17 +78,20 @@ labs.check_dpo_loss(dpo_loss)
 # Careful with Python's precedence: `1/2*tau` is $\tau/2$, not $\frac{1}{2\tau}$.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex1b_answer", "locked": false, "schema_version": 3, "solution": true}
 def ipo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, tau):
     # YOUR CODE (exercise 1b): the margin h, then (h - 1/(2 tau))^2, one value per pair
-    # BEGIN SOLUTION
+    ### BEGIN SOLUTION
     h = (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)
     return (h - 1.0 / (2.0 * tau)) ** 2
-    # END SOLUTION
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex1b", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 labs.check_ipo_loss(ipo_loss)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_ipo_loss(ipo_loss)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Look: where each loss pushes the margin

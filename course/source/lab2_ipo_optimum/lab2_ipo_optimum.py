@@ -23,7 +23,10 @@
 #
 # **How the lab works.** Fill in the cell marked `# YOUR CODE`; the next cell checks your
 # function on six games, one with $\mu$ entries of $10^{-300}$ and one with $\tau = 0.001$.
-# Reading time: about 15 minutes.
+# The check cell is your self-check. Grading runs it again and then hidden tests on inputs you
+# have not seen, which also fail an answer that just calls the library's own implementation
+# (`pt.ipo_optimum` and the like): write the formula yourself. Reading time: about
+# 15 minutes.
 
 # %% tags=["parameters"]
 import os
@@ -50,16 +53,19 @@ from prefopt_toy.plots.draw import draw_simplex, plot_policy
 # them (it subtracts the largest logit first). Do not clamp or smooth tiny $\mu$ entries.
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "ex2_answer", "locked": false, "schema_version": 3, "solution": true}
 def ipo_optimum(P, mu, nu, tau):
     # YOUR CODE (exercise 2): logits log(mu) + (P @ nu) / tau, normalised
-    # BEGIN SOLUTION
+    ### BEGIN SOLUTION
     return torch.softmax(mu.log() + (P @ nu) / tau, dim=-1)
-    # END SOLUTION
+    ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "ex2", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 labs.check_ipo_optimum(ipo_optimum)
+### BEGIN HIDDEN TESTS
+labs.grading.grade_ipo_optimum(ipo_optimum)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Look: the IPO optimum as $\tau$ varies

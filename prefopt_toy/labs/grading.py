@@ -1,0 +1,477 @@
+r"""Hidden tests of the labs: what nbgrader's autograder runs after each visible self-check.
+
+The visible checkers (``labs.check_*``) show the student their inputs and compare with the
+library. The hidden tests below, called from the ``### BEGIN HIDDEN TESTS`` region of each
+autograded cell of ``course/source/``, differ in three ways:
+
+- **fresh inputs**: pairs, games and policies drawn here from a fixed seed, none of them among the
+  self-check's inputs (other sizes, other hyperparameters, extreme margins and tiny ``mu``);
+- **an independent oracle**: the expected values are computed here in numpy from the papers'
+  formulas, not by the library the self-check compares with;
+- **a guard against calling the library**: the student's function runs under
+  :func:`sys.setprofile`, and entering any Python function of a module that implements what is
+  asked (:data:`FORBIDDEN_MODULES`: the losses, the solvers, the dynamics, ...) fails the test.
+  This catches ``pt.dpo_loss``, a ``from prefopt_toy.losses import dpo_loss`` bound before the
+  test, and any wrapper around them (``functools.partial`` included). Generic helpers
+  (``prefopt_toy.policies``: ``softmax``, ``geometric_mixture``, ``win_rates``; the game
+  constructors) stay allowed.
+
+Each test raises :class:`~prefopt_toy.labs.checking.LabCheckError` on the first failure (so
+nbgrader scores the cell 0) and returns ``None`` (a cell ending in a number would be read by
+nbgrader as partial credit).
+
+References
+----------
+Rafailov et al., arXiv:2305.18290v3, Eq. (7) (DPO); Azar et al., arXiv:2310.12036v2, Eq. (8)-(9)
+and (17) (IPO optimum and loss); Munos et al., arXiv:2312.00886v4, Sec. 3 and Eq. (8)-(9)
+(RLHF against Nash, the Nash-MD step). nbgrader: Jupyter Development Team,
+https://nbgrader.readthedocs.io (hidden tests, autograded cells).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from prefopt_toy._validate import DTYPE
+
+from .checking import LabCheckError, _as_result, _call, _fmt_pair
+
+__all__ = [
+    "FORBIDDEN_MODULES",
+    "grade_condorcet_disagreement",
+    "grade_cycle_disagreement",
+    "grade_dpo_loss",
+    "grade_ipo_loss",
+    "grade_ipo_optimum",
+    "grade_nash_md_step",
+    "library_calls",
+]
+
+# Modules that implement what the labs ask for (and the labs' own oracles): an answer that enters
+# any of them is not the student's own computation.
+FORBIDDEN_MODULES = (
+    "prefopt_toy.losses",
+    "prefopt_toy.solutions",
+    "prefopt_toy.dynamics",
+    "prefopt_toy.analysis",
+    "prefopt_toy.symbolic",
+    "prefopt_toy.lm",
+    "prefopt_toy.labs",
+    "prefopt_toy.plots",
+    "prefopt_toy.widgets",
+    "prefopt_toy.demo",
+)
+
+# Agreement required with the numpy oracle (as the self-check's RTOL / ATOL).
+_RTOL, _ATOL = 1e-8, 1e-12
+
+_SEED = 20231212
+
+
+def _forbidden(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in FORBIDDEN_MODULES)
+
+
+def library_calls(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
+    """Call ``fn(*args)`` and list the library functions of :data:`FORBIDDEN_MODULES` it entered.
+
+    Parameters
+    ----------
+    fn : callable
+        The student's function.
+    *args
+        Its arguments.
+
+    Returns
+    -------
+    result : object
+        What ``fn`` returned.
+    entered : list of str
+        ``module.function`` of every forbidden Python function entered, in order, without repeats.
+
+    References
+    ----------
+    Python's profiler hook, :func:`sys.setprofile` (a ``"call"`` event for every Python frame).
+
+    Examples
+    --------
+    >>> import prefopt_toy as pt
+    >>> _, entered = library_calls(lambda h: pt.dpo_loss(h, 0.1), torch.tensor([1.0]))
+    >>> "prefopt_toy.losses.pairwise.dpo_loss" in entered
+    True
+    >>> library_calls(torch.nn.functional.logsigmoid, torch.tensor([1.0]))[1]
+    []
+    """
+    entered: list[str] = []
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            module = frame.f_globals.get("__name__", "")
+            if isinstance(module, str) and _forbidden(module):
+                name = f"{module}.{frame.f_code.co_name}"
+                if name not in entered:
+                    entered.append(name)
+
+    previous = sys.getprofile()
+    sys.setprofile(profiler)
+    try:
+        result = fn(*args)
+    finally:
+        sys.setprofile(previous)
+    return result, entered
+
+
+def _guarded_answer(
+    exercise: str, what: str, fn: Any, args: list[Any], shape: tuple[int, ...], where: str
+) -> Tensor:
+    entered: list[str] = []
+
+    def watched(*a: Any) -> Any:
+        result, calls = library_calls(fn, *a)
+        entered.extend(calls)
+        return result
+
+    if not callable(fn):
+        _call(exercise, what, fn, args, where)  # raises the checker's message
+    value = _call(exercise, what, watched, args, where)
+    if entered:
+        raise LabCheckError(
+            f"exercise {exercise}: your {what} calls the library's own implementation "
+            f"({', '.join(entered[:3])}); the exercise is to write it yourself\n"
+            f"  hidden test on {where}"
+        )
+    got, dtype = _as_result(exercise, what, value, shape, where)
+    if dtype != "float64":
+        raise LabCheckError(
+            f"exercise {exercise}: your {what} returned {dtype}; keep float64 (the inputs' dtype)\n"
+            f"  hidden test on {where}"
+        )
+    return got
+
+
+def _compare(exercise: str, what: str, where: str, got: Tensor, expected: np.ndarray) -> None:
+    values = got.numpy()
+    if np.all(np.isfinite(values)) and np.allclose(values, expected, rtol=_RTOL, atol=_ATOL):
+        return
+    shown_expected, shown_got = _fmt_pair(expected.tolist(), values.tolist())
+    raise LabCheckError(
+        f"exercise {exercise}: your {what} is wrong on a hidden test\n"
+        f"  {where}\n"
+        f"  expected {shown_expected}\n"
+        f"  got      {shown_got}"
+    )
+
+
+def _t(x: Any) -> Tensor:
+    return torch.tensor(np.ascontiguousarray(x, dtype=np.float64), dtype=DTYPE)
+
+
+# ----------------------------------------------------------------------- lab 1: pair losses
+
+
+def _pair_cases() -> list[tuple[str, np.ndarray, float]]:
+    """(name, log-probs of shape (4, B), hyperparameter): none of the self-check's inputs."""
+    rng = np.random.default_rng(_SEED)
+    cases = []
+    for b, hyper in [(7, 0.05), (3, 0.7), (12, 2.5)]:
+        logps = rng.uniform(-40.0, -0.05, size=(4, b))
+        cases.append((f"{b} random pairs", logps, hyper))
+    extreme = np.array([[0.0, -800.0], [-800.0, 0.0], [-2.0, -2.0], [-2.0, -2.0]])
+    cases.append(("2 pairs with margins +-800", extreme, 2.0))
+    return cases
+
+
+def _grade_pair_loss(
+    exercise: str, what: str, hyper_name: str, fn: Any, oracle: Callable[..., np.ndarray]
+) -> None:
+    for name, logps, hyper in _pair_cases():
+        pc, pr, rc, rr = logps
+        where = f"{name} with {hyper_name}={hyper:g}"
+        got = _guarded_answer(
+            exercise, what, fn, [*map(_t, logps), hyper], (logps.shape[1],), where
+        )
+        _compare(exercise, what, where, got, oracle((pc - rc) - (pr - rr), hyper))
+
+
+def grade_dpo_loss(student_dpo_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 1a: the DPO loss :math:`-\log\sigma(\beta h)` on fresh pairs.
+
+    Four batches drawn here (7, 3 and 12 random pairs with ``beta`` 0.05, 0.7, 2.5; two pairs
+    with margins +-800 at ``beta = 2``), compared with numpy's ``logaddexp(0, -beta h)``, under
+    the library-call guard of :func:`library_calls`.
+
+    Parameters
+    ----------
+    student_dpo_loss : callable
+        ``(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta) -> losses``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3, Eq. (7).
+    """
+    _grade_pair_loss(
+        "1a", "dpo_loss", "beta", student_dpo_loss, lambda h, b: np.logaddexp(0.0, -b * h)
+    )
+
+
+def grade_ipo_loss(student_ipo_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 1b: the IPO loss :math:`(h - 1/(2\tau))^2` on fresh pairs.
+
+    The batches of :func:`grade_dpo_loss` with ``tau`` in place of ``beta``, compared with numpy,
+    under the library-call guard.
+
+    Parameters
+    ----------
+    student_ipo_loss : callable
+        ``(logp_chosen, logp_rejected, ref_chosen, ref_rejected, tau) -> losses``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (17).
+    """
+    _grade_pair_loss(
+        "1b", "ipo_loss", "tau", student_ipo_loss, lambda h, t: (h - 1.0 / (2.0 * t)) ** 2
+    )
+
+
+# ---------------------------------------------------------------------- lab 2: IPO optimum
+
+
+def _random_game(rng: np.random.Generator, k: int) -> np.ndarray:
+    """A random complementary ``P`` (``P + P.T = 1``), entries strictly inside (0, 1)."""
+    upper = np.triu(rng.uniform(0.02, 0.98, size=(k, k)), 1)
+    return upper + np.tril(1.0 - upper.T, -1) + 0.5 * np.eye(k)
+
+
+def _np_softmax(logits: np.ndarray) -> np.ndarray:
+    w = np.exp(logits - logits.max())
+    return w / w.sum()
+
+
+def _optimum_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]]:
+    rng = np.random.default_rng(_SEED + 2)
+    cases = []
+    for k, tau in [(4, 0.2), (6, 0.02), (2, 3.0)]:
+        P = _random_game(rng, k)
+        mu, nu = rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k))
+        cases.append((f"a random {k}-action game, tau={tau:g}", P, mu, nu, tau))
+    P = _random_game(rng, 4)
+    mu = np.array([1.0 - 2e-250, 1e-250, 5e-251, 5e-251])
+    cases.append(
+        ("a random 4-action game with mu entries 1e-250, tau=0.004", P, mu, mu[::-1], 0.004)
+    )
+    return cases
+
+
+def grade_ipo_optimum(student_ipo_optimum: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 2: the IPO optimum :math:`\mu\exp(P\nu/\tau)/Z` on fresh games.
+
+    Random complementary games with 2, 4 and 6 actions (random ``mu`` and ``nu``, ``tau`` from
+    0.02 to 3) and one with ``mu`` entries of 1e-250 and ``tau = 0.004``, compared with a numpy
+    softmax of the logits ``log mu + P nu / tau``, under the library-call guard.
+
+    Parameters
+    ----------
+    student_ipo_optimum : callable
+        ``(P, mu, nu, tau) -> policy``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing game, or when the answer calls the library.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, Eq. (8)-(9) with Psi = identity.
+    """
+    for where, P, mu, nu, tau in _optimum_cases():
+        args = [_t(P), _t(mu), _t(nu), tau]
+        got = _guarded_answer("2", "ipo_optimum", student_ipo_optimum, args, mu.shape, where)
+        expected = _np_softmax(np.log(mu) + P @ nu / tau)
+        if not np.allclose(got.numpy(), expected, rtol=_RTOL, atol=1e-300):
+            _compare("2", "ipo_optimum", where, got, expected)
+
+
+# --------------------------------------------------------------------- lab 3: Nash-MD step
+
+
+def _np_nash_md_step(pi: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, eta: float):
+    """Munos et al. Eq. (8)-(9) in numpy, in log space."""
+    m = eta * tau
+    mix = _np_softmax((1.0 - m) * np.log(pi) + m * np.log(mu))
+    return _np_softmax(np.log(mix) + eta * (P @ mix))
+
+
+def _step_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float, float]]:
+    rng = np.random.default_rng(_SEED + 3)
+    cases = []
+    for k, tau, eta in [(5, 0.2, 1.5), (3, 0.05, 20.0), (6, 1.0, 0.3)]:
+        P = _random_game(rng, k)
+        pi, mu = rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k))
+        cases.append((f"a random {k}-action game, tau={tau:g}, eta={eta:g}", P, pi, mu, tau, eta))
+    P = _random_game(rng, 4)
+    pi = np.array([0.97, 0.01, 0.01, 0.01])
+    cases.append(
+        ("a random 4-action game, pi_t near a vertex, tau=0.3, eta=2", P, pi, pi[::-1], 0.3, 2.0)
+    )
+    return cases
+
+
+def grade_nash_md_step(student_nash_md_step: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 3: one Nash-MD step on fresh games, policies and step sizes.
+
+    Random games with 3 to 6 actions, random ``pi_t`` and ``mu``, ``eta * tau`` from 0.3 to 1
+    (the end of the schedule's first step), and a ``pi_t`` near a vertex, compared with numpy's
+    geometric mixture and mirror step, under the library-call guard (so ``pt.nash_md`` or
+    ``pt.ipo_optimum`` inside the answer fail it; ``pt.geometric_mixture`` and ``pt.win_rates`` are
+    allowed).
+
+    Parameters
+    ----------
+    student_nash_md_step : callable
+        ``(pi, mu, P, tau, eta) -> next policy``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing transition, or when the answer calls the library.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 6, Eq. (8)-(9).
+    """
+    for where, P, pi, mu, tau, eta in _step_cases():
+        args = [_t(pi), _t(mu), _t(P), tau, eta]
+        got = _guarded_answer("3", "nash_md_step", student_nash_md_step, args, mu.shape, where)
+        _compare("3", "nash_md_step", where, got, _np_nash_md_step(pi, mu, P, tau, eta))
+
+
+# ------------------------------------------------------------------ lab 4: RLHF against Nash
+
+BETA = 0.01
+
+
+def _np_bt_fit(P: np.ndarray, nu: np.ndarray, iters: int = 200) -> np.ndarray:
+    """Bradley-Terry rewards (mean zero) for pairs from ``nu x nu``, by Newton's method in numpy."""
+    k = len(nu)
+    r = np.zeros(k)
+    weights = np.outer(nu, nu)
+    for _ in range(iters):
+        s = 1.0 / (1.0 + np.exp(-(r[:, None] - r[None, :])))
+        grad = (weights * (P - s)).sum(1)
+        curv = weights * s * (1.0 - s)
+        hess = np.diag(curv.sum(1)) - curv  # minus the Hessian: a graph Laplacian
+        step = np.linalg.lstsq(hess + np.ones((k, k)) / k, grad, rcond=None)[0]
+        r = r + step - (r + step).mean()
+        if np.abs(step).max() < 1e-14:
+            break
+    return r
+
+
+def _student_game_np(exercise: str, make_game: Any) -> tuple[np.ndarray, np.ndarray]:
+    answer = _call(exercise, "function", make_game, [], "no input (it returns your game)")
+    try:
+        P, mu = (np.asarray(torch.as_tensor(x, dtype=DTYPE), dtype=np.float64) for x in answer)
+    except (TypeError, ValueError, RuntimeError):
+        raise LabCheckError(f"exercise {exercise}: return a pair (P, mu)") from None
+    ok = (
+        P.shape == (3, 3)
+        and mu.shape == (3,)
+        and np.allclose(P + P.T, 1.0, atol=1e-9)
+        and bool(((P > 0) & (P < 1)).all())
+        and bool((mu > 0).all())
+        and abs(mu.sum() - 1.0) < 1e-9
+    )
+    if not ok:
+        raise LabCheckError(
+            f"exercise {exercise}: the hidden test needs a 3 x 3 complementary P with entries "
+            "strictly between 0 and 1 and a full-support mu (run the self-check first)"
+        )
+    return P, mu / mu.sum()
+
+
+def _condorcet(P: np.ndarray) -> int | None:
+    wins = [all(P[i, j] > 0.5 for j in range(3) if j != i) for i in range(3)]
+    return wins.index(True) if any(wins) else None
+
+
+def grade_condorcet_disagreement(make_game: Callable[[], Any]) -> None:
+    r"""Hidden test of exercise 4a, recomputed in numpy: a Condorcet winner that RLHF misses.
+
+    The Condorcet winner from the pairwise majorities; the Bradley-Terry fit on pairs from ``mu``
+    by Newton's method; the RLHF optimum :math:`\mu\exp(\hat r/\beta)/Z` at ``beta = 0.01``. Passes
+    when the RLHF optimum's largest probability is on another action than the Condorcet winner.
+
+    Parameters
+    ----------
+    make_game : callable
+        ``() -> (P, mu)``.
+
+    Raises
+    ------
+    LabCheckError
+        When the numpy recomputation does not confirm the disagreement.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 3; Azar et al., arXiv:2310.12036v2, Eq. (2)-(3).
+    """
+    P, mu = _student_game_np("4a", make_game)
+    c = _condorcet(P)
+    pi = _np_softmax(np.log(mu) + _np_bt_fit(P, mu) / BETA)
+    if c is None or int(pi.argmax()) == c:
+        raise LabCheckError(
+            f"exercise 4a: the hidden recomputation finds no disagreement (Condorcet winner {c}, "
+            f"RLHF optimum {np.round(pi, 6).tolist()})"
+        )
+
+
+def grade_cycle_disagreement(make_game: Callable[[], Any]) -> None:
+    r"""Hidden test of exercise 4b, recomputed in numpy: a cycle where RLHF is nearly deterministic.
+
+    No Condorcet winner; the RLHF optimum (BT fit on pairs from ``mu``, ``beta = 0.01``) puts at
+    least 0.9 on one action a; the Nash equilibrium of the 3-action cycle, the kernel
+    :math:`\propto (A_{12}, A_{20}, A_{01})` of :math:`A = P - 1/2`, puts at most 1/2 on a.
+
+    Parameters
+    ----------
+    make_game : callable
+        ``() -> (P, mu)``.
+
+    Raises
+    ------
+    LabCheckError
+        When the numpy recomputation does not confirm the claim.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4, Sec. 3 and 3.2.
+    """
+    P, mu = _student_game_np("4b", make_game)
+    pi = _np_softmax(np.log(mu) + _np_bt_fit(P, mu) / BETA)
+    a = int(pi.argmax())
+    A = P - 0.5
+    nash = np.array([A[1, 2], A[2, 0], A[0, 1]])
+    nash = nash / nash.sum() if _condorcet(P) is None else None
+    if nash is None or pi[a] < 0.9 or nash[a] > 0.5:
+        raise LabCheckError(
+            f"exercise 4b: the hidden recomputation does not confirm the claim (RLHF optimum "
+            f"{np.round(pi, 6).tolist()}, Nash equilibrium "
+            f"{None if nash is None else np.round(nash, 6).tolist()})"
+        )
