@@ -113,7 +113,9 @@ for name, G in [("rock-paper-scissors", P_rps), (f"three voter types, eps={EPSIL
     )
     print("   Nash equilibrium:", pt.nash_equilibrium(G).numpy().round(4))
     print(
-        "   BT fit scores   :", pt.bt_fit(G).numpy().round(4), f" BT fit gap {pt.bt_fit_gap(G):.4f}"
+        "   BT fit scores (pairs uniform):",
+        pt.bt_fit(G).numpy().round(4),
+        f" BT fit gap {pt.bt_fit_gap(G):.4f}",
     )
 
 # %% [markdown]
@@ -123,9 +125,11 @@ for name, G in [("rock-paper-scissors", P_rps), (f"three voter types, eps={EPSIL
 #   rock-paper-scissors it is uniform; for the three voter types it is
 #   $(\tfrac13 + \tfrac\varepsilon2, \tfrac13 + \tfrac\varepsilon2, \tfrac13 - \varepsilon)$ (Munos
 #   et al., Sec. 3.2), checked next.
-# - **A BT fit still exists, and says something misleading.** On rock-paper-scissors every answer
-#   gets the same score, as if every comparison were a coin flip, while in fact every comparison is
-#   decided 90 / 10. The fit gap is that whole margin.
+# - **A BT fit still exists, and says something misleading.** Fitted on uniform pairs
+#   (`pt.bt_fit(G)`, every pair compared equally often), rock-paper-scissors gives every answer the
+#   same score, as if every comparison were a coin flip, while in fact every comparison is decided
+#   90 / 10. The fit gap is that whole margin. (On a game that is not BT the fit also depends on
+#   *which* pairs were compared: section 4 comes back to this.)
 
 # %%
 third = 1.0 / 3.0
@@ -158,7 +162,7 @@ kls = torch.tensor(
 )
 print("max |gap - s/2| over the sweep:", float((gaps - strengths / 2).abs().max()))
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.plot(strengths, gaps, "o-", label="BT fit gap  max|P - P_BT|")
+ax.plot(strengths, gaps, "o-", label="BT fit gap  max|P - P_BT| (pairs uniform)")
 ax.plot(strengths, kls, "s--", label="BT fit KL (nats, pairs uniform)")
 ax.set_xlabel("cycle strength s of rock_paper_scissors(s)")
 ax.legend()
@@ -174,8 +178,9 @@ plt.show()
 # it is the Condorcet winner.
 
 # %%
-fit = pt.bt_fit(P)
-print("BT scores:", fit.numpy().round(4), f"-> BT argmax: y{int(fit.argmax()):d}")
+mu = game.reference_policy()  # uniform here, so pairs from mu are uniform pairs
+fit = pt.bt_fit(P, mu)
+print("BT scores (pairs ~ mu):", fit.numpy().round(4), f"-> BT argmax: y{int(fit.argmax()):d}")
 print(f"Condorcet winner: y{pt.condorcet_winner(P):d}")
 print("Nash equilibrium:", pt.nash_equilibrium(P).numpy().round(4))
 print(
@@ -190,23 +195,46 @@ print(
 
 # %% [markdown]
 # This game is even transitive ($y_0 \succ y_1 \succ y_2$ by majority), yet not BT: transitivity is
-# not enough. The consequence for training is large. RLHF and DPO optimise the BT reward, so as the
-# KL strength $\beta$ shrinks they put all the mass on `y1`; a method that targets the Nash
-# equilibrium (Nash-MD, online IPO; notebook 04) moves to `y0`.
+# not enough. The consequence for training is large. RLHF and DPO optimise the BT reward fitted on
+# the pairs they are trained on, drawn from the reference policy $\mu$ (`pt.rlhf_optimum(P, mu,
+# beta)` fits on pairs from `mu` by default, as offline DPO samples them), so as the KL strength
+# $\beta$ shrinks they put all the mass on `y1`; a method that targets the Nash equilibrium
+# (Nash-MD, online IPO; notebook 04) moves to `y0`.
 
 # %%
 for beta in [1.0, 0.1, 0.01]:
     print(
-        f"beta = {beta:5}: RLHF/DPO optimum {pt.rlhf_optimum(P, game.reference_policy(), beta).numpy().round(6)}"
+        f"beta = {beta:5}: RLHF/DPO optimum (BT fit, pairs ~ mu) {pt.rlhf_optimum(P, mu, beta).numpy().round(6)}"
     )
 
 # %% [markdown]
 # The library's reference figure shows every solution concept on the four named games: the RLHF/DPO
 # optimum (blue) runs to the BT argmax while the regularised Nash (green) runs to the Nash
-# equilibrium (red star) as the KL strength shrinks.
+# equilibrium (red star) as the KL strength shrinks. Every optimum there is fitted on pairs from the
+# game's own $\mu$ (the legend says so). Look at rock-paper-scissors: its $\mu = (0.6, 0.3, 0.1)$ is
+# skewed, paper wins most comparisons against answers drawn from it, and the BT fit on those pairs
+# ranks paper first, so the RLHF/DPO curve runs to the paper vertex, although with uniform pairs
+# (section 3) every answer got the same score. On a game that is not BT the fitted reward depends on
+# the pairs; the Nash equilibrium does not.
 
 # %%
 reference_solutions_figure()
+
+# %% [markdown]
+# The numbers behind the rock-paper-scissors panel, with the uniform-pairs fit as a contrast:
+
+# %%
+rps = named_game("rock_paper_scissors")
+P_r, mu_r = rps.preference_matrix(), rps.reference_policy()
+uniform = torch.full((3,), 1 / 3, dtype=torch.float64)
+print("mu =", mu_r.numpy(), "  win rates against mu, P @ mu =", (P_r @ mu_r).numpy().round(4))
+print("BT fit scores, pairs uniform:", pt.bt_fit(P_r).numpy().round(4))
+print("BT fit scores, pairs ~ mu   :", pt.bt_fit(P_r, mu_r).numpy().round(4))
+for beta in [1.0, 0.1]:
+    print(
+        f"beta = {beta}: RLHF/DPO optimum (pairs ~ mu) {pt.rlhf_optimum(P_r, mu_r, beta).numpy().round(4)}, "
+        f"(pairs uniform) {pt.rlhf_optimum(P_r, mu_r, beta, nu=uniform).numpy().round(4)}"
+    )
 
 # %% [markdown]
 # ## 5. A census of random games
@@ -244,8 +272,9 @@ print(f"median BT fit gap {census['gap'].median():.3f}, max {census['gap'].max()
 # ## 6. Try it: the preference editor
 #
 # Type the three free entries of $P$ (`p01` = $P(y_0 \succ y_1)$, and so on). The left panel shows
-# the BT fit as a policy (softmax of the fitted scores), the Nash equilibrium and the Condorcet
-# winner when there is one; the right panel compares each pair's probability with the BT fit's.
+# the BT fit (on uniform pairs: the editor has no $\mu$) as a policy (softmax of the fitted
+# scores), the Nash equilibrium and the Condorcet winner when there is one; the right panel
+# compares each pair's probability with the BT fit's.
 # An entry outside $[0, 1]$ is refused with a message and the last valid drawing stays.
 #
 # Things to try: make a cycle (`p01 = 0.3`, `p02 = 0.7`, `p12 = 0.3`); find entries where the

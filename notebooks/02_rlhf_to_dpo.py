@@ -31,7 +31,9 @@
 #   h = \log\frac{\pi(y^+)}{\mu(y^+)} - \log\frac{\pi(y^-)}{\mu(y^-)}.$$
 #
 # Notation: $P[y, y'] = \Pr(y \text{ beats } y')$, $\mu$ the reference policy (DPO's
-# $\pi_\text{ref}$), $\hat r$ = `pt.bt_fit(P)` the Bradley-Terry reward, $h$ the DPO margin.
+# $\pi_\text{ref}$), $\hat r$ = `pt.bt_fit(P, mu)` the Bradley-Terry reward fitted on pairs drawn
+# from $\mu$ (the pairs offline DPO trains on; the default of `pt.rlhf_optimum`), $h$ the DPO
+# margin.
 #
 # **Reading time:** about 25 minutes.
 
@@ -62,7 +64,7 @@ from prefopt_toy.plots.ipo_toy import ipo_toy_figure
 # ## 1. The RLHF optimum in closed form
 #
 # RLHF first fits a reward to the preferences, then maximises it while staying close to $\mu$.
-# With the Bradley-Terry reward $\hat r$ fitted to $P$, the objective
+# With the Bradley-Terry reward $\hat r$ fitted to $P$ on pairs drawn from $\mu$, the objective
 # $\mathbb E_\pi[\hat r] - \beta\,\mathrm{KL}(\pi\|\mu)$ is strictly concave in $\pi$ and its maximiser
 # is the *Gibbs policy* $\pi^*_\beta \propto \mu\, e^{\hat r/\beta}$ (`pt.rlhf_optimum`).
 #
@@ -73,10 +75,10 @@ from prefopt_toy.plots.ipo_toy import ipo_toy_figure
 game = named_game("condorcet_winner")
 P, mu = game.preference_matrix(), game.reference_policy()
 print("P =\n", P.numpy())
-print("mu =", mu.numpy(), "  BT reward r_hat =", pt.bt_fit(P).numpy().round(4))
+print("mu =", mu.numpy(), "  BT reward r_hat (pairs ~ mu) =", pt.bt_fit(P, mu).numpy().round(4))
 optima = pd.DataFrame(
     {beta: pt.rlhf_optimum(P, mu, beta).numpy() for beta in BETAS}, index=game.actions
-).T.rename_axis("beta")
+).T.rename_axis("RLHF/DPO optimum (BT fit, pairs ~ mu), beta")
 optima["KL(pi* || mu)"] = [pt.kl(pt.rlhf_optimum(P, mu, b), mu) for b in BETAS]
 optima.round(4)
 
@@ -118,7 +120,7 @@ for i, beta in enumerate(BETAS):
         markeredgecolor="k",
     )
 plot_policy(ax, mu, marker="X", color="gray", markersize=10, label="reference mu")
-ax.set_title("Exact DPO runs end on the RLHF optimum (stars)")
+ax.set_title("Exact DPO runs end on the RLHF optimum (stars; BT fit, pairs ~ mu)")
 ax.legend(loc="upper left", fontsize=8)
 # %% [markdown]
 # Each path starts at $\mu$ (the cross) and ends on its star, the closed-form RLHF optimum for
@@ -156,8 +158,8 @@ for eps in (1e-1, 1e-2, 1e-4, 1e-8, 0.0):
             {
                 "epsilon": eps,
                 "beta = tau": beta,
-                "RLHF/DPO pi(y1)": dpo_pi,
-                "IPO pi(y1)": pt.ipo_optimum(P_eps, mu2, beta)[0].item(),
+                "RLHF/DPO pi(y1) (pairs ~ mu)": dpo_pi,
+                "IPO pi(y1) (pairs ~ mu)": pt.ipo_optimum(P_eps, mu2, beta)[0].item(),
             }
         )
 pd.DataFrame(rows).pivot(index="epsilon", columns="beta = tau").sort_index(ascending=False).round(6)

@@ -65,13 +65,32 @@ star, report = pt.regularized_nash(P, mu, TAU, return_report=True)
 print("pi*_tau =", star.numpy().round(4))
 print("fixed-point residual:", report.residual)
 print("unregularised Nash equilibrium:", pt.nash_equilibrium(P).numpy().round(4))
-print("RLHF/DPO optimum at beta = tau:", pt.rlhf_optimum(P, mu, TAU).numpy().round(4))
+rlhf = pt.rlhf_optimum(P, mu, TAU)  # BT reward fitted on pairs from mu (nu = mu, the default)
+print("win rates against mu, P @ mu          :", (P @ mu).numpy().round(4))
+print("BT fit scores (pairs ~ mu)            :", pt.bt_fit(P, mu).numpy().round(4))
+print("RLHF/DPO optimum (beta = tau, pairs ~ mu):", rlhf.numpy().round(4))
+print(
+    f"exploitability: RLHF/DPO {pt.exploitability(P, rlhf):.4f}, "
+    f"regularised Nash {pt.exploitability(P, star):.4f}"
+)
+uniform = [1 / 3] * 3  # a contrast: the same BT fit on uniform pairs
+print(
+    "RLHF/DPO optimum (beta = tau, pairs uniform):", pt.rlhf_optimum(P, mu, TAU, nu=uniform).numpy()
+)
 
 # %% [markdown]
 # On rock-paper-scissors the unregularised equilibrium is uniform whatever $\mu$ is. The regularised
 # one is not: the KL term anchors it to $\mu = (0.6, 0.3, 0.1)$ (for large $\tau$ it is close to
-# $\mu$), and at $\tau = 0.1$ it favours paper, the answer that beats $\mu$'s favourite, rock.
-# RLHF/DPO, whose BT fit gives every action the same score here, returns $\mu$ itself.
+# $\mu$), and at $\tau = 0.1$ it favours paper, the answer that beats $\mu$'s favourite, rock,
+# while keeping every answer in play.
+#
+# RLHF/DPO goes much further. Its Bradley-Terry reward is fitted on the pairs offline DPO sees,
+# drawn from $\mu$ (the library's default, `nu = mu`). Against those pairs paper wins 70% of its
+# comparisons, rock 42% and scissors 38%, and the fit reproduces these win rates, so it ranks paper
+# first; at $\beta = \tau = 0.1$ the optimum is the paper vertex, which scissors beat 90% of the
+# time (exploitability 0.4, against 0.067 for $\pi^*_\tau$). Fitted on *uniform* pairs instead,
+# the same game gives every answer the same score and the optimum is $\mu$ itself (last line): on
+# a game that is not Bradley-Terry, which pairs the reward model saw decides where RLHF goes.
 #
 # ## 2. Nash-MD with the decaying schedule
 #
@@ -217,6 +236,6 @@ learning
 #    mixture $m$, the mixture $\pi_m$ is the regularised Nash at temperature $\tau/(1-m)$.
 # 3. Run Nash-MD on `three_voter_types` and on the `condorcet_winner` game for $\tau$ from 1 to
 #    0.01. Where does $\pi^*_\tau$ go as $\tau \to 0$, and how does that differ from where
-#    RLHF/DPO go (notebook 01)?
+#    RLHF/DPO go (notebook 01; pairs from $\mu$, `pt.rlhf_optimum(P, mu, tau)`)?
 # 4. `pt.nash_md` always starts from $\mu$. Explain why, with the decaying schedule, the starting
 #    policy would not matter at all after one step (hint: $\eta_0\tau = 1$).

@@ -143,7 +143,12 @@ KNOBS: tuple[Knob, ...] = (
         "(data)",
         "(data)",
         "dataset",
-        "Nash-MD samples its pairs from the policy and its geometric mixture with μ, not a dataset.",
+        "Default `mu` wherever a function also takes `mu` (`rlhf_optimum`, `ipo_optimum`, "
+        "`population_loss`, the offline dynamics `dpo`, `ipo`, `slic`, `gpo_*`, `rlhf`): pairs "
+        "from the reference, as offline DPO samples them, so `rlhf_optimum(P, mu, beta)` is the "
+        "fixed point of `ALGORITHMS['dpo'](P, mu, beta=beta)`. `bt_fit(P)`, `bt_fit_gap(P)` and "
+        "`bt_fit_kl(P)` have no `mu` and fit on uniform pairs. Nash-MD samples its pairs from the "
+        "policy and its geometric mixture with μ, not a dataset.",
     ),
     Knob(
         "`beta`",

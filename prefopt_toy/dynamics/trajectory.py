@@ -136,7 +136,9 @@ class Trajectory:
         """The reference solution ``name`` for this run's game and hyperparameters, (K,) or (B, K).
 
         ``name`` is one of ``TARGETS``. Strengths come from ``hyper`` (``tau``, or ``beta`` for
-        ``rlhf_optimum``), and can be overridden by keyword.
+        ``rlhf_optimum``), and can be overridden by keyword. So does ``nu``, the pair distribution
+        of ``rlhf_optimum`` and ``ipo_optimum``: the offline runs record the pairs they drew (``mu``
+        unless given ``nu``); for a run without one the solvers' default ``nu = mu`` applies.
         """
         if name not in TARGETS:
             raise ValueError(f"name must be one of {TARGETS}, got {name!r}")

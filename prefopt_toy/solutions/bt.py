@@ -239,13 +239,16 @@ def _fmt_actions(actions: list[int], limit: int = 12) -> str:
     return "{" + shown + more + "}"
 
 
-def _check_ford_condition(P: Tensor) -> None:
+def _check_ford_condition(P: Tensor, names: list[int] | None = None) -> None:
     """Raise ValueError unless the graph ``y -> y'`` iff ``P[y, y'] > 0`` is strongly connected.
 
     That graph has an edge in at least one direction between every pair (``P + P.T = 1``), so its
     strongly connected components are totally ordered; the top one is never beaten from outside.
+    ``names[y]`` is the index the message gives action ``y`` (default ``y``), so that a sub-game
+    (the support of ``nu``) names its actions as the full game does.
     """
     k = P.shape[0]
+    name = list(range(k)) if names is None else list(names)
     beats = P.numpy() > 0
     np.fill_diagonal(beats, False)
     n_comp, labels = connected_components(csr_matrix(beats), directed=True, connection="strong")
@@ -259,14 +262,14 @@ def _check_ford_condition(P: Tensor) -> None:
     # other classes ever beat them; the top class is beaten by none.
     order = np.argsort(between.sum(axis=0), kind="stable")
     top = int(order[0])
-    inside = [int(y) for y in np.flatnonzero(labels == top)]
-    outside = [int(y) for y in range(k) if labels[y] != top]
+    inside = [name[int(y)] for y in np.flatnonzero(labels == top)]
+    outside = [name[y] for y in range(k) if labels[y] != top]
     pairs = [(y, z) for y in inside for z in outside]
     zeros = " = ".join(f"P[{z}, {y}]" for y, z in pairs[:6]) + (" = ... " if len(pairs) > 6 else "")
     listed = ", ".join(f"({y}, {z})" for y, z in pairs[:12])
     if len(pairs) > 12:
         listed += f", ... ({len(pairs)} pairs in all)"
-    classes = [[int(y) for y in np.flatnonzero(labels == c)] for c in order[:8]]
+    classes = [[name[int(y)] for y in np.flatnonzero(labels == c)] for c in order[:8]]
     chain = " > ".join(_fmt_actions(members) for members in classes)
     chain += " > ..." if n_comp > 8 else ""
     raise ValueError(
@@ -304,27 +307,32 @@ def _newton_step(r: Tensor, P: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
     # and exact for a P whose complementarity holds only up to round-off.
     res = (P * sig_neg - P.T * sig) @ nu  # (K,)
     # Negative Hessian: the Laplacian diag(M 1) - M, M = nu nu^T (P + P.T) s (1 - s), symmetric.
-    m = (P + P.T) * (sig * sig_neg) * (nu[:, None] * nu[None, :])  # (K, K)
-    # The self-pair terms cancel in the Laplacian; drop them before summing, or their O(nu^2) size
+    # Row y of the Newton system (Laplacian) step = nu * res carries the factor nu_y on both sides;
+    # it is divided out, leaving A step = res with A = diag(C 1) - C, C = (P + P.T) s (1 - s) nu^T.
+    # Same solution, but an action with a tiny nu_y (down to subnormal, where nu_y nu_y' underflows
+    # to 0 and the Laplacian row vanishes) keeps a well-scaled equation.
+    c = (P + P.T) * (sig * sig_neg) * nu[None, :]  # (K, K)
+    # The self-pair terms cancel in the Laplacian; drop them before summing, or their O(nu) size
     # would swamp (round away) the curvature of an action whose pairs are all near-deterministic.
-    m = m.fill_diagonal_(0.0)  # m is a fresh tensor: no input is modified
-    lap = torch.diag(m.sum(dim=1)) - m
+    c = c.fill_diagonal_(0.0)  # c is a fresh tensor: no input is modified
+    diag = c.sum(dim=1)  # (K,)
+    a = torch.diag(diag) - c
     # The Laplacian is singular along 1: pin one reward's step to 0 and solve the reduced system,
-    # positive definite when the graph is connected (the dropped equation holds because
-    # sum(grad) = 0); centre afterwards. The pinned action is the one with the largest curvature:
-    # pinning a weakly tied action (all its pairs near-deterministic) would leave the others'
-    # block singular to round-off, since its tiny couplings vanish beside theirs. Jacobi scaling
-    # next, so that such actions do not wreck the conditioning; then an LU solve (torch's Cholesky
-    # was measured at milliseconds per call on tiny matrices with 2 intra-op threads).
-    pin = int(lap.diagonal().argmax())
+    # non-singular when the graph is connected (the dropped equation holds because
+    # sum(grad) = 0); centre afterwards. The pinned action is the one with the largest curvature
+    # (Laplacian diagonal nu_y (C 1)_y): pinning a weakly tied action (all its pairs
+    # near-deterministic) would leave the others' block singular to round-off, since its tiny
+    # couplings vanish beside theirs. Jacobi scaling of the rows next, so that such actions do not
+    # wreck the conditioning; then an LU solve (torch's Cholesky was measured at milliseconds per
+    # call on tiny matrices with 2 intra-op threads).
+    pin = int((nu * diag).argmax())
     keep = torch.arange(r.numel()) != pin
-    red = lap[keep][:, keep]
-    scale = red.diagonal().clamp_min(torch.finfo(DTYPE).tiny).sqrt()  # (K-1,)
-    red = red / (scale[:, None] * scale[None, :])
-    rhs = ((nu * res)[keep] / scale)[:, None]  # (K-1, 1)
+    scale = diag[keep].clamp_min(torch.finfo(DTYPE).tiny)  # (K-1,)
+    red = a[keep][:, keep] / scale[:, None]
+    rhs = (res[keep] / scale)[:, None]  # (K-1, 1)
     y = torch.linalg.solve(red, rhs)
     step = torch.zeros_like(r)
-    step[keep] = y[:, 0] / scale
+    step[keep] = y[:, 0]
     return res, step - step.mean()
 
 
@@ -412,13 +420,14 @@ def _validate(P: Any, nu: Any) -> tuple[Tensor, Tensor]:
     return P_t, nu_t
 
 
-def _fit(P_t: Tensor, nu_t: Tensor) -> Tensor:
+def _fit(P_t: Tensor, nu_t: Tensor, names: list[int] | None = None) -> Tensor:
     """``bt_fit`` on inputs already checked by ``_validate`` (for callers that also need them).
 
     Newton starts from ``_starting_point``; if that start cannot reach the tolerances (a log-odds
     start far out on saturated sigmoids), it starts again from ``r = 0`` before giving up.
+    ``names`` re-indexes the actions in error messages (``_check_ford_condition``).
     """
-    _check_ford_condition(P_t)
+    _check_ford_condition(P_t, names)
     start = _starting_point(P_t, nu_t)
     try:
         return _newton(P_t, nu_t, start).rewards
@@ -426,6 +435,26 @@ def _fit(P_t: Tensor, nu_t: Tensor) -> Tensor:
         if not bool(start.abs().max() > 0):
             raise
     return _newton(P_t, nu_t, torch.zeros_like(start)).rewards
+
+
+def _fit_on_support(P_t: Tensor, nu_t: Tensor) -> Tensor:
+    """BT rewards fitted on the actions ``nu`` compares, ``supp(nu)``; 0 outside it.
+
+    ``P_t`` is a detached preference matrix and ``nu_t`` a probability vector, zeros allowed (no
+    validation here). Pairs from ``nu x nu`` never involve an action with ``nu = 0``, so the
+    likelihood is that of the sub-game ``P[S][:, S]``, ``S = supp(nu)``, with pairs from ``nu_S``:
+    its maximiser (``_fit``, errors naming actions by their index in ``P``) gives the rewards on
+    ``S``. Outside ``S`` the reward is not identified; it is set to 0, and callers must not use it
+    (``rlhf_optimum`` checks ``supp(mu) <= supp(nu)``). With full support this is ``_fit``.
+    """
+    support = nu_t > 0
+    if bool(support.all()):
+        return _fit(P_t, nu_t)
+    idx = torch.nonzero(support).flatten()
+    rewards = torch.zeros_like(nu_t)
+    sub_nu = nu_t[idx] / nu_t[idx].sum()  # already sums to 1 up to round-off
+    rewards[idx] = _fit(P_t[idx][:, idx], sub_nu, [int(y) for y in idx])
+    return rewards
 
 
 def bt_fit(P: Any, nu: Any = None) -> Tensor:
@@ -445,8 +474,9 @@ def bt_fit(P: Any, nu: Any = None) -> Tensor:
     P : array-like, shape (K, K)
         Preference matrix, ``P[y, y'] = Pr(y beats y')``.
     nu : array-like, shape (K,), optional
-        Distribution the compared pairs are drawn from; uniform when None. It must have full
-        support.
+        Distribution the compared pairs are drawn from; uniform when None (``bt_fit`` has no
+        reference policy; the functions that take one, ``rlhf_optimum`` and the offline dynamics,
+        default to ``nu = mu``). It must have full support.
 
     Returns
     -------

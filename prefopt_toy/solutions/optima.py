@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prefopt_toy._validate import as_policy, as_positive_float, as_preference_matrix
+from prefopt_toy._validate import _detached, as_policy, as_positive_float, as_preference_matrix
 from prefopt_toy.policies import normalize_log
 
-from .bt import bt_fit
+from .bt import _fit_on_support, _fmt_actions
 
 
 def gibbs_policy(mu: Tensor, payoff: Tensor, strength: float | Tensor) -> Tensor:
@@ -51,23 +51,32 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
     r"""The KL-regularised RLHF optimum for the Bradley-Terry reward fitted under ``nu x nu``.
 
     .. math:: \pi^*(y) = \frac{\mu(y)\exp(\hat r(y)/\beta)}{Z}, \qquad
-              \hat r = \texttt{bt\_fit}(P, \nu).
+              \hat r = \texttt{bt\_fit}(P, \nu), \quad \nu = \mu \text{ by default}.
 
     This is also the minimiser of the population DPO loss with the same ``beta`` and pairs from
     ``nu x nu`` (Azar et al., arXiv:2310.12036v2, App. B Prop. 4), whether or not ``P`` is itself a
-    Bradley-Terry matrix.
+    Bradley-Terry matrix. The default ``nu = mu`` (pairs sampled from the reference, as in offline
+    DPO) makes it the fixed point of ``ALGORITHMS["dpo"](P, mu, ...)`` and
+    ``ALGORITHMS["rlhf"](P, mu, ...)`` with their default pairs (``FIXED_POINTS``), and the same
+    convention as :func:`ipo_optimum`. On a Bradley-Terry game ``nu`` does not matter; on other
+    games it does (rock-paper-scissors with a skewed ``mu`` gives a BT reward that favours the
+    action beating ``mu``'s favourite, while uniform pairs give every action the same reward).
 
     Parameters
     ----------
     P : array-like, shape (K, K)
         Preference matrix, ``P[i, j] = Pr(y_i beats y_j)``.
     mu : array-like, shape (K,)
-        Reference policy (the KL anchor; pi_ref in the DPO paper).
+        Reference policy (the KL anchor; pi_ref in the DPO paper). Zeros are allowed: those
+        actions get probability 0.
     beta : float > 0
         KL strength (beta in Rafailov et al.; TRL's ``beta``).
     nu : array-like, shape (K,), optional
-        Distribution of the compared pairs; default uniform, as in :func:`bt_fit`. Must have full
-        support (the reward of an action never compared is not identified).
+        Distribution of the compared pairs; default ``mu``. The reward is fitted on the actions
+        ``nu`` compares, ``supp(nu)``, which must contain ``supp(mu)`` (the reward of an action
+        never compared is not identified). So with the default, a ``mu`` with zeros is fitted on
+        the sub-game of ``supp(mu)`` and the optimum is 0 outside it; a uniform ``nu`` gives the
+        fit of ``bt_fit(P)``.
 
     Returns
     -------
@@ -78,13 +87,14 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
     Raises
     ------
     ValueError
-        Malformed inputs, ``beta <= 0``, or no finite BT maximiser (deterministic preferences
-        with no path back; the message names the pairs).
+        Malformed inputs, ``beta <= 0``, ``nu = 0`` on an action where ``mu > 0`` (the message names
+        the actions), or no finite BT maximiser on ``supp(nu)`` (deterministic preferences with no
+        path back; the message names the pairs).
 
     References
     ----------
-    Rafailov et al., arXiv:2305.18290v3, Eq. (4); Azar et al., arXiv:2310.12036v2, Eq. (3), App.
-    B Prop. 4.
+    Rafailov et al., arXiv:2305.18290v3, Eq. (4); Azar et al., arXiv:2310.12036v2, Eq. (3), Eq.
+    (5) (pairs from ``mu``) and App. B Prop. 4.
 
     Examples
     --------
@@ -92,12 +102,22 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
     >>> import math
     >>> rlhf_optimum(bradley_terry([math.log(3.0), 0.0]), [0.5, 0.5], beta=1.0)
     tensor([0.7500, 0.2500], dtype=torch.float64)
+    >>> rlhf_optimum(bradley_terry([0.0, 1.0, 2.0]), [0.5, 0.5, 0.0], beta=1.0)  # fit on {0, 1}
+    tensor([0.2689, 0.7311, 0.0000], dtype=torch.float64)
     """
-    P_t = as_preference_matrix(P)
+    P_t = as_preference_matrix(_detached(P))
     k = P_t.shape[0]
     mu_t = as_policy(mu, "mu", size=k)
     beta_f = as_positive_float(beta, "beta")
-    reward = bt_fit(P_t, nu)
+    nu_t = mu_t.detach() if nu is None else as_policy(_detached(nu), "nu", size=k)
+    missing = [int(y) for y in torch.nonzero((nu_t == 0) & (mu_t > 0)).flatten()]
+    if missing:
+        raise ValueError(
+            "nu must be strictly positive (on the support of mu): "
+            f"nu is 0 on actions {_fmt_actions(missing)} where mu > 0, "
+            "so no pair involves them and their BT rewards are not identified"
+        )
+    reward = _fit_on_support(P_t, nu_t)
     return gibbs_policy(mu_t, reward, beta_f)
 
 

@@ -58,6 +58,15 @@ IPO = "IPO optimum"
 REG_NASH = "regularized Nash"
 
 
+# What a printed row calls each solution: the optima fitted on pairs say which pairs (every named
+# game draws them from its mu, the default of rlhf_optimum and ipo_optimum). The keys stay the
+# ``ReferenceRow.solution`` names.
+SHOWN: dict[str, str] = {
+    RLHF: "RLHF/DPO optimum (BT fit, pairs ~ mu)",
+    IPO: "IPO optimum (pairs ~ mu)",
+}
+
+
 @dataclass(frozen=True)
 class ReferenceRow:
     """One line of a reference table: a solution concept at one KL strength."""
@@ -176,6 +185,7 @@ def format_table(game: NamedGame | str, rows: Sequence[ReferenceRow] | None = No
     """An aligned plain-text table of ``rows`` (computed with ``reference_table`` when None).
 
     The header names the game, its description, ``P`` and ``mu``; policies print with 4 decimals.
+    The fitted optima say their pairs (``SHOWN``): "RLHF/DPO optimum (BT fit, pairs ~ mu)".
 
     Examples
     --------
@@ -192,7 +202,7 @@ def format_table(game: NamedGame | str, rows: Sequence[ReferenceRow] | None = No
     for r in rows:
         probs = ["none"] * len(g.actions) if r.policy is None else [f"{p:.4f}" for p in r.policy]
         expl = "-" if r.exploitability is None else f"{r.exploitability:.4f}"
-        body.append([r.solution, _format_tau(r.tau), *probs, expl])
+        body.append([SHOWN.get(r.solution, r.solution), _format_tau(r.tau), *probs, expl])
     widths = [max(len(line[c]) for line in [header, *body]) for c in range(len(header))]
     lines = [
         f"== {g.name}: {g.title} ==",

@@ -8,6 +8,7 @@ bisection in this file.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -237,3 +238,30 @@ P3, MU3 = pt.three_voter_types(0.1), [0.5, 0.3, 0.2]
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ------------------------------------------------------------ the pair distribution's default
+
+
+def test_nu_row_states_the_default_and_every_function_with_mu_follows_it():
+    """The `nu` row's note says: default `mu` wherever a function also takes `mu`; `bt_fit` and
+    its diagnostics (no `mu`) fit on uniform pairs. Checked here on a non-BT game with a skewed
+    `mu`, where the two conventions give different answers."""
+    (nu_row,) = [k for k in cv.KNOBS if k.code == "`nu`"]
+    assert "Default `mu`" in nu_row.note and "uniform pairs" in nu_row.note
+    P, mu = pt.rock_paper_scissors(0.8), torch.tensor([0.6, 0.3, 0.1], dtype=F64)
+    uniform = torch.full((3,), 1 / 3, dtype=F64)
+    for solver in (pt.rlhf_optimum, pt.ipo_optimum):
+        assert torch.equal(solver(P, mu, 0.5), solver(P, mu, 0.5, nu=mu))
+        assert float((solver(P, mu, 0.5) - solver(P, mu, 0.5, nu=uniform)).abs().max()) > 0.05
+    theta = torch.tensor([0.3, -0.2, 0.1], dtype=F64)
+    loss = functools.partial(pt.dpo_loss, beta=0.5)
+    assert float(pt.population_loss(theta, P, mu, loss)) == float(
+        pt.population_loss(theta, P, mu, loss, nu=mu)
+    )
+    for name in ("dpo", "ipo", "slic", "gpo_squared", "rlhf"):
+        traj = pt.ALGORITHMS[name](P, mu, steps=1, tau=0.5)
+        torch.testing.assert_close(traj.hyper["nu"], mu, rtol=0, atol=1e-15)
+    assert torch.equal(pt.bt_fit(P), pt.bt_fit(P, uniform))
+    assert pt.bt_fit_gap(P) == pt.bt_fit_gap(P, uniform)
+    assert pt.bt_fit_kl(P) == pt.bt_fit_kl(P, uniform)

@@ -20,6 +20,7 @@ from prefopt_toy import (
     random_game,
     regularized_nash,
     rlhf_optimum,
+    rock_paper_scissors,
 )
 from prefopt_toy.dynamics import (
     ALGORITHMS,
@@ -231,6 +232,25 @@ def test_targets_use_the_run_hyperparameters_and_overrides():
         atol=1e-15,
     )
     assert set(TARGETS) >= {"regularized_nash", "rlhf_optimum", "ipo_optimum", "ipo_md_fixed_point"}
+
+
+def test_rlhf_and_ipo_targets_default_to_pairs_from_mu():
+    """One convention: the offline runs record nu = mu when given none, and a run that records no
+    nu (online IPO, Nash-MD) gets the solvers' default, also nu = mu. On rock-paper-scissors with a
+    skewed mu the uniform-pairs optimum is mu itself (every BT score equal), so the two differ."""
+    P, mu = rock_paper_scissors(0.8), torch.tensor([0.6, 0.3, 0.1], dtype=F64)
+    expected = rlhf_optimum(P, mu, 0.5, nu=mu)
+    uniform = torch.full((3,), 1 / 3, dtype=F64)
+    assert float((expected - rlhf_optimum(P, mu, 0.5, nu=uniform)).abs().max()) > 0.2
+    for traj in (dpo(P, mu, steps=1, beta=0.5), rlhf(P, mu, steps=1, beta=0.5)):
+        torch.testing.assert_close(traj.hyper["nu"], mu, rtol=0, atol=1e-15)
+        torch.testing.assert_close(traj.target("rlhf_optimum"), expected, rtol=0, atol=1e-14)
+    for traj in (online_ipo(P, mu, steps=1, tau=0.5), nash_md(P, mu, steps=1, tau=0.5)):
+        assert "nu" not in traj.hyper
+        torch.testing.assert_close(traj.target("rlhf_optimum"), expected, rtol=0, atol=1e-14)
+        torch.testing.assert_close(
+            traj.target("ipo_optimum"), ipo_optimum(P, mu, 0.5, nu=mu), rtol=0, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize(

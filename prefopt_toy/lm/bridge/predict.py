@@ -115,10 +115,13 @@ def predict(
             f"mu_class must have shape ({P_t.shape[0]},) like P_ext's rows, got {tuple(mu_t.shape)}"
         )
 
+    # Offline pairs are sampled from the reference (``run.preference_dataset``): nu = mu_class, the
+    # solvers' default, as in the exact toy runs below. A class the reference never produced
+    # (mu_class = 0) is in no pair and gets probability 0.
     if algorithm == "dpo":
-        pred = pt.rlhf_optimum(P_t, mu_t, strength, nu=mu_t)
+        pred = pt.rlhf_optimum(P_t, mu_t, strength)
     elif algorithm == "ipo":
-        pred = pt.ipo_optimum(P_t, mu_t, strength, nu=mu_t)
+        pred = pt.ipo_optimum(P_t, mu_t, strength)
     elif algorithm in ("online_ipo", "nash_md") or m == 0.0:
         pred = pt.regularized_nash(P_t, mu_t, strength)
     else:  # ipo_md, nash_md_pg with a mixture

@@ -116,6 +116,26 @@ def test_predict_equals_the_solvers():
     assert predict("online_ipo", P, MU, tau=0.3)[1] is None
 
 
+def test_predict_offline_uses_the_reference_pairs_even_when_a_class_was_never_sampled():
+    """The offline data are reference pairs (nu = mu_class, ``preference_dataset``). A class the
+    reference never produced is in no pair: its predicted probability is 0, and the other classes
+    get the optimum of the game restricted to them (solved directly on the 3 x 3 sub-game)."""
+    P = _p_ext()
+    mu = torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.float64)  # "other" never sampled
+    for name, hyper, solver in (
+        ("dpo", {"beta": 0.3}, pt.rlhf_optimum),
+        ("ipo", {"tau": 0.3}, pt.ipo_optimum),
+    ):
+        pred, _ = predict(name, P, mu, **hyper)
+        assert float(pred[3]) == 0.0, name
+        sub = solver(P[:3, :3], mu[:3], 0.3, nu=mu[:3])
+        torch.testing.assert_close(pred[:3], sub, rtol=0, atol=1e-12)
+    # With full support the prediction is the solver with nu = mu_class.
+    torch.testing.assert_close(
+        predict("dpo", P, MU, beta=0.3)[0], pt.rlhf_optimum(P, MU, 0.3, nu=MU), rtol=0, atol=0
+    )
+
+
 def test_predict_bad_input():
     P = _p_ext()
     with pytest.raises(ValueError, match="algorithm"):
