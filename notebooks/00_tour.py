@@ -39,7 +39,7 @@ import torch
 import prefopt_toy as pt
 from prefopt_toy.plots import notebook as notebook_plots
 
-pd.set_option("display.precision", 4)
+pd.set_option("display.float_format", "{:.4f}".format)  # one format: 4 decimals
 
 # %% [markdown]
 # ## 1. A preference game
@@ -69,7 +69,9 @@ print("worst error of the BT fit over all pairs:", round(pt.bt_fit_gap(P), 4))
 # %% [markdown]
 # ## 2. Three answers to "what is the best policy?"
 #
-# - **RLHF / DPO**: maximise the fitted reward minus $\beta\,KL(\pi\|\mu)$. Closed form.
+# - **RLHF / DPO**: maximise the fitted reward minus $\beta\,KL(\pi\|\mu)$. Closed form. The BT
+#   reward is fitted on the pairs the data come from; here, as in DPO's dynamics below, pairs
+#   $\sim\mu$ (on a non-BT game another pair distribution gives another reward and optimum).
 # - **Nash equilibrium**: the policy no other policy beats more than half the time (a linear
 #   program). It ignores `mu`.
 # - **Regularised Nash** (`regularized_nash`): the Nash equilibrium of the game with a KL penalty
@@ -77,16 +79,17 @@ print("worst error of the BT fit over all pairs:", round(pt.bt_fit_gap(P), 4))
 #
 # *Exploitability* $\max_y (P\pi)_y - 1/2$ measures how much the best answer beats the policy: 0
 # only at the Nash equilibrium.
+#
+# Which exploitability does the regularised Nash minimise? Not this one. It is the Nash
+# equilibrium of the **KL-regularised game**, where a policy $\pi'$ scores
+# $P(\pi'\succ\pi) - \tau KL(\pi'\|\mu) + \tau KL(\pi\|\mu)$ against $\pi$. Its exploitability
+# there, $\tau\log\sum_y\mu(y)e^{(P\pi)_y/\tau} + \tau KL(\pi\|\mu) - \tfrac12$ (column
+# "exploitability, KL game"), is 0 at the regularised Nash and positive everywhere else, `mu`
+# and the Nash equilibrium included. In the raw game the regularised Nash may even be *more*
+# exploitable than `mu`: it trades some raw exploitability for staying close to `mu`.
 
 # %%
-solutions = {
-    "reference mu": mu,
-    "RLHF/DPO optimum": pt.rlhf_optimum(P, mu, beta=TAU),
-    "regularized Nash": pt.regularized_nash(P, mu, tau=TAU),
-    "Nash equilibrium": pt.nash_equilibrium(P),
-}
-table = pd.DataFrame({k: v.numpy() for k, v in solutions.items()}, index=["y0", "y1", "y2"]).T
-table["exploitability"] = [pt.exploitability(P, pi) for pi in solutions.values()]
+table = notebook_plots.solution_table(P, mu, TAU)
 table
 
 # %% [markdown]
@@ -108,13 +111,17 @@ for tau in (0.1, 0.01, 0.001):
 # algorithm starts at `mu` and follows the *expected* gradient exactly. `dynamics.redraw` runs the
 # nine core algorithms together. Offline methods (dashed) use pairs from `mu`; online methods
 # (solid) sample pairs from the current policy.
-# DPO's target here is the RLHF optimum for the BT reward fitted on *its own pairs* (from `mu`),
-# which on a non-BT game differs from the uniform-pairs fit of section 2: `Trajectory.target`
-# always uses the run's own pair distribution.
+# DPO's target is the RLHF optimum for the BT reward fitted on *its own pairs* (pairs ~ `mu`), the
+# same point as the table's row: `Trajectory.target` always uses the run's own pair distribution.
+#
+# How to read it: every run ends on a marker (a dot); runs that end on the same spot get rings
+# around it, and the note under the triangle names them (they coincide on purpose: their theory
+# gives them the same fixed point). The inset zooms in where the end points crowd: the
+# regularised Nash (star) and IPO-MD's own fixed point (triangle) are distinct points.
 
 # %%
 runs = pt.dynamics.redraw(P, mu, tau=TAU, steps=STEPS)
-fig, ax = plt.subplots(figsize=(8, 5.5), layout="constrained")
+fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
 notebook_plots.draw_trajectories(
     ax, runs, targets=("rlhf_optimum", "ipo_optimum", "regularized_nash", "ipo_md_fixed_point")
 )
@@ -130,6 +137,7 @@ plt.show()
 # small but not round-off.
 
 # %%
+pd.set_option("display.float_format", "{:.2e}".format)  # one format here too: distances are tiny
 notebook_plots.zoo_table(runs)
 
 # %% [markdown]

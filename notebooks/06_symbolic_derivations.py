@@ -24,7 +24,7 @@
 # $\Psi$PO with $\Psi = \mathrm{logit}$ (RLHF/DPO) and $\Psi = \mathrm{id}$ (IPO);
 # $\pi_{IPO} \propto \mu\, e^{P\nu/\tau}$; IPO's Bernoulli-label loss (Azar et al. Prop. 3);
 # online IPO $\to \pi \propto \mu\, e^{P\pi/\tau}$; the Nash-MD step; IPO-MD's mixture at
-# $\tau/(1-\beta)$; the cDPO margin $\log\frac{1-\varepsilon}{\varepsilon}/\beta$; GPO's per-pair margins.
+# $\tau/(1-m)$ ($m$ the mixture weight); the cDPO margin $\log\frac{1-\varepsilon}{\varepsilon}/\beta$; GPO's per-pair margins.
 #
 # **Reading time:** about 25 minutes. All code lives in `prefopt_toy.symbolic`; read its source
 # next to this notebook.
@@ -52,6 +52,17 @@ print(len(symbolic.DERIVATIONS), "derivations:", ", ".join(symbolic.DERIVATIONS)
 # `d.verify()` is `True` only when every entry of `d.residual()` is exactly 0;
 # `d.numeric_check()` is the largest absolute difference from the library.
 #
+# `d.show()` typesets the steps in the papers' symbols ($\ell'(h)$, $\pi_{t+1}$,
+# $\mathbb{E}_{y\sim\nu}$, ...), long sums wrapped over lines. Most claims hold for *generic*
+# 3-action games, so their sympy form runs to hundreds of operations: `show()` then prints the claim
+# as the paper states it and says that sympy reduced the difference to 0; `d.lhs` and `d.rhs` hold
+# the full expressions if you want to look (`sp.count_ops(d.lhs)` tells you how big they are).
+#
+# One letter changes meaning between papers: the weight of $\mu$ in IPO-MD's and Nash-MD's
+# geometric mixture $\pi^{1-m}\mu^m$ is $\beta$ in Calandriello et al. and Munos et al., but
+# $\beta$ is DPO's KL strength everywhere else here. Like the library (`mixture`), this notebook
+# calls it $m$.
+#
 # ## 1. DPO from the RLHF closed form
 #
 # RLHF's optimum is a Gibbs policy. Solving it for the reward gives
@@ -68,8 +79,8 @@ print(d.report())
 # %% [markdown]
 # ## 2. ΨPO: the logit gives RLHF/DPO, the identity gives IPO
 #
-# The ΨPO optimum is $\pi \propto \mu\exp(g/\tau)$ with $g(y) = E_{y'\sim\nu}\Psi(P(y\succ y'))$.
-# Under Bradley–Terry, $\mathrm{logit}\,\sigma(r_y - r_{y'}) = r_y - r_{y'}$, so $g = r - E_\nu r$, and
+# The ΨPO optimum is $\pi \propto \mu\exp(g/\tau)$ with $g(y) = \mathbb{E}_{y'\sim\nu}\Psi(P(y\succ y'))$.
+# Under Bradley–Terry, $\mathrm{logit}\,\sigma(r_y - r_{y'}) = r_y - r_{y'}$, so $g = r - \mathbb{E}_\nu r$, and
 # the constant disappears when normalising. With $\Psi$ the identity, $g = P\nu$: IPO. The numeric
 # check compares with `pt.rlhf_optimum(pt.bradley_terry(r), ...)` and `pt.ipo_optimum`.
 
@@ -113,7 +124,7 @@ print(d.report())
 # ## 5. Online IPO's stationary point is the regularised Nash equilibrium
 #
 # Online IPO draws its pairs from the current policy, with a stop-gradient. Differentiating the exact
-# 3-action loss gives $\partial L/\partial a_k = 4 s_k[a_k - E_s a - ((Ps)_k - \tfrac12)/\tau]$, which
+# 3-action loss gives $\partial L/\partial a_k = 4 s_k[a_k - \mathbb{E}_s a - ((Ps)_k - \tfrac12)/\tau]$, which
 # vanishes exactly when $\log\frac{\pi}{\mu} = P\pi/\tau + \text{const}$: the fixed-point equation
 # of the regularised Nash equilibrium. The numeric check compares the formula with the library's
 # autograd gradient, including at `pt.regularized_nash`, where both are zero.
@@ -127,9 +138,10 @@ print(d.report())
 # %% [markdown]
 # ## 6. The Nash-MD step in closed form
 #
-# Each Nash-MD step maximises $\eta\,\pi^\top P\pi_{mix} - KL(\pi\|\pi_{mix})$ against the geometric
-# mixture of the current iterate and the reference. The Lagrange condition gives a Gibbs policy;
-# in logs, $\log\pi_{t+1} = (1-\eta\tau)\log\pi_t + \eta\tau\log\mu + \eta P\pi_{mix} + c$. The
+# Each Nash-MD step maximises $\eta\,\pi^\top P\pi_t^{\mu} - KL(\pi\|\pi_t^{\mu})$ against the geometric
+# mixture $\pi_t^{\mu} \propto \pi_t^{1-m}\mu^m$ of the current iterate and the reference, with
+# mixture weight $m = \eta\tau$. The Lagrange condition gives a Gibbs policy;
+# in logs, $\log\pi_{t+1} = (1-\eta\tau)\log\pi_t + \eta\tau\log\mu + \eta P\pi_t^{\mu} + c$. The
 # numeric check takes iterate 1 of `pt.nash_md` and compares the formula with iterate 2.
 
 # %%
@@ -139,11 +151,12 @@ if SHOW_STEPS:
 print(d.report())
 
 # %% [markdown]
-# ## 7. IPO-MD's mixture is the regularised Nash at $\tau/(1-\beta)$
+# ## 7. IPO-MD's mixture is the regularised Nash at $\tau/(1-m)$
 #
-# IPO-MD samples from $q \propto \pi^{1-\beta}\mu^\beta$. Raising $\pi \propto \mu e^{Pq/\tau}$ to the
-# power $1-\beta$ scales the exponent: $q \propto \mu\, e^{(1-\beta)Pq/\tau}$. The numeric check takes
-# the mixture of `pt.ipo_md_fixed_point` and compares with `pt.regularized_nash` at $\tau/(1-\beta)$,
+# IPO-MD samples from $q \propto \pi^{1-m}\mu^m$, with $m$ the mixture weight (`mixture` in
+# `pt.ipo_md`; the paper's $\beta$). Raising $\pi \propto \mu e^{Pq/\tau}$ to the power $1-m$
+# scales the exponent: $q \propto \mu\, e^{(1-m)Pq/\tau}$. The numeric check takes the mixture of
+# `pt.ipo_md_fixed_point(P, mu, tau, m)` and compares with `pt.regularized_nash` at $\tau/(1-m)$,
 # two independent solves.
 
 # %%

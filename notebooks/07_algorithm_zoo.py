@@ -39,7 +39,7 @@ from prefopt_toy.analysis import conventions
 from prefopt_toy.games.named import named_game
 from prefopt_toy.plots import notebook as notebook_plots
 
-pd.set_option("display.precision", 4)
+pd.set_option("display.float_format", "{:.2e}".format)  # one format per table
 pd.set_option("display.max_colwidth", 60)
 game = named_game(GAME)
 P, mu = game.preference_matrix(), game.reference_policy()
@@ -59,8 +59,10 @@ runs = notebook_plots.zoo_runs(P, mu, tau=TAU, steps=STEPS)
 # %% [markdown]
 # ## 2. Small multiples
 #
-# One triangle per algorithm: its path from `mu` (grey cross), its end (dot) and, where the theory
-# gives one, its fixed point (coloured marker), with the total-variation (TV) distance in the title.
+# One triangle per algorithm: its path from `mu` (grey cross), its end (dot, drawn on top) and,
+# where the theory gives one, its fixed point (coloured marker), with the total-variation (TV)
+# distance in the title. DPO's and RLHF's fixed point is the RLHF/DPO optimum of the BT reward
+# fitted on their own pairs, drawn from `mu` (the legend says "pairs ~ mu").
 
 # %%
 fig = notebook_plots.zoo_figure(

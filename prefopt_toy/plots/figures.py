@@ -138,7 +138,7 @@ def _draw_reference_panel(ax: Axes, game: NamedGame, path_taus: Sequence[float])
                 (x, y),
                 xytext=(4, -9),
                 textcoords="offset points",
-                fontsize=7,
+                fontsize=8.5,
                 color=COLORS[REG_NASH],
             )
     by_name = {r.solution: r for r in rows}
@@ -151,7 +151,7 @@ def _draw_reference_panel(ax: Axes, game: NamedGame, path_taus: Sequence[float])
 
 def _legend_handles() -> list[Line2D]:
     curves = (
-        (RLHF, rf"{RLHF} ($\beta = \tau$)"),
+        (RLHF, rf"{RLHF} ($\beta = \tau$, BT fit on pairs $\sim \mu$)"),
         (IPO, rf"{IPO} ($\nu = \mu$)"),
         (REG_NASH, "regularized Nash equilibrium"),
     )

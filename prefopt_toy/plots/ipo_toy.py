@@ -113,7 +113,7 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
     s_steps = config.quick_sampled_steps if quick else config.sampled_steps
     s_seeds = config.quick_sampled_seeds if quick else config.sampled_seeds
     taus, run_taus = data["curve_taus"].numpy(), data["run_taus"].numpy()
-    fig = Figure(figsize=(15.0, 5.0), layout="constrained")
+    fig = Figure(figsize=(11.0, 6.0), layout="constrained")
     ax2, ax_ipo, ax_dpo = fig.subplots(1, 3, sharex=True)
 
     ipo_color, dpo_color = COLORS["IPO optimum"], COLORS["RLHF/DPO optimum"]
@@ -134,7 +134,7 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
         markersize=7,
         markeredgewidth=1.5,
         gid="two_action_ipo_run",
-        label=f"IPO, exact gradient descent, {steps} steps",
+        label=f"IPO, exact GD, {steps} steps",
     )
     ax2.axhline(
         1.0, color=dpo_color, linestyle="--", linewidth=1.5, label=r"DPO limit: 1 for every $\tau$"
@@ -146,12 +146,12 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
         color=dpo_color,
         markersize=6,
         gid="two_action_dpo_run",
-        label=f"DPO, exact gradient descent, {steps} steps",
+        label=f"DPO, exact GD, {steps} steps",
     )
-    ax2.set_ylim(0.45, 1.03)
+    ax2.set_ylim(0.2, 1.03)  # room for the legend under the curves
     ax2.set_ylabel(r"$\pi(y_1)$")
-    ax2.set_title(r"Two actions, $y_1$ always beats $y_2$ ($\mu=\nu$ uniform)", fontsize=10)
-    ax2.legend(fontsize=8, loc="lower left")
+    ax2.set_title("Two actions, $y_1$ always beats $y_2$\n" + r"($\mu=\nu$ uniform)", fontsize=10)
+    ax2.legend(fontsize=9, loc="lower left")
 
     for ax, loss in ((ax_ipo, "ipo"), (ax_dpo, "dpo")):
         for y, (name, color) in enumerate(zip(ACTION_NAMES, ACTION_COLORS)):
@@ -202,10 +202,10 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel(r"$\pi(y)$")
     ax_ipo.set_title(
-        r"D1 = {(a, b), (b, c), (a, c)}: IPO, $\pi \propto (e^{2/(3\tau)}, e^{1/(3\tau)}, 1)$",
+        "D1 = {(a, b), (b, c), (a, c)}: IPO\n" + r"$\pi \propto (e^{2/(3\tau)}, e^{1/(3\tau)}, 1)$",
         fontsize=10,
     )
-    ax_dpo.set_title(r"D1: DPO tends to (1, 0, 0) for every $\tau$", fontsize=10)
+    ax_dpo.set_title("D1: DPO tends to (1, 0, 0)\n" + r"for every $\tau$", fontsize=10)
     ax_dpo.annotate(
         f"large $\\tau$: still on its way\nafter {steps} steps",
         (run_taus[-1], 0.5),
@@ -213,12 +213,12 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
         textcoords="offset points",
         ha="right",
         va="center",
-        fontsize=8,
+        fontsize=9,
         color="0.3",
     )
     for ax in (ax2, ax_ipo, ax_dpo):
         ax.set_xscale("log")
-        ax.set_xlabel(r"KL strength $\tau$ ($\beta=\tau$ for DPO)")
+        ax.set_xlabel(r"KL strength $\tau$ ($\beta=\tau$ for DPO)", fontsize=10)
         ax.grid(True, which="major", color="0.9")
 
     handles = [
@@ -257,14 +257,14 @@ def ipo_toy_figure(config: IpoToyConfig = IPO_TOY, quick: bool = False) -> Figur
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncols=4,
+        ncols=3,
         fontsize=9,
         frameon=False,
         title="D1 panels",
         title_fontsize=9,
     )
     fig.suptitle(
-        "The IPO paper's toy bandits (Azar et al., arXiv:2310.12036v2, Sec. 5.3.1 and 5.4): "
+        "The IPO paper's toy bandits (Azar et al., arXiv:2310.12036v2, Sec. 5.3.1 and 5.4):\n"
         "DPO runs to a deterministic policy, IPO stays regularised" + (" [quick]" if quick else ""),
         fontsize=11,
     )

@@ -3,7 +3,9 @@ r"""Shared look of the dynamics figures: colours and line styles of algorithms a
 One colour per algorithm and one marker per solution concept, used by every figure of
 ``figures``, ``tau_path`` and ``ipo_toy`` so a legend read once applies
 everywhere; the solution concepts keep the colours of ``draw.COLORS`` (the reference-solutions
-figure). Also the two grids the figures share: log-spaced iterate indices and log-spaced taus.
+figure). Also the two grids the figures share: log-spaced iterate indices and log-spaced taus;
+and text at its displayed size (``displayed_font_px``, ``small_texts``): a notebook shows a figure
+at 100 dpi, shrunk to its output column when wider.
 """
 
 from __future__ import annotations
@@ -15,17 +17,24 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from torch import Tensor
 
 from .draw import COLORS, plot_policy
 
 __all__ = [
     "ALGORITHM_STYLE",
+    "DISPLAY_DPI",
+    "DISPLAY_WIDTH_PX",
+    "MIN_FONT_PX",
     "TARGET_STYLE",
     "algorithm_label",
+    "displayed_font_px",
     "log_indices",
     "mark_target",
+    "small_texts",
     "target_handles",
     "tau_grid",
 ]
@@ -65,11 +74,19 @@ TARGET_STYLE: dict[str, dict[str, Any]] = {
 }
 
 
-def target_handles(names: Iterable[str]) -> list[Line2D]:
-    """Legend entries (marker only) for the targets ``names`` (keys of ``TARGET_STYLE``)."""
+def target_handles(names: Iterable[str], labels: Iterable[str] | None = None) -> list[Line2D]:
+    """Legend entries (marker only) for the targets ``names`` (keys of ``TARGET_STYLE``).
+
+    ``labels``, one per name, replace the names as legend text (e.g. to say which pairs the
+    RLHF/DPO optimum is fitted on).
+    """
+    names = list(names)
+    texts = names if labels is None else list(labels)
+    if len(texts) != len(names):
+        raise ValueError(f"labels must have one entry per name, got {len(texts)} for {len(names)}")
     return [
-        Line2D([], [], linestyle="none", markeredgecolor="black", label=n, **TARGET_STYLE[n])
-        for n in names
+        Line2D([], [], linestyle="none", markeredgecolor="black", label=t, **TARGET_STYLE[n])
+        for n, t in zip(names, texts)
     ]
 
 
@@ -97,3 +114,40 @@ def tau_grid(tau_max: float, tau_min: float, points: int) -> Tensor:
 def algorithm_label(name: str) -> str:
     """Legend label of an algorithm: its registry name, with the loss it equals for two GPO entries."""
     return name + _GPO_ALIAS.get(name, "")
+
+
+# ------------------------------------------------------------------------ text at displayed size
+
+DISPLAY_DPI = 100.0
+"""Pixels per inch of a figure shown inline in a notebook (matplotlib's default ``figure.dpi``)."""
+
+DISPLAY_WIDTH_PX = 900.0
+"""Width a notebook's output area (or a README column) shrinks a wider image to, in pixels."""
+
+MIN_FONT_PX = 10.0
+"""Smallest readable text height at the displayed size, in pixels (about 7 pt at 100 dpi)."""
+
+
+def displayed_font_px(fig: Figure, fontsize: float) -> float:
+    """Height in pixels of ``fontsize`` points of ``fig``'s text as a notebook shows the figure.
+
+    Inline, a figure is drawn at ``DISPLAY_DPI`` and shrunk to ``DISPLAY_WIDTH_PX`` when wider, so
+    a wide figure's text is shown smaller than its point size says.
+    """
+    px_per_inch = min(DISPLAY_DPI, DISPLAY_WIDTH_PX / float(fig.get_figwidth()))
+    return float(fontsize) / 72.0 * px_per_inch
+
+
+def small_texts(fig: Figure, minimum: float = MIN_FONT_PX) -> list[tuple[str, float]]:
+    """Texts of ``fig`` shown below ``minimum`` pixels in a notebook: ``(text, displayed px)`` pairs.
+
+    Every visible, non-empty text counts (titles, axis labels, tick labels, legends, notes); the
+    list is empty when all of them are readable.
+    """
+    out = []
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip():
+            px = displayed_font_px(fig, text.get_fontsize())
+            if px < minimum:
+                out.append((text.get_text(), px))
+    return out

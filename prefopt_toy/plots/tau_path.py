@@ -202,7 +202,7 @@ def tau_path_figure(config: TauPathConfig = TAU_PATH, quick: bool = False) -> Fi
                 color=COLORS["RLHF/DPO optimum"],
                 linewidth=4.0,
                 alpha=0.45,
-                label=r"RLHF/DPO optimum $\mu e^{r/\tau}$ ($\beta=\tau$)",
+                label=r"RLHF/DPO optimum $\mu e^{r/\tau}$ ($\beta=\tau$, pairs $\sim\mu$)",
             ),
             Line2D(
                 [],

@@ -14,6 +14,7 @@ References: as :mod:`prefopt_toy.symbolic`, the module this one was split from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-__all__ = ["Check", "Derivation", "Lemma", "Step"]
+__all__ = ["TEX_NAMES", "Check", "Derivation", "Lemma", "Step", "display_latex"]
 
 Step = tuple[str, Any]  # (explanation, sympy expression / Eq / Matrix)
 
@@ -128,6 +129,9 @@ class Derivation:
         :math:`\log(x_i/x_1)` and their sums; two positive vectors agree iff both do. This keeps
         the reduction to zero fast (``expand_log``) where a direct difference of normalised
         exponentials would need a slow ``simplify``.
+    statement : str
+        The claim in the paper's symbols, as LaTeX (e.g. ``\pi_{t+1}(y) \propto ...``): what the
+        rendering shows when ``lhs == rhs`` on the generic 3-action symbols is too long to read.
 
     References
     ----------
@@ -144,6 +148,7 @@ class Derivation:
     checks: tuple[Check, ...]
     lemmas: tuple[Lemma, ...] = field(default=())
     policy_size: int = 0
+    statement: str = ""
 
     @property
     def claim(self) -> Any:
@@ -209,25 +214,63 @@ class Derivation:
         )
 
     def to_latex(self) -> str:
-        r"""The steps, lemmas and claim as one LaTeX ``array`` (explanations in ``\text{}``)."""
+        r"""The steps, lemmas and claim as one LaTeX ``array`` (explanations in ``\text{}``).
+
+        Expressions use the papers' symbols (``TEX_NAMES``), long sums are wrapped over several
+        lines, and an identity too long to read (the generic 3-action claim of most derivations)
+        is replaced by ``statement`` and a note that sympy reduced it to 0.
+        """
         rows = []
         for i, (text, expr) in enumerate(self.steps, 1):
             rows.append(rf"\text{{({i}) {_tex_text(text)}}}")
-            rows.append(r"\quad " + sp.latex(expr))
+            rows.append(r"\quad " + display_latex(expr))
         for text, a, b in self.lemmas:
             rows.append(rf"\text{{Lemma: {_tex_text(text)}}}")
-            rows.append(r"\quad " + sp.latex(sp.Eq(a, b, evaluate=False)))
+            rows.append(r"\quad " + self._identity(a, b))
         rows.append(r"\text{Claim:}")
-        rows.append(r"\quad " + sp.latex(self.claim))
+        rows.append(r"\quad " + self._claim_latex())
+        short = self._sympy_claim()
+        if short is not None:
+            rows.append(r"\quad " + short)
         return r"\begin{array}{l}" + r" \\ ".join(rows) + r"\end{array}"
+
+    def _identity(self, a: Any, b: Any) -> str:
+        """A checked identity ``a == b`` as LaTeX, or a compact note when it is too long to read."""
+        tex = display_latex(sp.Eq(a, b, evaluate=False))
+        if _widest_line(tex) <= _MAX_LINE_WIDTH:
+            return tex
+        n = len(_entries(a))
+        what = f"a {n}-entry identity" if n > 1 else "an identity"
+        ops = sp.count_ops(a) + sp.count_ops(b)
+        return rf"\text{{{what} of {ops} operations, reduced to 0 by sympy}}"
+
+    def _claim_latex(self) -> str:
+        """The claim: ``statement`` when given, else the sympy identity (compact when long)."""
+        return self.statement or self._identity(self.lhs, self.rhs)
+
+    def _sympy_claim(self) -> str | None:
+        """The sympy form of the claim beside a ``statement``, when it is short enough to read."""
+        if not self.statement:
+            return None
+        tex = display_latex(self.claim)
+        return tex if _widest_line(tex) <= _MAX_LINE_WIDTH else None
 
     def _repr_markdown_(self) -> str:
         lines = [f"**{self.title}**", "", f"*{self.references}*", ""]
         for i, (text, expr) in enumerate(self.steps, 1):
-            lines += [f"{i}. {text}", "", f"$$ {sp.latex(expr)} $$", ""]
+            lines += [f"{i}. {text}", "", f"$$ {display_latex(expr)} $$", ""]
         for text, a, b in self.lemmas:
-            lines += [f"*Lemma.* {text}", "", f"$$ {sp.latex(sp.Eq(a, b, evaluate=False))} $$", ""]
-        lines += ["**Claim.**", "", f"$$ {sp.latex(self.claim)} $$"]
+            lines += [f"*Lemma.* {text}", "", f"$$ {self._identity(a, b)} $$", ""]
+        lines += ["**Claim.**", "", f"$$ {self._claim_latex()} $$"]
+        short = self._sympy_claim()
+        if short is not None:
+            lines += ["", "as sympy writes it:", "", f"$$ {short} $$"]
+        if self.statement:
+            lines += [
+                "",
+                "*Checked exactly:* sympy reduces `lhs - rhs` to 0 (the full expressions are "
+                "`d.lhs` and `d.rhs`).",
+            ]
         return "\n".join(lines)
 
     def show(self) -> None:
@@ -238,8 +281,96 @@ class Derivation:
 
 
 def _tex_text(text: str) -> str:
-    # Inside \text{...}: inline $...$ stays math; escape the characters LaTeX treats specially.
-    return text.replace("%", r"\%").replace("&", r"\&").replace("#", r"\#").replace("_", r"\_")
+    # Inside \text{...}: inline $...$ stays math (odd pieces, untouched); escape the characters LaTeX
+    # treats specially in the text between.
+    pieces = text.split("$")
+    for k in range(0, len(pieces), 2):
+        for char in "%&#_":
+            pieces[k] = pieces[k].replace(char, "\\" + char)
+    return "$".join(pieces)
+
+
+# ------------------------------------------------------------------------- LaTeX in the papers' symbols
+
+TEX_NAMES: dict[str, str] = {
+    "epsilon": r"\varepsilon",
+    "ell": r"\ell",
+    "ell(h)": r"\ell(h)",
+    "ell'(h)": r"\ell'(h)",
+    "ell''(h)": r"\ell''(h)",
+    "ell_13": r"\ell_{13}",
+    "ell_16": r"\ell_{16}",
+    "ell_16 - ell_13": r"\ell_{16} - \ell_{13}",
+    "ell_lab": r"\ell_{\mathrm{lab}}",
+    "E_nu p": r"\mathbb{E}_{y\sim\nu}\,p(y)",
+    "E_s[a]": r"\mathbb{E}_{y\sim s}\,a_y",
+    "P(y_w > y_l)": r"P(y_w \succ y_l)",
+    "r_w - r_l": r"r(y_w) - r(y_l)",
+    "dL/da_1": r"\partial L/\partial a_1",
+    "dL/da_k": r"\partial L/\partial a_k",
+    "(Ps)_k": r"(Ps)_k",
+    "(P pi)_y": r"(P\pi)_y",
+    "(P q)_y": r"(Pq)_y",
+    "(P pi_mix)_y": r"(P\pi_t^{\mu})_y",
+    "P_yy'": r"P_{yy'}",
+    "P_y'y": r"P_{y'y}",
+    "p_y'": r"p_{y'}",
+    "pi_{t+1}(y)": r"\pi_{t+1}(y)",
+    "pi_t(y)": r"\pi_t(y)",
+    "pi_mix(y)": r"\pi_t^{\mu}(y)",
+    "Z_mix": r"Z_{\mathrm{mix}}",
+    "Z_q": r"Z_q",
+    "const": r"\mathrm{const}",
+    "log(q_2/q_1)": r"\log(q_2/q_1)",
+    "h^*": r"h^*",
+    "a_k": r"a_k",
+}
+"""Display name (a sympy Symbol's ``name``) -> LaTeX in the papers' notation, for ``display_latex``."""
+
+_MAX_LINE_WIDTH = 64  # rendered characters per displayed line (a notebook column at ~100 dpi)
+
+
+def _display_width(tex: str) -> int:
+    """Rough rendered width of LaTeX: characters left once commands and braces are dropped."""
+    bare = re.sub(r"\\(left|right|begin\{[a-z]*\}|end\{[a-z]*\}|quad|,)", "", tex)
+    bare = re.sub(r"\\(frac|mathrm|mathbb|operatorname)", "", bare)
+    bare = re.sub(r"\\[a-zA-Z]+", "x", bare)
+    return len(re.sub(r"[{}\s^_]", "", bare))
+
+
+def _widest_line(tex: str) -> int:
+    """The widest line of a (possibly ``aligned``) LaTeX block, by ``_display_width``."""
+    return max(_display_width(line) for line in tex.split(r"\\"))
+
+
+def display_latex(expr: Any) -> str:
+    r"""LaTeX of a step's expression in the papers' symbols, long sums wrapped over lines.
+
+    Symbols named in ``TEX_NAMES`` print as the papers write them (``\ell'(h)``,
+    ``\pi_{t+1}(y)``, ``\mathbb{E}_{y\sim\nu}``); an equation whose right-hand side is a sum too
+    wide for a notebook column becomes an ``aligned`` block, a few terms per line.
+    """
+    free = getattr(expr, "free_symbols", set())
+    names = {x: TEX_NAMES[x.name] for x in free if getattr(x, "name", None) in TEX_NAMES}
+    tex = sp.latex(expr, symbol_names=names)
+    if _display_width(tex) <= _MAX_LINE_WIDTH or not isinstance(expr, sp.Equality):
+        return tex
+    if not isinstance(expr.rhs, sp.Add):
+        return tex
+    lhs = sp.latex(expr.lhs, symbol_names=names)
+    lines, line = [], ""
+    for k, term in enumerate(expr.rhs.as_ordered_terms()):
+        t = sp.latex(term, symbol_names=names)
+        piece = t if k == 0 else (f" - {t[1:].lstrip()}" if t.startswith("-") else f" + {t}")
+        shown = (lhs + "=" if not lines else "") + line + piece  # the first line carries the lhs
+        if line and _display_width(shown) > _MAX_LINE_WIDTH:
+            lines.append(line)
+            line = piece
+        else:
+            line += piece
+    lines.append(line)
+    body = r" \\ &\quad ".join(lines)
+    return rf"\begin{{aligned}} {lhs} &= {body} \end{{aligned}}"
 
 
 # ---------------------------------------------------------------------------- display notation

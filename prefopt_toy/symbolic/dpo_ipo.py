@@ -86,7 +86,7 @@ def dpo_from_rlhf() -> Derivation:
     rhs = -sp.log(_sigmoid(beta * h))
     steps = (
         (
-            "RLHF maximises $E_\\pi[r] - \\beta\\,KL(\\pi\\|\\mu)$; its maximiser is a Gibbs policy",
+            "RLHF maximises $\\mathbb{E}_\\pi[r] - \\beta\\,KL(\\pi\\|\\mu)$; its maximiser is a Gibbs policy",
             sp.Eq(_pi(_y), _mu(_y) * sp.exp(_r(_y) / beta) / Z),
         ),
         (
@@ -156,6 +156,10 @@ def dpo_from_rlhf() -> Derivation:
         args,
         checks,
         lemmas,
+        statement=(
+            r"-\log\sigma\big(r(y_w) - r(y_l)\big) = -\log\sigma(\beta h),\quad "
+            r"h = \log\frac{\pi(y_w)}{\mu(y_w)} - \log\frac{\pi(y_l)}{\mu(y_l)}"
+        ),
     )
 
 
@@ -207,7 +211,7 @@ def psipo_special_cases() -> Derivation:
     steps = (
         (
             (
-                "PsiPO: maximise $E_{y\\sim\\pi, y'\\sim\\nu}[\\Psi(P(y \\succ y'))] - \\tau KL(\\pi\\|\\mu)$; "
+                "PsiPO: maximise $\\mathbb{E}_{y\\sim\\pi, y'\\sim\\nu}[\\Psi(P(y \\succ y'))] - \\tau KL(\\pi\\|\\mu)$; "
                 "optimum (Gibbs)"
             ),
             sp.Eq(_pi(_y), _mu(_y) * sp.exp(sp.Function("g")(_y) / tau) / sp.Symbol("Z")),
@@ -224,7 +228,7 @@ def psipo_special_cases() -> Derivation:
             sp.Eq(logit(_sigmoid(d)), logit_of_bt),
         ),
         (
-            "Logit case, payoff of action 1 (a constant $E_\\nu r$ is subtracted from every action)",
+            "Logit case, payoff of action 1 (a constant $\\mathbb{E}_\\nu r$ is subtracted from every action)",
             sp.Eq(sp.Symbol("g_1"), sp.expand(g_logit[0])),
         ),
         (
@@ -260,6 +264,10 @@ def psipo_special_cases() -> Derivation:
         tuple(checks),
         lemmas,
         policy_size=3,
+        statement=(
+            r"\Psi = \mathrm{logit},\ P = \sigma(r_y - r_{y'}):\ \pi^* \propto \mu\, e^{r/\tau};"
+            r"\qquad \Psi = \mathrm{id}:\ \pi^* \propto \mu\, e^{P\nu/\tau}"
+        ),
     )
 
 
@@ -364,6 +372,7 @@ def ipo_optimum_first_order() -> Derivation:
         checks,
         lemmas,
         policy_size=3,
+        statement=r"\pi^*(y) = \frac{\mu(y)\, e^{p(y)/\tau}}{Z},\quad p = P\nu",
     )
 
 
@@ -448,7 +457,7 @@ def ipo_bernoulli_labels() -> Derivation:
     )
     lemmas = (
         (
-            "linear terms: $E[hP] = E[h\\,(p_y - p_{y'})]$",
+            "linear terms: $\\mathbb{E}[hP] = \\mathbb{E}[h\\,(p_y - p_{y'})]$",
             _pair_sum(nu, lambda i, j: h(i, j) * P[i, j]),
             _pair_sum(nu, lambda i, j: h(i, j) * (p[i] - p[j])),
         ),
@@ -493,4 +502,8 @@ def ipo_bernoulli_labels() -> Derivation:
         args,
         checks,
         lemmas,
+        statement=(
+            r"L_{\mathrm{lab}} = L_{13} + C - \frac{1}{4\tau^2},\quad "
+            r"C = \tau^{-2}\,\mathbb{E}_{y,y'\sim\nu}\big[P_{yy'} - (p_y - p_{y'})^2\big]"
+        ),
     )

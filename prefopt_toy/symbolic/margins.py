@@ -63,15 +63,15 @@ def cdpo_optimal_margin() -> Derivation:
     steps = (
         (
             "cDPO loss: the label is flipped with probability $\\varepsilon$",
-            sp.Eq(sp.Function("ell")(h), loss),
+            sp.Eq(sp.Symbol("ell(h)"), loss),
         ),
         (
             "Derivative (sympy.diff), written with $\\sigma$",
-            sp.Eq(sp.Function("ell'")(h), beta * (_sigma(beta * h) - (1 - eps))),
+            sp.Eq(sp.Symbol("ell'(h)"), beta * (_sigma(beta * h) - (1 - eps))),
         ),
         (
             "Second derivative $\\beta^2\\sigma(1-\\sigma) > 0$: strictly convex",
-            sp.Eq(sp.Function("ell''")(h), beta**2 * _sigma(beta * h) * (1 - _sigma(beta * h))),
+            sp.Eq(sp.Symbol("ell''(h)"), beta**2 * _sigma(beta * h) * (1 - _sigma(beta * h))),
         ),
         ("Solve $\\ell'(h) = 0$ (sympy.solve)", sp.Eq(sp.Symbol("h^*"), h_star)),
     )
@@ -113,6 +113,7 @@ def cdpo_optimal_margin() -> Derivation:
         args,
         checks,
         lemmas,
+        statement=r"h^* = \frac{1}{\beta}\log\frac{1-\varepsilon}{\varepsilon}",
     )
 
 
@@ -196,4 +197,9 @@ def gpo_optimal_margins() -> Derivation:
         rhs,
         args,
         checks,
+        statement=(
+            r"h^*_{\mathrm{logistic}} = \frac{\mathrm{logit}\,p}{\beta},\quad "
+            r"h^*_{\mathrm{squared}} = \frac{2p-1}{\beta},\quad "
+            r"h^*_{\mathrm{exponential}} = \frac{\mathrm{logit}\,p}{2\beta}"
+        ),
     )

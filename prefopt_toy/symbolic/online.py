@@ -2,7 +2,8 @@ r"""Symbolic derivations of the online and game-theoretic fixed points: online I
 
 Three :class:`~prefopt_toy.symbolic.core.Derivation` builders on generic 3-action games: online
 IPO's stationary points are the regularised Nash equilibrium, the Nash-MD mirror step in closed
-form, and IPO-MD's fixed-point mixture as the regularised Nash equilibrium at tau / (1 - beta).
+form, and IPO-MD's fixed-point mixture as the regularised Nash equilibrium at tau / (1 - m), m the
+mixture weight (``mixture`` in the library; the paper's beta).
 Each is verified symbolically and checked numerically against the library; all are re-exported by
 :mod:`prefopt_toy.symbolic`, which holds the registry.
 
@@ -83,8 +84,8 @@ def online_ipo_fixed_point() -> Derivation:
             ),
         ),
         (
-            "Differentiate the exact 3-action sum in $a_1$ (sympy.diff), collected",
-            sp.Eq(sp.Symbol("dL/da_1"), sp.factor(grad[0])),
+            "Differentiate the exact 3-action sum in $a_1$ (sympy.diff), expanded",
+            sp.Eq(sp.Symbol("dL/da_1"), sp.expand(grad[0])),
         ),
         (
             "Closed form of the gradient",
@@ -153,6 +154,11 @@ def online_ipo_fixed_point() -> Derivation:
         args,
         tuple(checks),
         lemmas,
+        statement=(
+            r"\begin{aligned}\frac{\partial L}{\partial a_k} &= 4 s_k\Big(a_k - \mathbb{E}_{y\sim s}\,a_y"
+            r" - \frac{(Ps)_k - 1/2}{\tau}\Big) = 0 \\ &\iff \pi \propto \mu\, e^{P\pi/\tau}"
+            r"\quad (s = \pi,\ a = \log\pi/\mu)\end{aligned}"
+        ),
     )
 
 
@@ -208,32 +214,29 @@ def nash_md_step() -> Derivation:
         [sp.exp((1 - w) * sp.log(t[i]) + w * sp.log(m[i]) + eta * payoff[i]) for i in range(3)]
     )
     Pm = sp.Symbol("(P pi_mix)_y")
+    pi_t, mix_y = sp.Symbol("pi_t(y)"), sp.Symbol("pi_mix(y)")
     steps = (
         (
             "Geometric mixture of the iterate and the reference",
-            sp.Eq(
-                sp.Function("pi_mix")(_y), _pi(_y) ** (1 - w) * _mu(_y) ** w / sp.Symbol("Z_mix")
-            ),
+            sp.Eq(mix_y, pi_t ** (1 - w) * _mu(_y) ** w / sp.Symbol("Z_mix")),
         ),
         (
             (
-                "Mirror step: maximise $\\eta\\,\\pi^\\top P \\pi_{mix} - KL(\\pi\\|\\pi_{mix})$; stationarity in "
-                "$\\pi_y$ ($x = \\pi_y$, $g = (P\\pi_{mix})_y$, $q = \\pi_{mix}(y)$)"
+                "Mirror step: maximise $\\eta\\,\\pi^\\top P \\pi_t^{\\mu} - KL(\\pi\\|\\pi_t^{\\mu})$; "
+                "stationarity in $\\pi_y$ ($x = \\pi_y$, $g = (P\\pi_t^{\\mu})_y$, $q = \\pi_t^{\\mu}(y)$)"
             ),
             sp.Eq(foc, 0),
         ),
         ("Solve (sympy.solve)", sp.Eq(xs, x_star)),
         (
-            "Solve: $\\pi_{t+1}(y) \\propto \\pi_{mix}(y)\\,e^{\\eta (P\\pi_{mix})_y}$ ($\\lambda$ cancels on normalising)",
-            sp.Eq(
-                sp.Symbol("pi_{t+1}(y)"), sp.Symbol("pi_mix_y") * sp.exp(eta * Pm) / sp.Symbol("Z'")
-            ),
+            "Normalise: $\\lambda$ cancels",
+            sp.Eq(sp.Symbol("pi_{t+1}(y)"), mix_y * sp.exp(eta * Pm) / sp.Symbol("Z'")),
         ),
         (
             "Take logs and expand the mixture",
             sp.Eq(
                 sp.log(sp.Symbol("pi_{t+1}(y)")),
-                (1 - w) * sp.log(_pi(_y)) + w * sp.log(_mu(_y)) + eta * Pm + sp.Symbol("const"),
+                (1 - w) * sp.log(pi_t) + w * sp.log(_mu(_y)) + eta * Pm + sp.Symbol("const"),
             ),
         ),
     )
@@ -260,6 +263,10 @@ def nash_md_step() -> Derivation:
         args,
         tuple(checks),
         policy_size=3,
+        statement=(
+            r"\log\pi_{t+1}(y) = (1-\eta\tau)\log\pi_t(y) + \eta\tau\log\mu(y)"
+            r" + \eta\,(P\pi_t^{\mu})_y + \mathrm{const}"
+        ),
     )
 
 
@@ -268,14 +275,17 @@ def nash_md_step() -> Derivation:
 
 @functools.cache
 def ipo_md_mixture() -> Derivation:
-    r"""At IPO-MD's fixed point the mixture is the regularised Nash equilibrium at :math:`\tau/(1-\beta)`.
+    r"""At IPO-MD's fixed point the mixture is the regularised Nash equilibrium at :math:`\tau/(1-m)`.
 
+    ``m`` is the mixture weight of ``mu`` (the library's ``mixture``; Calandriello et al. and Munos
+    et al. call it :math:`\mix`, which is DPO's KL strength everywhere else in this suite).
     IPO-MD's fixed point is :math:`\pi \propto \mu\exp(Pq/\tau)` with the sampling mixture
-    :math:`q \propto \pi^{1-\beta}\mu^\beta`. Substituting,
-    :math:`q \propto \mu^{1-\beta}e^{(1-\beta)Pq/\tau}\mu^\beta = \mu\exp(Pq/(\tau/(1-\beta)))`:
+    :math:`q \propto \pi^{1-m}\mu^m`. Substituting,
+    :math:`q \propto \mu^{1-m}e^{(1-m)Pq/\tau}\mu^m = \mu\exp(Pq/(\tau/(1-m)))`:
     as maps of q, "mixture of the IPO-MD update" equals "regularised-Nash update at
-    :math:`\tau/(1-\beta)`", so their fixed points coincide. Three generic actions; checked at the
-    mixture of ``pt.ipo_md_fixed_point`` against ``pt.regularized_nash(P, mu, tau / (1 - beta))``.
+    :math:`\tau/(1-m)`", so their fixed points coincide. Three generic actions; checked at the
+    mixture of ``pt.ipo_md_fixed_point(P, mu, tau, m)`` against
+    ``pt.regularized_nash(P, mu, tau / (1 - m))``.
 
     Returns
     -------
@@ -290,15 +300,17 @@ def ipo_md_mixture() -> Derivation:
     >>> ipo_md_mixture().verify()
     True
     """
-    tau, beta = sp.symbols("tau beta", positive=True)
+    tau, mix = sp.symbols("tau m", positive=True)  # mix: the mixture weight m
     q = sp.symbols("q1:4", positive=True)
-    m = sp.symbols("mu1:4", positive=True)
+    mus = sp.symbols("mu1:4", positive=True)
     game = _three_action_game()
     P = game["P"]
     Pq = P * sp.Matrix(q)
-    pi = _gibbs([m[i] * sp.exp(Pq[i] / tau) for i in range(3)])  # IPO-MD update given the mixture q
-    lhs = _gibbs([pi[i] ** (1 - beta) * m[i] ** beta for i in range(3)])
-    rhs = _gibbs([m[i] * sp.exp(Pq[i] / (tau / (1 - beta))) for i in range(3)])
+    pi = _gibbs(
+        [mus[i] * sp.exp(Pq[i] / tau) for i in range(3)]
+    )  # IPO-MD update given the mixture q
+    lhs = _gibbs([pi[i] ** (1 - mix) * mus[i] ** mix for i in range(3)])
+    rhs = _gibbs([mus[i] * sp.exp(Pq[i] / (tau / (1 - mix))) for i in range(3)])
     lr = sp.expand(sp.expand_log(sp.log(lhs[1] / lhs[0]), force=True))
     steps = (
         (
@@ -306,25 +318,25 @@ def ipo_md_mixture() -> Derivation:
             sp.Eq(_pi(_y), _mu(_y) * sp.exp(sp.Symbol("(P q)_y") / tau) / sp.Symbol("Z")),
         ),
         (
-            "The mixture",
-            sp.Eq(sp.Function("q")(_y), _pi(_y) ** (1 - beta) * _mu(_y) ** beta / sp.Symbol("Z_q")),
+            "The mixture, weight $m$ on $\\mu$",
+            sp.Eq(sp.Function("q")(_y), _pi(_y) ** (1 - mix) * _mu(_y) ** mix / sp.Symbol("Z_q")),
         ),
         (
             "Log-ratio of the mixture of the update, actions 2 vs 1 (expand_log)",
-            sp.Eq(sp.Symbol("log(q_2/q_1)"), sp.collect(lr, tau)),
+            sp.Eq(sp.Symbol("log(q_2/q_1)"), lr),
         ),
         (
-            "That is the regularised-Nash map at temperature $\\tau/(1-\\beta)$",
+            "That is the regularised-Nash map at temperature $\\tau/(1-m)$",
             sp.Eq(
                 sp.Function("q")(_y),
-                _mu(_y) * sp.exp(sp.Symbol("(P q)_y") * (1 - beta) / tau) / sp.Symbol("Z'"),
+                _mu(_y) * sp.exp(sp.Symbol("(P q)_y") * (1 - mix) / tau) / sp.Symbol("Z'"),
             ),
         ),
     )
     from prefopt_toy.policies import geometric_mixture
     from prefopt_toy.solutions.regularized import ipo_md_fixed_point, regularized_nash
 
-    args = (*q, *m, tau, beta, *game["p"])
+    args = (*q, *mus, tau, mix, *game["p"])
     checks = []
     for pv, mv, tv, bv in [
         ((0.7, 0.4, 0.25), (0.2, 0.3, 0.5), 0.5, 0.3),
@@ -336,7 +348,7 @@ def ipo_md_mixture() -> Derivation:
         checks.append(((*qv, *mv, tv, bv, *pv), _vec(regularized_nash(Pn, mv, tv / (1.0 - bv)))))
     return Derivation(
         "ipo_md",
-        "IPO-MD: the fixed-point mixture is the regularised Nash at tau / (1 - beta)",
+        "IPO-MD: the fixed-point mixture is the regularised Nash at tau / (1 - m)",
         "Calandriello et al., arXiv:2403.08635v1, Sec. 5, Prop. 5.2",
         steps,
         lhs,
@@ -344,4 +356,8 @@ def ipo_md_mixture() -> Derivation:
         args,
         tuple(checks),
         policy_size=3,
+        statement=(
+            r"\pi \propto \mu\, e^{Pq/\tau},\ q \propto \pi^{1-m}\mu^{m}"
+            r"\;\Longrightarrow\; q \propto \mu\, e^{Pq/(\tau/(1-m))}"
+        ),
     )

@@ -92,3 +92,130 @@ def test_bad_input():
         nbp.zoo_figure(runs, ncols=0)
     with pytest.raises(ValueError, match="runs"):
         nbp.zoo_table({})
+
+
+# --- pictures that show their point (issue 12) ----------------------------------------------------
+
+
+def _fig_ax(size=(9, 6)):
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    return fig, fig.subplots()
+
+
+def _px(ax, pi):
+    """Display pixels (at the figure's dpi) of a policy drawn on ``ax``."""
+    ax.figure.canvas.draw()  # Agg canvas: apply the layout and the aspect
+    return ax.transData.transform(xy(pi).reshape(1, 2))[0]
+
+
+NB05_TARGETS = ("ipo_optimum", "regularized_nash", "ipo_md_fixed_point")
+
+
+@pytest.fixture(scope="module")
+def nb05_runs():
+    """Notebook 05's triangle: five runs, three targets, crowded around the regularised Nash."""
+    return {
+        "ipo": pt.ALGORITHMS["ipo"](P, MU, steps=1500, tau=TAU),
+        "online_ipo": pt.ALGORITHMS["online_ipo"](P, MU, steps=1500, tau=TAU),
+        "ipo_md": pt.ALGORITHMS["ipo_md"](P, MU, steps=1500, tau=TAU, mixture=0.125),
+        "nash_md": pt.nash_md(P, MU, tau=TAU, steps=1500),
+        "online_dpo": pt.ALGORITHMS["online_dpo"](P, MU, steps=1500, tau=TAU),
+    }
+
+
+def test_inset_zooms_on_the_crowd_and_separates_the_nash_star_from_the_ipo_md_marker(nb05_runs):
+    fig, ax = _fig_ax()
+    art = nbp.draw_trajectories(ax, nb05_runs, targets=NB05_TARGETS)
+    zoom = art["inset"]
+    assert zoom in ax.child_axes
+    nash, md = pt.regularized_nash(P, MU, TAU), pt.ipo_md_fixed_point(P, MU, TAU, 0.125)
+    # On the triangle the star (15 pt) covers the triangle marker: under 10 px apart at 100 dpi.
+    main_gap = np.hypot(*(_px(ax, nash) - _px(ax, md)))
+    assert main_gap < 10
+    # In the inset they are far apart, and the inset's limits hold both and the runs that end there.
+    assert np.hypot(*(_px(zoom, nash) - _px(zoom, md))) > 3 * main_gap
+    (x0, x1), (y0, y1) = sorted(zoom.get_xlim()), sorted(zoom.get_ylim())
+    for pi in (nash, md, *(nb05_runs[n].final for n in ("online_ipo", "ipo_md", "nash_md"))):
+        x, y = xy(pi)
+        assert x0 < x < x1 and y0 < y < y1
+    # The inset draws the same data: its target markers sit where the solvers put them.
+    inner = {line.get_gid(): line for line in zoom.lines}
+    assert np.abs(line_end(inner["target:ipo_md_fixed_point"]) - xy(md)).max() < 1e-12
+
+
+def test_every_end_point_has_a_marker_and_coincident_ends_get_rings_and_a_note(nb05_runs):
+    fig, ax = _fig_ax()
+    art = nbp.draw_trajectories(ax, nb05_runs, targets=NB05_TARGETS)
+    for where in (ax, art["inset"]):
+        ends = {
+            line.get_gid(): line for line in where.lines if str(line.get_gid()).endswith(":end")
+        }
+        assert set(ends) == {f"{n}:end" for n in nb05_runs}
+        for name, run in nb05_runs.items():
+            assert np.abs(line_end(ends[f"{name}:end"]) - xy(run.final)).max() < 1e-12
+    # online IPO and Nash-MD both end on the regularised Nash: the second one gets a wider ring.
+    assert nbp.coincident_ends(nb05_runs) == [["online_ipo", "nash_md"]]
+    sizes = {n: art[f"{n}:end"].get_markersize() for n in ("online_ipo", "nash_md")}
+    assert sizes["nash_md"] > sizes["online_ipo"]
+    assert art["nash_md:end"].get_markerfacecolor() == "none"  # a ring: the dot inside shows
+    note = art["notes"].get_text()
+    assert "online_ipo = nash_md" in note and "regularized Nash" in note
+
+
+def test_no_inset_when_nothing_crowds():
+    runs = {"ipo": pt.ALGORITHMS["ipo"](P, MU, steps=200, tau=TAU)}
+    fig, ax = _fig_ax()
+    art = nbp.draw_trajectories(ax, runs, targets=["regularized_nash"])
+    assert "inset" not in art and not ax.child_axes and "notes" not in art
+    assert nbp.crowded_region(np.array([[0.0, 0.0], [1.0, 0.0]])) is None
+    x0, x1, y0, y1 = nbp.crowded_region(np.array([[0.5, 0.2], [0.501, 0.2], [0.9, 0.1]]))
+    assert x0 < 0.5 < 0.501 < x1 and y0 < 0.2 < y1 and x1 - x0 == pytest.approx(0.02)
+
+
+def test_rlhf_optimum_is_labelled_with_its_pairs_and_agrees_with_the_table():
+    runs = pt.dynamics.redraw(P, MU, tau=TAU, steps=50)
+    fig, ax = _fig_ax()
+    art = nbp.draw_trajectories(ax, runs, targets=("rlhf_optimum", "regularized_nash"))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "RLHF/DPO optimum (pairs ~ mu)" in labels
+    table = nbp.solution_table(P, MU, TAU)
+    row = table.loc["RLHF/DPO optimum (pairs ~ mu)", ["y0", "y1", "y2"]].to_numpy(float).copy()
+    assert np.abs(line_end(art["target:rlhf_optimum"]) - xy(row)).max() < 1e-12  # table = triangle
+    assert np.abs(row - pt.rlhf_optimum(P, MU, TAU, nu=MU).numpy()).max() < 1e-14
+    zoo = nbp.zoo_table(nbp.zoo_runs(P, MU, tau=TAU, steps=20, names=["dpo", "rlhf", "ipo"]))
+    assert zoo.loc["dpo", "fixed point"] == "rlhf_optimum (pairs ~ mu)"
+    assert zoo.loc["ipo", "fixed point"] == "ipo_optimum"
+
+
+def test_solution_table_regularised_nash_minimises_the_kl_game_exploitability():
+    table = nbp.solution_table(P, MU, TAU)
+    raw, kl_game = table["exploitability"], table["exploitability, KL game"]
+    assert abs(kl_game["regularized Nash"]) < 1e-12
+    for name in ("reference mu", "RLHF/DPO optimum (pairs ~ mu)", "Nash equilibrium"):
+        assert kl_game[name] > 1e-4
+    assert raw["Nash equilibrium"] < 1e-12
+    # The point notebook 00 explains: in the raw game the regularised Nash is more exploitable
+    # than mu here, because it is the Nash of the KL game, not of the raw one.
+    assert raw["regularized Nash"] > raw["reference mu"]
+    # Independent check of the closed form: the best response's regularised score, by brute force.
+    grid = torch.distributions.Dirichlet(torch.ones(3, dtype=torch.float64)).sample((20000,))
+    pi = pt.regularized_nash(P, MU, TAU)
+    mu = torch.tensor(MU, dtype=torch.float64)
+    score = grid @ (P @ pi) - TAU * (grid * (grid / mu).log()).sum(1) + TAU * pt.kl(pi, mu) - 0.5
+    assert float(score.max()) <= 1e-12
+    e_mu = nbp.regularized_exploitability(P, MU, MU, TAU)
+    score_mu = grid @ (P @ mu) - TAU * (grid * (grid / mu).log()).sum(1) - 0.5
+    assert float(score_mu.max()) <= e_mu + 1e-12 and float(score_mu.max()) > e_mu - 1e-2
+    with pytest.raises(ValueError, match="tau"):
+        nbp.regularized_exploitability(P, MU, MU, 0.0)
+
+
+def test_zoo_figure_marks_every_end_and_labels_the_pairs():
+    runs = nbp.zoo_runs(P, MU, tau=TAU, steps=30, names=["dpo", "ipo", "slic"])
+    fig = nbp.zoo_figure(runs)
+    lines = {line.get_gid(): line for ax in fig.axes for line in ax.lines if line.get_gid()}
+    for name, run in runs.items():
+        assert np.abs(line_end(lines[f"{name}:end"]) - xy(run.final)).max() < 1e-12
+        assert lines[f"{name}:end"].get_zorder() > lines[f"{name}/mu"].get_zorder()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "RLHF/DPO optimum (pairs ~ mu)" in labels

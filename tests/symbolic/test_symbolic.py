@@ -51,9 +51,9 @@ def _wrong_variants() -> dict[str, symbolic.Derivation]:
     out["nash_md"] = dataclasses.replace(
         d, rhs=d.rhs.subs({_symbol(d, f"mu{i}"): 1 for i in (1, 2, 3)})
     )
-    d = D["ipo_md"]  # claims temperature tau (1 - beta) instead of tau / (1 - beta)
-    tau, beta = _symbol(d, "tau"), _symbol(d, "beta")
-    out["ipo_md"] = dataclasses.replace(d, rhs=d.rhs.subs(tau, tau * (1 - beta) ** 2))
+    d = D["ipo_md"]  # claims temperature tau (1 - m) instead of tau / (1 - m)
+    tau, m = _symbol(d, "tau"), _symbol(d, "m")
+    out["ipo_md"] = dataclasses.replace(d, rhs=d.rhs.subs(tau, tau * (1 - m) ** 2))
     d = D["cdpo"]  # the target without 1/beta
     out["cdpo"] = dataclasses.replace(d, rhs=d.rhs * _symbol(d, "beta"))
     d = D["gpo"]  # exponential margin without the factor 1/2
@@ -145,3 +145,62 @@ def test_numeric_check_needs_points():
     d = dataclasses.replace(symbolic.dpo_from_rlhf(), checks=())
     with pytest.raises(ValueError, match="numeric checks"):
         d.numeric_check()
+
+
+# --- typeset in the papers' symbols (issue 12) ---------------------------------------------------
+
+
+def _display_blocks(d: symbolic.Derivation) -> list[str]:
+    import re
+
+    return re.findall(r"\$\$ (.*?) \$\$", d._repr_markdown_(), flags=re.S)
+
+
+def test_latex_uses_the_papers_symbols():
+    cdpo = symbolic.cdpo_optimal_margin()._repr_markdown_()
+    assert r"\ell'(h)" in cdpo and r"\ell''(h)" in cdpo and r"\varepsilon" in cdpo
+    nash = symbolic.nash_md_step()
+    for text in (nash._repr_markdown_(), nash.to_latex()):
+        assert r"\pi_{t+1}(y)" in text and r"\pi_t^{\mu}" in text
+    labels = symbolic.ipo_bernoulli_labels()._repr_markdown_()
+    assert r"\mathbb{E}_{y\sim\nu}" in labels and r"\ell_{13}" in labels
+    online = symbolic.online_ipo_fixed_point()._repr_markdown_()
+    assert r"\partial L/\partial a_1" in online and r"(P\pi)_y" in online
+    for name, build in symbolic.DERIVATIONS.items():
+        for text in (build()._repr_markdown_(), build().to_latex()):
+            # sympy's spelling of our display names must not leak through
+            for raw in ("E_{nu", "E_nu", "ell'", "ell_", "pi_{t+1}", "pi_mix", "dL/da", "{ell}"):
+                assert raw not in text.replace(r"\ell", "").replace(r"\pi", ""), (name, raw)
+
+
+def test_ipo_md_calls_the_mixture_weight_m():
+    d = symbolic.ipo_md_mixture()
+    names = {a.name for a in d.arguments}
+    assert "m" in names and "beta" not in names
+    assert "tau / (1 - m)" in d.title
+    text = d._repr_markdown_()
+    assert r"\beta" not in text and "1-m" in text.replace(" ", "")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_display_is_compact_and_wrapped(name):
+    """No displayed line runs off a notebook column: long sums wrap, huge identities are summarised."""
+    from prefopt_toy.symbolic.core import _display_width
+
+    d = symbolic.DERIVATIONS[name]()
+    assert d.statement  # every claim has its paper form
+    for block in _display_blocks(d):
+        for line in block.split(r"\\"):
+            assert _display_width(line) <= 66, (name, line[:120])
+    # The raw generic-3-action claim of e.g. Nash-MD is thousands of characters; it is not shown.
+    assert len(d._repr_markdown_()) < 6000
+
+
+def test_display_latex_wraps_a_long_sum_and_leaves_a_short_one():
+    from prefopt_toy.symbolic.core import display_latex
+
+    x = sp.symbols("x1:30")
+    long = display_latex(sp.Eq(sp.Symbol("ell"), sum(k * x[k] for k in range(1, 29))))
+    assert long.startswith(r"\begin{aligned} \ell &=") and long.count(r"\\") >= 2
+    short = display_latex(sp.Eq(sp.Symbol("ell'(h)"), x[0] + x[1]))
+    assert short == r"\ell'(h) = x_{1} + x_{2}"
