@@ -132,7 +132,7 @@ endif
 # Every notebook nbmake executes. The student versions of the labs are not here: they fail by
 # design until filled in, and tests/labs/test_labs.py checks that they fail with a readable message.
 # tests/test_notebooks.py checks that every .ipynb is either in this list or excused with a reason.
-NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/lectures/*.ipynb notebooks/labs/solutions/*.ipynb))
+NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/lectures/*.ipynb course/source/*/*.ipynb))
 
 test: $(VENV)/.stamp-dev
 	$(PY) -m pytest tests $(NOTEBOOKS) --nbmake --nbmake-timeout=300
@@ -145,8 +145,8 @@ figures: $(VENV)/.stamp-base
 
 # The same checks tests/test_layout.py runs inside `make test`, on their own and fast.
 lint: $(VENV)/.stamp-dev
-	$(VENV)/bin/ruff check prefopt_toy tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check prefopt_toy tests benchmarks notebooks
+	$(VENV)/bin/ruff check prefopt_toy tests benchmarks notebooks course
+	$(VENV)/bin/ruff format --check prefopt_toy tests benchmarks notebooks course
 	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.stamp-dev
@@ -159,9 +159,30 @@ lab: $(VENV)/.stamp-lab $(VENV)/.stamp-lm
 	$(VENV)/bin/jupyter lab notebooks/ --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # ---- the course: nbgrader (release and grade the labs) and Voila (lectures); course.lock
-# RELEASE-GRADE-TARGETS (owned by the labs work; replace this line)
+# The labs are nbgrader source notebooks in course/source/ (course/README.md). `make release`
+# runs nbgrader generate_assignment for each, refreshes the student notebooks in notebooks/labs/
+# (committed) and writes dist/prefopt_toy-labs.zip, what students download. `make grade`
+# autogrades course/submitted/<student>/<lab>/<lab>.ipynb (or SUBMITTED=folder) and writes the
+# points per student, lab and exercise to course/grades.csv, through nbgrader's gradebook
+# (course/gradebook.db). Kernels run with one thread, offline, 120 s per cell (course/nbgrader_config.py).
+release grade: export HF_HUB_OFFLINE = 1
+release grade: export OMP_NUM_THREADS ?= $(THREADS)
+release: $(VENV)/.stamp-course
+	$(PY) -m prefopt_toy.labs release
 
-# LECTURE-TARGET (owned by the lecture work; replace this line)
+grade: $(VENV)/.stamp-course
+	$(PY) -m prefopt_toy.labs grade $(SUBMITTED)
+
+# Lectures: each notebook of notebooks/lectures/ as a standalone Voila app, the widget and its text
+# only (--strip_sources: no code cells on the page; notebooks/README.md). Voila listens on
+# 127.0.0.1 and prints the URL with its token (--token: a random one); open a lecture from the tree
+# it serves. A busy slide machine: THREADS, as for lab. Voila (a jupyter_server app) needs no flag to
+# run as root.
+lecture: export HF_HUB_OFFLINE = 1
+lecture: export OMP_NUM_THREADS ?= $(THREADS)
+lecture: $(VENV)/.stamp-course
+	$(VENV)/bin/voila notebooks/lectures/ --Voila.ip=127.0.0.1 --token --strip_sources=True \
+	    $(if $(PORT),--port=$(PORT),) $(if $(NO_BROWSER),--no-browser,)
 
 print-notebooks:
 	@echo $(NOTEBOOKS)

@@ -7,6 +7,13 @@ notebook, waits for an idle kernel, runs all cells, moves the tau slider and ass
 figure changed; it also runs a few other notebooks and checks that no cell raised. Screenshots go
 to ``$PREFOPT_SCREENSHOTS`` when it is set (``tmp_path`` otherwise), for people to look at.
 
+Voila serves the lecture notebooks (``notebooks/lectures/``) as ``make lecture`` does: a test opens
+one, checks that the page shows the widget and its text but no code, input cell or traceback, and
+moves its slider with the keyboard; another measures, for each widget at K = 3, the time from a
+key press to the new figure image loaded in the page (median of several presses, written to
+``widget_latency.json`` beside the screenshots; ``benchmarks/widget_latency.md``), under a
+generous bound.
+
 Without Chromium the tests skip and say how to enable them; under CI (``CI`` set) they fail
 instead, because ``.ci/run`` installs Chromium.
 """
@@ -24,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,10 +76,21 @@ def _screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A JupyterLab server on a copy of notebooks/, and a headless Chromium page on it."""
+def browser() -> Iterator[Any]:
+    """Headless Chromium, one per module: Playwright's sync API allows one running instance."""
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def lab(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A JupyterLab server on a copy of notebooks/, and a headless Chromium page on it."""
     work = tmp_path_factory.mktemp("lab")
     served = work / "notebooks"
     shutil.copytree(ROOT / "notebooks", served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -109,19 +128,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_server(f"{base}/api/status?token={token}", server, work / "jupyter.log")
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            yield {
-                "page": page,
-                "base": base,
-                "token": token,
-                "shots": _screenshot_dir(tmp_path_factory),
-                "log": work / "jupyter.log",
-            }
-            browser.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield {
+            "page": page,
+            "base": base,
+            "token": token,
+            "shots": _screenshot_dir(tmp_path_factory),
+            "log": work / "jupyter.log",
+        }
+        page.close()
     finally:
         server.terminate()
         try:
@@ -212,6 +227,8 @@ def test_nash_learning_slider_changes_the_figure(lab):
         timeout=60_000,
     )
     assert readout.inner_text() != before_value, "the tau readout did not move"
+    # The three presses are three redraws: the screenshot waits for the last (an idle kernel).
+    page.wait_for_function(_KERNEL_IDLE, arg="04_nash_learning.ipynb", timeout=60_000)
     after_png = figure.screenshot()
     assert after_png != before_png, "the figure's pixels did not change after moving tau"
     page.screenshot(path=str(lab["shots"] / "04_nash_learning_after.png"), full_page=False)
@@ -241,3 +258,175 @@ def test_notebook_runs_in_jupyterlab(lab, name):
     state = _open_and_run_all(lab, name)
     assert state["executed"] == state["total"] > 0
     assert _page_through(lab, name) >= 2, "the notebook should be longer than one screen"
+
+
+# ------------------------------------------------------------------------------ Voila lectures
+
+LECTURES = ROOT / "notebooks" / "lectures"
+# Event to new image, in the browser (ms): a generous bound, CI machines vary; the measured medians
+# go to benchmarks/widget_latency.md (the target on a quiet 2-core machine is 200 ms).
+LATENCY_BOUND_MS = 1000.0
+LATENCY_MOVES = 7
+
+# A key press on a control starts the clock; the next `load` of a new figure image stops it. Load
+# (not the src change) is when the browser has the new picture decoded and ready to paint.
+_LATENCY_PROBE = """() => {
+  const probe = {start: null, samples: [], loads: 0};
+  window.__prefopt = probe;
+  document.addEventListener('keydown', () => { probe.start = performance.now(); }, true);
+  document.addEventListener('load', (e) => {
+    const img = e.target;
+    if (!(img instanceof HTMLImageElement) || !img.classList.contains('prefopt-figure')) return;
+    probe.loads += 1;
+    if (probe.start !== null) { probe.samples.push(performance.now() - probe.start); probe.start = null; }
+  }, true);
+}"""
+
+
+@pytest.fixture(scope="module")
+def voila(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Voila serving a copy of notebooks/lectures/ (127.0.0.1, a token), and a Chromium page.
+
+    Started as ``make lecture`` starts it (``--strip_sources=True``: no code on the page), plus
+    ``--show_tracebacks=True`` so that a failing cell shows up on the page for the test to find.
+    Full mode (no ``PREFOPT_SMOKE``): the latency is measured on what a lecturer shows.
+    """
+    work = tmp_path_factory.mktemp("voila")
+    served = work / "lectures"
+    shutil.copytree(LECTURES, served, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.py"))
+    token, port = secrets.token_hex(16), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFOPT_SMOKE"}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
+        JUPYTER_CONFIG_DIR=str(work / "config"),
+        JUPYTER_RUNTIME_DIR=str(work / "runtime"),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(served),
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--port={port}",
+        f"--token={token}",
+        "--strip_sources=True",
+        "--show_tracebacks=True",
+    ]
+    log = open(work / "voila.log", "w")
+    server = subprocess.Popen(command, cwd=served, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/?token={token}", server, work / "voila.log")
+        yield {
+            "browser": browser,
+            "base": base,
+            "token": token,
+            "shots": _screenshot_dir(tmp_path_factory),
+            "log": work / "voila.log",
+        }
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _open_lecture(voila: dict, name: str) -> Any:
+    """A new page on the lecture ``name``, its figure rendered; the latency probe installed."""
+    page = voila["browser"].new_page(viewport={"width": 1200, "height": 900})
+    page.add_init_script(f"({_LATENCY_PROBE})()")
+    page.goto(f"{voila['base']}/voila/render/{name}.ipynb?token={voila['token']}")
+    figure = page.locator("img.prefopt-figure").first
+    figure.wait_for(state="visible", timeout=KERNEL_TIMEOUT_MS)
+    return page
+
+
+def _assert_clean(page: Any, name: str) -> None:
+    """No code, no input cells, no tracebacks or stream output: the widget and the text only."""
+    text = page.inner_text("body")
+    for marker in ("Traceback", "Error:", "import ", "widgets."):
+        assert marker not in text, f"{name}: {marker!r} is on the page:\n{text[:2000]}"
+    for selector in (
+        ".jp-CodeCell .jp-InputArea",
+        ".jp-InputArea-editor",
+        ".jp-CodeMirrorEditor",
+        ".cm-editor",
+        "pre code",
+        "[data-mime-type='application/vnd.jupyter.stderr']",
+        "[data-mime-type='application/vnd.jupyter.stdout']",
+        "[data-mime-type='application/vnd.jupyter.error']",
+    ):
+        assert page.locator(selector).count() == 0, f"{name}: {selector} is on the page"
+
+
+def _press_and_wait(page: Any, handle: Any, key: str, timeout_ms: float = 60_000) -> float:
+    """Press ``key`` on ``handle``; wait for the figure's next load; the latency in ms."""
+    before = page.evaluate("window.__prefopt.samples.length")
+    handle.press(key)
+    page.wait_for_function(
+        "(n) => window.__prefopt.samples.length > n", arg=before, timeout=timeout_ms
+    )
+    return float(page.evaluate("window.__prefopt.samples[window.__prefopt.samples.length - 1]"))
+
+
+def test_lecture_in_voila_shows_the_widget_only_and_a_slider_redraws(voila):
+    name = "02_beta_explorer"
+    page = _open_lecture(voila, name)
+    assert "RLHF/DPO optimum" in page.inner_text("body")  # the markdown is there
+    _assert_clean(page, name)
+    figure = page.locator("img.prefopt-figure").first
+    before_src, before_png = figure.get_attribute("src"), figure.screenshot()
+    page.screenshot(path=str(voila["shots"] / f"voila_{name}_before.png"), full_page=True)
+    readout = page.locator(".prefopt-beta .widget-readout").first
+    assert readout.inner_text() == "1"
+    handle = page.locator(".prefopt-beta .noUi-handle").first
+    handle.focus()
+    _press_and_wait(page, handle, "ArrowLeft")
+    # Ten presses a decade, round values: 1 -> 0.79 -> 0.63, never 0.977.
+    assert readout.inner_text() == "0.79"
+    _press_and_wait(page, handle, "ArrowLeft")
+    assert readout.inner_text() == "0.63"
+    assert figure.get_attribute("src") != before_src
+    assert figure.screenshot() != before_png, "the figure's pixels did not change"
+    _assert_clean(page, name)
+    page.screenshot(path=str(voila["shots"] / f"voila_{name}_after.png"), full_page=True)
+    page.close()
+
+
+# (lecture, control, key): a control of each widget, moved by the keyboard as a lecturer would, in
+# one direction (every press a new value); the preference editor's number box steps by 0.01.
+LATENCY_CASES = [
+    ("02_beta_explorer", "beta", "ArrowLeft"),
+    ("03_nash_learning", "tau", "ArrowRight"),
+    ("03_nash_learning", "mixture", "ArrowRight"),
+    ("01_preference_editor", "p01", "ArrowDown"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "control", "key"), LATENCY_CASES, ids=[f"{n}:{c}" for n, c, _ in LATENCY_CASES]
+)
+def test_widget_answers_a_key_press_at_once(voila, name, control, key):
+    """Event to new image in the browser at K = 3: median of LATENCY_MOVES key presses.
+
+    The numbers go to ``widget_latency.json`` beside the screenshots (benchmarks/widget_latency.md
+    records them); the assertion is a generous bound.
+    """
+    page = _open_lecture(voila, name)
+    if control.startswith("p"):
+        handle = page.locator(f".prefopt-{control} input").first
+    else:
+        handle = page.locator(f".prefopt-{control} .noUi-handle").first
+    handle.focus()
+    samples = [_press_and_wait(page, handle, key) for _ in range(LATENCY_MOVES)]
+    page.close()
+    median = sorted(samples)[len(samples) // 2]
+    results = voila["shots"] / "widget_latency.json"
+    recorded = json.loads(results.read_text()) if results.exists() else {}
+    recorded[f"{name}:{control}"] = {"median_ms": round(median, 1), "samples_ms": samples}
+    results.write_text(json.dumps(recorded, indent=2) + "\n")
+    assert median < LATENCY_BOUND_MS, f"{name} {control}: median {median:.0f} ms, {samples}"

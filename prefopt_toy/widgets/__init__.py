@@ -5,7 +5,10 @@ the ``matplotlib.figure.Figure`` drawn (Agg canvas, no pyplot global state), the
 ``ipywidgets.Image`` showing it as PNG, the numbers last drawn (``data``, for tests) and a status
 line for messages. Setting ``h.controls[name].value`` (from Python or from the browser) redraws
 synchronously: the callback recomputes with library calls (``prefopt_toy`` solvers and
-``dynamics``), redraws the figure with ``plots.draw``, re-renders the PNG and updates ``h.data``.
+``dynamics``), updates the artists that move in a figure built once with ``plots.draw``, blits
+them over the cached rest and encodes the PNG, and updates ``h.data`` (a move at K = 3 takes tens
+of milliseconds besides the computation; ``benchmarks/widget_latency.md``). Log sliders move ten
+steps a decade through values of two significant digits (0.1, 0.13, 0.16, 0.2, ...).
 No formula lives in a callback; the one closed form drawn here that the solvers do not provide,
 Nash-MD's convergence bound, is :func:`nash_md_bound`.
 

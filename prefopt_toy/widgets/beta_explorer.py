@@ -1,6 +1,6 @@
 r"""The beta explorer of notebook 02: the RLHF/DPO optimum on the simplex as the KL strength beta moves.
 
-:func:`beta_explorer` draws ``rlhf_optimum(P, mu, beta)`` for a log slider on beta, the whole path
+:func:`beta_explorer` draws ``rlhf_optimum(P, mu, beta, nu=mu)`` for a log slider on beta, the whole path
 over the slider's range (from the Bradley-Terry argmax at small beta back to ``mu`` at large beta)
 and a bar panel comparing the optimum with ``mu``. References: Rafailov et al.,
 arXiv:2305.18290v3, Eq. (4); Azar et al., arXiv:2310.12036v2, Eq. (3).
@@ -21,23 +21,24 @@ from torch import Tensor
 from prefopt_toy._validate import as_positive_float
 from prefopt_toy.plots.draw import COLORS, draw_simplex, plot_policy, plot_trajectory
 from prefopt_toy.plots.style import mark_target, target_handles
+from prefopt_toy.simplex import barycentric_to_cartesian
 from prefopt_toy.solutions.bt import bt_fit
-from prefopt_toy.solutions.optima import rlhf_optimum
+from prefopt_toy.solutions.optima import gibbs_policy
 
 from .handle import (
     _ACTIONS,
     WidgetHandle,
     _connect,
+    _fmt,
     _legend_below,
     _log_slider,
     _three_action_game,
+    _top,
     _update,
     _vertex,
 )
 
 __all__ = ["BETA_RANGE", "beta_explorer"]
-
-_TIE_ATOL = 1e-9  # BT scores closer than this count as tied (they carry round-off ~1e-16)
 
 BETA_RANGE = (1e-2, 1e2)
 """The beta slider's range (log scale)."""
@@ -46,8 +47,9 @@ BETA_RANGE = (1e-2, 1e2)
 def beta_explorer(P: Any, mu: Any, beta: float = 1.0) -> WidgetHandle:
     r"""The RLHF/DPO optimum :math:`\pi_\beta \propto \mu\exp(\hat r/\beta)` on the simplex as beta moves.
 
-    A log-scale slider ``beta`` (1e-2 to 1e2) moves the optimum ``rlhf_optimum(P, mu, beta)``
-    (``hat r = bt_fit(P)``, pairs uniform). The whole path over the slider's range is drawn
+    A log-scale slider ``beta`` (1e-2 to 1e2, ten steps a decade, values of two significant
+    digits) moves the optimum ``rlhf_optimum(P, mu, beta, nu=mu)`` (``hat r = bt_fit(P, mu)``:
+    the reward fitted on pairs from ``mu x mu``, "pairs ~ mu" in the figure). The whole path over the slider's range is drawn
     faintly, with its two ends labelled: small beta (weak KL) goes to the vertex of the
     Bradley-Terry argmax, large beta (strong KL) back to ``mu``. A bar panel compares the
     optimum with ``mu`` action by action.
@@ -65,7 +67,7 @@ def beta_explorer(P: Any, mu: Any, beta: float = 1.0) -> WidgetHandle:
     -------
     WidgetHandle
         ``controls``: ``"beta"``. ``data``: ``"beta"``, ``"optimum"`` (= ``rlhf_optimum(P, mu,
-        beta)``), ``"path_betas"`` (N,), ``"path"`` (N, 3), ``"bt_scores"``, ``"bt_argmax"``
+        beta, nu=mu)``), ``"path_betas"`` (N,), ``"path"`` (N, 3), ``"bt_scores"``, ``"bt_argmax"``
         (vertex; None on a tie for the top score), ``"mu"``.
 
     Raises
@@ -86,27 +88,40 @@ def beta_explorer(P: Any, mu: Any, beta: float = 1.0) -> WidgetHandle:
     path_betas = torch.logspace(
         math.log10(BETA_RANGE[0]), math.log10(BETA_RANGE[1]), 81, dtype=torch.float64
     )
-    path = torch.stack([rlhf_optimum(P_t, mu_t, float(b)) for b in path_betas])
-    scores = bt_fit(P_t)
+    # rlhf_optimum(P, mu, beta, nu=mu) is the Gibbs policy of one BT fit that beta does not
+    # change: fitted once, then each beta (the path's 81 and every move) is one closed form.
+    scores = bt_fit(P_t, mu_t)  # the reward of the optimum's pairs, nu = mu
+    path = gibbs_policy(mu_t, scores, path_betas[:, None])
     # A tie for the top BT score (e.g. rock-paper-scissors, all scores 0) has no single vertex.
-    top = torch.nonzero(scores >= scores.max() - _TIE_ATOL).flatten()
+    top = _top(scores)
     fixed = {
         "path_betas": path_betas,
         "path": path,
         "bt_scores": scores,
-        "bt_argmax": _vertex(int(top[0])) if len(top) == 1 else None,
+        "bt_argmax": _vertex(top[0]) if len(top) == 1 else None,
         "mu": mu_t,
     }
 
     def compute() -> dict[str, Any]:
         b = float(controls["beta"].value)
-        return {**fixed, "beta": b, "optimum": rlhf_optimum(P_t, mu_t, b)}
+        return {**fixed, "beta": b, "optimum": gibbs_policy(mu_t, scores, b)}
 
-    _connect(h, lambda: _update(h, compute, _draw_beta))
+    # One layout: the path, its ends, mu and the BT argmax stay; the optimum moves.
+    _connect(h, lambda: _update(h, compute, lambda _data: "beta", _build_beta, _update_beta))
     return h
 
 
-def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
+def _update_beta(artists: dict[str, Any], data: dict[str, Any]) -> list[Any]:
+    """Move the optimum's marker and bars, retitle; returns the artists that moved."""
+    artists["optimum"].set_data(*barycentric_to_cartesian(data["optimum"]).numpy().reshape(2, 1))
+    for bar, height in zip(artists["bars"], data["optimum"].tolist()):
+        bar.set_height(height)
+    artists["title"].set_text(f"RLHF/DPO optimum at β = {_fmt(data['beta'])}")
+    return [*artists["bars"], artists["optimum"], artists["title"]]
+
+
+def _build_beta(fig: Figure, data: dict[str, Any]) -> dict[str, Any]:
+    """Draw the whole figure; returns the artists ``_update_beta`` moves."""
     ax, ax_b = fig.subplots(1, 2, width_ratios=(1.3, 1.0))
     fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.22, wspace=0.12)
     draw_simplex(ax, _ACTIONS, gridlines=4)
@@ -139,7 +154,7 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
             zorder=4,
             gid="bt_argmax",
         )
-    plot_policy(
+    optimum = plot_policy(
         ax,
         data["optimum"],
         marker="o",
@@ -149,9 +164,9 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
         zorder=6,
         gid="optimum",
     )
-    ax.set_title(rf"RLHF/DPO optimum at $\beta$ = {data['beta']:.3g}", fontsize=11)
+    title = ax.set_title("", fontsize=11)
     x = np.arange(3)
-    ax_b.bar(
+    bars = ax_b.bar(
         x - 0.2,
         data["optimum"].numpy(),
         width=0.4,
@@ -175,7 +190,10 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
     ax_b.set_ylim(0.0, 1.0)
     ax_b.set_ylabel("probability")
     ax_b.legend(fontsize=9)
-    ax_b.set_title(r"$\pi_\beta(y) \propto \mu(y)\, e^{\hat r(y)/\beta}$", fontsize=11)
+    ax_b.set_title(
+        r"$\pi_\beta(y) \propto \mu(y)\, e^{\hat r(y)/\beta}$, $\hat r$: BT fit, pairs ~ $\mu$",
+        fontsize=10,
+    )
     handles = [
         Line2D(
             [],
@@ -192,7 +210,7 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
             marker="o",
             color=color,
             markeredgecolor="black",
-            label=r"optimum at the slider's $\beta$",
+            label=r"optimum at the slider's $\beta$ (BT fit on pairs ~ $\mu$)",
         ),
         Line2D(
             [],
@@ -207,6 +225,7 @@ def _draw_beta(fig: Figure, data: dict[str, Any]) -> None:
         *target_handles(["reference mu"]),
     ]
     _legend_below(fig, handles, 4)
+    return {"optimum": optimum, "bars": list(bars), "title": title}
 
 
 def _annotate_end(ax: Axes, pi: Tensor, text: str, outward: bool) -> None:

@@ -8,6 +8,8 @@ al., arXiv:2312.00886v4, Sec. 6 and Theorem 1; Calandriello et al., arXiv:2403.0
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import ipywidgets as widgets
@@ -21,12 +23,14 @@ from prefopt_toy.dynamics import nash_md, redraw
 from prefopt_toy.plots.draw import draw_simplex, plot_policy, plot_trajectory
 from prefopt_toy.plots.style import ALGORITHM_STYLE, mark_target, target_handles
 from prefopt_toy.policies import kl
+from prefopt_toy.simplex import barycentric_to_cartesian
 from prefopt_toy.solutions.regularized import ipo_md_fixed_point, regularized_nash
 
 from .handle import (
     _ACTIONS,
     WidgetHandle,
     _connect,
+    _fmt,
     _legend_below,
     _log_slider,
     _three_action_game,
@@ -93,7 +97,7 @@ _RUN_STYLE = {
         "color": ALGORITHM_STYLE["ipo_md"][0],
         "linewidth": 1.4,
         "linestyle": (0, (4, 2)),
-        "label": "IPO-MD at the mixture",
+        "label": "IPO-MD at the mixture m",
     },
 }
 
@@ -124,6 +128,10 @@ def nash_learning(
 
     A constant step needs :math:`\eta\tau \le 1`; otherwise its run is left out and ``h.status``
     says so (nothing raises).
+
+    A control's change recomputes only what depends on it (moving the mixture reruns IPO-MD
+    alone; moving tau reruns the decaying Nash-MD and IPO-MD as one batch of
+    ``dynamics.redraw``); results are kept for the settings seen last, so moving back is instant.
 
     Parameters
     ----------
@@ -196,25 +204,66 @@ def nash_learning(
         ),
     }
     h = WidgetHandle(controls, figsize=(10.0, 4.6))
+    cache: dict[Hashable, Any] = {}
 
     def compute() -> dict[str, Any]:
         values = {name: c.value for name, c in controls.items()}
         controls["eta"].disabled = values["schedule"] == "decaying"
-        return _nash_learning_data(P_t, mu_t, **values)
+        return _nash_learning_data(P_t, mu_t, **values, cache=cache)
 
-    _connect(h, lambda: _update(h, compute, _draw_nash_learning))
+    _connect(
+        h, lambda: _update(h, compute, _layout_key, _build_nash_learning, _update_nash_learning)
+    )
     return h
 
 
+_CACHE_SIZE = 64  # entries (a run at 2000 steps is 50 kB): the last few settings of each control
+
+
 def _nash_learning_data(
-    P: Tensor, mu: Tensor, tau: float, eta: float, schedule: str, mixture: float, steps: int
+    P: Tensor,
+    mu: Tensor,
+    tau: float,
+    eta: float,
+    schedule: str,
+    mixture: float,
+    steps: int,
+    cache: dict[Hashable, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every number ``nash_learning`` draws, from library calls only."""
-    star = regularized_nash(P, mu, tau)
-    runs = {}
+    """Every number ``nash_learning`` draws, from library calls only.
+
+    ``cache`` keeps each library result under the settings it depends on, so that a control's
+    change recomputes only what depends on that control.
+    """
+    memo: dict[Hashable, Any] = {} if cache is None else cache
+    if len(memo) > _CACHE_SIZE:
+        memo.clear()
+
+    def get(key: Hashable, make: Callable[[], Any]) -> Any:
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
+    star = get(("regularized_nash", tau), lambda: regularized_nash(P, mu, tau))
+
+    def with_kl(run: Any) -> tuple[Tensor, Tensor]:
+        return run.policies, run.kl_to(star)
+
+    keys = {"decaying": ("decaying", tau, steps), "ipo_md": ("ipo_md", tau, steps, mixture)}
+    if schedule in ("both", "decaying") and not (
+        keys["decaying"] in memo or keys["ipo_md"] in memo
+    ):
+        # Both depend on tau: one batch, one loop (dynamics.redraw's rows equal the registry's calls).
+        both = redraw(P, mu, tau=tau, steps=steps, mixture=mixture, names=("nash_md", "ipo_md"))
+        memo[keys["decaying"]], memo[keys["ipo_md"]] = map(
+            with_kl, (both["nash_md"], both["ipo_md"])
+        )
+    runs: dict[str, tuple[Tensor, Tensor]] = {}
     message = ""
     if schedule in ("both", "decaying"):
-        runs["decaying"] = nash_md(P, mu, tau=tau, steps=steps)
+        runs["decaying"] = get(
+            keys["decaying"], lambda: with_kl(nash_md(P, mu, tau=tau, steps=steps))
+        )
     constant_limit = None
     if schedule in ("both", "constant"):
         if eta * tau > 1.0:
@@ -224,51 +273,135 @@ def _nash_learning_data(
                 "lower eta or tau"
             )
         else:
-            runs["constant"] = nash_md(P, mu, tau=tau, steps=steps, eta=eta)
-            constant_limit = ipo_md_fixed_point(P, mu, tau, eta * tau)
-    runs["ipo_md"] = redraw(P, mu, tau=tau, steps=steps, mixture=mixture, names=("ipo_md",))[
-        "ipo_md"
-    ]
-    kls = {name: run.kl_to(star) for name, run in runs.items()}
+            runs["constant"] = get(
+                ("constant", tau, eta, steps),
+                lambda: with_kl(nash_md(P, mu, tau=tau, steps=steps, eta=eta)),
+            )
+            constant_limit = get(
+                ("fixed_point", tau, eta * tau), lambda: ipo_md_fixed_point(P, mu, tau, eta * tau)
+            )
+    runs["ipo_md"] = get(
+        keys["ipo_md"],
+        lambda: with_kl(
+            redraw(P, mu, tau=tau, steps=steps, mixture=mixture, names=("ipo_md",))["ipo_md"]
+        ),
+    )
+    fixed_point = get(
+        ("fixed_point", tau, mixture), lambda: ipo_md_fixed_point(P, mu, tau, mixture)
+    )
+    kls = {name: run[1] for name, run in runs.items()}
     return {
         "tau": tau,
         "eta": eta,
         "schedule": schedule,
         "mixture": mixture,
         "steps": steps,
-        "trajectories": {name: run.policies for name, run in runs.items()},
+        "trajectories": {name: run[0] for name, run in runs.items()},
         "kl": kls,
         "final_kl": {name: float(v[-1]) for name, v in kls.items()},
         "bound": nash_md_bound(tau, steps),
         "mu": mu,
         "regularized_nash": star,
-        "ipo_md_fixed_point": ipo_md_fixed_point(P, mu, tau, mixture),
+        "ipo_md_fixed_point": fixed_point,
         "constant_limit": constant_limit,
         "plateaus": {
-            "ipo_md": kl(star, ipo_md_fixed_point(P, mu, tau, mixture)),
+            "ipo_md": kl(star, fixed_point),
             **({"constant": kl(star, constant_limit)} if constant_limit is not None else {}),
         },
         "message": message,
     }
 
 
-def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
+def _kl_limits(data: dict[str, Any]) -> tuple[float, float]:
+    """The KL panel's y range: the decades around the KL curves, their limits and the bound's end.
+
+    Snapped to powers of ten, the bottom to a multiple of three decades and the top to a multiple
+    of two, so that most moves keep the axes (and the cached background: a new range costs a
+    full draw, ~60 ms). The
+    bound enters from a tenth of the steps on (its last decade): at t = 1 it is 4 / tau^2 (4e4 at
+    tau = 0.01), which would squash the curves; its early part leaves the top of the panel.
+    """
+    values = [np.array([float(nash_md_bound(data["tau"], max(1, data["steps"] // 10)))])]
+    values += [v[1:].numpy() for v in data["kl"].values()]
+    values += [np.array([float(p)]) for p in data["plateaus"].values()]
+    every = np.concatenate(values)
+    positive = every[(every > 0) & np.isfinite(every)]
+    low = max(1e-16, float(positive.min())) if positive.size else 1e-16
+    high = max(float(positive.max()), low * 10.0) if positive.size else 1.0
+    return 10.0 ** (3 * math.floor(math.log10(low) / 3)), 10.0 ** (
+        2 * math.ceil(math.log10(high) / 2)
+    )
+
+
+def _layout_key(data: dict[str, Any]) -> Hashable:
+    """What the static part of the figure depends on: the runs shown, the steps, the KL range."""
+    return (tuple(data["trajectories"]), data["constant_limit"] is not None, data["steps"]) + (
+        _kl_limits(data)
+    )
+
+
+def _xy(pi: Tensor) -> np.ndarray:
+    """Cartesian coordinates, shape (2, N), of a policy (3,) or policies (N, 3), for set_data."""
+    return barycentric_to_cartesian(pi).numpy().reshape(-1, 2).T
+
+
+def _update_nash_learning(artists: dict[str, Any], data: dict[str, Any]) -> list[Any]:
+    """Set every moving artist from ``data``; returns them in drawing order."""
+    moved = []
+    for name, policies in data["trajectories"].items():
+        artists[f"trajectory:{name}"].set_data(*_xy(policies))
+        moved.append(artists[f"trajectory:{name}"])
+    targets = [("regularized_nash", data["regularized_nash"])]
+    targets.append(("ipo_md_fixed_point", data["ipo_md_fixed_point"]))
+    if data["constant_limit"] is not None:
+        targets.append(("constant_limit", data["constant_limit"]))
+    for gid, pi in targets:
+        artists[gid].set_data(*_xy(pi))
+        moved.append(artists[gid])
+    moved.append(artists["mu"])  # unchanged, but drawn over the trajectories
+    t = np.arange(1, data["steps"] + 1, dtype=float)
+    artists["bound"].set_data(t, nash_md_bound(data["tau"], t))
+    moved.append(artists["bound"])
+    for name, values in data["kl"].items():
+        y = values[1:].numpy()
+        artists[f"kl:{name}"].set_data(t, np.where(y > 0, y, np.nan))
+        moved.append(artists[f"kl:{name}"])
+    for name, value in data["plateaus"].items():
+        artists[f"plateau:{name}"].set_ydata([float(value)] * 2)
+        moved.append(artists[f"plateau:{name}"])
+    step = ""
+    if "constant" in data["trajectories"]:
+        step = f"constant η = {_fmt(data['eta'])} (ητ = {_fmt(data['eta'] * data['tau'])}), "
+    artists["title"].set_text(
+        f"from π₀ = μ, {data['steps']} steps, τ = {_fmt(data['tau'])}\n"
+        f"{step}IPO-MD mixture m = {_fmt(data['mixture'])}"
+    )
+    moved.append(artists["title"])
+    return moved
+
+
+def _build_nash_learning(fig: Figure, data: dict[str, Any]) -> dict[str, Any]:
+    """Draw the whole figure for ``data``'s layout; returns the artists by name (gid)."""
     ax, ax_k = fig.subplots(1, 2, width_ratios=(1.0, 1.15))
-    fig.subplots_adjust(left=0.01, right=0.98, top=0.92, bottom=0.3, wspace=0.15)
+    fig.subplots_adjust(left=0.01, right=0.98, top=0.88, bottom=0.3, wspace=0.15)
     draw_simplex(ax, _ACTIONS, gridlines=4)
+    artists: dict[str, Any] = {}
     for name, policies in data["trajectories"].items():
         style = _RUN_STYLE[name]
-        plot_trajectory(
+        artists[f"trajectory:{name}"] = plot_trajectory(
             ax,
             policies,
             zorder=3,
             gid=f"trajectory:{name}",
             **{k: v for k, v in style.items() if k != "label"},
         )
-    mark_target(ax, "regularized Nash", data["regularized_nash"], "regularized_nash")
-    mark_target(ax, "IPO-MD fixed point", data["ipo_md_fixed_point"], "ipo_md_fixed_point")
+    for name, gid in (
+        ("regularized Nash", "regularized_nash"),
+        ("IPO-MD fixed point", "ipo_md_fixed_point"),
+    ):
+        artists[gid] = mark_target(ax, name, data[gid], gid)
     if data["constant_limit"] is not None:
-        plot_policy(
+        artists["constant_limit"] = plot_policy(
             ax,
             data["constant_limit"],
             markeredgecolor="black",
@@ -277,13 +410,11 @@ def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
             gid="constant_limit",
             **_LIMIT_STYLE,
         )
-    mark_target(ax, "reference mu", data["mu"], "mu")
-    ax.set_title(
-        rf"from $\pi_0 = \mu$, {data['steps']} steps, $\tau$ = {data['tau']:.3g}", fontsize=10
-    )
+    artists["mu"] = mark_target(ax, "reference mu", data["mu"], "mu")
+    artists["title"] = ax.set_title("", fontsize=9.5)
 
     t = np.arange(1, data["steps"] + 1, dtype=float)
-    (bound_line,) = ax_k.plot(
+    (artists["bound"],) = ax_k.plot(
         t,
         nash_md_bound(data["tau"], t),
         color="0.45",
@@ -292,34 +423,28 @@ def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
         gid="bound",
         label=r"bound $8/(\tau^2(t+1))$ (Munos et al., Thm. 1)",
     )
-    for name, values in data["kl"].items():
+    for name in data["kl"]:
         style = _RUN_STYLE[name]
-        y = values[1:].numpy()
-        ax_k.plot(t, np.where(y > 0, y, np.nan), gid=f"kl:{name}", **style)
-        if name in data["plateaus"]:
-            ax_k.axhline(
-                data["plateaus"][name],
-                color=style["color"],
-                linestyle="--",
-                linewidth=0.9,
-                gid=f"plateau:{name}",
-            )
+        (artists[f"kl:{name}"],) = ax_k.plot(t, np.full_like(t, np.nan), gid=f"kl:{name}", **style)
+    for name in data["plateaus"]:
+        artists[f"plateau:{name}"] = ax_k.axhline(
+            1.0,
+            color=_RUN_STYLE[name]["color"],
+            linestyle="--",
+            linewidth=0.9,
+            gid=f"plateau:{name}",
+        )
     ax_k.set_xscale("log")
     ax_k.set_yscale("log")
-    ax_k.minorticks_off()  # log minor ticks are a third of a redraw's cost
+    ax_k.minorticks_off()  # log minor ticks are a third of a full draw's cost
     ax_k.set_xlim(1, max(data["steps"], 2))
-    ax_k.set_ylim(bottom=max(1e-16, ax_k.get_ylim()[0]))
+    ax_k.set_ylim(*_kl_limits(data))
     ax_k.grid(True, which="major", color="0.9")
     ax_k.set_xlabel("step t")
     ax_k.set_ylabel(r"$KL(\pi^*_\tau \,\|\, \pi_t)$ (nats)")
     ax_k.set_title("distance to the regularized Nash (dashed: each run's limit)", fontsize=10)
-    labels = {
-        "decaying": "",
-        "constant": rf" ($\eta$ = {data['eta']:.3g}, $\eta\tau$ = {data['eta'] * data['tau']:.3g})",
-        "ipo_md": f" {data['mixture']:.3g}",
-    }
     handles = [
-        Line2D([], [], **{**style, "label": style["label"] + labels[name]})
+        Line2D([], [], **style)
         for name, style in _RUN_STYLE.items()
         if name in data["trajectories"]
     ]
@@ -336,5 +461,6 @@ def _draw_nash_learning(fig: Figure, data: dict[str, Any]) -> None:
             )
         )
     handles += target_handles(["reference mu"])
-    handles.append(bound_line)  # the dotted grey curve of the right panel
+    handles.append(artists["bound"])  # the dotted grey curve of the right panel
     _legend_below(fig, handles, 3)
+    return artists

@@ -15,7 +15,6 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from torch import Tensor
@@ -26,10 +25,11 @@ from prefopt_toy.games.named import named_game
 from prefopt_toy.games.properties import condorcet_winner, is_transitive
 from prefopt_toy.plots.draw import COLORS, draw_simplex, plot_policy
 from prefopt_toy.policies import softmax
+from prefopt_toy.simplex import barycentric_to_cartesian
 from prefopt_toy.solutions.bt import bt_fit, bt_fit_gap, bt_fit_kl, is_bradley_terry
 from prefopt_toy.solutions.nash import nash_equilibrium
 
-from .handle import _ACTIONS, WidgetHandle, _connect, _legend_below, _update, _vertex
+from .handle import _ACTIONS, WidgetHandle, _connect, _legend_below, _ranking, _update, _vertex
 
 __all__ = ["preference_editor"]
 
@@ -47,7 +47,9 @@ def preference_editor(P: Any = None) -> WidgetHandle:
     Drawn: on the simplex, the BT fit as a policy (softmax of the fitted scores
     :math:`\hat r = \texttt{bt\_fit}(P)`), the Nash equilibrium and the Condorcet winner when
     there is one; beside it, each pair's ``P`` against the BT fit's :math:`\sigma(\hat r_i -
-    \hat r_j)`. The text says whether ``P`` is transitive and Bradley-Terry and gives the fit gap.
+    \hat r_j)`. The text says whether ``P`` is transitive and Bradley-Terry, gives the fit gap and
+    the BT ranking, with ``=`` between scores equal up to round-off (1e-9): a game whose fit ties
+    every action (rock-paper-scissors) reads "BT ranking: all tied (y0 = y1 = y2)".
 
     Parameters
     ----------
@@ -60,7 +62,8 @@ def preference_editor(P: Any = None) -> WidgetHandle:
     WidgetHandle
         ``controls``: ``"p01"``, ``"p02"``, ``"p12"``. ``data``: ``"P"``, ``"bt_scores"``,
         ``"bt_policy"``, ``"bt_P"``, ``"nash"``, ``"condorcet_winner"`` (int or None),
-        ``"transitive"``, ``"bradley_terry"``, ``"bt_fit_gap"``, ``"bt_fit_kl"``.
+        ``"transitive"``, ``"bradley_terry"``, ``"bt_fit_gap"``, ``"bt_fit_kl"``,
+        ``"bt_ranking"`` (e.g. ``"y1 > y0 > y2"``, ``"all tied (y0 = y1 = y2)"``).
         ``h.summary`` (HTML) states the properties in words.
 
     Raises
@@ -116,11 +119,13 @@ def preference_editor(P: Any = None) -> WidgetHandle:
         )
         return _game_summary(matrix)
 
-    def draw(fig: Figure, data: dict[str, Any]) -> None:
-        _draw_editor(fig, data)
+    def update(artists: dict[str, Any], data: dict[str, Any]) -> list[Any]:
         summary.value = html.escape(data["text"])
+        return _update_editor(artists, data)
 
-    _connect(h, lambda: _update(h, compute, draw))
+    # One layout: every artist is built once (the Condorcet winner's marker hidden when there is
+    # none), so an edit only moves markers and bars.
+    _connect(h, lambda: _update(h, compute, lambda _data: "editor", _build_editor, update))
     return h
 
 
@@ -141,24 +146,50 @@ def _game_summary(P: Tensor) -> dict[str, Any]:
         "bt_fit_gap": bt_fit_gap(P),
         "bt_fit_kl": bt_fit_kl(P),
     }
-    order = torch.argsort(scores, descending=True).tolist()
-    ranking = " > ".join(f"y{i}" for i in order)
+    data["bt_ranking"] = _ranking(scores)
     data["text"] = (
         f"transitive: {'yes' if data['transitive'] else 'no (a Condorcet cycle)'}; "
         f"Bradley-Terry: {'yes' if data['bradley_terry'] else 'no'}; "
         f"BT fit gap max|P - P_BT| = {data['bt_fit_gap']:.4f}, BT fit KL = {data['bt_fit_kl']:.2e} nats; "
-        f"BT ranking {ranking}; "
+        f"BT ranking: {data['bt_ranking']}; "
         f"Condorcet winner: {'none' if winner is None else f'y{winner}'}; "
         f"Nash equilibrium = ({', '.join(f'{p:.3f}' for p in data['nash'].tolist())})."
     )
     return data
 
 
-def _draw_editor(fig: Figure, data: dict[str, Any]) -> None:
+def _xy(pi: Tensor) -> np.ndarray:
+    return barycentric_to_cartesian(pi).numpy().reshape(2, 1)
+
+
+def _update_editor(artists: dict[str, Any], data: dict[str, Any]) -> list[Any]:
+    """Move the markers and bars to ``data``, retitle; returns the artists that moved."""
+    artists["bt_policy"].set_data(*_xy(data["bt_policy"]))
+    artists["nash"].set_data(*_xy(data["nash"]))
+    winner = data["condorcet_winner"]
+    artists["condorcet_winner"].set_visible(winner is not None)
+    artists["condorcet_winner"].set_data(*_xy(_vertex(0 if winner is None else winner)))
+    moved = [artists["condorcet_winner"], artists["bt_policy"], artists["nash"]]
+    for key, matrix in (("bars:P", data["P"]), ("bars:bt", data["bt_P"])):
+        for bar, (_, i, j) in zip(artists[key], _PAIRS):
+            bar.set_height(float(matrix[i, j]))
+        moved += artists[key]
+    artists["title"].set_text(f"each pair: P against its BT fit (gap {data['bt_fit_gap']:.3f})")
+    winner = "none" if data["condorcet_winner"] is None else f"y{data['condorcet_winner']}"
+    artists["suptitle"].set_text(
+        f"transitive: {'yes' if data['transitive'] else 'no'}, "
+        f"Bradley-Terry: {'yes' if data['bradley_terry'] else 'no'}, Condorcet winner: {winner}"
+    )
+    return [*moved, artists["title"], artists["suptitle"]]
+
+
+def _build_editor(fig: Figure, data: dict[str, Any]) -> dict[str, Any]:
+    """Draw the whole figure; returns the artists ``_update_editor`` moves."""
+    artists: dict[str, Any] = {}
     ax_s, ax_b = fig.subplots(1, 2, width_ratios=(1.0, 1.1))
     fig.subplots_adjust(left=0.02, right=0.98, top=0.86, bottom=0.2, wspace=0.15)
     draw_simplex(ax_s, _ACTIONS, gridlines=4)
-    plot_policy(
+    artists["bt_policy"] = plot_policy(
         ax_s,
         data["bt_policy"],
         marker="s",
@@ -168,7 +199,7 @@ def _draw_editor(fig: Figure, data: dict[str, Any]) -> None:
         zorder=4,
         gid="bt_policy",
     )
-    plot_policy(
+    artists["nash"] = plot_policy(
         ax_s,
         data["nash"],
         marker="*",
@@ -178,18 +209,18 @@ def _draw_editor(fig: Figure, data: dict[str, Any]) -> None:
         zorder=5,
         gid="nash",
     )
-    if data["condorcet_winner"] is not None:
-        plot_policy(
-            ax_s,
-            _vertex(data["condorcet_winner"]),
-            marker="s",
-            markersize=17,
-            markerfacecolor="none",
-            markeredgecolor=COLORS["Condorcet winner"],
-            markeredgewidth=1.6,
-            zorder=4,
-            gid="condorcet_winner",
-        )
+    # Built once; _update_editor moves it to the winner, or hides it when there is none.
+    artists["condorcet_winner"] = plot_policy(
+        ax_s,
+        _vertex(0),
+        marker="s",
+        markersize=17,
+        markerfacecolor="none",
+        markeredgecolor=COLORS["Condorcet winner"],
+        markeredgewidth=1.6,
+        zorder=4,
+        gid="condorcet_winner",
+    )
     ax_s.set_title("on the simplex", fontsize=10)
     P, bt_P = data["P"], data["bt_P"]
     labels = [f"P(y{i} > y{j})" for _, i, j in _PAIRS]
@@ -214,7 +245,8 @@ def _draw_editor(fig: Figure, data: dict[str, Any]) -> None:
     ax_b.set_xticks(x, labels, fontsize=9)
     ax_b.set_ylim(0.0, 1.0)
     ax_b.set_ylabel("probability")
-    ax_b.set_title(f"each pair: P against its BT fit (gap {data['bt_fit_gap']:.3f})", fontsize=10)
+    artists["title"] = ax_b.set_title("", fontsize=10)
+    artists["bars:P"], artists["bars:bt"] = list(bars_P), list(bars_bt)
     handles = [
         Line2D(
             [],
@@ -248,9 +280,5 @@ def _draw_editor(fig: Figure, data: dict[str, Any]) -> None:
         bars_bt,
     ]
     _legend_below(fig, handles, 3)
-    winner = "none" if data["condorcet_winner"] is None else f"y{data['condorcet_winner']}"
-    fig.suptitle(
-        f"transitive: {'yes' if data['transitive'] else 'no'}, "
-        f"Bradley-Terry: {'yes' if data['bradley_terry'] else 'no'}, Condorcet winner: {winner}",
-        fontsize=11,
-    )
+    artists["suptitle"] = fig.suptitle("", fontsize=11)
+    return artists

@@ -42,7 +42,8 @@ def line(fig, gid):
 
 
 def gids(fig):
-    return {ln.get_gid() for ax in fig.axes for ln in ax.get_lines()}
+    """The gids of the lines drawn (a marker a widget hides is not drawn)."""
+    return {ln.get_gid() for ax in fig.axes for ln in ax.get_lines() if ln.get_visible()}
 
 
 # ----------------------------------------------------------------------------- independent oracles
@@ -138,6 +139,22 @@ def test_beta_slider_moves_the_optimum_to_the_gibbs_closed_form():
     assert bytes(h.image.value) != png_before
 
 
+def test_beta_optimum_is_the_library_rlhf_optimum_on_pairs_from_mu():
+    P = pt.three_voter_types(0.1)  # not BT: the fit depends on the pairs' distribution
+    h = widgets.beta_explorer(P, MU)
+    for beta in (0.05, 0.4, 3.2):
+        h.controls["beta"].value = beta
+        expected = pt.rlhf_optimum(P, MU, beta, nu=MU)
+        torch.testing.assert_close(h.data["optimum"], expected, rtol=0, atol=1e-12)
+    i = len(h.data["path_betas"]) // 3
+    torch.testing.assert_close(
+        h.data["path"][i],
+        pt.rlhf_optimum(P, MU, float(h.data["path_betas"][i]), nu=MU),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
 def test_beta_path_runs_from_the_bt_argmax_to_mu():
     h = widgets.beta_explorer(bt_game(), MU)
     betas = h.data["path_betas"].numpy()
@@ -166,7 +183,9 @@ def test_beta_figure_draws_the_data():
 
 
 def test_beta_on_a_tie_has_no_argmax_vertex():
-    P, mu = rps_game()  # the BT fit of rock-paper-scissors gives every action the same score
+    # The BT fit of rock-paper-scissors on pairs from a uniform mu gives every action the same
+    # score (the explorer fits on pairs ~ mu: a skewed mu breaks the tie).
+    P, mu = rps_game()[0], np.full(3, 1.0 / 3.0)
     h = widgets.beta_explorer(P, mu, beta=0.05)
     assert h.data["bt_argmax"] is None
     assert "bt_argmax" not in gids(h.figure)
@@ -353,6 +372,93 @@ def test_editor_reports_a_matrix_without_a_finite_bt_fit():
     h.controls["p02"].value = 1.0  # y0 beats everyone surely: no finite BT scores
     assert "BT" in h.status.value or "Bradley" in h.status.value, h.status.value
     assert h.data is before
+
+
+def test_editor_says_an_all_tied_fit_is_tied():
+    # Rock-paper-scissors: every BT score is 0 up to round-off; no "y0 > y1 > y2".
+    h = widgets.preference_editor(pt.rock_paper_scissors(0.8))
+    assert h.data["bt_ranking"] == "all tied (y0 = y1 = y2)"
+    assert "BT ranking: all tied (y0 = y1 = y2)" in h.summary.value
+    assert ">" not in h.data["bt_ranking"]
+    h.controls["p01"].value = 0.25  # y1 now beats y0 more often: the tie breaks
+    assert "all tied" not in h.data["bt_ranking"] and ">" in h.data["bt_ranking"]
+
+
+def test_ranking_treats_round_off_as_a_tie():
+    from prefopt_toy.widgets.handle import _ranking
+
+    assert _ranking(torch.tensor([0.0, 0.0, 1e-15], dtype=torch.float64)) == (
+        "all tied (y0 = y1 = y2)"
+    )
+    assert _ranking(torch.tensor([0.5, 0.1, 0.5 + 1e-12], dtype=torch.float64)) == "y0 = y2 > y1"
+    assert _ranking(torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)) == "y1 > y0 > y2"
+
+
+# ------------------------------------------------------------------------------- log sliders
+
+
+@pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (lambda: widgets.beta_explorer(bt_game(), MU), "beta"),
+        (lambda: widgets.nash_learning(bt_game(), MU, steps=20), "tau"),
+        (lambda: widgets.nash_learning(bt_game(), MU, steps=20), "eta"),
+    ],
+)
+def test_log_sliders_step_through_round_values(build, name):
+    """Ten key presses a decade (step 0.1 in log10), each value rounded to two digits."""
+    h = build()
+    slider = h.controls[name]
+    assert isinstance(slider, ipywidgets.FloatLogSlider)
+    assert slider.base == 10.0 and slider.step == pytest.approx(0.1)
+    assert slider.readout_format == ".3~g"  # d3-format: "0.13", "1", "100"
+    # What the browser sends after k arrow presses up from 10**-1: 10**(-1 + k / 10).
+    seen = []
+    for k in range(11):
+        slider.value = 10.0 ** (-1 + k / 10)
+        seen.append(slider.value)
+    assert seen == [0.1, 0.13, 0.16, 0.2, 0.25, 0.32, 0.4, 0.5, 0.63, 0.79, 1.0]
+    assert h.data[name] == 1.0  # the widget computed with the rounded value
+    slider.value = 0.123  # from code: rounded as well
+    assert slider.value == 0.12 and h.data[name] == 0.12
+
+
+# ------------------------------------------------------------------------------- fast redraws
+
+
+@pytest.mark.parametrize(
+    ("build", "name", "values"),
+    [
+        (lambda: widgets.beta_explorer(bt_game(), MU), "beta", (0.5, 0.63)),
+        (lambda: widgets.nash_learning(*rps_game(), tau=0.1, steps=100), "mixture", (0.2, 0.3)),
+        (lambda: widgets.preference_editor(), "p12", (0.9, 0.85)),
+    ],
+)
+def test_a_move_updates_the_figure_in_place(build, name, values):
+    """The figure is built once: a move updates its artists and blits them (no new figure)."""
+    h = build()
+    axes, lines = list(h.figure.axes), {ln.get_gid(): ln for ax in h.figure.axes for ln in ax.lines}
+    pngs = [bytes(h.image.value)]
+    for value in values:
+        h.controls[name].value = value
+        pngs.append(bytes(h.image.value))
+    assert h.figure.axes == axes
+    assert {ln.get_gid(): ln for ax in h.figure.axes for ln in ax.lines} == lines
+    assert len(set(pngs)) == len(pngs), "every move gives a new picture"
+    # The blitted picture is the figure a full draw gives (up to antialiasing at overlaps).
+    blitted = np.asarray(_decode(pngs[-1]), dtype=float)
+    h.render()
+    full = np.asarray(_decode(bytes(h.image.value)), dtype=float)
+    assert blitted.shape == full.shape
+    assert np.mean(np.abs(blitted - full).max(axis=-1) > 32) < 0.002
+
+
+def _decode(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).convert("RGB")
 
 
 # ------------------------------------------------------------------------------- bad input
