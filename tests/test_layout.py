@@ -29,7 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "prefopt_toy"
 BIN = Path(sys.executable).parent
-LINTED = ["prefopt_toy", "tests", "benchmarks", "notebooks"]
+LINTED = ["prefopt_toy", "tests", "benchmarks", "notebooks", "course"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
