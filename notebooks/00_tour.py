@@ -166,5 +166,5 @@ notebook_plots.zoo_table(runs)
 #
 # 1. Replace the game with `pt.bradley_terry([1.0, 0.5, 0.0])`. Which targets now coincide, and why?
 # 2. Rerun section 3 with `TAU = 1.0` and `TAU = 0.01`. How do the targets move relative to `mu`?
-# 3. Using `pt.exploitability`, find the smallest tau for which the RLHF optimum is beaten by some
-#    answer more than 60% of the time.
+# 3. Using `pt.exploitability`, find the largest tau (with `beta = tau`, the reward fitted on pairs
+#    from `mu`) below which the RLHF optimum is beaten by some answer more than 60% of the time.

@@ -184,5 +184,7 @@ plt.show()
 # ## Exercises
 #
 # 1. Vary `MIXTURE` from 0 to 1. Which two known points does the IPO-MD fixed point interpolate?
-# 2. Try `pt.rock_paper_scissors(0.8)` with `mu = [0.6, 0.3, 0.1]`. Where does online DPO end?
+# 2. Try `pt.rock_paper_scissors(0.8)` with `mu = [0.6, 0.3, 0.1]`. Where does online DPO end? Check
+#    that the last steps no longer move: if they do, lower `lr` (why can a constant step circle on a
+#    cyclic game instead of converging?).
 # 3. Run online IPO with `labels="hard"`. Is the fixed point still the regularised Nash of `P`? Of which matrix?

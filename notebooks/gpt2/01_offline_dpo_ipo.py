@@ -292,7 +292,8 @@ bridge_explorer(runs)
 # ## Exercises
 #
 # 1. Run with `PREFOPT_SMOKE` unset (more steps, the small model). How does the total variation to
-#    the prediction compare with the largest Wilson half-width of the final estimate?
+#    the prediction compare with the largest Wilson half-width of the final estimate? (Neither run
+#    has converged at this size: which one is closer, and why is DPO slower?)
 # 2. Set `other_loses = 1.0` for DPO. Why does `rlhf_optimum` refuse, and what does DPO on GPT-2 do
 #    with the "other" completions instead?
 # 3. Repeat the hand check of section 3 with `reduction="mean"` (TRL's IPO convention). Which

@@ -208,9 +208,11 @@ for algorithm in sorted({r.algorithm for r in grid}):
 #
 # ## Exercises
 #
-# 1. Add `"dpo"` to the grid (pass `other_loses=0.9`: why is it needed?). Where is its prediction
+# 1. Add `"dpo"` to the grid (pass `other_loses=0.9`: why is it needed? It changes the game of
+#    every run in the grid, so compare with online IPO on the same game). Where is DPO's prediction
 #    relative to online IPO's on this cyclic game?
 # 2. In section 1, make the class game transitive (a Bradley-Terry `P`). Does the factorisation
 #    still hold for the IPO optimum `pt.ipo_optimum(P_resp, mu_resp, tau, nu=mu_resp)`?
 # 3. Train longer (`STEPS`) and plot the total variation to the prediction against the step from
-#    the run logs. At what point is it within the Wilson half-width?
+#    the run logs. At what point is it within the Wilson half-width? (With `n_eval = 32` samples
+#    per logged point the half-width is about 0.16: raise `n_eval` before you judge.)
