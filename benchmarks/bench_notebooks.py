@@ -1,4 +1,4 @@
-"""Time every notebook and lab solution top to bottom, in smoke mode (CI) and in full mode.
+"""Time every notebook, lecture and lab source notebook top to bottom, in smoke mode (CI) and in full mode.
 
 Each notebook runs in a fresh kernel (nbclient, the engine nbmake uses), once with
 ``PREFOPT_SMOKE=1`` and once without; the wall time includes the kernel start. The table feeds the
@@ -30,12 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebooks() -> list[Path]:
-    """The notebooks ``make test`` executes: notebooks/*.ipynb, notebooks/gpt2 and the lab solutions."""
+    """The notebooks ``make test`` executes: notebooks/*.ipynb, gpt2/, lectures/ and the lab sources."""
     found = [
         p
-        for sub in ("notebooks", "notebooks/gpt2", "notebooks/labs/solutions")
-        for p in sorted((ROOT / sub).glob("*.ipynb"))
+        for pattern in ("notebooks/*.ipynb", "notebooks/gpt2/*.ipynb", "notebooks/lectures/*.ipynb")
+        for p in sorted(ROOT.glob(pattern))
     ]
+    found += sorted(ROOT.glob("course/source/*/*.ipynb"))  # the labs, with their solutions
     return [p for p in found if ".ipynb_checkpoints" not in p.parts]
 
 

@@ -137,8 +137,8 @@ plt.show()
 # small but not round-off.
 
 # %%
-pd.set_option("display.float_format", "{:.2e}".format)  # one format here too: distances are tiny
-notebook_plots.zoo_table(runs)
+# one format here too (distances are tiny); "—": no fixed point registered
+notebook_plots.table_view(notebook_plots.zoo_table(runs), "{:.2e}")
 
 # %% [markdown]
 # ## 4. Where to go next

@@ -92,7 +92,7 @@ fig
 
 # %%
 table = notebook_plots.zoo_table(runs)
-table
+notebook_plots.table_view(table, "{:.2e}")  # "—": no fixed point registered
 
 
 # %%

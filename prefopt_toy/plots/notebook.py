@@ -39,6 +39,7 @@ __all__ = [
     "draw_trajectories",
     "regularized_exploitability",
     "solution_table",
+    "table_view",
     "zoo_figure",
     "zoo_runs",
     "zoo_table",
@@ -517,6 +518,31 @@ def zoo_table(runs: Mapping[str, Trajectory]) -> Any:
         row["last step moved"] = 0.5 * float((last[1] - last[0]).abs().sum())
         rows.append(row)
     return pd.DataFrame(rows).set_index("algorithm")
+
+
+def table_view(table: Any, number_format: str = "{:.2e}") -> Any:
+    """A table as a notebook shows it: one number format, and "—" where a value does not exist.
+
+    The data keep ``NaN`` (``zoo_table``'s "TV to fixed point" of a run with no registered fixed
+    point); the view prints a dash there instead of a ``NaN`` a reader would take for a failure.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Any table (e.g. :func:`zoo_table`, :func:`solution_table`).
+    number_format : str
+        Format of every numeric column (one format per table).
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+
+    References
+    ----------
+    As :func:`zoo_table`.
+    """
+    numeric = table.select_dtypes("number").columns
+    return table.style.format(number_format, subset=numeric, na_rep="—")
 
 
 def zoo_figure(

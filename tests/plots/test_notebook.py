@@ -219,3 +219,13 @@ def test_zoo_figure_marks_every_end_and_labels_the_pairs():
         assert lines[f"{name}:end"].get_zorder() > lines[f"{name}/mu"].get_zorder()
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "RLHF/DPO optimum (pairs ~ mu)" in labels
+
+
+def test_table_view_prints_a_dash_where_no_fixed_point_exists():
+    runs = nbp.zoo_runs(P, MU, tau=TAU, steps=20, names=["slic", "ipo"])
+    table = nbp.zoo_table(runs)
+    assert math.isnan(table.loc["slic", "TV to fixed point"])  # the data keep NaN
+    html = nbp.table_view(table, "{:.2e}").to_html()
+    assert "nan" not in html.lower() and "—" in html
+    tv = table.loc["ipo", "TV to fixed point"]
+    assert f"{tv:.2e}" in html and "none (a set)" in html
