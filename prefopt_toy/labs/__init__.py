@@ -33,6 +33,8 @@ https://nbgrader.readthedocs.io.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Sequence
 
 from . import grading  # noqa: F401  (labs.grading.* in the hidden tests of course/source/)
@@ -98,10 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     gra.add_argument("--out", default=None, help="the CSV written (default: course/grades.csv)")
     gra.add_argument("--force", action="store_true", help="autograde graded submissions again")
     args = parser.parse_args(argv)
-    if args.command == "release":
-        archive = course.release(args.course, archive=args.archive)
-        print(f"student notebooks in {course.labs_dir()}; archive {archive}")
-    else:
-        out = course.grade(args.submitted, args.course, args.out, force=args.force)
-        print(f"grades (points per student, lab and exercise): {out}")
+    try:
+        if args.command == "release":
+            archive = course.release(args.course, archive=args.archive)
+            print(f"student notebooks in {course.labs_dir()}; archive {archive}")
+        else:
+            out = course.grade(args.submitted, args.course, args.out, force=args.force)
+            print(f"grades (points per student, lab and exercise): {out}")
+    except ValueError as err:  # a path or folder that cannot be used: one line, status 2
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as err:  # nbgrader printed its own message above
+        command = " ".join(str(a) for a in err.cmd[2:])
+        print(f"{parser.prog} {args.command}: error: {command} failed", file=sys.stderr)
+        return 1
     return 0

@@ -202,7 +202,10 @@ def grade(
     Raises
     ------
     ValueError
-        If there are no submissions.
+        If ``course`` is not an nbgrader course folder, ``submitted`` is not a folder, or there
+        are no submissions (nothing is copied then).
+    subprocess.CalledProcessError
+        If nbgrader fails (its message is on stderr).
 
     References
     ----------
@@ -210,9 +213,22 @@ def grade(
     """
     course = Path(course or course_dir()).resolve()
     out = Path(out or course / "grades.csv").resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        raise ValueError(
+            f"course: {course} is not an nbgrader course folder (no nbgrader_config.py)"
+        )
     target = course / "submitted"
     if submitted is not None and Path(submitted).resolve() != target.resolve():
-        shutil.copytree(Path(submitted), target, dirs_exist_ok=True)
+        source = Path(submitted)
+        if not source.is_dir():
+            raise ValueError(f"submitted: {source} is not a folder")
+        found = [n for n in lab_names(course) if any(source.glob(f"*/{n}/*.ipynb"))]
+        if not found:
+            raise ValueError(
+                f"submitted: no <student>/<lab>/<lab>.ipynb under {source} "
+                f"(labs: {', '.join(lab_names(course))})"
+            )
+        shutil.copytree(source, target, dirs_exist_ok=True)
     names = [n for n in lab_names(course) if any(target.glob(f"*/{n}/*.ipynb"))]
     if not names:
         raise ValueError(f"submitted: no <student>/<lab>/<lab>.ipynb under {target}")

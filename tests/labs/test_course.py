@@ -338,3 +338,24 @@ def test_exported_points_per_student_and_exercise(cycle):
     assert half == {n: sum(p for e, p in POINTS.items() if LAB_OF[e] == n) / 2 for n in half}
     # The gradebook is nbgrader's sqlite database, in the course folder.
     assert (cycle["course"] / "gradebook.db").exists()
+
+
+def test_grade_refuses_bad_folders_in_one_line_before_copying(tmp_path, capsys):
+    from prefopt_toy.labs import main
+
+    missing = tmp_path / "nowhere"
+    assert main(["grade", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "submitted:" in err and "is not a folder" in err
+
+    empty = tmp_path / "empty"
+    (empty / "alice" / "lab9").mkdir(parents=True)
+    before = sorted(p.name for p in (course.course_dir() / "submitted").glob("*"))
+    assert main(["grade", str(empty)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no <student>/<lab>/<lab>.ipynb" in err and "lab1_dpo_ipo_losses" in err
+    after = sorted(p.name for p in (course.course_dir() / "submitted").glob("*"))
+    assert after == before, "nothing may be copied into the course when there is nothing to grade"
+
+    assert main(["grade", "--course", str(tmp_path)]) == 2
+    assert "not an nbgrader course folder" in capsys.readouterr().err
