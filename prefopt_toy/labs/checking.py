@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import textwrap
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,14 @@ def _call(exercise: str, what: str, fn: Any, args: Sequence[Any], where: str) ->
         )
     try:
         # Clones: a function that modifies its inputs in place must not corrupt the next check.
-        return fn(*[a.clone() if isinstance(a, Tensor) else a for a in args])
+        # Warnings are shown on stdout: nbgrader scores a test cell that writes to stderr 0, and
+        # a warning (a deprecation, a float32 cast) does not make an answer wrong.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn(*[a.clone() if isinstance(a, Tensor) else a for a in args])
+        for message in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            print(f"exercise {exercise}: note: your {what} warned on {where}: {message}")
+        return result
     except NotImplementedError:
         raise LabCheckError(
             f"exercise {exercise} is not done yet: fill in the cell marked # YOUR CODE "

@@ -471,3 +471,19 @@ def test_ipython_shows_the_rendered_lines():
         interactiveshell.InteractiveShell.clear_instance()
     assert len(shown) == 1 and len(shown[0]) <= MAX_RENDERED_LINES
     assert "LabCheckError" in shown[0][0] and "exercise 1a" in shown[0][0]
+
+
+def test_a_warning_in_a_correct_answer_goes_to_stdout_not_stderr(capsys):
+    """nbgrader scores a test cell that writes to stderr 0: a warning must not cost the points."""
+    import warnings
+
+    def dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+        warnings.warn("a harmless warning from the student's code", UserWarning, stacklevel=1)
+        h = (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)
+        return -torch.nn.functional.logsigmoid(beta * h)
+
+    labs.check_dpo_loss(dpo_loss)
+    labs.grading.grade_dpo_loss(dpo_loss)
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "note: your" in out and "UserWarning: a harmless warning" in out
