@@ -129,8 +129,10 @@ ifneq ($(filter command line environment,$(origin THREADS)),)
 demo figures: export OMP_NUM_THREADS ?= $(THREADS)
 endif
 
-# Every notebook nbmake executes. The student versions of the labs are not here: they fail by
-# design until filled in, and tests/labs/test_labs.py checks that they fail with a readable message.
+# Every notebook nbmake executes: the teaching notebooks, the lectures and the labs' nbgrader source
+# notebooks (with their solutions and hidden tests). The student release (notebooks/labs/) is not
+# here: it fails by design until filled in, and tests/labs/test_course.py checks that it stops at
+# its first check with a short message.
 # tests/test_notebooks.py checks that every .ipynb is either in this list or excused with a reason.
 NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/lectures/*.ipynb course/source/*/*.ipynb))
 
