@@ -199,7 +199,7 @@ print(d.report())
 # %% [markdown]
 # ## Summary
 #
-# All nine closed forms reduce to an exact symbolic 0 and agree with the library to round-off:
+# All sixteen closed forms reduce to an exact symbolic 0 and agree with the library to round-off:
 
 # %%
 for build in symbolic.DERIVATIONS.values():

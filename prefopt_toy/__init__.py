@@ -18,6 +18,9 @@ from prefopt_toy.games.properties import condorcet_winner, is_transitive
 from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
 from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
 from prefopt_toy.losses.population import dataset_loss, hard_labels, pair_margins, population_loss
+from prefopt_toy.losses.reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
+from prefopt_toy.losses.shaped import dpop_loss, rdpo_loss
+from prefopt_toy.losses.unpaired import kto_loss, kto_reference_point
 from prefopt_toy.solutions.bt import (
     bt_fit,
     bt_fit_gap,
@@ -26,11 +29,12 @@ from prefopt_toy.solutions.bt import (
     is_bradley_terry,
 )
 from prefopt_toy.solutions.nash import exploitability, nash_equilibrium
-from prefopt_toy.solutions.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.solutions.optima import ipo_optimum, rdpo_optimum, rlhf_optimum
 from prefopt_toy.solutions.regularized import FixedPointReport, ipo_md_fixed_point, regularized_nash
 
 from .dynamics import (
     ALGORITHMS,
+    FAMILY,
     FIXED_POINTS,
     DivergenceError,
     Trajectory,
@@ -70,6 +74,7 @@ __all__ = [
     "bt_log_likelihood",
     "rlhf_optimum",
     "ipo_optimum",
+    "rdpo_optimum",
     "regularized_nash",
     "ipo_md_fixed_point",
     "FixedPointReport",
@@ -84,6 +89,14 @@ __all__ = [
     "gpo_loss",
     "gpo_optimal_margin",
     "GPO_FUNCTIONS",
+    "kto_loss",
+    "kto_reference_point",
+    "simpo_loss",
+    "orpo_loss",
+    "odds_ratio_loss",
+    "log_odds",
+    "rdpo_loss",
+    "dpop_loss",
     # exact population objective
     "population_loss",
     "pair_margins",
@@ -92,6 +105,7 @@ __all__ = [
     # exact learning dynamics
     "ALGORITHMS",
     "FIXED_POINTS",
+    "FAMILY",
     "Trajectory",
     "DivergenceError",
     "nash_md",

@@ -6,6 +6,10 @@ with one "## Exercise N" heading per numbered exercise. Every python block of a 
 order and in one namespace (like a notebook), in a fresh interpreter per key with
 OMP_NUM_THREADS=1 and HF_HUB_OFFLINE=1; the exact keys also turn warnings into errors. The GPT-2
 keys load the tiny model (trained offline into the model cache on first use) and are marked slow.
+
+The graded labs (course/source/<lab>/<lab>.py) are autograded; the labs in KEYED_LABS also have a
+key, course/answer_keys/<lab>.md, with one "## Exercise 5a" heading per autograded cell (grade_id
+ex5a), checked and run the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ _EXERCISES = re.compile(r"^# (?:#+ Exercises\b|\*\*Exercises\.?\*\*)", flags=re.
 _ITEM = re.compile(r"^# (\d+)\. \S", flags=re.M)
 _KEY_HEADING = re.compile(r"^## Exercise (\d+)\s*$", flags=re.M)
 
+# The graded labs with an answer key (labs 1-4 predate the keys of the labs).
+LABS = sorted((ROOT / "course" / "source").glob("lab*/lab*.py"))
+KEYED_LABS = ["lab5_kto", "lab6_length_rdpo"]
+_LAB_HEADING = re.compile(r"^## Exercise (\d+[a-z]?)\s*$", flags=re.M)
+_GRADE_ID = re.compile(r'"grade": true, "grade_id": "ex(\w+)"')
+
 
 def key_name(notebook: Path) -> str:
     """``00_tour.md`` for notebooks/00_tour.py, ``gpt2_01_offline_dpo_ipo.md`` for the GPT-2 ones."""
@@ -56,16 +66,25 @@ def key_numbers(key: Path) -> list[int]:
     return [int(n) for n in _KEY_HEADING.findall(key.read_text(encoding="utf-8"))]
 
 
-def _sections(key: Path) -> dict[int, str]:
+def _sections(key: Path, heading_re: re.Pattern = _KEY_HEADING) -> dict:
     """The text under each "## Exercise N" heading, up to the next level-2 heading."""
     text = key.read_text(encoding="utf-8")
     parts = re.split(r"^(## .*)$", text, flags=re.M)
     out = {}
     for heading, body in zip(parts[1::2], parts[2::2]):
-        match = _KEY_HEADING.match(heading)
+        match = heading_re.match(heading)
         if match:
-            out[int(match.group(1))] = body
+            out[match.group(1)] = body
     return out
+
+
+def _check_sections(key: Path, sections: dict) -> None:
+    for n, body in sections.items():
+        body = " ".join(body.split())  # the markers may wrap across lines
+        assert "*Restated:*" in body, f"{key.name}, exercise {n}: no one-line restatement"
+        assert "**Full credit:**" in body, f"{key.name}, exercise {n}: no full-credit criteria"
+        assert "**Common wrong answers:**" in body, f"{key.name}, exercise {n}: no wrong answers"
+    assert python_blocks(key), f"{key.name} has no python block"
 
 
 def test_every_notebook_with_exercises_is_found():
@@ -87,16 +106,26 @@ def test_key_answers_every_exercise(notebook):
         f"{key.name}: headings 'Exercise N' {key_numbers(key)} do not match the "
         f"exercises {numbers} of {notebook.relative_to(ROOT)}"
     )
-    for n, body in _sections(key).items():
-        body = " ".join(body.split())  # the markers may wrap across lines
-        assert "*Restated:*" in body, f"{key.name}, exercise {n}: no one-line restatement"
-        assert "**Full credit:**" in body, f"{key.name}, exercise {n}: no full-credit criteria"
-        assert "**Common wrong answers:**" in body, f"{key.name}, exercise {n}: no wrong answers"
-    assert python_blocks(key), f"{key.name} has no python block"
+    _check_sections(key, _sections(key))
+
+
+@pytest.mark.parametrize("lab", KEYED_LABS)
+def test_lab_key_answers_every_graded_exercise(lab):
+    source = ROOT / "course" / "source" / lab / f"{lab}.py"
+    assert source in LABS, f"{lab}: no course/source/{lab}/{lab}.py"
+    exercises = _GRADE_ID.findall(source.read_text(encoding="utf-8"))
+    key = KEYS / f"{lab}.md"
+    assert key.is_file(), f"{lab} has no key {key.name}"
+    headings = _LAB_HEADING.findall(key.read_text(encoding="utf-8"))
+    assert exercises and headings == exercises, (
+        f"{key.name}: headings {headings} do not match the autograded cells {exercises}"
+    )
+    _check_sections(key, _sections(key, _LAB_HEADING))
 
 
 def test_no_orphan_keys():
     expected = {key_name(nb) for nb in NOTEBOOKS if exercise_numbers(nb)} | {"README.md"}
+    expected |= {f"{lab}.md" for lab in KEYED_LABS}
     present = {p.name for p in KEYS.glob("*.md")}
     assert present == expected, f"unexpected: {present - expected}, missing: {expected - present}"
 
@@ -139,6 +168,11 @@ GPT2_KEYS = [nb for nb in NOTEBOOKS if nb.parent.name == "gpt2" and exercise_num
 @pytest.mark.parametrize("notebook", EXACT_KEYS, ids=lambda p: key_name(p)[:-3])
 def test_exact_key_blocks_run(notebook):
     run_key(KEYS / key_name(notebook), warnings_are_errors=True, timeout=300)
+
+
+@pytest.mark.parametrize("lab", KEYED_LABS)
+def test_lab_key_blocks_run(lab):
+    run_key(KEYS / f"{lab}.md", warnings_are_errors=True, timeout=300)
 
 
 @pytest.mark.slow

@@ -447,6 +447,15 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "dpo_loss": lambda a: pt.dpo_loss(a["h"], 0.1, 0.1),
     "robust_dpo_loss": lambda a: pt.robust_dpo_loss(a["h"], 0.1, 0.1),
     "ipo_loss": lambda a: pt.ipo_loss(a["h"], 0.1),
+    "kto_loss": lambda a: pt.kto_loss(a["h"], 0.1, [1.0] * len(a["h"]), 0.1),
+    "kto_reference_point": lambda a: pt.kto_reference_point(a["h"]),
+    "simpo_loss": lambda a: pt.simpo_loss(a["h"], a["h"], 2.0, 0.5),
+    "orpo_loss": lambda a: pt.orpo_loss(-abs(a["logp"][0]) - 0.1, -abs(a["logp"][1]) - 0.1, 0.1),
+    "odds_ratio_loss": lambda a: pt.odds_ratio_loss(a["h"], a["h"]),
+    "log_odds": lambda a: pt.log_odds(-abs(a["logp"][0]) - 0.1),
+    "rdpo_loss": lambda a: pt.rdpo_loss(a["h"], 0.1, 0.5, 2.0, 1.0),
+    "dpop_loss": lambda a: pt.dpop_loss(a["h"], a["h"], 0.1, 5.0),
+    "rdpo_optimum": lambda a: pt.rdpo_optimum(a["P"], a["mu"], 0.5, 0.3, [1.0] * len(a["mu"])),
     "slic_loss": lambda a: pt.slic_loss(a["h"], 0.1),
     "gpo_loss": lambda a: pt.gpo_loss(a["h"], 0.1, "exponential"),
     "gpo_optimal_margin": lambda a: pt.gpo_optimal_margin(a["p"], 0.1, "logistic"),
@@ -464,7 +473,8 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "dataset_loss": lambda a: pt.dataset_loss(a["theta"], a["mu"], [(0, 1), (2, 3)], _ipo),
     "nash_md": lambda a: pt.nash_md(a["P"], a["mu"], 0.5, 3),
     "ALGORITHMS": lambda a: [
-        pt.ALGORITHMS[n](a["P"], a["mu"], steps=3, tau=0.5) for n in pt.ALGORITHMS
+        pt.ALGORITHMS[n](a["P"], a["mu"], steps=3, **{"lam" if n == "orpo" else "tau": 0.5})
+        for n in pt.ALGORITHMS
     ],
     "dataset_run": lambda a: pt.dataset_run(
         a["mu"], [(0, 1), (2, 3)], loss="ipo", tau=0.5, steps=3, seeds=2
@@ -515,6 +525,7 @@ def test_public_calls_cover_every_array_function():
         # a class, a table, and a summary of a Trajectory (covered through ALGORITHMS / dataset_run)
         "Trajectory",
         "FIXED_POINTS",
+        "FAMILY",
         "seed_summary",
         # an exception type (tests/dynamics/test_finite.py: every algorithm raises it on divergence)
         "DivergenceError",

@@ -4,18 +4,46 @@ Every algorithm returns a :class:`Trajectory` and is batched over games, referen
 hyperparameters. ``ALGORITHMS`` maps names to them.
 """
 
+from .adaptive import beta_dpo
 from .divergence import DivergenceError
 from .fused import CORE, redraw
 from .mirror_descent import nash_md, nash_md_pg
-from .preference import dpo, gpo, ipo, ipo_md, online_dpo, online_ipo, preference_optimization, slic
-from .registry import ALGORITHMS, FIXED_POINTS, run_algorithm
+from .preference import (
+    dpo,
+    gpo,
+    ipo,
+    ipo_md,
+    online_dpo,
+    online_ipo,
+    preference_optimization,
+    rso,
+    slic,
+)
+from .reference_free import log1m_softmax, orpo, simpo
+from .registry import ALGORITHMS, FAMILY, FIXED_POINTS, run_algorithm
 from .rlhf import rlhf
 from .sampled import DATASET_LOSSES, dataset_run
 from .seeds import SeedSummary, seed_summary
+from .shaped import dpop, rdpo
+from .staged import iterative_dpo, sdpo
 from .trajectory import TARGETS, Trajectory
+from .unpaired import REFERENCE_POINTS, kto, kto_reference_point_distribution
 
 __all__ = [
     "ALGORITHMS",
+    "FAMILY",
+    "REFERENCE_POINTS",
+    "beta_dpo",
+    "dpop",
+    "iterative_dpo",
+    "kto",
+    "kto_reference_point_distribution",
+    "log1m_softmax",
+    "orpo",
+    "rdpo",
+    "rso",
+    "sdpo",
+    "simpo",
     "CORE",
     "redraw",
     "DATASET_LOSSES",

@@ -20,6 +20,7 @@ from prefopt_toy._validate import as_generator, as_int, as_tensor
 from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss
 from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, slic_loss
 from prefopt_toy.losses.population import hard_label_kernel
+from prefopt_toy.solutions.bt import bt_fit
 
 from .batch import Batch, as_batch, positive, unbatch, unit_interval
 from .derivatives import prepare
@@ -532,3 +533,89 @@ def ipo_md(
         name="ipo_md",
         blame=blame,
     )
+
+
+RSO_LOSSES = ("dpo", "ipo", "slic")
+"""The losses ``rso`` fits with: sigmoid-norm (DPO), IPO, hinge-norm (SLiC)."""
+
+
+def rso(
+    P: Any,
+    mu: Any,
+    *,
+    steps: int = DEFAULT_STEPS,
+    beta: Any = None,
+    tau: Any = None,
+    loss: str = "dpo",
+    reward: Any = None,
+    sampling_beta: Any = None,
+    labels: Any = "soft",
+    lr: Any = None,
+    optimizer: str = "gd",
+    seed: Any = None,
+) -> Trajectory:
+    r"""RSO: pairs drawn from the optimal policy of a reward model, then DPO, IPO or SLiC on them.
+
+    Statistical rejection sampling from :math:`\mu` with acceptance
+    :math:`\exp((r(y) - r_{max})/\beta_s)` draws exactly from
+    :math:`\pi_r = \mu\,e^{r/\beta_s}/Z`; on the bandit the pairs come from :math:`\pi_r` directly
+    (``nu = pi_r``). ``reward`` defaults to ``bt_fit(P, mu)`` (a reward model fitted on pairs from
+    ``mu``), ``sampling_beta`` to the loss's strength. With BT labels the DPO optimum does not
+    depend on the pairs (``rlhf_optimum`` with any full-support ``nu``), so RSO changes where
+    DPO's trajectory goes through, not where it ends; IPO's optimum :math:`\mu e^{P\nu/\tau}/Z`
+    moves with ``nu``.
+
+    Parameters
+    ----------
+    loss : {"dpo", "ipo", "slic"}, default "dpo"
+        The fitting loss; its strength is ``beta`` (``tau`` accepted as its alias).
+    reward : (K,) or (B, K), optional
+        The reward model's scores.
+    sampling_beta : float > 0, optional
+        :math:`\beta_s` of the sampling policy; default the loss's strength.
+    P, mu, labels, lr, optimizer, seed : as ``dpo``.
+
+    References
+    ----------
+    Liu et al., arXiv:2309.06657v2, Sec. 3 (statistical rejection sampling, Algorithm 1) and
+    Sec. 3.2 (sigmoid-norm and hinge-norm losses).
+    """
+    if loss not in RSO_LOSSES:
+        raise ValueError(f"loss must be one of {RSO_LOSSES}, got {loss!r}")
+    b, key = _strength(beta, tau, "rso")
+    batch, hyper = as_batch(P, mu, beta=b, sampling_beta=sampling_beta)
+    if reward is None:
+        r = torch.stack([bt_fit(batch.P[i], batch.mu[i]) for i in range(batch.size)])
+    else:
+        r = as_tensor(reward, "reward").detach().expand(batch.size, batch.n_actions).clone()
+    beta_s = hyper["beta"] if hyper["sampling_beta"] is None else hyper["sampling_beta"]
+    positive(beta_s, "sampling_beta")
+    log_nu = batch.log_mu + r / beta_s[:, None]
+    nu = (log_nu - log_nu.logsumexp(-1, keepdim=True)).exp()
+    nu_arg = unbatch(nu, batch)
+    if loss == "dpo":
+        lr, blame = _smooth_lr(b, key, 0.25, False, "rso", lr, optimizer)
+        loss_fn, kwargs = dpo_loss, {"beta": b}
+    elif loss == "ipo":
+        lr, blame = _squared_lr(b, False, "rso", lr, optimizer)
+        loss_fn, kwargs = ipo_loss, {"tau": b}
+    else:
+        lr, blame = _hinge_blame(b, key, "rso", lr, optimizer)
+        loss_fn, kwargs = slic_loss, {"beta": b}
+    traj = preference_optimization(
+        P,
+        mu,
+        loss=loss_fn,
+        loss_kwargs=kwargs,
+        sampler="fixed",
+        steps=steps,
+        lr=lr,
+        nu=nu_arg,
+        labels=labels,
+        optimizer=optimizer,
+        seed=seed,
+        name="rso",
+        blame=blame,
+    )
+    traj.hyper.update(loss=loss, reward=unbatch(r, batch), sampling_beta=unbatch(beta_s, batch))
+    return traj

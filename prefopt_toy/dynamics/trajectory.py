@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from prefopt_toy.solutions.nash import nash_equilibrium
-from prefopt_toy.solutions.optima import ipo_optimum, rlhf_optimum
+from prefopt_toy.solutions.optima import ipo_optimum, rdpo_optimum, rlhf_optimum
 from prefopt_toy.solutions.regularized import ipo_md_fixed_point, regularized_nash
 
 from .batch import policy_batch
@@ -28,6 +28,8 @@ TARGETS = (
     "ipo_optimum",
     "ipo_md_fixed_point",
     "nash_equilibrium",
+    "rdpo_optimum",
+    "sdpo_optimum",
 )
 
 
@@ -135,7 +137,8 @@ class Trajectory:
     def target(self, name: str, **override: Any) -> Tensor:
         """The reference solution ``name`` for this run's game and hyperparameters, (K,) or (B, K).
 
-        ``name`` is one of ``TARGETS``. Strengths come from ``hyper`` (``tau``, or ``beta`` for
+        ``name`` is one of ``TARGETS``; ``rdpo_optimum`` reads ``alpha`` and ``lengths``,
+        ``sdpo_optimum`` (``rlhf_optimum`` at ``beta / stages``) reads ``stages``. Strengths come from ``hyper`` (``tau``, or ``beta`` for
         ``rlhf_optimum``), and can be overridden by keyword. So does ``nu``, the pair distribution
         of ``rlhf_optimum`` and ``ipo_optimum``: the offline runs record the pairs they drew (``mu``
         unless given ``nu``); for a run without one the solvers' default ``nu = mu`` applies.
@@ -166,9 +169,16 @@ class Trajectory:
         strength = hyper.get("beta", hyper.get("tau"))
         if strength is None:
             raise ValueError(
-                "target 'rlhf_optimum' needs 'beta'; pass it: traj.target('rlhf_optimum', beta=...)"
+                f"target {name!r} needs 'beta'; pass it: traj.target({name!r}, beta=...)"
             )
-        return rlhf_optimum(self.P, self.mu, float(strength), nu)
+        strength = float(strength)
+        if name == "rdpo_optimum":
+            return rdpo_optimum(self.P, self.mu, strength, need("alpha"), need("lengths"), nu)
+        if name == "sdpo_optimum":  # T stages of DPO, each from the last: beta / T
+            if isinstance(nu, Tensor) and nu.ndim == 2:
+                raise ValueError("target 'sdpo_optimum' needs one nu for every stage")
+            return rlhf_optimum(self.P, self.mu, strength / float(need("stages")), nu)
+        return rlhf_optimum(self.P, self.mu, strength, nu)
 
     def _as_target(self, target: str | Any, override: dict[str, Any]) -> Tensor:
         if isinstance(target, str):

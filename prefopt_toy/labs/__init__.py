@@ -26,7 +26,8 @@ restores. :mod:`.course` drives nbgrader: ``python -m prefopt_toy.labs release``
 References
 ----------
 Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO);
-Munos et al., arXiv:2312.00886v4 (Nash-MD, RLHF vs. Nash); nbgrader,
+Munos et al., arXiv:2312.00886v4 (Nash-MD, RLHF vs. Nash); Ethayarajh et al., arXiv:2402.01306v4
+(KTO); Park et al., arXiv:2403.19159v3 (R-DPO); nbgrader,
 https://nbgrader.readthedocs.io.
 """
 
@@ -39,12 +40,26 @@ from collections.abc import Sequence
 
 from . import grading  # noqa: F401  (labs.grading.* in the hidden tests of course/source/)
 
-# Re-exports: the checkers live in checking (machinery), losses (labs 1-2) and games (labs 3-4).
+# Re-exports: the checkers live in checking (machinery), losses (labs 1-2), games (labs 3-4),
+# kto (lab 5) and lengths (lab 6).
 from .checking import ATOL, RTOL, CheckPassed, LabCheckError  # noqa: F401
 from .games import (
     check_condorcet_disagreement,
     check_cycle_disagreement,
     check_nash_md_step,
+)
+from .kto import (
+    check_kl_reference_point,
+    check_kto_dropped,
+    check_kto_loss,
+    check_trl_reference_point,
+)
+from .lengths import (
+    check_debiasing_alpha,
+    check_dpo_length_optimum,
+    check_length_biased_preferences,
+    check_rdpo_loss,
+    check_rdpo_optimum,
 )
 from .losses import check_dpo_loss, check_ipo_loss, check_ipo_optimum
 
@@ -53,10 +68,19 @@ __all__ = [
     "LabCheckError",
     "check_condorcet_disagreement",
     "check_cycle_disagreement",
+    "check_debiasing_alpha",
+    "check_dpo_length_optimum",
     "check_dpo_loss",
     "check_ipo_loss",
     "check_ipo_optimum",
+    "check_kl_reference_point",
+    "check_kto_dropped",
+    "check_kto_loss",
+    "check_length_biased_preferences",
     "check_nash_md_step",
+    "check_rdpo_loss",
+    "check_rdpo_optimum",
+    "check_trl_reference_point",
     "main",
 ]
 

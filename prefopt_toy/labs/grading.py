@@ -24,7 +24,8 @@ References
 ----------
 Rafailov et al., arXiv:2305.18290v3, Eq. (7) (DPO); Azar et al., arXiv:2310.12036v2, Eq. (8)-(9)
 and (17) (IPO optimum and loss); Munos et al., arXiv:2312.00886v4, Sec. 3 and Eq. (8)-(9)
-(RLHF against Nash, the Nash-MD step). nbgrader: Jupyter Development Team,
+(RLHF against Nash, the Nash-MD step); Ethayarajh et al., arXiv:2402.01306v4, Sec. 4 (KTO);
+Park et al., arXiv:2403.19159v3, Sec. 3 (R-DPO). nbgrader: Jupyter Development Team,
 https://nbgrader.readthedocs.io (hidden tests, autograded cells).
 """
 
@@ -46,10 +47,19 @@ __all__ = [
     "FORBIDDEN_MODULES",
     "grade_condorcet_disagreement",
     "grade_cycle_disagreement",
+    "grade_debiasing_alpha",
+    "grade_dpo_length_optimum",
     "grade_dpo_loss",
     "grade_ipo_loss",
     "grade_ipo_optimum",
+    "grade_kl_reference_point",
+    "grade_kto_dropped",
+    "grade_kto_loss",
+    "grade_length_biased_preferences",
     "grade_nash_md_step",
+    "grade_rdpo_loss",
+    "grade_rdpo_optimum",
+    "grade_trl_reference_point",
     "library_calls",
 ]
 
@@ -78,7 +88,9 @@ def _forbidden(module: str) -> bool:
     return any(module == m or module.startswith(m + ".") for m in FORBIDDEN_MODULES)
 
 
-def library_calls(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
+def library_calls(
+    fn: Callable[..., Any], *args: Any, also: tuple[str, ...] = ()
+) -> tuple[Any, list[str]]:
     """Call ``fn(*args)`` and list the library functions of :data:`FORBIDDEN_MODULES` it entered.
 
     Parameters
@@ -87,6 +99,9 @@ def library_calls(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
         The student's function.
     *args
         Its arguments.
+    also : tuple of str
+        ``module.function`` names forbidden on top of :data:`FORBIDDEN_MODULES` (a generic helper
+        that is what one exercise asks, e.g. ``prefopt_toy.policies.kl`` in exercise 5b).
 
     Returns
     -------
@@ -113,9 +128,9 @@ def library_calls(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
     def profiler(frame: Any, event: str, arg: Any) -> None:
         if event == "call":
             module = frame.f_globals.get("__name__", "")
-            if isinstance(module, str) and _forbidden(module):
+            if isinstance(module, str):
                 name = f"{module}.{frame.f_code.co_name}"
-                if name not in entered:
+                if (_forbidden(module) or name in also) and name not in entered:
                     entered.append(name)
 
     previous = sys.getprofile()
@@ -128,12 +143,19 @@ def library_calls(fn: Callable[..., Any], *args: Any) -> tuple[Any, list[str]]:
 
 
 def _guarded_answer(
-    exercise: str, what: str, fn: Any, args: list[Any], shape: tuple[int, ...], where: str
+    exercise: str,
+    what: str,
+    fn: Any,
+    args: list[Any],
+    shape: tuple[int, ...],
+    where: str,
+    also: tuple[str, ...] = (),
+    dtypes: tuple[str, ...] = ("float64",),
 ) -> Tensor:
     entered: list[str] = []
 
     def watched(*a: Any) -> Any:
-        result, calls = library_calls(fn, *a)
+        result, calls = library_calls(fn, *a, also=also)
         entered.extend(calls)
         return result
 
@@ -147,7 +169,7 @@ def _guarded_answer(
             f"  hidden test on {where}"
         )
     got, dtype = _as_result(exercise, what, value, shape, where)
-    if dtype != "float64":
+    if dtype not in dtypes:
         raise LabCheckError(
             f"exercise {exercise}: your {what} returned {dtype}; keep float64 (the inputs' dtype)\n"
             f"  hidden test on {where}"
@@ -475,3 +497,352 @@ def grade_cycle_disagreement(make_game: Callable[[], Any]) -> None:
             f"{np.round(pi, 6).tolist()}, Nash equilibrium "
             f"{None if nash is None else np.round(nash, 6).tolist()})"
         )
+
+
+# ------------------------------------------------------------------------ lab 5: KTO
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def grade_kto_loss(student_kto_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 5a: the KTO loss on fresh examples, labels and weights.
+
+    Three random batches (sizes 6, 2, 9; ``beta`` 0.07, 1.7, 4; unequal weights; ``z0`` of both
+    signs) and a batch with rewards +-300 from ``z0``, compared with numpy's
+    :math:`d\lambda_D\sigma(-\beta(r - z_0)) + (1-d)\lambda_U\sigma(\beta(r - z_0))`, under the
+    library-call guard (``pt.kto_loss`` fails it).
+
+    Parameters
+    ----------
+    student_kto_loss : callable
+        ``(logratio, reference_point, desirable, beta, desirable_weight, undesirable_weight)``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Ethayarajh et al., arXiv:2402.01306v4, Sec. 4.
+    """
+    rng = np.random.default_rng(_SEED + 5)
+    cases = []
+    for b, z0, beta, wd, wu in [
+        (6, 0.35, 0.07, 1.0, 1.3),
+        (2, -0.4, 1.7, 0.8, 1.0),
+        (9, 0.0, 4.0, 1.2, 0.9),
+    ]:
+        cases.append(
+            (f"{b} random examples", rng.normal(0.0, 2.0, b), z0, rng.random(b) < 0.5, beta, wd, wu)
+        )
+    cases.append(
+        (
+            "4 examples 300 from z0",
+            np.array([300.0, -300.0, 300.0, -300.0]),
+            0.1,
+            np.array([True, False, False, True]),
+            3.0,
+            1.0,
+            1.0,
+        )
+    )
+    for name, r, z0, d, beta, wd, wu in cases:
+        where = f"{name} with z0={z0:g}, beta={beta:g}, weights ({wd:g}, {wu:g})"
+        args = [_t(r), z0, torch.as_tensor(d), beta, wd, wu]
+        got = _guarded_answer("5a", "kto_loss", student_kto_loss, args, r.shape, where)
+        x = beta * (r - z0)
+        expected = np.where(d, wd * _np_sigmoid(-x), wu * _np_sigmoid(x))
+        _compare("5a", "kto_loss", where, got, expected)
+
+
+def _np_policies(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    cases = []
+    for k in (3, 5, 7):
+        cases.append(
+            (f"random {k}-action policies", rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k)))
+        )
+    pi = rng.dirichlet(np.ones(4))
+    pi[1] = 0.0
+    cases.append(("a 4-action pi with a zero entry", pi / pi.sum(), rng.dirichlet(np.ones(4))))
+    return cases
+
+
+def grade_kl_reference_point(student_kl: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 5b: KL(pi || mu) on fresh policies (one pi with a zero entry).
+
+    Compared with numpy's :math:`\sum_{\pi > 0}\pi\log(\pi/\mu)`, under the library-call guard,
+    which here also forbids ``pt.kl`` (``prefopt_toy.policies.kl``): the exercise is that sum.
+
+    Parameters
+    ----------
+    student_kl : callable
+        ``(pi, mu) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing pair, or when the answer calls the library.
+
+    References
+    ----------
+    Ethayarajh et al., arXiv:2402.01306v4, Sec. 4.
+    """
+    for where, pi, mu in _np_policies(np.random.default_rng(_SEED + 6)):
+        got = _guarded_answer(
+            "5b",
+            "kl_reference_point",
+            student_kl,
+            [_t(pi), _t(mu)],
+            (),
+            where,
+            also=("prefopt_toy.policies.kl",),
+        )
+        support = pi > 0
+        expected = np.array((pi[support] * np.log(pi[support] / mu[support])).sum())
+        _compare("5b", "kl_reference_point", where, got, expected)
+
+
+def grade_trl_reference_point(student_reference_point: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 5c: TRL's reference point on fresh batches of log-ratios.
+
+    Batches of 1, 8 and 16 log-ratios of mixed signs, one with a negative mean; compared with
+    numpy's ``max(0, mean)``, under the library-call guard (``pt.kto_reference_point`` fails it).
+
+    Parameters
+    ----------
+    student_reference_point : callable
+        ``(mismatched_logratios) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    TRL v1.13.0 ``KTOTrainer``; Ethayarajh et al., arXiv:2402.01306v4, Sec. 4.1.
+    """
+    rng = np.random.default_rng(_SEED + 7)
+    batches = [
+        rng.normal(0.3, 1.0, 8),
+        rng.normal(-0.5, 0.2, 16),
+        np.array([0.77]),
+        rng.normal(0.0, 3.0, 5),
+    ]
+    for x in batches:
+        where = f"{len(x)} log-ratios with mean {x.mean():.4g}"
+        got = _guarded_answer(
+            "5c", "trl_reference_point", student_reference_point, [_t(x)], (), where
+        )
+        _compare("5c", "trl_reference_point", where, got, np.array(max(0.0, x.mean())))
+
+
+def grade_kto_dropped(student_dropped: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 5d: the actions KTO drops, on fresh games, data and weights.
+
+    Random complementary games with 4 to 6 actions, random ``mu`` and weights; the expected mask
+    :math:`\lambda_U(1 - d) > \lambda_D d`, :math:`d = P\mu`, in numpy; under the library-call guard
+    (so running ``pt.ALGORITHMS["kto"]`` inside the answer fails it).
+
+    Parameters
+    ----------
+    student_dropped : callable
+        ``(P, mu, desirable_weight, undesirable_weight) -> (K,)`` booleans.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing game, or when the answer calls the library.
+
+    References
+    ----------
+    Ethayarajh et al., arXiv:2402.01306v4, Sec. 4; ``prefopt_toy.dynamics.unpaired``.
+    """
+    rng = np.random.default_rng(_SEED + 8)
+    for k, wd, wu in [(4, 1.0, 1.25), (6, 1.33, 1.0), (5, 0.9, 1.1)]:
+        P = _random_game(rng, k)
+        mu = rng.dirichlet(np.ones(k))
+        where = f"a random {k}-action game, desirable_weight={wd:g}, undesirable_weight={wu:g}"
+        got = _guarded_answer(
+            "5d",
+            "kto_dropped",
+            student_dropped,
+            [_t(P), _t(mu), wd, wu],
+            mu.shape,
+            where,
+            dtypes=("float64", "bool", "int64"),
+        )
+        d = P @ mu
+        _compare("5d", "kto_dropped", where, got, (wu * (1.0 - d) > wd * d).astype(np.float64))
+
+
+# ------------------------------------------------------------- lab 6: length and R-DPO
+
+
+def _np_bt(s: np.ndarray) -> np.ndarray:
+    return _np_sigmoid(s[:, None] - s[None, :])
+
+
+def _length_cases(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    cases = []
+    for k, kappa in [(3, 0.12), (5, 0.7), (6, 0.02)]:
+        cases.append((rng.normal(0.0, 1.0, k), rng.integers(1, 60, k).astype(np.float64), kappa))
+    return cases
+
+
+def grade_length_biased_preferences(student_judge: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 6a: the length-biased Bradley-Terry judge on fresh inputs.
+
+    Random qualities, lengths from 1 to 59 tokens and ``kappa`` from 0.02 to 0.7; compared with
+    numpy's :math:`\sigma(s_i - s_j)`, :math:`s = q + \kappa L`, under the library-call guard.
+
+    Parameters
+    ----------
+    student_judge : callable
+        ``(q, lengths, kappa) -> P``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing input, or when the answer calls the library.
+
+    References
+    ----------
+    Park et al., arXiv:2403.19159v3, Sec. 2-3.
+    """
+    for q, L, kappa in _length_cases(np.random.default_rng(_SEED + 9)):
+        k = len(q)
+        where = f"{k} actions, kappa={kappa:g}"
+        got = _guarded_answer(
+            "6a", "length_biased_preferences", student_judge, [_t(q), _t(L), kappa], (k, k), where
+        )
+        _compare("6a", "length_biased_preferences", where, got, _np_bt(q + kappa * L))
+
+
+def grade_dpo_length_optimum(student_optimum: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 6b: the DPO optimum on a length-biased judge, fresh inputs.
+
+    Random qualities, lengths, ``mu`` and ``beta`` (down to 0.003, where ``exp`` overflows); the
+    expected :math:`\mu\exp((q + \kappa L)/\beta)/Z` as a numpy softmax, under the library-call guard.
+
+    Parameters
+    ----------
+    student_optimum : callable
+        ``(q, lengths, kappa, mu, beta) -> policy``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing input, or when the answer calls the library.
+
+    References
+    ----------
+    Azar et al., arXiv:2310.12036v2, App. B Prop. 4.
+    """
+    rng = np.random.default_rng(_SEED + 10)
+    for (q, L, kappa), beta in zip(_length_cases(rng), [0.3, 2.5, 0.003]):
+        mu = rng.dirichlet(np.ones(len(q)))
+        where = f"{len(q)} actions, kappa={kappa:g}, beta={beta:g}"
+        args = [_t(q), _t(L), kappa, _t(mu), beta]
+        got = _guarded_answer("6b", "dpo_length_optimum", student_optimum, args, mu.shape, where)
+        expected = _np_softmax(np.log(mu) + (q + kappa * L) / beta)
+        if not np.allclose(got.numpy(), expected, rtol=_RTOL, atol=1e-300):
+            _compare("6b", "dpo_length_optimum", where, got, expected)
+
+
+def grade_rdpo_loss(student_rdpo_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 6c: the R-DPO loss on fresh pairs, lengths and hyperparameters.
+
+    The pair batches of :func:`grade_dpo_loss` with random lengths (1 to 199 tokens) and ``alpha``
+    0.01 to 0.4; compared with numpy's ``logaddexp(0, -(beta h + alpha (Lw - Ll)))``, under the
+    library-call guard (``pt.rdpo_loss`` fails it).
+
+    Parameters
+    ----------
+    student_rdpo_loss : callable
+        ``(logp_chosen, logp_rejected, ref_chosen, ref_rejected, length_chosen, length_rejected,
+        beta, alpha) -> losses``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Park et al., arXiv:2403.19159v3, Sec. 3.
+    """
+    rng = np.random.default_rng(_SEED + 11)
+    for (name, logps, beta), alpha in zip(_pair_cases(), [0.03, 0.4, 0.01, 0.2]):
+        b = logps.shape[1]
+        lw, ll = (
+            rng.integers(1, 200, b).astype(np.float64),
+            rng.integers(1, 200, b).astype(np.float64),
+        )
+        pc, pr, rc, rr = logps
+        where = f"{name} with random lengths, beta={beta:g}, alpha={alpha:g}"
+        args = [*map(_t, logps), _t(lw), _t(ll), beta, alpha]
+        got = _guarded_answer("6c", "rdpo_loss", student_rdpo_loss, args, (b,), where)
+        h = (pc - rc) - (pr - rr)
+        _compare("6c", "rdpo_loss", where, got, np.logaddexp(0.0, -(beta * h + alpha * (lw - ll))))
+
+
+def grade_rdpo_optimum(student_rdpo_optimum: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 6d: the R-DPO optimum on fresh rewards, lengths and hyperparameters.
+
+    Random rewards, ``mu``, lengths, ``beta`` (down to 0.004) and ``alpha``; the expected
+    :math:`\mu\exp((r - \alpha L)/\beta)/Z` as a numpy softmax, under the library-call guard
+    (``pt.rdpo_optimum`` fails it).
+
+    Parameters
+    ----------
+    student_rdpo_optimum : callable
+        ``(r, mu, lengths, beta, alpha) -> policy``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing input, or when the answer calls the library.
+
+    References
+    ----------
+    Park et al., arXiv:2403.19159v3, Sec. 3.
+    """
+    rng = np.random.default_rng(_SEED + 12)
+    for (r, L, alpha), beta in zip(_length_cases(rng), [0.7, 0.004, 3.0]):
+        mu = rng.dirichlet(np.ones(len(r)))
+        where = f"{len(r)} actions, beta={beta:g}, alpha={alpha:g}"
+        args = [_t(r), _t(mu), _t(L), beta, alpha]
+        got = _guarded_answer("6d", "rdpo_optimum", student_rdpo_optimum, args, mu.shape, where)
+        expected = _np_softmax(np.log(mu) + (r - alpha * L) / beta)
+        if not np.allclose(got.numpy(), expected, rtol=_RTOL, atol=1e-300):
+            _compare("6d", "rdpo_optimum", where, got, expected)
+
+
+def grade_debiasing_alpha(student_alpha: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 6e: the debiasing weight on fresh (kappa, beta) pairs.
+
+    ``alpha = kappa`` whatever beta: the optimum :math:`\mu\exp((q + \kappa L - \alpha L)/\beta)/Z`
+    is length-free exactly then. Checked on four pairs, under the library-call guard.
+
+    Parameters
+    ----------
+    student_alpha : callable
+        ``(kappa, beta) -> alpha``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing pair, or when the answer calls the library.
+
+    References
+    ----------
+    Park et al., arXiv:2403.19159v3, Sec. 3.
+    """
+    for kappa, beta in [(0.17, 0.3), (2.0, 0.05), (0.004, 7.0), (0.6, 1.0)]:
+        where = f"kappa={kappa:g}, beta={beta:g}"
+        got = _guarded_answer("6e", "debiasing_alpha", student_alpha, [kappa, beta], (), where)
+        _compare("6e", "debiasing_alpha", where, got, np.array(kappa))

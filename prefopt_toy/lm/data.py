@@ -47,11 +47,14 @@ __all__ = [
     "model_device",
     "model_limits",
     "to_device",
+    "tokenize_completions",
     "tokenize_pairs",
     "tokenize_prompts",
+    "unpair_preference_examples",
     "validate_preference_examples",
     "validate_prompt_examples",
     "validate_texts",
+    "validate_unpaired_examples",
 ]
 
 _PAIR_KEYS = ("prompt", "chosen", "rejected")
@@ -423,6 +426,68 @@ def validate_preference_examples(examples, name: str = "examples") -> list[dict]
     return _check_examples(examples, _PAIR_KEYS, name)
 
 
+def validate_unpaired_examples(examples, name: str = "examples") -> list[dict]:
+    """Check a list of unpaired ``{"prompt", "completion", "label"}`` dicts (KTO's data).
+
+    ``prompt`` and ``completion`` are non-empty strings, ``label`` a bool (True: desirable), as in
+    TRL's unpaired preference format. Extra keys are allowed and ignored.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the example index and the key at fault.
+
+    References
+    ----------
+    Ethayarajh et al., arXiv:2402.01306 (KTO's binary signal); TRL
+    https://github.com/huggingface/trl v1.13.0 (unpaired preference dataset format).
+
+    Examples
+    --------
+    >>> validate_unpaired_examples([{"prompt": "Hi", "completion": " yes.", "label": 1}])
+    Traceback (most recent call last):
+    ...
+    ValueError: examples[0]['label'] must be a bool (True: desirable), got int
+    """
+    items = _check_examples(examples, ("prompt", "completion"), name)
+    for i, ex in enumerate(items):
+        if "label" not in ex:
+            raise ValueError(
+                f"{name}[{i}] is missing the key 'label' (needs ('prompt', 'completion', 'label'), "
+                f"has {tuple(ex)})"
+            )
+        if not isinstance(ex["label"], bool):
+            raise ValueError(
+                f"{name}[{i}]['label'] must be a bool (True: desirable), got "
+                f"{type(ex['label']).__name__}"
+            )
+    return items
+
+
+def unpair_preference_examples(examples, name: str = "examples") -> list[dict]:
+    """Split each ``{"prompt", "chosen", "rejected"}`` pair into two unpaired examples.
+
+    Pair ``i`` gives ``{"prompt", "completion": chosen, "label": True}`` then
+    ``{"prompt", "completion": rejected, "label": False}`` (rows ``2i`` and ``2i + 1``), TRL's
+    ``unpair_preference_dataset``.
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (``trl.data_utils.unpair_preference_dataset``);
+    Ethayarajh et al., arXiv:2402.01306.
+
+    Examples
+    --------
+    >>> unpair_preference_examples([{"prompt": "Hi", "chosen": " yes.", "rejected": " no."}])[1]
+    {'prompt': 'Hi', 'completion': ' no.', 'label': False}
+    """
+    out = []
+    for ex in validate_preference_examples(examples, name):
+        out.append({"prompt": ex["prompt"], "completion": ex["chosen"], "label": True})
+        out.append({"prompt": ex["prompt"], "completion": ex["rejected"], "label": False})
+    return out
+
+
 def validate_prompt_examples(examples, name: str = "examples") -> list[dict]:
     """Check a list of prompt-only ``{"prompt": str}`` dicts (TRL's format for online training).
 
@@ -575,6 +640,62 @@ def tokenize_pairs(
         )
         out.update({f"{key}_{name}": v for name, v in batch.items()})
     return out
+
+
+def tokenize_completions(
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    max_length: int,
+    name: str = "examples",
+) -> dict[str, Tensor]:
+    """Tokenise (prompt, completion) rows into one right-padded batch with a completion mask.
+
+    Each row is ``ids(prompt) + ids(completion) + [eos]`` as in :func:`tokenize_pairs` (the mask
+    covers the completion and its EOS): KTO's matched rows, and its mismatched (KL) rows.
+
+    Parameters
+    ----------
+    tokenizer : GPT-2 tokenizer
+    prompts, completions : sequences of str, same length
+    max_length : int >= 2
+        Longest allowed row; a longer one raises ``ValueError`` naming its index.
+    name : str
+        How the messages name the rows.
+
+    Returns
+    -------
+    dict of (N, T) int64 tensors: ``input_ids``, ``attention_mask``, ``completion_mask``.
+
+    References
+    ----------
+    TRL https://github.com/huggingface/trl v1.13.0 (``KTOTrainer``: EOS appended to completions).
+    """
+    if len(prompts) != len(completions) or not prompts:
+        raise ValueError(
+            f"{name}: prompts and completions must be non-empty and of one length, got "
+            f"{len(prompts)} and {len(completions)}"
+        )
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, numbers.Integral)
+        or max_length < 2
+    ):
+        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    eos, pad = check_tokenizer(tokenizer)
+    p_ids = [_encode(tokenizer, p, f"{name}[{i}]['prompt']") for i, p in enumerate(prompts)]
+    c_ids = [
+        _encode(tokenizer, c, f"{name}[{i}]['completion']") + [eos]
+        for i, c in enumerate(completions)
+    ]
+    for i, (p, c) in enumerate(zip(p_ids, c_ids)):
+        if len(p) + len(c) > max_length:
+            raise ValueError(
+                f"{name}[{i}]: prompt + completion + EOS is {len(p) + len(c)} tokens, more than "
+                f"max_length={max_length}"
+            )
+    return build_batch(p_ids, c_ids, pad_token_id=pad, padding_side="right")
 
 
 def tokenize_prompts(

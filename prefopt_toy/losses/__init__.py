@@ -3,6 +3,10 @@
 - ``pairwise``: per-pair losses of the log-ratio margin ``h`` (DPO, cDPO/rDPO, IPO, SLiC), no
   reduction;
 - ``gpo``: the GPO family ``f(beta * h)`` and its optimal margins;
+- ``unpaired``: KTO, one example with a desirable / undesirable label, against a reference point;
+- ``reference_free``: SimPO (length-normalised) and ORPO (odds ratio plus SFT), no reference in
+  the margin;
+- ``shaped``: DPO with one added term, R-DPO (lengths) and DPOP (the chosen likelihood);
 - ``population``: the exact population objective, an enumeration over all ordered pairs, and the
   loss of a finite data set.
 """
@@ -10,9 +14,21 @@
 from .gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
 from .pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
 from .population import dataset_loss, hard_labels, pair_margins, population_loss
+from .reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
+from .shaped import DPOP_PLACEMENTS, dpop_loss, rdpo_loss
+from .unpaired import kto_loss, kto_reference_point
 
 __all__ = [
+    "DPOP_PLACEMENTS",
     "GPO_FUNCTIONS",
+    "dpop_loss",
+    "kto_loss",
+    "kto_reference_point",
+    "log_odds",
+    "odds_ratio_loss",
+    "orpo_loss",
+    "rdpo_loss",
+    "simpo_loss",
     "dataset_loss",
     "dpo_loss",
     "gpo_loss",

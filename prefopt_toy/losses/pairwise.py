@@ -82,6 +82,11 @@ def _in_float32_if_half(kernel: Any, h: Tensor, *args: Any) -> Tensor:
     return kernel(h.to(torch.float32), *args).to(_loss_dtype(h.dtype))
 
 
+def _companion(t: Tensor, h: Tensor) -> Tensor:
+    """A second input of a kernel, in the dtype ``_in_float32_if_half`` computes ``h`` in."""
+    return t.to(torch.float32 if h.dtype in _HALF else h.dtype)
+
+
 # F.softplus returns its argument above this threshold. For z > 40, softplus(z) - z = log1p(e^{-z})
 # < 4.3e-18, below float64 resolution at z; e^40 is finite in float32, bfloat16 and float64.
 _SOFTPLUS_THRESHOLD = 40.0

@@ -7,6 +7,8 @@
 - ``figures``: the figure registry (``FIGURES``, ``write_figures``), the reference-solutions,
   trajectories and Nash-MD convergence figures;
 - ``tau_path``, ``ipo_toy``: the tau-path figure and the IPO paper's toy bandits;
+- ``family``: notebook 08's figures of the rest of the DPO family (KTO's reference point, SimPO's
+  gamma, length exploitation, likelihood displacement and DPOP, beta-DPO's batch beta);
 - ``notebook``: figures and tables the teaching notebooks share (tour, online IPO, zoo): trajectories
   with a zoom inset where end points crowd, the solution table with both exploitabilities.
 

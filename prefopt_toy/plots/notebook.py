@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from prefopt_toy._validate import as_int
-from prefopt_toy.dynamics import ALGORITHMS, FIXED_POINTS, Trajectory
+from prefopt_toy.dynamics import ALGORITHMS, FAMILY, FIXED_POINTS, Trajectory
 
 from .draw import _xy, draw_simplex, plot_policy, plot_trajectory
 from .experiments import TRAJECTORIES
@@ -355,7 +355,7 @@ def zoo_runs(
     mixture: float = 0.125,
     names: Sequence[str] | None = None,
 ) -> dict[str, Trajectory]:
-    r"""Every registered algorithm (``ALGORITHMS``) on one game from :math:`\pi_0 = \mu`.
+    r"""Every core algorithm (``ALGORITHMS`` but the ``FAMILY``, by default) on one game from :math:`\pi_0 = \mu`.
 
     Each runs as ``ALGORITHMS[name](P, mu, steps=steps, tau=tau, **extra)`` with the extra settings
     of the ``trajectories`` experiment (``lr = 1`` for the hinge losses) and ``mixture`` for
@@ -375,7 +375,7 @@ def zoo_runs(
     As ``dynamics.ALGORITHMS`` (DPO arXiv:2305.18290v3, IPO arXiv:2310.12036v2, Nash-MD
     arXiv:2312.00886v4, online IPO / IPO-MD arXiv:2403.08635v1, GPO arXiv:2402.05749v2).
     """
-    names = list(ALGORITHMS) if names is None else list(names)
+    names = [n for n in ALGORITHMS if n not in FAMILY] if names is None else list(names)
     unknown = [n for n in names if n not in ALGORITHMS]
     if unknown:
         raise ValueError(f"names must be keys of ALGORITHMS, got unknown {unknown}")

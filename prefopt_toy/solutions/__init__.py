@@ -10,7 +10,7 @@
 
 from .bt import bt_fit, bt_fit_gap, bt_fit_kl, bt_log_likelihood, is_bradley_terry
 from .nash import exploitability, nash_equilibrium
-from .optima import gibbs_policy, ipo_optimum, rlhf_optimum
+from .optima import gibbs_policy, ipo_optimum, rdpo_optimum, rlhf_optimum
 from .reference import ReferenceRow, format_table, reference_paths, reference_table
 from .regularized import FixedPointReport, ipo_md_fixed_point, regularized_nash
 
@@ -32,4 +32,5 @@ __all__ = [
     "reference_table",
     "regularized_nash",
     "rlhf_optimum",
+    "rdpo_optimum",
 ]

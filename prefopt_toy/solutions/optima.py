@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prefopt_toy._validate import _detached, as_policy, as_positive_float, as_preference_matrix
+from prefopt_toy._validate import (
+    _detached,
+    as_policy,
+    as_positive_float,
+    as_preference_matrix,
+    as_vector,
+)
 from prefopt_toy.policies import normalize_log
 
 from .bt import _fit_on_support, _fmt_actions
@@ -105,10 +111,16 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
     >>> rlhf_optimum(bradley_terry([0.0, 1.0, 2.0]), [0.5, 0.5, 0.0], beta=1.0)  # fit on {0, 1}
     tensor([0.2689, 0.7311, 0.0000], dtype=torch.float64)
     """
+    beta_f = as_positive_float(beta, "beta")
+    mu_t, reward = _fitted_reward(P, mu, nu)
+    return gibbs_policy(mu_t, reward, beta_f)
+
+
+def _fitted_reward(P: Any, mu: Any, nu: Any) -> tuple[Tensor, Tensor]:
+    """``mu`` validated and the BT reward fitted under ``nu x nu`` (default ``mu``) on ``supp(nu)``."""
     P_t = as_preference_matrix(_detached(P))
     k = P_t.shape[0]
     mu_t = as_policy(mu, "mu", size=k)
-    beta_f = as_positive_float(beta, "beta")
     nu_t = mu_t.detach() if nu is None else as_policy(_detached(nu), "nu", size=k)
     missing = [int(y) for y in torch.nonzero((nu_t == 0) & (mu_t > 0)).flatten()]
     if missing:
@@ -117,8 +129,50 @@ def rlhf_optimum(P: Any, mu: Any, beta: Any, nu: Any = None) -> Tensor:
             f"nu is 0 on actions {_fmt_actions(missing)} where mu > 0, "
             "so no pair involves them and their BT rewards are not identified"
         )
-    reward = _fit_on_support(P_t, nu_t)
-    return gibbs_policy(mu_t, reward, beta_f)
+    return mu_t, _fit_on_support(P_t, nu_t)
+
+
+def rdpo_optimum(P: Any, mu: Any, beta: Any, alpha: Any, lengths: Any, nu: Any = None) -> Tensor:
+    r"""The population optimum of R-DPO: the RLHF optimum of the length-penalised reward.
+
+    .. math:: \pi^*(y) \propto \mu(y)\exp\bigl((\hat r(y) - \alpha L(y))/\beta\bigr), \qquad
+              \hat r = \texttt{bt\_fit}(P, \nu).
+
+    The population R-DPO loss :math:`\sum W\,[-\log\sigma(\beta h + \alpha(L_w - L_l))]` depends
+    on the policy through :math:`u = \beta\log(\pi/\mu) + \alpha L` only as :math:`u_w - u_l`, and
+    is minimised where those differences are the BT fit's. If the labels are BT in
+    :math:`q + \kappa L` (a judge that also likes length), ``alpha = kappa`` gives back
+    :math:`\mu e^{q/\beta}`.
+
+    Parameters
+    ----------
+    P, mu, beta, nu : as :func:`rlhf_optimum`.
+    alpha : float >= 0
+        Length weight.
+    lengths : array-like, shape (K,), each > 0
+        Length of each action.
+
+    Returns
+    -------
+    Tensor, shape (K,), float64.
+
+    References
+    ----------
+    Park et al., arXiv:2403.19159v3, Sec. 3; Azar et al., arXiv:2310.12036v2, App. B Prop. 4.
+
+    Examples
+    --------
+    >>> rdpo_optimum([[0.5, 0.5], [0.5, 0.5]], [0.5, 0.5], beta=1.0, alpha=math.log(3.0),
+    ...              lengths=[1.0, 2.0])
+    tensor([0.7500, 0.2500], dtype=torch.float64)
+    """
+    beta_f = as_positive_float(beta, "beta")
+    alpha_f = as_positive_float(alpha, "alpha", allow_zero=True)
+    mu_t, reward = _fitted_reward(P, mu, nu)
+    L = as_vector(_detached(lengths), "lengths", size=mu_t.shape[0])
+    if not bool(torch.isfinite(L).all()) or bool((L <= 0).any()):
+        raise ValueError("lengths must be finite and > 0 (one length per action)")
+    return gibbs_policy(mu_t, reward - alpha_f * L, beta_f)
 
 
 def ipo_optimum(P: Any, mu: Any, tau: Any, nu: Any = None) -> Tensor:

@@ -27,7 +27,10 @@ References
 Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO / PsiPO);
 Munos et al., arXiv:2312.00886v4 (Nash-MD); Calandriello et al., arXiv:2403.08635v1 (online IPO,
 IPO-MD); Tang et al., arXiv:2402.05749v2 (GPO); Mitchell (2023), https://ericmitchell.ai/cdpo.pdf
-(cDPO).
+(cDPO); Park et al., arXiv:2403.19159 (R-DPO); Meng et al., arXiv:2405.14734 (SimPO); Kim et
+al., arXiv:2403.19270 (sDPO); Ethayarajh et al., arXiv:2402.01306 (KTO); Liu et al.,
+arXiv:2309.06657 (RSO); Hong et al., arXiv:2403.07691 (ORPO); Pal et al., arXiv:2402.13228v3
+(DPOP).
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ from .dpo_ipo import (
     ipo_optimum_first_order,
     psipo_special_cases,
 )
+from .family import (
+    dpop_outside_kink,
+    kto_small_beta_limit,
+    orpo_small_lambda_limit,
+    rdpo_length_optimum,
+    rso_pair_distribution,
+    sdpo_stages,
+    simpo_uniform_reference,
+)
 from .margins import cdpo_optimal_margin, gpo_optimal_margins
 from .online import ipo_md_mixture, nash_md_step, online_ipo_fixed_point
 
@@ -49,13 +61,20 @@ __all__ = [
     "Derivation",
     "cdpo_optimal_margin",
     "dpo_from_rlhf",
+    "dpop_outside_kink",
     "gpo_optimal_margins",
     "ipo_bernoulli_labels",
     "ipo_md_mixture",
     "ipo_optimum_first_order",
+    "kto_small_beta_limit",
     "nash_md_step",
     "online_ipo_fixed_point",
+    "orpo_small_lambda_limit",
     "psipo_special_cases",
+    "rdpo_length_optimum",
+    "rso_pair_distribution",
+    "sdpo_stages",
+    "simpo_uniform_reference",
 ]
 
 DERIVATIONS: dict[str, Callable[[], Derivation]] = {
@@ -68,5 +87,12 @@ DERIVATIONS: dict[str, Callable[[], Derivation]] = {
     "ipo_md": ipo_md_mixture,
     "cdpo": cdpo_optimal_margin,
     "gpo": gpo_optimal_margins,
+    "rdpo": rdpo_length_optimum,
+    "simpo_dpo": simpo_uniform_reference,
+    "sdpo": sdpo_stages,
+    "kto_limit": kto_small_beta_limit,
+    "rso": rso_pair_distribution,
+    "orpo_limit": orpo_small_lambda_limit,
+    "dpop_kink": dpop_outside_kink,
 }
 """Registry: short name -> builder of the :class:`Derivation` (each builder is cached)."""

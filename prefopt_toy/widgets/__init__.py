@@ -18,6 +18,8 @@ JupyterLab (the handle as the last expression of a cell displays the widget).
 - :func:`preference_editor` (notebook 01): edit a 3 x 3 ``P``; see its Bradley-Terry fit, Nash
   equilibrium, Condorcet winner and how far BT misses.
 - :func:`beta_explorer` (notebook 02): the RLHF/DPO optimum as beta moves, on the simplex.
+- :func:`family_explorer` (notebook 08): one DPO-family method's exact run beside DPO's optimum
+  (method, beta, SimPO's gamma, R-DPO's alpha, lengths).
 - :func:`nash_learning` (notebook 04): Nash-MD (decaying and constant step) and IPO-MD live, with
   the KL to the regularised Nash against Theorem 1's bound.
 
@@ -29,8 +31,16 @@ GPT-2's class trajectory on one simplex), is built on :class:`WidgetHandle` in
 from __future__ import annotations
 
 from .beta_explorer import beta_explorer
+from .family_explorer import family_explorer
 from .handle import WidgetHandle
 from .nash_learning import nash_learning, nash_md_bound
 from .preference_editor import preference_editor
 
-__all__ = ["WidgetHandle", "beta_explorer", "nash_learning", "nash_md_bound", "preference_editor"]
+__all__ = [
+    "WidgetHandle",
+    "beta_explorer",
+    "family_explorer",
+    "nash_learning",
+    "nash_md_bound",
+    "preference_editor",
+]

@@ -31,6 +31,12 @@ NAMES = sorted(ALGORITHMS)  # the registry itself: new entries are covered
 # (0.4 / (f'' beta**2)); the hinge's 1 / beta and the IPO / policy-gradient defaults stay finite.
 SMOOTH_DPO_FAMILY = {
     "dpo",
+    # the rest of the DPO family whose default step is 1.6 / beta**2 like DPO's
+    "rdpo",
+    "beta_dpo",
+    "rso",
+    "sdpo",
+    "iterative_dpo",
     "online_dpo",
     "gpo_logistic",
     "gpo_squared",
@@ -38,6 +44,16 @@ SMOOTH_DPO_FAMILY = {
     "gpo_truncated_quadratic",
     "gpo_savage",
 }
+
+
+# Their defaults also have a term linear in beta (the curvature of log pi, or of the penalty):
+# finite at tiny beta, but still 0 at a huge one.
+UNDERFLOW_AT_HUGE_BETA = SMOOTH_DPO_FAMILY | {"kto", "simpo", "dpop"}
+
+
+def _strength(name: str, value: object) -> dict:
+    """Every entry's strength keyword: ``tau`` (read as beta by the DPO family), ORPO's ``lam``."""
+    return {"lam": value} if name == "orpo" else {"tau": value}
 
 
 def _assert_answer(traj: pt.Trajectory) -> None:
@@ -67,7 +83,7 @@ def test_divergence_error_is_a_floating_point_error_and_a_value_error():
 @pytest.mark.parametrize("name", NAMES)
 def test_absurd_lr_raises_naming_lr(name):
     with pytest.raises(ValueError) as info:  # DivergenceError, or Nash-MD's lr * tau <= 1 check
-        ALGORITHMS[name](P3, MU3, steps=50, tau=0.1, lr=1e300)
+        ALGORITHMS[name](P3, MU3, steps=50, **_strength(name, 0.1), lr=1e300)
     message = str(info.value)
     assert "lr = 1e+300" in message, message
     if isinstance(info.value, DivergenceError):
@@ -89,7 +105,7 @@ def test_absurd_lr_raises_naming_lr(name):
 def test_the_probe_cases_no_longer_return_inf_or_nan(name, lr):
     # Before: ipo returned a vertex with infinite losses, online_ipo NaN losses.
     with pytest.raises(DivergenceError, match=re.escape(f"Change lr: lr = {lr:g}")):
-        ALGORITHMS[name](P3, MU3, steps=200, tau=0.1, lr=lr)
+        ALGORITHMS[name](P3, MU3, steps=200, **_strength(name, 0.1), lr=lr)
 
 
 def test_adam_and_dataset_run_diverge_with_a_named_lr():
@@ -135,7 +151,7 @@ def test_adam_takes_a_finite_step_on_a_huge_gradient():
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_tau_without_lr_names_tau(name):
     try:
-        traj = ALGORITHMS[name](P3, MU3, steps=30, tau=1e-300)
+        traj = ALGORITHMS[name](P3, MU3, steps=30, **_strength(name, 1e-300))
     except ValueError as err:
         message = str(err)
         assert "tau = 1e-300" in message, message
@@ -152,26 +168,33 @@ def test_a_default_lr_outside_float64_names_the_strength_and_its_formula(name):
     with pytest.raises(
         ValueError, match=r"tau = 1e-300 gives a default lr = .*tau\*\*2.* = inf.*pass lr"
     ):
-        ALGORITHMS[name](P3, MU3, steps=5, tau=1e-300)
+        ALGORITHMS[name](P3, MU3, steps=5, **_strength(name, 1e-300))
     with pytest.raises(
         ValueError, match=r"beta = 1e\+300 gives a default lr = .*beta\*\*2.* = 0.*underflows"
     ):
         ALGORITHMS[name](P3, MU3, steps=5, beta=1e300)
     # With an explicit lr a tiny strength runs (steps of lr * beta at most: the policy stays at mu) ...
-    traj = ALGORITHMS[name](P3, MU3, steps=20, tau=1e-300, lr=1e-3)
+    traj = ALGORITHMS[name](P3, MU3, steps=20, **_strength(name, 1e-300), lr=1e-3)
     _assert_answer(traj)
-    torch.testing.assert_close(traj.final, MU3, rtol=0, atol=1e-12)
+    if name != "beta_dpo":  # its batch beta is clamped at 1e-3 (the official code), so it moves
+        torch.testing.assert_close(traj.final, MU3, rtol=0, atol=1e-12)
     # ... and a huge one where the loss's slope is bounded (logistic-like); the squared and
     # exponential losses of beta h overflow for any move of h that float64 can represent.
-    if name in ("dpo", "online_dpo", "gpo_logistic", "gpo_savage"):
-        traj = ALGORITHMS[name](P3, MU3, steps=20, tau=1e300, lr=1e-315)
+    if name in (
+        "dpo",
+        "online_dpo",
+        "gpo_logistic",
+        "gpo_savage",
+        *("rdpo", "beta_dpo", "rso", "sdpo", "iterative_dpo"),
+    ):
+        traj = ALGORITHMS[name](P3, MU3, steps=20, **_strength(name, 1e300), lr=1e-315)
         _assert_answer(traj)
         torch.testing.assert_close(traj.final, MU3, rtol=0, atol=1e-12)
     else:
         with pytest.raises(
             DivergenceError, match=r"loss at that iterate is inf.*lr = 1e-315.*or tau = 1e\+300"
         ):
-            ALGORITHMS[name](P3, MU3, steps=20, tau=1e300, lr=1e-315)
+            ALGORITHMS[name](P3, MU3, steps=20, **_strength(name, 1e300), lr=1e-315)
 
 
 def test_loss_overflowing_at_the_start_names_tau_even_with_an_explicit_lr():
@@ -281,17 +304,19 @@ def test_extreme_but_valid_inputs_stay_finite(name):
     alg = ALGORITHMS[name]
     # mu with an entry of 1e-300 (log mu = -690.8), steps = 0, a one-action game.
     tiny = torch.tensor([1e-300, 0.5, 0.5 - 1e-300], dtype=F64)
-    _assert_answer(alg(P3, tiny, steps=200, tau=0.1))
-    zero = alg(P3, MU3, steps=0, tau=0.1)
+    _assert_answer(alg(P3, tiny, steps=200, **_strength(name, 0.1)))
+    zero = alg(P3, MU3, steps=0, **_strength(name, 0.1))
     assert zero.log_policies.shape == (1, 3) and torch.allclose(zero.final, MU3, rtol=0, atol=1e-15)
-    one = alg([[0.5]], [1.0], steps=10, tau=0.1)
+    one = alg([[0.5]], [1.0], steps=10, **_strength(name, 0.1))
     _assert_answer(one)
     assert torch.equal(one.final, torch.ones(1, dtype=F64))
     # A huge strength: every representable default runs, and stays at mu (the optimum up to 1e-300).
-    if name not in SMOOTH_DPO_FAMILY:
-        traj = alg(P3, MU3, steps=100, tau=1e300)
+    if name not in UNDERFLOW_AT_HUGE_BETA:
+        traj = alg(P3, MU3, steps=100, **_strength(name, 1e300))
         _assert_answer(traj)
-        if name not in ("slic", "gpo_hinge"):  # the hinge's subgradient steps hover (docstring)
+        # the hinge's subgradient steps hover (docstring); ORPO's lam weighs an odds ratio, not
+        # a KL to mu: a huge lam does not hold the policy at mu
+        if name not in ("slic", "gpo_hinge", "orpo"):
             torch.testing.assert_close(traj.final, MU3, rtol=0, atol=1e-12)
     # A tiny strength with an explicit small step (Nash-MD's own schedule is finite there).
     if name not in (
@@ -300,7 +325,13 @@ def test_extreme_but_valid_inputs_stay_finite(name):
         "ipo_md",
     ):  # their loss (1 / (2 tau))**2 is inf: tested above
         _assert_answer(
-            alg(P3, MU3, steps=100, tau=1e-300, **({} if name == "nash_md" else {"lr": 1e-3}))
+            alg(
+                P3,
+                MU3,
+                steps=100,
+                **_strength(name, 1e-300),
+                **({} if name == "nash_md" else {"lr": 1e-3}),
+            )
         )
 
 
@@ -345,10 +376,14 @@ def test_default_runs_are_finite_and_on_the_simplex(batch):
     P, mu, tau = batch
     k = P.shape[-1]
     for name in NAMES:
-        rows = [i for i in range(3) if _bt_fits(P[i], mu[i])] if name == "rlhf" else [0, 1, 2]
+        # RLHF and RSO fit a BT reward model first: only games that have one
+        fits = name in ("rlhf", "rso")
+        rows = [i for i in range(3) if _bt_fits(P[i], mu[i])] if fits else [0, 1, 2]
         if not rows:
             continue
-        traj = ALGORITHMS[name](P[rows], mu[rows], steps=50, tau=[tau[i] for i in rows])
+        traj = ALGORITHMS[name](
+            P[rows], mu[rows], steps=50, **_strength(name, [tau[i] for i in rows])
+        )
         _assert_answer(traj)
         assert traj.log_policies.shape == (len(rows), 51, k)
         assert math.isfinite(float(traj.log_policies.min()))

@@ -42,6 +42,7 @@ from prefopt_toy import (
 )
 from prefopt_toy.dynamics import (
     ALGORITHMS,
+    FAMILY,
     FIXED_POINTS,
     ipo_md,
     nash_md,
@@ -113,7 +114,7 @@ def default_runs():
     """
     runs = {}
     for name, fixed_point in FIXED_POINTS.items():
-        if fixed_point is None:
+        if fixed_point is None or name in FAMILY:  # the family's: tests/dynamics/test_family.py
             continue
         if name in ("dpo", "ipo"):
             runs[name] = ALGORITHMS[name](
@@ -145,7 +146,7 @@ def _default_target(name: str, i: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "name",
-    [n for n, fp in FIXED_POINTS.items() if fp is not None],
+    [n for n, fp in FIXED_POINTS.items() if fp is not None and n not in FAMILY],
 )
 def test_default_hyperparameters_land_on_the_fixed_point(default_runs, name):
     traj = default_runs[name]
@@ -407,7 +408,7 @@ MU9 = torch.tensor([[0.001, 0.2, 0.3, 0.499], [0.25, 0.25, 0.25, 0.25]], dtype=F
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_iterates_stay_on_the_simplex(name):
-    traj = ALGORITHMS[name](P9, MU9, steps=300, tau=TAU)
+    traj = ALGORITHMS[name](P9, MU9, steps=300, **_strength(name, TAU))
     pi = traj.policies
     assert pi.shape == (2, 301, K9)
     assert bool(torch.isfinite(traj.log_policies).all())
@@ -415,6 +416,11 @@ def test_iterates_stay_on_the_simplex(name):
     torch.testing.assert_close(pi.sum(-1), torch.ones(2, 301, dtype=F64), rtol=0, atol=1e-12)
     if traj.losses is not None:
         assert bool(torch.isfinite(traj.losses).all())
+
+
+def _strength(name: str, value: float) -> dict:
+    """Every entry's strength keyword: ``tau`` (read as beta by the DPO family), ORPO's ``lam``."""
+    return {"lam": value} if name == "orpo" else {"tau": value}
 
 
 def _game_with_interior_nash(x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -434,7 +440,11 @@ def _game_with_interior_nash(x: torch.Tensor, seed: int) -> torch.Tensor:
     return 0.5 + A
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+# Not for the reference-free methods (SimPO, ORPO: mu is only their start, not their anchor),
+# beta-DPO (its filter standardises the margins by their spread, so round-off margins of 1e-17
+# weigh pairs as unevenly as real ones would) nor DPOP (mu sits on its penalty's kink, where the
+# round-off of log pi - log mu, 1e-17, decides whether the one-sided slope lam applies).
+@pytest.mark.parametrize("name", sorted(set(ALGORITHMS) - {"simpo", "orpo", "beta_dpo", "dpop"}))
 def test_interior_nash_reference_is_a_fixed_point_of_every_update(name):
     # With mu = x, a full-support Nash equilibrium (P x = 1/2): every margin starts at 0 and, for
     # any per-pair loss with soft labels, dL/dtheta_k = 2 l'(0) x_k (2 (P x)_k - 1) = 0; Nash-MD's
@@ -445,7 +455,7 @@ def test_interior_nash_reference_is_a_fixed_point_of_every_update(name):
     P = _game_with_interior_nash(x, seed=9)
     assert _max_abs(P @ x, torch.full((4,), 0.5, dtype=F64)) < 1e-15
     traj = ALGORITHMS[name](P, x, steps=3, tau=TAU)
-    assert _max_abs(traj.policies, x.expand(4, 4)) < 1e-12
+    assert _max_abs(traj.policies, x.expand(traj.steps + 1, 4)) < 1e-12
     fixed_point = FIXED_POINTS[name]
     if fixed_point is not None:
         assert _max_abs(traj.target(fixed_point), x) < 1e-12

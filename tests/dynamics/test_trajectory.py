@@ -54,7 +54,8 @@ TAUS = [0.2, 0.7]
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_shapes_unbatched_and_batched(name):
     steps = 7
-    single = ALGORITHMS[name](P1, MU, steps=steps, tau=0.3)
+    key = "lam" if name == "orpo" else "tau"  # ORPO's weight is not a KL strength
+    single = ALGORITHMS[name](P1, MU, steps=steps, **{key: 0.3})
     assert isinstance(single, Trajectory) and not single.batched
     assert single.log_policies.shape == single.policies.shape == (steps + 1, K)
     assert single.final.shape == (K,) and single.steps == steps
@@ -62,7 +63,7 @@ def test_shapes_unbatched_and_batched(name):
     if single.losses is not None:
         assert single.losses.shape == (steps,)
     torch.testing.assert_close(single.policies[0], MU, rtol=0, atol=1e-15)  # pi_0 = mu
-    batch = ALGORITHMS[name](P2, MU2, steps=steps, tau=TAUS)
+    batch = ALGORITHMS[name](P2, MU2, steps=steps, **{key: TAUS})
     assert batch.batched and len(batch) == 2
     assert batch.log_policies.shape == (2, steps + 1, K) and batch.final.shape == (2, K)
     if batch.losses is not None:

@@ -29,7 +29,23 @@ LABS = ROOT / "notebooks" / "labs"
 NAMES = course.lab_names(COURSE)
 
 # Points of each autograded cell (grade_id), as the source notebooks set them.
-POINTS = {"ex1a": 2, "ex1b": 2, "ex2": 4, "ex3": 4, "ex4a": 2, "ex4b": 2}
+POINTS = {
+    "ex1a": 2,
+    "ex1b": 2,
+    "ex2": 4,
+    "ex3": 4,
+    "ex4a": 2,
+    "ex4b": 2,
+    "ex5a": 2,
+    "ex5b": 2,
+    "ex5c": 2,
+    "ex5d": 2,
+    "ex6a": 2,
+    "ex6b": 2,
+    "ex6c": 2,
+    "ex6d": 2,
+    "ex6e": 2,
+}
 LAB_OF = {
     "ex1a": "lab1_dpo_ipo_losses",
     "ex1b": "lab1_dpo_ipo_losses",
@@ -37,6 +53,8 @@ LAB_OF = {
     "ex3": "lab3_nash_md_step",
     "ex4a": "lab4_rlhf_vs_nash",
     "ex4b": "lab4_rlhf_vs_nash",
+    **{f"ex5{x}": "lab5_kto" for x in "abcd"},
+    **{f"ex6{x}": "lab6_length_rdpo" for x in "abcde"},
 }
 
 MARKERS = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
@@ -68,8 +86,8 @@ def _regions(source: str, kind: str) -> list[list[str]]:
     return regions
 
 
-def test_there_are_at_least_four_labs_each_released():
-    assert len(NAMES) >= 4, NAMES
+def test_there_are_six_labs_each_released():
+    assert NAMES == sorted(set(LAB_OF.values())), NAMES
     assert sorted(p.stem for p in LABS.glob("lab*.ipynb")) == NAMES
     assert not (LABS / "solutions").exists(), "solutions must not be in the students' folder"
 
@@ -201,9 +219,9 @@ def _solved(source: str) -> str:
 
 def _zeros(source: str) -> str:
     """The release's answer cell with the placeholder replaced by a zeros answer."""
-    head = source.split("\n")[0]  # def f(a, b, ...):
-    first_arg = head.split("(")[1].split(",")[0]
-    return f"{head}\n    return torch.zeros_like({first_arg})"
+    head = source.split("):")[0] + "):"  # def f(a, b, ...):, over one line or several
+    first_arg = head.split("(")[1].split(",")[0].strip()
+    return f"{head}\n    return torch.zeros_like(torch.as_tensor({first_arg}, dtype=torch.float64))"
 
 
 LIBRARY = {
@@ -218,24 +236,49 @@ LIBRARY = {
         "    h = (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)\n"
         "    return library_ipo_loss(h, tau)"
     ),
+    "ex5a_answer": (
+        "def kto_loss(logratio, reference_point, desirable, beta, desirable_weight, undesirable_weight):\n"
+        "    return pt.kto_loss(logratio, reference_point, desirable, beta, desirable_weight, "
+        "undesirable_weight)"
+    ),
+    "ex5b_answer": "def kl_reference_point(pi, mu):\n    return torch.tensor(pt.kl(pi, mu))",
+    "ex6c_answer": (
+        "def rdpo_loss(pc, pr, rc, rr, length_chosen, length_rejected, beta, alpha):\n"
+        "    return pt.rdpo_loss(pt.margin(pc, pr, rc, rr), beta, alpha, length_chosen, length_rejected)"
+    ),
 }
 
-# student -> {lab: which answers are solved, and how}. Eight notebooks (a kernel each): every
+# student -> {lab: which answers are solved, and how}. Thirteen notebooks (a kernel each): every
 # lab correct, and a representative set of the other cases (test_grading.py covers the library
-# guard and zeros on every exercise without nbgrader).
+# guard and zeros on every exercise without nbgrader). "library": the answers of LIBRARY call the
+# library, the lab's other answers are solved.
 SUBMISSIONS = {
     "correct": {n: "all" for n in NAMES},
-    "half": {"lab1_dpo_ipo_losses": {"ex1a_answer"}, "lab4_rlhf_vs_nash": {"ex4a_answer"}},
-    "zeros": {"lab1_dpo_ipo_losses": "zeros"},
-    "library": {"lab1_dpo_ipo_losses": "library"},
+    "half": {
+        "lab1_dpo_ipo_losses": {"ex1a_answer"},
+        "lab4_rlhf_vs_nash": {"ex4a_answer"},
+        "lab5_kto": {"ex5a_answer", "ex5c_answer"},
+    },
+    "zeros": {"lab1_dpo_ipo_losses": "zeros", "lab6_length_rdpo": "zeros"},
+    "library": {
+        "lab1_dpo_ipo_losses": "library",
+        "lab5_kto": "library",
+        "lab6_length_rdpo": "library",
+    },
 }
 
 # student -> exercise -> points, by hand from SUBMISSIONS and POINTS; 0 where not submitted.
 EXPECTED = {
     "correct": dict(POINTS),
-    "half": {"ex1a": 2, "ex1b": 0, "ex2": 0, "ex3": 0, "ex4a": 2, "ex4b": 0},
+    "half": {
+        **dict.fromkeys(POINTS, 0),
+        **{"ex1a": 2, "ex4a": 2, "ex5a": 2, "ex5c": 2},
+    },
     "zeros": dict.fromkeys(POINTS, 0),
-    "library": dict.fromkeys(POINTS, 0),
+    "library": {
+        **dict.fromkeys(POINTS, 0),
+        **{"ex5c": 2, "ex5d": 2, "ex6a": 2, "ex6b": 2, "ex6d": 2, "ex6e": 2},
+    },
 }
 
 
@@ -251,7 +294,7 @@ def _submission(name: str, release, how) -> nbformat.NotebookNode:
             elif how == "zeros":
                 cell.source = _zeros(cell.source)
             elif how == "library":
-                cell.source = LIBRARY[gid]
+                cell.source = LIBRARY.get(gid, _solved(source[gid]))
         elif meta.get("grade") and how == "zeros":  # the checks commented out
             cell.source = "\n".join(f"# {line}" for line in cell.source.splitlines())
     return nb

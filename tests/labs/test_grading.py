@@ -195,3 +195,133 @@ def test_numpy_bt_fit_agrees_with_the_library():
     P, mu = np.array(CYCLE_GAME[0]), np.array(CYCLE_GAME[1])
     expected = pt.bt_fit(P, nu=mu).numpy()
     np.testing.assert_allclose(grading._np_bt_fit(P, mu), expected, atol=1e-10)
+
+
+# ------------------------------------------------------------------------ labs 5 and 6
+
+
+def np_kto(r, z0, d, beta, wd, wu):
+    x = beta * (r.numpy() - z0)
+    return np.where(d.numpy(), wd / (1 + np.exp(x)), wu / (1 + np.exp(-x)))
+
+
+def np_kl(pi, mu):
+    p, q = pi.numpy(), mu.numpy()
+    s = p > 0
+    return np.array((p[s] * np.log(p[s] / q[s])).sum())
+
+
+def np_dropped(P, mu, wd, wu):
+    d = P.numpy() @ mu.numpy()
+    return wu * (1 - d) > wd * d
+
+
+def np_softmax(z):
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+NEW_CORRECT = [
+    (grading.grade_kto_loss, np_kto),
+    (grading.grade_kl_reference_point, np_kl),
+    (grading.grade_trl_reference_point, lambda x: max(0.0, float(x.numpy().mean()))),
+    (grading.grade_kto_dropped, np_dropped),
+    (
+        grading.grade_length_biased_preferences,
+        lambda q, L, k: 1 / (1 + np.exp(-((q + k * L)[:, None] - (q + k * L)[None, :]).numpy())),
+    ),
+    (
+        grading.grade_dpo_length_optimum,
+        lambda q, L, k, mu, b: np_softmax(np.log(mu.numpy()) + ((q + k * L) / b).numpy()),
+    ),
+    (
+        grading.grade_rdpo_loss,
+        lambda pc, pr, rc, rr, lw, ll, b, a: F.softplus(
+            -(b * _margin(pc, pr, rc, rr) + a * (lw - ll))
+        ),
+    ),
+    (
+        grading.grade_rdpo_optimum,
+        lambda r, mu, L, b, a: torch.softmax(mu.log() + (r - a * L) / b, -1),
+    ),
+    (grading.grade_debiasing_alpha, lambda kappa, beta: kappa),
+]
+NEW_IDS = ["kto", "kl", "trl", "dropped", "judge", "dpo-length", "rdpo", "rdpo-optimum", "alpha"]
+
+
+@pytest.mark.parametrize(("grade", "answer"), NEW_CORRECT, ids=NEW_IDS)
+def test_new_labs_correct_answers_pass_the_hidden_tests(grade, answer):
+    assert grade(answer) is None
+
+
+@pytest.mark.parametrize(
+    ("check", "grade", "answer", "named"),
+    [
+        (
+            labs.check_kto_loss,
+            grading.grade_kto_loss,
+            lambda r, z0, d, b, wd, wu: pt.kto_loss(r, z0, d, b, wd, wu),
+            "prefopt_toy.losses.unpaired.kto_loss",
+        ),
+        (  # pt.kl is a generic helper elsewhere, but it is what exercise 5b asks
+            labs.check_kl_reference_point,
+            grading.grade_kl_reference_point,
+            lambda pi, mu: pt.kl(pi, mu),
+            "prefopt_toy.policies.kl",
+        ),
+        (
+            labs.check_trl_reference_point,
+            grading.grade_trl_reference_point,
+            lambda x: pt.kto_reference_point(x),
+            "prefopt_toy.losses.unpaired.kto_reference_point",
+        ),
+        (
+            labs.check_rdpo_loss,
+            grading.grade_rdpo_loss,
+            lambda pc, pr, rc, rr, lw, ll, b, a: pt.rdpo_loss(
+                _margin(pc, pr, rc, rr), b, a, lw, ll
+            ),
+            "prefopt_toy.losses.shaped.rdpo_loss",
+        ),
+        (
+            labs.check_rdpo_optimum,
+            grading.grade_rdpo_optimum,
+            lambda r, mu, L, b, a: pt.rdpo_optimum(pt.bradley_terry(r), mu, b, a, L, nu=mu),
+            "prefopt_toy.solutions.optima.",
+        ),
+    ],
+    ids=["pt.kto_loss", "pt.kl", "pt.kto_reference_point", "pt.rdpo_loss", "pt.rdpo_optimum"],
+)
+def test_new_labs_calling_the_library_fails_the_hidden_test(check, grade, answer, named):
+    if check is not labs.check_rdpo_optimum:  # the BT fit is accurate to ~1e-8 only
+        check(answer)
+    message = _hidden_failure(grade, answer)
+    assert "calls the library's own implementation" in message and named in message
+
+
+@pytest.mark.parametrize(
+    ("grade", "zeros"),
+    [
+        (grading.grade_kto_loss, lambda r, z0, d, b, wd, wu: torch.zeros_like(r)),
+        (grading.grade_kl_reference_point, lambda pi, mu: torch.zeros((), dtype=torch.float64)),
+        (grading.grade_kto_dropped, lambda P, mu, wd, wu: torch.zeros_like(mu)),
+        (
+            grading.grade_length_biased_preferences,
+            lambda q, L, k: torch.zeros(len(q), len(q), dtype=torch.float64),
+        ),
+        (grading.grade_dpo_length_optimum, lambda q, L, k, mu, b: torch.zeros_like(mu)),
+        (grading.grade_rdpo_loss, lambda pc, pr, rc, rr, lw, ll, b, a: torch.zeros_like(pc)),
+        (grading.grade_rdpo_optimum, lambda r, mu, L, b, a: torch.zeros_like(mu)),
+        (grading.grade_debiasing_alpha, lambda kappa, beta: 0.0),
+    ],
+    ids=["kto", "kl", "dropped", "judge", "dpo-length", "rdpo", "rdpo-optimum", "alpha"],
+)
+def test_new_labs_zeros_fail_the_hidden_tests(grade, zeros):
+    assert "wrong on a hidden test" in _hidden_failure(grade, zeros)
+
+
+def test_new_labs_hidden_inputs_differ_from_the_self_checks():
+    from prefopt_toy.labs import kto, lengths
+
+    assert {c[4] for c in kto._KTO_CASES}.isdisjoint({0.07, 1.7, 4.0, 3.0})
+    assert {k for k, _ in lengths._ALPHA_CASES}.isdisjoint({0.17, 2.0, 0.004, 0.6})

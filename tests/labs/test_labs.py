@@ -487,3 +487,270 @@ def test_a_warning_in_a_correct_answer_goes_to_stdout_not_stderr(capsys):
     out, err = capsys.readouterr()
     assert err == ""
     assert "note: your" in out and "UserWarning: a harmless warning" in out
+
+
+# ------------------------------------------------------------------------------- lab 5
+
+
+def _np_kto(r, z0, d, beta, wd, wu):
+    """d lambda_D sigma(-beta (r - z0)) + (1 - d) lambda_U sigma(beta (r - z0)), in numpy."""
+    x = beta * (np.asarray(r) - z0)
+    return np.where(np.asarray(d), wd / (1 + np.exp(x)), wu / (1 + np.exp(-x)))
+
+
+def test_kto_checker_passes_an_independent_answer():
+    assert "passed 4 checks" in labs.check_kto_loss(_np_kto)
+
+
+# First input of the 5a checker: r = (0.5, -1, 2, -0.3), z0 = 0.2, desirable (T, F, T, F),
+# beta = 0.5, lambda_D = 1, lambda_U = 1.5; expected first entry sigma(-0.15) = 0.462570 (by hand).
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (
+            lambda r, z0, d, b, wd, wu: torch.where(
+                d, wd * torch.sigmoid(-b * (r - z0)), wu * torch.sigmoid(-b * (r - z0))
+            ),
+            "an undesirable example pushes its reward down",
+        ),
+        (
+            lambda r, z0, d, b, wd, wu: torch.where(
+                d, wd * torch.sigmoid(b * (r - z0)), wu * torch.sigmoid(-b * (r - z0))
+            ),
+            "the labels are the wrong way round",
+        ),
+        (lambda r, z0, d, b, wd, wu: _np_kto(r, z0, d, b, wu, wd), "the weights are swapped"),
+        (lambda r, z0, d, b, wd, wu: _np_kto(r, 0.0, d, b, wd, wu), "z0 is missing"),
+        (lambda r, z0, d, b, wd, wu: _np_kto(r, z0, d, 1.0, wd, wu), "beta seems to be missing"),
+        (
+            lambda r, z0, d, b, wd, wu: torch.where(
+                d, -wd * F.logsigmoid(b * (r - z0)), -wu * F.logsigmoid(-b * (r - z0))
+            ),
+            "not -lambda log sigma",
+        ),
+    ],
+    ids=[
+        "undesirable-sign",
+        "labels-swapped",
+        "weights-swapped",
+        "no-z0",
+        "no-beta",
+        "log-sigmoid",
+    ],
+)
+def test_kto_checker_hints(wrong, hint):
+    message = _failure(labs.check_kto_loss, wrong)
+    assert "input '4 examples, 2 desirable'" in message and "z0=0.2, beta=0.5" in message
+    assert f"expected ({1 / (1 + math.exp(0.15)):.6g}," in message
+    assert hint in message
+
+
+def _np_kl(p, q):
+    p, q = np.asarray(p), np.asarray(q)
+    s = p > 0
+    return float((p[s] * np.log(p[s] / q[s])).sum())
+
+
+def test_kl_reference_point_checker():
+    assert "passed 4 checks" in labs.check_kl_reference_point(_np_kl)
+    # First pair: pi = (0.6, 0.3, 0.1), mu = (0.2, 0.3, 0.5).
+    pi, mu = [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]
+    expected = 0.6 * math.log(3.0) + 0.1 * math.log(0.2)  # 0.498227 by hand
+    for wrong, hint in [
+        (lambda p, m: _np_kl(m, p), "KL in the wrong direction"),
+        (lambda p, m: float((m * (p.log() - m.log())).sum()), "the expectation under mu"),
+        (lambda p, m: float((p.log() - m.log()).sum()), "not weighted"),
+    ]:
+        message = _failure(labs.check_kl_reference_point, wrong)
+        assert "pi=(0.6, 0.3, 0.1), mu=(0.2, 0.3, 0.5)" in message and hint in message
+        assert f"expected {expected:.6g}" in message
+    assert _np_kl(pi, mu) == pytest.approx(expected)
+    # 0 log 0 computed naively is nan on the pair with a zero entry.
+    message = _failure(labs.check_kl_reference_point, lambda p, m: (p * (p / m).log()).sum())
+    assert "with a zero entry" in message and "0 log 0 is 0" in message
+
+
+def test_trl_reference_point_checker():
+    assert "passed 5 checks" in labs.check_trl_reference_point(
+        lambda x: max(0.0, float(np.mean(x.detach().numpy())))
+    )
+    # (-0.5, 0.2, -0.3): mean -0.2, clamped to 0.
+    message = _failure(labs.check_trl_reference_point, lambda x: x.detach().mean())
+    assert "negative mean" in message and "the clamp is missing" in message
+    assert "expected 0" in message and "got -0.2" in message
+    message = _failure(labs.check_trl_reference_point, lambda x: x.detach().clamp_min(0).mean())
+    assert "clamp the mean, not each log-ratio" in message
+    message = _failure(labs.check_trl_reference_point, lambda x: x.mean().clamp_min(0.0))
+    assert "detach it" in message and "requires grad" in message
+
+
+def _np_dropped(P, mu, wd, wu):
+    d = np.asarray(P) @ np.asarray(mu)
+    return wu * (1 - d) > wd * d
+
+
+def test_kto_dropped_checker():
+    message = labs.check_kto_dropped(_np_dropped)
+    assert "passed 3 checks" in message and "Exact KTO" in message
+    for wrong, hint in [
+        (lambda P, mu, wd, wu: ~_np_dropped(P, mu, wd, wu), "these are the actions KTO keeps"),
+        (lambda P, mu, wd, wu: _np_dropped(P, mu, wu, wd), "the weights are swapped"),
+        (lambda P, mu, wd, wu: (P @ mu) < 0.5, "the weights are missing"),
+        (lambda P, mu, wd, wu: _np_dropped(P.T, mu, wd, wu), "or P is transposed"),
+        (
+            lambda P, mu, wd, wu: _np_dropped(P, torch.full_like(mu, 1 / len(mu)), wd, wu),
+            "the data are drawn from mu",
+        ),
+    ]:
+        assert hint in _failure(labs.check_kto_dropped, wrong)
+
+
+def test_kto_dropped_rule_is_what_the_exact_dynamics_do():
+    """On the checker's first game the dropped actions fall, the others stay away from 0."""
+    from prefopt_toy.labs.kto import _dropped_cases
+
+    _, P, mu, wd, wu = _dropped_cases()[0]
+    run = pt.ALGORITHMS["kto"](
+        P, mu, beta=0.5, steps=1500, desirable_weight=wd, undesirable_weight=wu
+    )
+    dropped = _np_dropped(P, mu, wd, wu)
+    assert dropped.any() and not dropped.all()
+    half, end = run.policies[750].numpy(), run.final.numpy()
+    assert (end[dropped] < 1e-3).all() and (end[dropped] < half[dropped]).all()
+    assert (end[~dropped] > 0.05).all()
+
+
+# ------------------------------------------------------------------------------- lab 6
+
+
+def _np_bt(s):
+    s = np.asarray(s)
+    return 1 / (1 + np.exp(-(s[:, None] - s[None, :])))
+
+
+def _np_gibbs(mu, reward, beta):
+    z = np.log(np.asarray(mu)) + np.asarray(reward) / beta
+    w = np.exp(z - z.max())
+    return w / w.sum()
+
+
+def test_length_judge_checker():
+    assert "passed 3 checks" in labs.check_length_biased_preferences(
+        lambda q, L, k: _np_bt(q + k * L)
+    )
+    for wrong, hint in [
+        (lambda q, L, k: _np_bt(q - k * L), "the sign of the length term"),
+        (lambda q, L, k: _np_bt(q + k * L).T, "P is transposed"),
+        (lambda q, L, k: _np_bt(q), "the length term is missing"),
+    ]:
+        message = _failure(labs.check_length_biased_preferences, wrong)
+        assert "q=(1, 0.5, 0), L=(1, 4, 2), kappa=0.3" in message and hint in message
+
+
+def test_dpo_length_optimum_checker():
+    assert "passed 3 checks" in labs.check_dpo_length_optimum(
+        lambda q, L, k, mu, b: _np_gibbs(mu, q + k * L, b)
+    )
+    # First input: q = (1, 0.5, 0, -0.2), L = (1, 4, 2, 8), kappa = 0.3, uniform mu, beta = 1.
+    expected = _np_gibbs([0.25] * 4, np.array([1.3, 1.7, 0.6, 2.2]), 1.0)
+    for wrong, hint in [
+        (lambda q, L, k, mu, b: _np_gibbs(mu, q, b), "that is the length-free optimum"),
+        (lambda q, L, k, mu, b: _np_gibbs(mu, q - k * L, b), "the sign of the length term"),
+    ]:
+        message = _failure(labs.check_dpo_length_optimum, wrong)
+        assert hint in message
+        assert "expected (" + ", ".join(f"{v:.6g}" for v in expected) + ")" in message
+    # beta r instead of r / beta: seen on the second input (beta = 0.2).
+    message = _failure(
+        labs.check_dpo_length_optimum, lambda q, L, k, mu, b: _np_gibbs(mu, b * b * (q + k * L), b)
+    )
+    assert "beta multiplies the reward" in message and "beta=0.2" in message
+    message = _failure(
+        labs.check_dpo_length_optimum,
+        lambda q, L, k, mu, b: (lambda w: w / w.sum())(mu * torch.exp((q + k * L) / b)),
+    )
+    assert "small beta=0.001" in message and "torch.softmax" in message
+
+
+def _np_rdpo(pc, pr, rc, rr, lw, ll, beta, alpha):
+    h = (pc - rc) - (pr - rr)
+    return np.logaddexp(0.0, -(beta * h + alpha * (lw - ll)).numpy())
+
+
+def test_rdpo_loss_checker():
+    assert "passed 3 checks" in labs.check_rdpo_loss(_np_rdpo)
+    # First pair: h = 1.5, |y_w| = 5, |y_l| = 2, beta = 0.1, alpha = 0.2: -log sigma(0.15 + 0.6).
+    expected = math.log1p(math.exp(-0.75))
+    cases = [
+        (
+            lambda pc, pr, rc, rr, lw, ll, b, a: _np_rdpo(pc, pr, rc, rr, ll, lw, b, a),
+            "the sign of the length term",
+        ),
+        (
+            lambda pc, pr, rc, rr, lw, ll, b, a: _np_rdpo(pc, pr, rc, rr, b * lw, b * ll, b, a),
+            "alpha is multiplied by beta",
+        ),
+        (
+            lambda pc, pr, rc, rr, lw, ll, b, a: _np_rdpo(pc, pr, rc, rr, lw, ll, b, 0.0),
+            "the length term is missing",
+        ),
+    ]
+    for wrong, hint in cases:
+        message = _failure(labs.check_rdpo_loss, wrong)
+        assert "input 'one pair'" in message and "beta=0.1, alpha=0.2" in message
+        assert f"expected ({expected:.6g})" in message and hint in message
+    message = _failure(
+        labs.check_rdpo_loss,
+        lambda pc, pr, rc, rr, lw, ll, b, a: (
+            -torch.log(torch.sigmoid(b * _margin(pc, pr, rc, rr) + a * (lw - ll)))
+        ),
+    )
+    assert "margins +-1e3" in message and "logsigmoid" in message
+
+
+def test_rdpo_optimum_checker():
+    assert "passed 3 checks" in labs.check_rdpo_optimum(
+        lambda r, mu, L, b, a: _np_gibbs(mu, r - a * L, b)
+    )
+    for wrong, hint in [
+        (lambda r, mu, L, b, a: _np_gibbs(mu, r + a * L, b), "the sign of the length term"),
+        (
+            lambda r, mu, L, b, a: _np_gibbs(mu, b * b * (r - a * L), b),
+            "beta multiplies the reward",
+        ),
+        (lambda r, mu, L, b, a: _np_gibbs(mu, r - b * a * L, b), "alpha L is divided by beta too"),
+        (lambda r, mu, L, b, a: _np_gibbs(mu, r, b), "the length term is missing"),
+    ]:
+        message = _failure(labs.check_rdpo_optimum, wrong)
+        assert "r=(1, 0.5, 0), mu=(0.5, 0.3, 0.2)" in message and hint in message
+
+
+def test_debiasing_alpha_checker():
+    message = labs.check_debiasing_alpha(lambda kappa, beta: kappa)
+    assert "passed 4 checks" in message and "Exact R-DPO" in message
+    for wrong, hint in [
+        (lambda k, b: b * k, "not beta * kappa"),
+        (lambda k, b: k / b, "not kappa / beta"),
+        (lambda k, b: -k, "alpha = +kappa"),
+        (lambda k, b: 0.0, "plain DPO"),
+    ]:
+        message = _failure(labs.check_debiasing_alpha, wrong)
+        assert "kappa=0.3, beta=0.5" in message and "expected 0.3" in message and hint in message
+
+
+def test_new_labs_not_done_is_readable():
+    def untouched(*args):
+        raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+
+    for exercise, check in [
+        ("5a", labs.check_kto_loss),
+        ("5b", labs.check_kl_reference_point),
+        ("5c", labs.check_trl_reference_point),
+        ("5d", labs.check_kto_dropped),
+        ("6a", labs.check_length_biased_preferences),
+        ("6b", labs.check_dpo_length_optimum),
+        ("6c", labs.check_rdpo_loss),
+        ("6d", labs.check_rdpo_optimum),
+        ("6e", labs.check_debiasing_alpha),
+    ]:
+        assert _failure(check, untouched).startswith(f"exercise {exercise} is not done yet")

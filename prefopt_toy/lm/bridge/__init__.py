@@ -7,7 +7,8 @@
 - ``runs``: saving, reading and grids of bridge runs (``bridge.json`` next to ``run.jsonl``);
 - ``error``: the sampling error of the measured total variation;
 - ``figure``, ``widget``: the simplex figure, class curves, and ``bridge_explorer``;
-- ``demo``: the command line's ``bridge`` (``python -m prefopt_toy bridge``).
+- ``demo``: the command line's ``bridge`` (``python -m prefopt_toy bridge``);
+- ``family``: the bridge for sDPO and R-DPO (``run_family_bridge``, ``predict_family``).
 """
 
 from .class_estimate import (
@@ -17,6 +18,7 @@ from .class_estimate import (
     total_variation,
 )
 from .error import TVError, tv_sampling_error
+from .family import FAMILY_BRIDGE, predict_family, run_family_bridge
 from .figure import bridge_figure, class_curves
 from .predict import BRIDGE_ALGORITHMS, predict
 from .run import BridgeResult, lifted_judge, preference_dataset, run_bridge
@@ -25,6 +27,7 @@ from .widget import bridge_explorer
 
 __all__ = [
     "BRIDGE_ALGORITHMS",
+    "FAMILY_BRIDGE",
     "BridgeResult",
     "BridgeRun",
     "ClassEstimate",
@@ -38,9 +41,11 @@ __all__ = [
     "load_bridge_run",
     "load_bridge_runs",
     "predict",
+    "predict_family",
     "preference_dataset",
     "run_bridge",
     "run_bridge_grid",
+    "run_family_bridge",
     "save_bridge_run",
     "total_variation",
     "tv_sampling_error",

@@ -83,7 +83,13 @@ def _draw(probs: Tensor, n: int, n_boot: int, gen: torch.Generator) -> Tensor:
 
 
 def tv_sampling_error(
-    result, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0, resample_mu: bool = True
+    result,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    resample_mu: bool = True,
+    predictor=None,
 ) -> TVError:
     """Bootstrap interval and sampling floor of a bridge run's total variation.
 
@@ -99,6 +105,10 @@ def tv_sampling_error(
     resample_mu : bool
         Also resample the reference's counts (the prediction's own error). False holds the
         prediction fixed (used by the tests' closed form).
+    predictor : callable, optional
+        ``mu_class -> prediction`` for an algorithm ``predict`` does not know (default:
+        ``result.extra["predictor"]`` when present, else ``predict``): the family bridge's sDPO
+        and R-DPO (``bridge.family``). R-DPO's effective lengths are held fixed.
 
     Returns
     -------
@@ -120,7 +130,14 @@ def tv_sampling_error(
     mixture = hyper.pop("mixture", 0.0)
     strength = {"beta": hyper["beta"]} if "beta" in hyper else {"tau": hyper["tau"]}
 
+    if predictor is None:
+        predictor = getattr(result, "extra", {}).get("predictor")
+    if predictor is not None and not callable(predictor):
+        raise ValueError(f"predictor must be callable or None, got {type(predictor).__name__}")
+
     def prediction(mu: Tensor) -> Tensor:
+        if predictor is not None:
+            return predictor(mu)
         return predict(result.algorithm, result.P_ext, mu, mixture=mixture, **strength)[0]
 
     if resample_mu:

@@ -78,6 +78,7 @@ from .state_io import (
     FORMAT,
     MANIFEST,
     MODEL_FILE,
+    REFERENCE_FILE,
     STATE_FILE,
     VERSION,
     CheckpointError,
@@ -268,6 +269,8 @@ class CheckpointState:
         Names of the ``torch.Generator`` states restored.
     skipped : tuple of CheckpointError
         From :func:`load_latest_checkpoint`: the newer checkpoints that did not load, newest first.
+    reference : bool
+        Whether a reference model's weights (``reference.safetensors``) were restored.
 
     References
     ----------
@@ -279,6 +282,7 @@ class CheckpointState:
     extra: dict[str, Any] = field(default_factory=dict)
     generators: tuple[str, ...] = ()
     skipped: tuple[CheckpointError, ...] = ()
+    reference: bool = False
 
 
 # ----------------------------------------------------------------------------- files
@@ -334,6 +338,7 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     include_global_rng: bool = False,
     keep_last: int | None = None,
+    reference: torch.nn.Module | None = None,
 ) -> Path:
     """Write a complete checkpoint of a training run to ``<run_dir>/step-<step>`` atomically.
 
@@ -363,6 +368,9 @@ def save_checkpoint(
         After the write, delete older checkpoints (lower steps) so that at most ``keep_last`` remain
         up to this one. Checkpoints with a higher step than ``step`` are never deleted. With
         ``keep_last=1`` there is no older checkpoint to fall back to if this one is damaged later.
+    reference : torch.nn.Module, optional
+        A reference model whose weights change during the run (sDPO's, Kim et al.,
+        arXiv:2403.19270): written to ``reference.safetensors`` and recorded like the other files.
 
     Returns
     -------
@@ -430,7 +438,13 @@ def save_checkpoint(
         raise ValueError(f"extra must be JSON-serialisable without NaN/inf: {err}") from err
     if keep_last is not None:
         keep_last = as_int(keep_last, "keep_last", minimum=1)
+    if reference is not None and not isinstance(reference, torch.nn.Module):
+        raise ValueError(
+            f"reference must be a torch.nn.Module or None, got {type(reference).__name__}"
+        )
     _refuse_non_finite_weights(model, step, Path(run_dir))
+    if reference is not None:
+        _refuse_non_finite_weights(reference, step, Path(run_dir))
 
     tensors: dict[str, Tensor] = {}
     manifest: dict[str, Any] = {
@@ -461,9 +475,13 @@ def save_checkpoint(
     try:
         save_model(model, str(tmp / MODEL_FILE))
         save_file(tensors, str(tmp / STATE_FILE))
-        for name in DATA_FILES:
+        written = DATA_FILES
+        if reference is not None:
+            save_model(reference, str(tmp / REFERENCE_FILE))
+            written = (*DATA_FILES, REFERENCE_FILE)
+        for name in written:
             _fsync_file(tmp / name)
-        manifest["files"] = {name: _file_record(tmp / name) for name in DATA_FILES}
+        manifest["files"] = {name: _file_record(tmp / name) for name in written}
         _write_json(
             tmp / MANIFEST, _sign(manifest)
         )  # last: its presence marks a complete checkpoint
@@ -532,7 +550,7 @@ def _alias_key(t: Tensor) -> Any:
 
 
 def _model_weights(
-    model: torch.nn.Module, weights: Mapping[str, Tensor], ckpt: Path
+    model: torch.nn.Module, weights: Mapping[str, Tensor], ckpt: Path, file: str = MODEL_FILE
 ) -> dict[str, Tensor]:
     """The full state dict to load into ``model``: every tensor checked for name, shape and dtype.
 
@@ -551,7 +569,7 @@ def _model_weights(
         )
         raise CheckpointError(
             ckpt,
-            MODEL_FILE,
+            file,
             "does not fit: model does not match the weights: "
             + "; ".join(parts)
             + " (a checkpoint of another architecture?)",
@@ -569,7 +587,7 @@ def _model_weights(
         more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
         raise CheckpointError(
             ckpt,
-            MODEL_FILE,
+            file,
             "does not fit: model does not match the weights: " + "; ".join(wrong[:3]) + more,
         )
     full: dict[str, Tensor] = {}
@@ -710,6 +728,7 @@ def load_checkpoint(
     generators: Mapping[str, torch.Generator] | None = None,
     restore_global_rng: bool = False,
     check_extra: Callable[[dict[str, Any]], None] | None = None,
+    reference: torch.nn.Module | None = None,
 ) -> CheckpointState:
     """Restore a checkpoint written by :func:`save_checkpoint` into freshly built objects, in place.
 
@@ -739,6 +758,10 @@ def load_checkpoint(
         Called with (a copy of) the saved ``extra`` before anything is changed; a ``ValueError`` it
         raises makes the checkpoint unusable (a :class:`CheckpointError` naming ``checkpoint.json``),
         e.g. a trainer's check of its data cursor.
+    reference : torch.nn.Module, optional
+        Restored from ``reference.safetensors`` when the checkpoint holds one (checked like the
+        weights, applied with them); left as it is otherwise (``CheckpointState.reference`` says
+        which).
 
     Returns
     -------
@@ -808,6 +831,22 @@ def load_checkpoint(
 
     # 1. read and check everything
     weights = _model_weights(model, _read_tensors(path, MODEL_FILE, manifest), path)
+    if reference is not None and not isinstance(reference, torch.nn.Module):
+        raise ValueError(
+            f"reference must be a torch.nn.Module or None, got {type(reference).__name__}"
+        )
+    has_reference = (
+        reference is not None
+        and manifest["version"] >= 2
+        and REFERENCE_FILE in manifest.get("files", {})
+    )
+    ref_weights = (
+        _model_weights(
+            reference, _read_tensors(path, REFERENCE_FILE, manifest), path, REFERENCE_FILE
+        )
+        if has_reference
+        else None
+    )
     needs_state = optimizer is not None or scheduler is not None or bool(gens) or restore_global_rng
     tensors = _read_tensors(path, STATE_FILE, manifest) if needs_state else {}
     opt_state = (
@@ -843,6 +882,8 @@ def load_checkpoint(
             applied.append((scheduler, before))
         with torch.no_grad():
             model.load_state_dict(weights, strict=True)  # names, shapes and dtypes checked above
+            if ref_weights is not None:
+                reference.load_state_dict(ref_weights, strict=True)
     except Exception as err:
         for obj, before in reversed(applied):
             with contextlib.suppress(Exception):
@@ -862,6 +903,7 @@ def load_checkpoint(
         step=int(manifest["step"]),
         extra=manifest["extra"],
         generators=tuple(sorted(gens)),
+        reference=ref_weights is not None,
     )
 
 
@@ -874,6 +916,7 @@ def load_latest_checkpoint(
     generators: Mapping[str, torch.Generator] | None = None,
     restore_global_rng: bool = False,
     check_extra: Callable[[dict[str, Any]], None] | None = None,
+    reference: torch.nn.Module | None = None,
 ) -> CheckpointState | None:
     """Resume from the newest checkpoint of ``run_dir`` that loads; warn about each newer one skipped.
 
@@ -887,7 +930,7 @@ def load_latest_checkpoint(
     ----------
     run_dir : path
         The run directory given to :func:`save_checkpoint`.
-    model, optimizer, scheduler, generators, restore_global_rng, check_extra
+    model, optimizer, scheduler, generators, restore_global_rng, check_extra, reference
         As for :func:`load_checkpoint`.
 
     Returns
@@ -946,6 +989,7 @@ def load_latest_checkpoint(
                 generators=generators,
                 restore_global_rng=restore_global_rng,
                 check_extra=check_extra,
+                reference=reference,
             )
         except CheckpointError as err:
             skipped.append(err)

@@ -1,27 +1,34 @@
 """The configuration of a GPT-2 preference-training run: ``TrainConfig``, its validation, ``ALGORITHMS``.
 
 ``ALGORITHMS`` maps each algorithm name (``dpo``, ``ipo``, ``slic``, ``offline``, ``online_dpo``,
-``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``) to its pair source and fixed per-pair loss;
+``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``, and the offline family ``kto``, ``orpo``,
+``simpo``, ``rdpo``, ``dpop``, ``sdpo``) to its pair source and fixed per-pair loss;
 ``TrainConfig`` holds everything that determines a run (written to the run log's header and each
 checkpoint) and checks it when built, so a bad value fails before any training step;
 ``TrainConfig.lr_at`` is the learning-rate schedule, a pure function of the step (``LR_SCHEDULES``).
 The training loop that consumes it is ``prefopt_toy.lm.train.trainer``.
 
-References: as :mod:`prefopt_toy.lm.train.trainer`, the module this one was split from.
+References: as :mod:`prefopt_toy.lm.train.trainer`, the module this one was split from; for the
+family: Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al., arXiv:2403.07691 (ORPO); Meng et
+al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
+arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefopt_toy._validate import as_int, as_positive_float, as_unit_interval
+from prefopt_toy.lm.family import KTO_REFERENCE_POINTS, NLL_REDUCTIONS, NLL_TOKENS
 from prefopt_toy.lm.objectives import LOSS_STRENGTH, LOSSES
 
 from .online import LABEL_MODES
 
-__all__ = ["ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
+__all__ = ["ALGORITHMS", "FAMILY_ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
 
 LR_SCHEDULES = ("constant", "linear")
 """Learning-rate schedules of ``TrainConfig.lr_schedule`` (see ``TrainConfig.lr_at``)."""
@@ -40,6 +47,34 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "online": ("online", None),
     "ipo_md": ("mixture", "ipo"),
     "nash_md_pg": ("nash_md_pg", None),
+    "kto": ("offline", "kto"),
+    "orpo": ("offline", "orpo"),
+    "simpo": ("offline", "simpo"),
+    "rdpo": ("offline", "rdpo"),
+    "dpop": ("offline", "dpop"),
+    "sdpo": ("offline", "dpo"),
+}
+
+FAMILY_ALGORITHMS: dict[str, str] = {
+    "kto": "sum",
+    "orpo": "mean",
+    "simpo": "mean",
+    "rdpo": "sum",
+    "dpop": "sum",
+}
+"""The offline algorithms whose loss is in ``prefopt_toy.lm.family`` (not ``objectives.LOSSES``),
+each with the sequence reduction its loss is defined on (KTO, R-DPO, DPOP: summed log-probs; ORPO,
+SimPO: per-token means, TRL's ``average_log_prob``). Their KL strength / loss weight is ``beta``.
+``sdpo`` is DPO (``objectives``) run in stages."""
+
+# algorithm -> {field: default}: the fields only that algorithm uses (None elsewhere)
+_ALGORITHM_FIELDS: dict[str, dict[str, Any]] = {
+    "kto": {"kto_reference_point": "trl", "desirable_weight": 1.0, "undesirable_weight": 1.0},
+    "orpo": {"nll_tokens": "prompt_and_completion", "nll_reduction": "batch_token_mean"},
+    "simpo": {"cpo_alpha": 0.0, "simpo_gamma": 0.5},
+    "rdpo": {"rdpo_alpha": None},
+    "dpop": {"dpop_lambda": 50.0, "dpop_placement": "inside"},
+    "sdpo": {"sdpo_stages": 2, "sdpo_split": None},
 }
 
 # the KL strength of each pair source that has no per-pair loss (the others take
@@ -100,6 +135,36 @@ class TrainConfig:
         ``eval_every`` steps (0: never) on ``n_eval`` policy samples.
     show_progress : bool, optional
         tqdm bar (None: only on a terminal, see ``runlog.progress``).
+    kto_reference_point : {"trl", "unclamped"} or float, optional
+        ``kto`` only (default ``"trl"``): KTO's :math:`z_0`, ``family.kto_batch_loss``'s
+        ``reference_point`` (TRL's clamped batch estimate on mismatched completions built by
+        ``family.kto_mismatched_completions``; needs ``batch_size >= 2``).
+    desirable_weight, undesirable_weight : float > 0, optional
+        ``kto`` only (default 1, TRL's): the weights of desirable / undesirable examples.
+    nll_tokens, nll_reduction : str, optional
+        ``orpo`` only: the SFT term's tokens and averaging (``family.sft_nll_from_logits``);
+        default TRL 1.13's ``"prompt_and_completion"`` / ``"batch_token_mean"`` (the paper's is
+        ``"completion"`` / ``"per_example_mean"``). ``beta`` is ORPO's lambda.
+    cpo_alpha : float >= 0, optional
+        ``simpo`` only: weight of the chosen completion's NLL (``family.cpo_batch_loss``,
+        ``loss_type="simpo"``). Default **0 here** (pure SimPO), where TRL's ``CPOConfig`` defaults
+        to 1 (CPO-SimPO).
+    simpo_gamma : float >= 0, optional
+        ``simpo`` only: SimPO's absolute margin gamma (default 0.5, TRL's).
+    rdpo_alpha : float >= 0, optional
+        ``rdpo`` only, required: R-DPO's length weight alpha (lengths in tokens,
+        completion plus EOS, as the collator's completion mask counts them).
+    dpop_lambda : float >= 0, optional
+        ``dpop`` only (default 50, the paper's): DPOP's penalty weight.
+    dpop_placement : {"inside", "outside"}, optional
+        ``dpop`` only (default ``"inside"``, the corrected paper v3).
+    sdpo_stages : int >= 1, optional
+        ``sdpo`` only (default 2): the number T of stages; at the end of each stage the reference
+        becomes a copy of the policy.
+    sdpo_split : sequence of float > 0, optional
+        ``sdpo`` only: the fraction of the dataset (in dataset order) and of ``steps`` of each
+        stage, T numbers summing to 1; None: equal split. Stage t trains on its own contiguous
+        chunk of the dataset for its share of the steps.
 
     Every field is checked when the config is built (:meth:`validate`): numbers must be finite
     real numbers (a string such as ``'0.1'``, a bool, NaN or inf raises ``ValueError`` naming the
@@ -134,6 +199,18 @@ class TrainConfig:
     eval_every: int = 0
     n_eval: int = 16
     show_progress: bool | None = field(default=None)
+    kto_reference_point: str | float | None = None
+    desirable_weight: float | None = None
+    undesirable_weight: float | None = None
+    nll_tokens: str | None = None
+    nll_reduction: str | None = None
+    cpo_alpha: float | None = None
+    simpo_gamma: float | None = None
+    rdpo_alpha: float | None = None
+    dpop_lambda: float | None = None
+    dpop_placement: str | None = None
+    sdpo_stages: int | None = None
+    sdpo_split: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -179,7 +256,9 @@ class TrainConfig:
                 )
             if fixed is not None:
                 self.loss = fixed
-            if not isinstance(self.loss, str) or self.loss not in LOSSES:
+            if self.algorithm in FAMILY_ALGORITHMS:
+                pass  # the loss is the family's (prefopt_toy.lm.family), not objectives.LOSSES
+            elif not isinstance(self.loss, str) or self.loss not in LOSSES:
                 raise ValueError(
                     f"loss must be one of {list(LOSSES)} for algorithm {self.algorithm!r}, got {self.loss!r}"
                 )
@@ -250,11 +329,126 @@ class TrainConfig:
             raise ValueError("checkpoint_every > 0 needs run_dir")
         if self.show_progress is not None and not isinstance(self.show_progress, bool):
             raise ValueError(f"show_progress must be None or a bool, got {self.show_progress!r}")
+        self._validate_family()
+
+    def _validate_family(self) -> None:
+        """The family's fields: defaulted for their algorithm, refused (not None) for the others."""
+        mine = _ALGORITHM_FIELDS.get(self.algorithm, {})
+        for alg, fields in _ALGORITHM_FIELDS.items():
+            for name in fields:
+                if name not in mine and getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} is only used by algorithm {alg!r}, got {name}="
+                        f"{getattr(self, name)!r} with algorithm {self.algorithm!r}"
+                    )
+        for name, default in mine.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        need = FAMILY_ALGORITHMS.get(self.algorithm)
+        if need is not None and self.reduction != need:
+            raise ValueError(
+                f"reduction must be {need!r} for algorithm {self.algorithm!r} (its loss is defined "
+                f"on {'summed' if need == 'sum' else 'per-token mean'} log-probs), got "
+                f"{self.reduction!r}"
+            )
+        alg = self.algorithm
+        if alg == "kto":
+            z0 = self.kto_reference_point
+            if isinstance(z0, str):
+                if z0 not in KTO_REFERENCE_POINTS:
+                    raise ValueError(
+                        f"kto_reference_point must be one of {list(KTO_REFERENCE_POINTS)} or a "
+                        f"finite number, got {z0!r}"
+                    )
+            elif (
+                isinstance(z0, bool)
+                or not isinstance(z0, numbers.Real)
+                or not math.isfinite(float(z0))
+            ):
+                raise ValueError(
+                    f"kto_reference_point must be one of {list(KTO_REFERENCE_POINTS)} or a finite "
+                    f"number, got {z0!r}"
+                )
+            else:
+                self.kto_reference_point = float(z0)
+            if isinstance(self.kto_reference_point, str) and self.batch_size < 2:
+                raise ValueError(
+                    f"batch_size must be >= 2 for kto with kto_reference_point="
+                    f"{self.kto_reference_point!r} (a batch of one has no mismatched completion), "
+                    f"got {self.batch_size}"
+                )
+            for name in ("desirable_weight", "undesirable_weight"):
+                setattr(self, name, as_positive_float(getattr(self, name), name))
+        elif alg == "orpo":
+            for name, options in (("nll_tokens", NLL_TOKENS), ("nll_reduction", NLL_REDUCTIONS)):
+                value = getattr(self, name)
+                if not isinstance(value, str) or value not in options:
+                    raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+        elif alg == "simpo":
+            for name in ("cpo_alpha", "simpo_gamma"):
+                setattr(self, name, as_positive_float(getattr(self, name), name, allow_zero=True))
+        elif alg == "rdpo":
+            if self.rdpo_alpha is None:
+                raise ValueError("rdpo_alpha is required for algorithm 'rdpo' (a real number >= 0)")
+            self.rdpo_alpha = as_positive_float(self.rdpo_alpha, "rdpo_alpha", allow_zero=True)
+        elif alg == "dpop":
+            self.dpop_lambda = as_positive_float(self.dpop_lambda, "dpop_lambda", allow_zero=True)
+            if self.dpop_placement not in ("inside", "outside"):
+                raise ValueError(
+                    f"dpop_placement must be 'inside' or 'outside', got {self.dpop_placement!r}"
+                )
+        elif alg == "sdpo":
+            self.sdpo_stages = as_int(self.sdpo_stages, "sdpo_stages", minimum=1)
+            if self.sdpo_stages > self.steps:
+                raise ValueError(
+                    f"sdpo_stages ({self.sdpo_stages}) must be <= steps ({self.steps}): every "
+                    "stage needs a step"
+                )
+            if self.sdpo_split is not None:
+                split = self.sdpo_split
+                if isinstance(split, (str, bytes)) or not hasattr(split, "__len__"):
+                    raise ValueError(
+                        f"sdpo_split must be None or a sequence of sdpo_stages fractions, got {split!r}"
+                    )
+                if len(split) != self.sdpo_stages:
+                    raise ValueError(
+                        f"sdpo_split must hold sdpo_stages={self.sdpo_stages} fractions, got "
+                        f"{len(split)}"
+                    )
+                values = tuple(as_positive_float(v, "sdpo_split") for v in split)
+                if abs(sum(values) - 1.0) > 1e-9:
+                    raise ValueError(f"sdpo_split must sum to 1, got {sum(values)!r}")
+                self.sdpo_split = list(values)
+            bounds = self.sdpo_step_bounds()
+            if any(b <= a for a, b in zip((0, *bounds[:-1]), bounds)):
+                raise ValueError(
+                    f"sdpo_split gives a stage no step with steps={self.steps}: stage ends {bounds}"
+                )
+
+    def sdpo_fractions(self) -> list[float]:
+        """The stage fractions of sDPO: ``sdpo_split`` or T equal ones."""
+        T = self.sdpo_stages
+        return list(self.sdpo_split) if self.sdpo_split is not None else [1.0 / T] * T
+
+    def sdpo_step_bounds(self) -> list[int]:
+        """The step at which each sDPO stage ends (cumulative, rounded; the last is ``steps``)."""
+        out, acc = [], 0.0
+        for f in self.sdpo_fractions():
+            acc += f
+            out.append(round(self.steps * acc))
+        out[-1] = self.steps
+        return out
+
+    def sdpo_stage(self, step: int) -> int:
+        """The 0-based sDPO stage of the update at ``step`` (0-based)."""
+        return sum(1 for b in self.sdpo_step_bounds()[:-1] if step >= b)
 
     @property
     def strength_key(self) -> str:
         """``"beta"`` or ``"tau"``: the KL-strength field this algorithm (and its loss) takes."""
         source = ALGORITHMS[self.algorithm][0]
+        if self.algorithm in FAMILY_ALGORITHMS:
+            return "beta"
         return _SOURCE_STRENGTH.get(source) or LOSS_STRENGTH[self.loss]
 
     @property

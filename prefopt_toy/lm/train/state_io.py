@@ -41,6 +41,7 @@ __all__ = [
     "FORMAT",
     "MANIFEST",
     "MODEL_FILE",
+    "REFERENCE_FILE",
     "STATE_FILE",
     "VERSION",
 ]
@@ -65,6 +66,12 @@ STATE_FILE = "state.safetensors"
 
 
 DATA_FILES = (MODEL_FILE, STATE_FILE)
+
+
+REFERENCE_FILE = "reference.safetensors"
+"""Optional: the reference model's weights, for a trainer whose reference changes during the run
+(sDPO replaces it by a copy of the policy at the end of each stage; Kim et al., arXiv:2403.19270).
+Recorded in ``checkpoint.json``'s ``files`` like the data files when present."""
 
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")

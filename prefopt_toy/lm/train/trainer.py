@@ -14,7 +14,34 @@ algorithm         pairs                                        labels           
 ``online``        from SG[pi]                                  soft / hard / sampled ``config.loss``
 ``ipo_md``        both from SG[pi^(1-m) mu^m] (per token)      soft / hard / sampled ``ipo`` (tau)
 ``nash_md_pg``    y ~ SG[pi], y' ~ SG[pi^(1-m) mu^m]           P(y beats y') (or h/s) PG surrogate
+``kto``           the dataset's unpaired (prompt, completion)  the dataset's label   KTO (beta)
+``orpo``          the dataset's                                the dataset's         ORPO (beta=lam)
+``simpo``         the dataset's                                the dataset's         SimPO (CPO)
+``rdpo``          the dataset's                                the dataset's         R-DPO
+``dpop``          the dataset's                                the dataset's         DPOP
+``sdpo``          the dataset's, one chunk per stage           the dataset's         ``dpo``
 ================  ==========================================  ====================  ===============
+
+**The rest of the DPO family** (losses from ``prefopt_toy.lm.family``, metrics with TRL's names):
+
+- ``kto``: TRL's unpaired format ``{"prompt", "completion", "label"}``
+  (``data.validate_unpaired_examples``; ``data.unpair_preference_examples`` splits pairs). With ``kto_reference_point``
+  ``"trl"`` (default) or ``"unclamped"`` the reference point is the batch mean log-ratio of the
+  mismatched completions, built once in dataset order by ``family.kto_mismatched_completions``
+  (TRL's), whose reference log-probs are cached with the others and whose policy log-probs are
+  computed each step under no_grad (as TRL does); a number is a fixed :math:`z_0`. One process
+  only. Metrics: ``kl``, ``rewards/{chosen,rejected,margins}``, ``logps/{chosen,rejected}``.
+- ``orpo``, ``simpo``: reference-free (the reference is used by the evaluation only, and no
+  reference log-probs are computed). Per-token mean log-probs; the SFT term from the chosen rows'
+  logits (``family.sft_nll_from_logits``: ORPO's TRL default over prompt and completion, or the
+  paper's; SimPO's ``cpo_alpha`` weight, **0 by default here** where TRL's ``CPOConfig`` has 1).
+- ``rdpo``: the lengths are the completion masks' sums (completion tokens and EOS).
+- ``dpop``: ``dpop_lambda`` and ``dpop_placement`` (inside the sigmoid by default, paper v3).
+- ``sdpo``: ``sdpo_stages`` stages over contiguous chunks of the dataset (``sdpo_split``, equal by
+  default) and the same shares of ``steps``; when a stage ends the reference is overwritten by the
+  policy's weights and its log-probs recomputed once; AdamW and the learning-rate schedule carry
+  on. The stage and (past stage 0) the reference's weights are in every checkpoint
+  (``reference.safetensors``), so a resumed run ends bitwise where an uninterrupted one does.
 
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
@@ -86,7 +113,9 @@ The configuration (``TrainConfig``, ``ALGORITHMS``, ``LR_SCHEDULES``) is in
 References
 ----------
 Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
-arXiv:2305.10425 (SLiC); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
+arXiv:2305.10425 (SLiC); Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al., arXiv:2403.07691
+(ORPO); Meng et al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
+arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
 al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
 ``OnlineDPOTrainer``, ``NashMDTrainer``).
 """
@@ -102,14 +131,17 @@ import torch
 from torch import Tensor
 
 from prefopt_toy.lm.data import (
+    check_model_inputs,
     check_tokenizer,
     model_device,
     model_limits,
     to_device,
+    tokenize_completions,
     tokenize_pairs,
     tokenize_prompts,
     validate_preference_examples,
     validate_texts,
+    validate_unpaired_examples,
 )
 from prefopt_toy.lm.distributed.collectives import (
     all_reduce_gradients,
@@ -120,18 +152,41 @@ from prefopt_toy.lm.distributed.collectives import (
 )
 from prefopt_toy.lm.distributed.process_group import DistributedContext, _check_ctx
 from prefopt_toy.lm.distributed.seeding import trainer_generators
+from prefopt_toy.lm.family import (
+    cpo_batch_loss,
+    dpop_batch_loss,
+    kto_batch_loss,
+    kto_mismatched_completions,
+    orpo_batch_loss,
+    rdpo_batch_loss,
+    sft_nll_from_logits,
+)
 from prefopt_toy.lm.judges import as_judge, judge_probs
-from prefopt_toy.lm.logprobs import token_logprobs
+from prefopt_toy.lm.logprobs import (
+    _check_batch,
+    position_ids_from_mask,
+    token_logprobs,
+    token_logprobs_from_logits,
+)
 from prefopt_toy.lm.objectives import preference_loss
 
-from .checkpoint import check_finite, load_latest_checkpoint
-from .config import ALGORITHMS, LR_SCHEDULES, TrainConfig
+from .checkpoint import check_finite, load_latest_checkpoint, save_checkpoint
+from .config import ALGORITHMS, FAMILY_ALGORITHMS, LR_SCHEDULES, TrainConfig
 from .online import SampledPairs, label_weights, nash_md_pg_surrogate, sample_pairs
-from .parallel import local_rows, loss_scale, raise_together, restore_generators, save_trainer
+from .parallel import (
+    _extra,
+    checkpoint_generators,
+    local_rows,
+    loss_scale,
+    raise_together,
+    restore_generators,
+    save_trainer,
+)
 from .runlog import RunLogger, progress
 
 __all__ = [
     "ALGORITHMS",
+    "FAMILY_ALGORITHMS",
     "LR_SCHEDULES",
     "OnlineDraw",
     "TrainConfig",
@@ -171,6 +226,27 @@ def _sequence_logps(
     summed = tok.sum(dim=1)  # (N,)  zero outside the completion
     lengths = batch["completion_mask"].sum(dim=1).to(summed.dtype)  # (N,)
     return (summed if reduction == "sum" else summed / lengths), summed, lengths
+
+
+def _sequence_logps_and_logits(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """(summed completion log-probs (N,), lengths (N,), logits (N, T, V)) of a right-padded batch.
+
+    The forward pass of ``logprobs.token_logprobs``, keeping the logits for an SFT term (ORPO's,
+    CPO's NLL: ``family.sft_nll_from_logits``).
+    """
+    batch = to_device(batch, model_device(model))
+    ids = batch["input_ids"]
+    attn, comp = _check_batch(ids, batch["attention_mask"], batch["completion_mask"])
+    check_model_inputs(model, ids, attn)
+    logits = model(
+        input_ids=ids,
+        attention_mask=attn.long(),
+        position_ids=position_ids_from_mask(attn),
+        use_cache=False,
+    ).logits
+    tok = token_logprobs_from_logits(logits, ids, comp)  # (N, T)
+    summed = tok.sum(dim=1)
+    return summed, comp.sum(dim=1).to(summed.dtype), logits
 
 
 def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -223,7 +299,8 @@ class Trainer:
         The frozen reference (never given gradients).
     tokenizer : GPT-2 tokenizer
     dataset : list of ``{"prompt", "chosen", "rejected"}`` dicts
-        Offline algorithms (refused by the online ones).
+        Offline algorithms (refused by the online ones); ``kto`` takes unpaired
+        ``{"prompt", "completion", "label"}`` dicts instead.
     prompts : list of str
         Online algorithms, and evaluation prompts (default: the dataset's prompts). A bare str
         is refused (it would be one prompt per character).
@@ -318,12 +395,24 @@ class Trainer:
             tokenizer,
             judge,
         )
-        if src == "offline":
+        if config.algorithm == "kto":
+            if self.ctx.is_distributed:
+                raise ValueError(
+                    "algorithm 'kto' runs in one process here (its mismatched KL completions and its "
+                    "per-side metrics are per batch); got world_size="
+                    f"{self.ctx.world_size}"
+                )
+            self.dataset = validate_unpaired_examples(dataset, "dataset")
+            self._setup_kto(tokenizer, config)
+            self.n_items = len(self.dataset)
+        elif src == "offline":
             self.dataset = validate_preference_examples(dataset, "dataset")
             self.pairs = tokenize_pairs(
                 tokenizer, self.dataset, max_length=config.max_length, name="dataset"
             )
             self.n_items = len(self.dataset)
+            if config.algorithm == "sdpo":
+                self.sdpo_chunks = self._sdpo_chunks(self.n_items)
         else:
             self.n_items = len(prompts)
         where = "prompts"
@@ -345,8 +434,67 @@ class Trainer:
         self.model.eval()  # dropout off (see the module docstring); gradients still flow
         self.ref_model.eval()
         self.ref_cache: tuple[Tensor, Tensor] | None = None
-        if src == "offline":
+        self.stage = 0  # sDPO: the stage whose reference is loaded (0: the initial reference)
+        if config.algorithm in ("orpo", "simpo"):
+            pass  # reference-free: ref_model is only used by the evaluation
+        elif src == "offline":
             self.ref_cache = self._reference_cache()
+
+    # ------------------------------------------------------------ KTO and sDPO data
+    def _setup_kto(self, tokenizer, config: TrainConfig) -> None:
+        """Tokenise KTO's rows and, with a batch reference point, its mismatched (KL) rows.
+
+        The mismatched completions are TRL's: ``family.kto_mismatched_completions`` over the
+        dataset in its order, in chunks of ``batch_size`` (TRL builds them once, before shuffling).
+        """
+        prompts = [ex["prompt"] for ex in self.dataset]
+        completions = [ex["completion"] for ex in self.dataset]
+        self.labels = torch.tensor([ex["label"] for ex in self.dataset], dtype=torch.bool)
+        self.rows = tokenize_completions(
+            tokenizer, prompts, completions, max_length=config.max_length, name="dataset"
+        )
+        self.kl_rows = None
+        if isinstance(config.kto_reference_point, str):
+            try:
+                kl = kto_mismatched_completions(completions, batch_size=config.batch_size)
+            except ValueError as err:
+                raise ValueError(f"dataset (kto's mismatched KL completions): {err}") from err
+            self.kl_rows = tokenize_completions(
+                tokenizer, prompts, kl, max_length=config.max_length, name="dataset (KL rows)"
+            )
+
+    def _sdpo_chunks(self, n: int) -> list[tuple[int, int]]:
+        """The data chunks of sDPO: stage t trains on dataset rows ``[a_t, b_t)`` (``sdpo_split``)."""
+        out, acc, start = [], 0.0, 0
+        fractions = self.config.sdpo_fractions()
+        for t, f in enumerate(fractions):
+            acc += f
+            end = n if t == len(fractions) - 1 else round(n * acc)
+            if end <= start:
+                raise ValueError(
+                    f"sdpo_split {fractions} leaves stage {t} no dataset row with {n} rows: give "
+                    "more rows or fewer stages"
+                )
+            out.append((start, end))
+            start = end
+        return out
+
+    def _sdpo_advance(self) -> None:
+        """Enter the stage of ``self.step``: the reference becomes a copy of the policy.
+
+        Kim et al., arXiv:2403.19270, Sec. 3: the aligned model of stage t is the reference (and
+        the initial policy) of stage t + 1. The reference log-probs are recomputed once, and the
+        data order restarts on the new stage's chunk. AdamW's state and the learning-rate
+        schedule (a function of the global step) carry on.
+        """
+        target = self.config.sdpo_stage(self.step)
+        if target == self.stage:
+            return
+        with torch.no_grad():
+            self.ref_model.load_state_dict(self.model.state_dict())
+        self.stage = target
+        self.ref_cache = self._reference_cache()
+        self.order, self.cursor = [], 0
 
     # ------------------------------------------------------------------ data
     @torch.no_grad()
@@ -357,6 +505,16 @@ class Trainer:
         """
         out: dict[str, list[Tensor]] = {"chosen": [], "rejected": []}
         bs = self.config.batch_size
+        if self.config.algorithm == "kto":  # (matched rows, mismatched KL rows), summed
+            for key, rows in (("chosen", self.rows), ("rejected", self.kl_rows)):
+                if rows is None:
+                    continue
+                for start in range(0, self.n_items, bs):
+                    sl = _trim({k: v[start : start + bs] for k, v in rows.items()})
+                    out[key].append(_sequence_logps(self.ref_model, sl, "sum")[0])
+            if not out["rejected"]:
+                return torch.cat(out["chosen"]), None
+            return torch.cat(out["chosen"]), torch.cat(out["rejected"])
         for start in range(0, self.n_items, bs):
             rows = torch.arange(start, min(start + bs, self.n_items))
             batch = self._pair_batch(rows)
@@ -378,10 +536,13 @@ class Trainer:
     def next_indices(self) -> list[int]:
         """The next ``batch_size`` item indices: epochs of random permutations from ``minibatch``."""
         out = []
+        lo, hi = (
+            self.sdpo_chunks[self.stage] if self.config.algorithm == "sdpo" else (0, self.n_items)
+        )
         while len(out) < self.config.batch_size:
             if self.cursor >= len(self.order):
-                self.order = torch.randperm(
-                    self.n_items, generator=self.generators["minibatch"]
+                self.order = (
+                    lo + torch.randperm(hi - lo, generator=self.generators["minibatch"])
                 ).tolist()
                 self.cursor = 0
             out.append(self.order[self.cursor])
@@ -393,6 +554,10 @@ class Trainer:
         """Mean per-pair loss and metrics on dataset rows (reference log-probs from the cache)."""
         cfg, idx = self.config, torch.tensor(rows)
         B = len(rows)
+        if cfg.algorithm == "kto":
+            return self._kto_loss(idx)
+        if cfg.algorithm in ("orpo", "simpo"):
+            return self._reference_free_loss(idx)
         lp, _, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
         check_finite(
             lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
@@ -404,9 +569,108 @@ class Trainer:
             if cfg.reduction == "mean"
             else {}
         )
-        losses, metrics = preference_loss(
-            lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra
+        if cfg.algorithm == "rdpo":
+            losses, metrics = rdpo_batch_loss(
+                lp[:B],
+                lp[B:],
+                ref_c,
+                ref_r,
+                beta=cfg.beta,
+                alpha=cfg.rdpo_alpha,
+                chosen_lengths=lengths[:B],
+                rejected_lengths=lengths[B:],
+            )
+        elif cfg.algorithm == "dpop":
+            losses, metrics = dpop_batch_loss(
+                lp[:B],
+                lp[B:],
+                ref_c,
+                ref_r,
+                beta=cfg.beta,
+                lam=cfg.dpop_lambda,
+                placement=cfg.dpop_placement,
+            )
+        else:
+            losses, metrics = preference_loss(
+                lp[:B], lp[B:], ref_c, ref_r, **cfg.loss_kwargs(), **extra
+            )
+        metrics = dict(metrics)
+        if cfg.algorithm == "sdpo":
+            metrics["sdpo/stage"] = torch.tensor(float(self.stage))
+        return losses.mean(), metrics
+
+    def _kto_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """KTO on the rows ``idx``: ``family.kto_batch_loss`` (Ethayarajh et al., arXiv:2402.01306).
+
+        The mismatched (KL) rows' policy log-probs are computed under no_grad, as TRL does.
+        """
+        cfg = self.config
+        batch = _trim({k: v[idx] for k, v in self.rows.items()})
+        lp, _, _ = _sequence_logps(self.model, batch, "sum")
+        check_finite(
+            lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
         )
+        ref_idx = to_device(idx, self.ref_cache[0].device)
+        pol_kl = ref_kl = None
+        if self.kl_rows is not None:
+            with torch.no_grad():
+                kl_batch = _trim({k: v[idx] for k, v in self.kl_rows.items()})
+                pol_kl = _sequence_logps(self.model, kl_batch, "sum")[0]
+            ref_kl = self.ref_cache[1][ref_idx]
+        losses, metrics = kto_batch_loss(
+            lp,
+            self.ref_cache[0][ref_idx],
+            pol_kl,
+            ref_kl,
+            to_device(self.labels[idx], lp.device),
+            beta=cfg.beta,
+            desirable_weight=cfg.desirable_weight,
+            undesirable_weight=cfg.undesirable_weight,
+            reference_point=cfg.kto_reference_point,
+        )
+        return losses.mean(), dict(metrics)
+
+    def _reference_free_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """ORPO (Hong et al., arXiv:2403.07691) or SimPO (Meng et al., arXiv:2405.14734) on pairs.
+
+        Per-token mean completion log-probs; the SFT term from the chosen rows' logits
+        (``family.sft_nll_from_logits``: ORPO's ``nll_tokens`` / ``nll_reduction``, CPO's
+        completion tokens averaged over the batch for SimPO with ``cpo_alpha > 0``).
+        """
+        cfg, B = self.config, len(idx)
+        batch = self._pair_batch(idx)
+        summed, lengths, logits = _sequence_logps_and_logits(self.model, batch)
+        mean = summed / lengths
+        check_finite(
+            mean.detach(),
+            step=self.step + 1,
+            last_good=self.last_checkpoint,
+            name="policy log-probs",
+        )
+        chosen = to_device({k: v[:B] for k, v in batch.items()}, logits.device)
+        args = (chosen["input_ids"], chosen["attention_mask"], chosen["completion_mask"])
+        if cfg.algorithm == "orpo":
+            nll = sft_nll_from_logits(
+                logits[:B], *args, tokens=cfg.nll_tokens, reduction=cfg.nll_reduction
+            )
+            losses, metrics = orpo_batch_loss(mean[:B], mean[B:], nll, lam=cfg.beta)
+        else:
+            nll = (
+                sft_nll_from_logits(
+                    logits[:B], *args, tokens="completion", reduction="batch_token_mean"
+                )
+                if cfg.cpo_alpha > 0
+                else None
+            )
+            losses, metrics = cpo_batch_loss(
+                mean[:B],
+                mean[B:],
+                nll,
+                loss_type="simpo",
+                beta=cfg.beta,
+                cpo_alpha=cfg.cpo_alpha,
+                simpo_gamma=cfg.simpo_gamma,
+            )
         return losses.mean(), dict(metrics)
 
     # ------------------------------------------------------------ the online step
@@ -556,6 +820,8 @@ class Trainer:
         Raises ``NonFiniteLossError`` (on every rank) before a bad step reaches the weights.
         """
         cfg, ctx = self.config, self.ctx
+        if cfg.algorithm == "sdpo":
+            self._sdpo_advance()  # a new stage: the reference becomes the policy
         rows = self.next_indices()  # the global batch, the same on every rank
         compute = self.offline_loss if cfg.source == "offline" else self.online_loss
         if ctx.is_distributed:
@@ -599,8 +865,39 @@ class Trainer:
         With several processes every rank must call it: the generator states are gathered, rank 0
         writes, and every rank returns once the checkpoint is complete (``save_trainer``).
         """
-        self.last_checkpoint = save_trainer(self)
+        if self.config.algorithm == "sdpo":
+            self.last_checkpoint = self._save_staged()
+        else:
+            self.last_checkpoint = save_trainer(self)
         return self.last_checkpoint
+
+    def _save_staged(self) -> Path:
+        """``save_trainer`` plus sDPO's stage and, past stage 0, its reference's weights."""
+        ctx = self.ctx
+        generators = checkpoint_generators(self.generators, ctx)  # collective
+        kw = {
+            "step": self.step,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "generators": generators,
+            "extra": {**_extra(self), "sdpo_stage": self.stage},
+            "reference": self.ref_model if self.stage > 0 else None,
+        }
+        if not ctx.is_distributed:
+            return save_checkpoint(self.config.run_dir, **kw)
+        path, error = Path(self.config.run_dir) / f"step-{self.step:09d}", None
+        if ctx.is_main:
+            try:
+                path = save_checkpoint(self.config.run_dir, **kw)
+            except Exception as err:
+                error = err
+        if any_rank(error is not None, ctx):
+            raise (
+                error
+                if error is not None
+                else RuntimeError(f"rank 0 failed to write the checkpoint {path}")
+            )
+        return path
 
     def resume(self) -> int:
         """Restore from the newest checkpoint of ``run_dir`` that loads; return the step reached (0: none).
@@ -612,6 +909,7 @@ class Trainer:
         checkpoint and its own per-rank generators (``restore_generators``).
         """
         ctx, run_dir, n_items = self.ctx, self.config.run_dir, self.n_items
+        staged = self.config.algorithm == "sdpo"
 
         def check_extra(extra: dict[str, Any]) -> None:  # refuses the checkpoint (CheckpointError)
             saved = extra.get("world_size", 1)
@@ -630,6 +928,13 @@ class Trainer:
                 raise ValueError(
                     f"its data 'order' and 'cursor' are missing or out of range for {n_items} items"
                 )
+            if staged:
+                stage = extra.get("sdpo_stage")
+                if type(stage) is not int or not 0 <= stage < self.config.sdpo_stages:
+                    raise ValueError(
+                        f"its 'sdpo_stage' is missing or out of range for sdpo_stages="
+                        f"{self.config.sdpo_stages}: {stage!r}"
+                    )
 
         state, error = None, None
         try:
@@ -642,6 +947,7 @@ class Trainer:
                     optimizer=self.optimizer,
                     generators=restore_generators(self.generators, ctx),
                     check_extra=check_extra,
+                    reference=self.ref_model if staged else None,
                 )
             )
         except Exception as err:
@@ -661,6 +967,16 @@ class Trainer:
             )
         if state is None:
             return 0
+        if staged:
+            stage = state.extra["sdpo_stage"]
+            if stage > 0 and not state.reference:
+                raise ValueError(
+                    f"the checkpoint {str(state.path)!r} is at sDPO stage {stage} but holds no "
+                    "reference weights (reference.safetensors)"
+                )
+            if stage != self.stage:
+                self.stage = stage
+                self.ref_cache = self._reference_cache()
         self.step, self.order, self.cursor = (
             state.step,
             list(state.extra["order"]),
@@ -737,7 +1053,7 @@ def train(
     model, ref_model : causal LMs (policy, trained in place; frozen reference)
     tokenizer : GPT-2 tokenizer
     dataset : list of ``{"prompt", "chosen", "rejected"}``, optional
-        Offline algorithms.
+        Offline algorithms (``kto``: unpaired ``{"prompt", "completion", "label"}``).
     prompts : list of str, optional
         Online algorithms and evaluation; default ``task.prompt_templates`` when ``task`` is given.
     judge : Judge or callable, optional
