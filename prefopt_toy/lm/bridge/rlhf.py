@@ -47,7 +47,7 @@ from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 
 from .class_estimate import ClassEstimate, estimate_class_distribution, total_variation
 from .error import TVError, tv_sampling_error
-from .run import BridgeResult, lifted_judge, preference_dataset
+from .run import BridgeResult, lifted_judge, preference_dataset, reference_classes
 
 __all__ = [
     "RLHFBridgeResult",
@@ -297,21 +297,10 @@ def run_rlhf_bridge(
         ref, tokenizer = default_model(size, cache_dir=cache_dir, seed=seed)
     else:
         ref = model
-    if mu_class is None:
-        mu_est = estimate_class_distribution(
-            ref,
-            tokenizer,
-            task,
-            judge,
-            n_samples=n_eval_samples,
-            generator=torch.Generator().manual_seed(7919 * seed + 1),
-            max_new_tokens=max_new_tokens,
-            level=level,
-        )
-    elif not isinstance(mu_class, ClassEstimate) or mu_class.class_names != judge.class_names:
-        raise ValueError(f"mu_class must be a ClassEstimate over the classes {judge.class_names}")
-    else:
-        mu_est = mu_class
+    mu_est = reference_classes(
+        mu_class, ref, tokenizer, task, judge,
+        n_samples=n_eval_samples, seed=seed, max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     prediction = rlhf_prediction(judge.P_ext, mu_est.probs, beta=beta)
 
     dataset = preference_dataset(

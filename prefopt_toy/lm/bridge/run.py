@@ -364,21 +364,10 @@ def run_bridge(
         ref = model
     policy = copy.deepcopy(ref)  # trained in place; ``ref`` is only read (under no_grad)
 
-    if mu_class is None:
-        mu_est = estimate_class_distribution(
-            ref,
-            tokenizer,
-            task,
-            judge,
-            n_samples=n_eval_samples,
-            generator=torch.Generator().manual_seed(7919 * seed + 1),
-            max_new_tokens=max_new_tokens,
-            level=level,
-        )
-    elif not isinstance(mu_class, ClassEstimate) or mu_class.class_names != judge.class_names:
-        raise ValueError(f"mu_class must be a ClassEstimate over the classes {judge.class_names}")
-    else:
-        mu_est = mu_class
+    mu_est = reference_classes(
+        mu_class, ref, tokenizer, task, judge,
+        n_samples=n_eval_samples, seed=seed, max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     prediction, traj = predict(
         algorithm,
         judge.P_ext,
@@ -466,3 +455,36 @@ def run_bridge(
         train_steps=summary["steps"],
         extra={"n_pairs": None if dataset is None else len(dataset), "policy": policy},
     )
+
+
+def reference_classes(
+    mu_class: Any,
+    ref: Any,
+    tokenizer: Any,
+    task: Any,
+    judge: Any,
+    *,
+    n_samples: int,
+    seed: int,
+    max_new_tokens: int,
+    level: float,
+) -> ClassEstimate:
+    """``mu_class`` as given (checked to be over the judge's classes), or measured from ``ref``.
+
+    The measurement samples ``n_samples`` completions of the reference with the bridge's seed
+    ``7919 * seed + 1``, so every bridge run with the same seed measures the same ``mu_class``.
+    """
+    if mu_class is None:
+        return estimate_class_distribution(
+            ref,
+            tokenizer,
+            task,
+            judge,
+            n_samples=n_samples,
+            generator=torch.Generator().manual_seed(7919 * seed + 1),
+            max_new_tokens=max_new_tokens,
+            level=level,
+        )
+    if not isinstance(mu_class, ClassEstimate) or mu_class.class_names != judge.class_names:
+        raise ValueError(f"mu_class must be a ClassEstimate over the classes {judge.class_names}")
+    return mu_class
