@@ -36,7 +36,7 @@ from prefopt_toy._validate import as_generator, as_int
 from prefopt_toy.losses.pairwise import dpo_loss
 
 from .batch import unit_interval
-from .objective import offline_pairs, run_objective
+from .objective import offline_pairs, run_objective, stack_series
 from .preference import DEFAULT_STEPS, _smooth_lr, _strength
 from .trajectory import Trajectory
 
@@ -46,30 +46,50 @@ BETA_FLOOR = 1e-3
 """The official code's clamp of the batch beta."""
 
 
-def keep_probabilities(log_weights: Tensor, probs: Tensor, fraction: Tensor) -> Tensor:
+def keep_probabilities(
+    log_weights: Tensor, probs: Tensor, fraction: Tensor, start: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     r"""Inclusion probabilities :math:`1 - e^{-\lambda w}` whose ``probs``-mean is ``fraction``.
 
     ``log_weights`` (log w, -inf for a weight of 0) and ``probs`` (B, N) (probs summing to 1 per
-    row), ``fraction`` (B,) in (0, 1]. :math:`\lambda = e^u` is found by bisection on u over a
-    bracket wide enough for the weights given (the kept mean is increasing in u), all in log space:
-    a weight of 1e-320 is still kept where the fraction needs it. A fraction of 1 keeps
-    everything; a fraction the positive weights cannot reach keeps all of them.
+    row), ``fraction`` (B,) in (0, 1]. :math:`\lambda` solves the kept mean
+    :math:`f(\lambda) = \sum_i p_i (1 - e^{-\lambda w_i})` = ``fraction`` by Newton's method in
+    :math:`\lambda` (f is increasing and concave: from below the root the iterates rise to it
+    without overshooting), taken in log space (:math:`u = \log \lambda`,
+    :math:`u \leftarrow u + \log(1 + (F - f) / (\lambda f'))`; above the root, where that step
+    can pass :math:`\lambda = 0`, Newton's step in u) inside a bisection bracket wide
+    enough for the weights given; a step that leaves the bracket is replaced by the midpoint, so
+    the search converges as bisection at worst and quadratically near the root. A weight of
+    1e-320 is still kept where the fraction needs it. A fraction of 1 keeps everything; a fraction the positive
+    weights cannot reach keeps all of them.
+
+    Returns the probabilities (B, N) and u (B,); ``start`` (B,), a previous u, warm-starts the
+    search (a trajectory's u moves little from step to step: two or three Newton steps).
     """
     finite = torch.isfinite(log_weights) & (probs > 0)
     spread = torch.where(finite, log_weights.abs(), 0.0).amax(-1)
     lo = -(spread + 60.0)
     hi = spread + 60.0
-
-    def kept_at(u: Tensor) -> Tensor:
-        return -torch.expm1(-torch.exp(u[:, None] + log_weights))
-
-    for _ in range(110):  # the bracket shrinks to below 1e-30 of its width
-        mid = (lo + hi) / 2
-        low = (kept_at(mid) * probs).sum(-1) < fraction
-        lo = torch.where(low, mid, lo)
-        hi = torch.where(low, hi, mid)
-    p = kept_at(hi)
-    return torch.where(fraction[:, None] >= 1.0, torch.ones_like(p), p)
+    u = torch.zeros_like(lo) if start is None else torch.minimum(torch.maximum(start, lo), hi)
+    eps = 4 * torch.finfo(lo.dtype).eps
+    for _ in range(220):  # bisection alone shrinks the bracket below 1e-60 of its width
+        x = torch.exp(u[:, None] + log_weights)  # lambda w, 0 for a weight of 0
+        f = (-torch.expm1(-x) * probs).sum(-1) - fraction
+        lo = torch.where(f < 0, u, lo)
+        hi = torch.where(f < 0, hi, u)
+        slope = (probs * x * torch.exp(-x)).sum(-1)
+        # below the root Newton's step in lambda = e^u (taken in log space) rises without
+        # overshooting; above it that step can pass lambda = 0, so Newton's step in u is taken
+        step = torch.where(f > 0, u - f / slope, u + torch.log1p(-f / slope))
+        inside = torch.isfinite(step) & (step >= lo) & (step <= hi)
+        new = torch.where(inside, step, (lo + hi) / 2)
+        scale = torch.maximum(torch.maximum(lo.abs(), hi.abs()), torch.ones_like(lo))
+        done = ((new - u).abs() <= eps * scale) | (hi - lo <= eps * scale)
+        u = new
+        if bool(done.all()):
+            break
+    p = -torch.expm1(-torch.exp(u[:, None] + log_weights))
+    return torch.where(fraction[:, None] >= 1.0, torch.ones_like(p), p), u
 
 
 MAX_TERMS = 2_000_000
@@ -203,6 +223,7 @@ def beta_dpo(
     state = {
         "M": torch.zeros(n_rows, dtype=torch.float64),
         "S": torch.zeros(n_rows, dtype=torch.float64),
+        "u": torch.zeros(n_rows, dtype=torch.float64),  # log lambda of the last kept fraction
     }
     hist: dict[str, list[Tensor]] = {"M": [], "S": [], "beta": []}
 
@@ -256,7 +277,8 @@ def beta_dpo(
             return (weight * loss_sel).sum((-1, -2))
         if bsz is None:
             update(A, Wn)
-            keep = keep_probabilities(log_gauss_cells(A), Wn, 1 - drop) * Wn  # (B, N), detached
+            keep, state["u"] = keep_probabilities(log_gauss_cells(A), Wn, 1 - drop, state["u"])
+            keep = keep * Wn  # (B, N), detached
             kept = keep / keep.sum(-1, keepdim=True)
             A_used = (kept * A).sum(-1)
         else:
@@ -292,6 +314,5 @@ def beta_dpo(
         record=record,
     )
     for key_h, name in (("M", "running_mean"), ("S", "running_std"), ("beta", "batch_beta")):
-        series = torch.stack(hist[key_h], -1) if hist[key_h] else torch.empty(n_rows, 0)
-        traj.hyper[name] = series if batch.batched else series[0]
+        traj.hyper[name] = stack_series(hist[key_h], batch)
     return traj

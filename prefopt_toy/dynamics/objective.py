@@ -38,6 +38,12 @@ def rows_or_float(value: Tensor) -> Any:
     return value if value.ndim else float(value)
 
 
+def stack_series(values: list[Tensor], batch: Batch) -> Tensor:
+    """A per-step record (one (B,) tensor a step) as (B, steps), or (steps,) for an unbatched call."""
+    series = torch.stack(values, -1) if values else torch.empty(batch.size, 0, dtype=torch.float64)
+    return unbatch(series, batch)
+
+
 def pair_weights(s: Tensor, labels: Tensor) -> Tensor:
     r"""``W[b, w, l] = 2 s_w s_l L[w, l]`` off the diagonal, 0 on it: the (winner, loser) distribution.
 

@@ -35,9 +35,9 @@ from torch import Tensor
 from prefopt_toy._validate import as_int, as_tensor
 from prefopt_toy.losses.unpaired import kto_loss
 
-from .batch import as_batch, policy_batch, positive, unbatch, unit_interval
+from .batch import as_batch, policy_batch, positive, unit_interval
 from .divergence import lr_blame
-from .objective import rows_or_float, run_objective
+from .objective import rows_or_float, run_objective, stack_series
 from .preference import DEFAULT_STEPS, _strength
 from .trajectory import Trajectory
 
@@ -253,6 +253,5 @@ def kto(
         blame=blame,
         record=record,
     )
-    z_hist = torch.stack(history, -1) if history else torch.empty(batch.size, 0)
-    traj.hyper["reference_points"] = unbatch(z_hist, batch)
+    traj.hyper["reference_points"] = stack_series(history, batch)
     return traj

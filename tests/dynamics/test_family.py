@@ -326,7 +326,32 @@ def test_beta_dpo_kept_fraction_is_exact_even_for_tiny_weights():
 
     log_w = torch.tensor([[0.0, -720.0, float("-inf"), -3.0]], dtype=torch.float64)
     probs = torch.tensor([[0.1, 0.85, 0.0, 0.05]], dtype=torch.float64)
-    keep = keep_probabilities(log_w, probs, torch.tensor([0.8], dtype=torch.float64))
+    keep, _ = keep_probabilities(log_w, probs, torch.tensor([0.8], dtype=torch.float64))
     assert float((keep * probs).sum()) == pytest.approx(0.8, abs=1e-12)
     # 1 - exp(-lambda w) with one lambda: the order of the weights is kept
     assert float(keep[0, 0]) >= float(keep[0, 3]) >= float(keep[0, 1]) > 0
+
+
+def test_beta_dpo_keep_probabilities_solve_for_lambda_as_brentq_does_from_any_start():
+    """The Newton search's log lambda against scipy's brentq on the kept mean, cold and warm."""
+    from scipy.optimize import brentq
+
+    from prefopt_toy.dynamics.adaptive import keep_probabilities
+
+    gen = torch.Generator().manual_seed(3)
+    for scale in (1.0, 30.0, 600.0):
+        log_w = -torch.rand(4, 7, generator=gen, dtype=torch.float64) * scale
+        probs = torch.rand(4, 7, generator=gen, dtype=torch.float64)
+        probs = probs / probs.sum(-1, keepdim=True)
+        frac = torch.tensor([0.05, 0.3, 0.8, 0.99], dtype=torch.float64)
+        lw, pr = log_w.numpy(), probs.numpy()
+        for start in (None, torch.full((4,), 500.0, dtype=torch.float64)):
+            keep, u = keep_probabilities(log_w, probs, frac, start)
+            for i in range(4):
+
+                def kept_mean(v, p_i=pr[i], lw_i=lw[i], f_i=float(frac[i])):
+                    return float((p_i * -np.expm1(-np.exp(v + lw_i))).sum()) - f_i
+
+                root = brentq(kept_mean, -scale - 60, scale + 60, xtol=1e-14, rtol=1e-15)
+                assert float(u[i]) == pytest.approx(root, rel=1e-10, abs=1e-10)
+            assert torch.allclose((keep * probs).sum(-1), frac, rtol=0, atol=1e-12)
