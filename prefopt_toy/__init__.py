@@ -20,6 +20,7 @@ from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_l
 from prefopt_toy.losses.population import dataset_loss, hard_labels, pair_margins, population_loss
 from prefopt_toy.losses.reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
 from prefopt_toy.losses.shaped import dpop_loss, rdpo_loss
+from prefopt_toy.losses.token import tdpo_loss
 from prefopt_toy.losses.unpaired import kto_loss, kto_reference_point
 from prefopt_toy.solutions.bt import (
     bt_fit,
@@ -36,7 +37,9 @@ from .dynamics import (
     ALGORITHMS,
     FAMILY,
     FIXED_POINTS,
+    TOKEN_ALGORITHMS,
     DivergenceError,
+    TokenTrajectory,
     Trajectory,
     dataset_run,
     nash_md,
@@ -44,6 +47,7 @@ from .dynamics import (
 )
 from .papers import PAPERS, cite
 from .policies import entropy, geometric_mixture, kl, log_softmax, softmax, win_rate, win_rates
+from .tokens import TokenTree
 
 __version__ = "0.1.0"
 
@@ -97,6 +101,7 @@ __all__ = [
     "log_odds",
     "rdpo_loss",
     "dpop_loss",
+    "tdpo_loss",
     # exact population objective
     "population_loss",
     "pair_margins",
@@ -111,6 +116,10 @@ __all__ = [
     "nash_md",
     "dataset_run",
     "seed_summary",
+    # the token tree (sequences of tokens) and its dynamics
+    "TokenTree",
+    "TOKEN_ALGORITHMS",
+    "TokenTrajectory",
     # sources
     "PAPERS",
     "cite",

@@ -193,6 +193,9 @@ TENSOR_RESULTS: dict[str, Callable[[Callable[[Any], Any]], Any]] = {
     "log_odds": lambda c: pt.log_odds(c([-1.0, -0.01])),
     "rdpo_loss": lambda c: pt.rdpo_loss(c(H4), 0.1, 0.5, c([1.0, 2, 3, 4]), c([2.0, 2, 2, 2])),
     "dpop_loss": lambda c: pt.dpop_loss(c(H4), c([0.5, -0.5, 0.0, -2.0]), 0.1, 5.0),
+    "tdpo_loss": lambda c: pt.tdpo_loss(
+        c(H4), c([0.1, 0.2, 0.0, 1.0]), c([0.3, 0.0, 0.5, 2.0]), 0.1
+    ),
     "rdpo_optimum": lambda c: pt.rdpo_optimum(c(P3), c(MU3), 0.5, 0.3, c([1.0, 2.0, 3.0])),
     "pair_margins": lambda c: pt.pair_margins(c([0.0, 1.0, 2.0]), c(MU3)),
     "hard_labels": lambda c: pt.hard_labels(c(P3)),
@@ -263,6 +266,10 @@ def test_result_tables_cover_the_public_functions():
         "dataset_run",
         "seed_summary",
         "DivergenceError",  # an exception type (tests/dynamics/test_finite.py raises it)
+        # the token tree: a class, its dynamics' table and result type (tests/tokens checks them)
+        "TokenTree",
+        "TOKEN_ALGORITHMS",
+        "TokenTrajectory",
     }
     missing = set(pt.__all__) - other - set(TENSOR_RESULTS) - set(FLOAT_RESULTS)
     assert not missing, (

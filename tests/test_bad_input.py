@@ -455,6 +455,7 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "log_odds": lambda a: pt.log_odds(-abs(a["logp"][0]) - 0.1),
     "rdpo_loss": lambda a: pt.rdpo_loss(a["h"], 0.1, 0.5, 2.0, 1.0),
     "dpop_loss": lambda a: pt.dpop_loss(a["h"], a["h"], 0.1, 5.0),
+    "tdpo_loss": lambda a: pt.tdpo_loss(a["h"], a["h"], a["h"], 0.1),
     "rdpo_optimum": lambda a: pt.rdpo_optimum(a["P"], a["mu"], 0.5, 0.3, [1.0] * len(a["mu"])),
     "slic_loss": lambda a: pt.slic_loss(a["h"], 0.1),
     "gpo_loss": lambda a: pt.gpo_loss(a["h"], 0.1, "exponential"),
@@ -529,6 +530,11 @@ def test_public_calls_cover_every_array_function():
         "seed_summary",
         # an exception type (tests/dynamics/test_finite.py: every algorithm raises it on divergence)
         "DivergenceError",
+        # the token tree: a class built from two sizes, its dynamics' table and result type
+        # (tests/tokens: bad sizes, tables and games are refused with the argument named)
+        "TokenTree",
+        "TOKEN_ALGORITHMS",
+        "TokenTrajectory",
     }
     missing = set(pt.__all__) - no_array_arguments - set(CALLS)
     assert not missing, f"add these public functions to CALLS: {sorted(missing)}"

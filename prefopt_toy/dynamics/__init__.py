@@ -26,6 +26,15 @@ from .sampled import DATASET_LOSSES, dataset_run
 from .seeds import SeedSummary, seed_summary
 from .shaped import dpop, rdpo
 from .staged import iterative_dpo, sdpo
+from .token_tree import (
+    TOKEN_ALGORITHMS,
+    TokenTrajectory,
+    tdpo,
+    token_dpo,
+    token_population_loss,
+    token_preference_optimization,
+    token_update_field,
+)
 from .trajectory import TARGETS, Trajectory
 from .unpaired import REFERENCE_POINTS, kto, kto_reference_point_distribution
 
@@ -66,4 +75,11 @@ __all__ = [
     "rlhf",
     "run_algorithm",
     "slic",
+    "TOKEN_ALGORITHMS",
+    "TokenTrajectory",
+    "tdpo",
+    "token_dpo",
+    "token_population_loss",
+    "token_preference_optimization",
+    "token_update_field",
 ]

@@ -7,6 +7,7 @@
 - ``reference_free``: SimPO (length-normalised) and ORPO (odds ratio plus SFT), no reference in
   the margin;
 - ``shaped``: DPO with one added term, R-DPO (lengths) and DPOP (the chosen likelihood);
+- ``token``: TDPO1 / TDPO2, DPO plus the sequential KL of each response (token level);
 - ``population``: the exact population objective, an enumeration over all ordered pairs, and the
   loss of a finite data set.
 """
@@ -16,6 +17,7 @@ from .pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
 from .population import dataset_loss, hard_labels, pair_margins, population_loss
 from .reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
 from .shaped import DPOP_PLACEMENTS, dpop_loss, rdpo_loss
+from .token import TDPO_VARIANTS, tdpo_loss
 from .unpaired import kto_loss, kto_reference_point
 
 __all__ = [
@@ -40,4 +42,6 @@ __all__ = [
     "population_loss",
     "robust_dpo_loss",
     "slic_loss",
+    "TDPO_VARIANTS",
+    "tdpo_loss",
 ]
