@@ -1,5 +1,9 @@
 r"""The rest of the preference family on GPT-2: KTO, ORPO, CPO / SimPO, R-DPO and DPOP.
 
+Also the per-batch pieces of beta-DPO (``beta_dpo_batch``: the batch beta and the Gaussian
+filter, Wu et al., arXiv:2407.08639v2) and RSO's rejection sampler (``rso_rejection_sample``, Liu
+et al., arXiv:2309.06657v2, Algorithm 1), whose losses are ``objectives``' DPO / IPO / SLiC.
+
 Like ``prefopt_toy.lm.objectives`` for the DPO family, this module turns sequence log-prob
 tensors of shape (B,) into per-example losses and a metrics dict with TRL 1.13's names. Every
 formula is the loss library's (``prefopt_toy.losses.unpaired``, ``.reference_free``, ``.shaped``,
@@ -41,6 +45,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -56,6 +61,9 @@ from .logprobs import _check_batch, token_logprobs_from_logits
 from .objectives import _check_shapes, _lengths, _logps, preference_metrics
 
 __all__ = [
+    "BETA_DPO_EMA",
+    "BETA_DPO_FLOOR",
+    "BetaDPOBatch",
     "CPO_LOSS_TYPES",
     "CPO_METRIC_NAMES",
     "KTO_METRIC_NAMES",
@@ -69,6 +77,8 @@ __all__ = [
     "kto_mismatched_completions",
     "orpo_batch_loss",
     "rdpo_batch_loss",
+    "beta_dpo_batch",
+    "rso_rejection_sample",
     "sft_nll_from_logits",
 ]
 
@@ -862,3 +872,202 @@ def dpop_batch_loss(
     rr = _logps(ref_rejected_logps, "ref_rejected_logps").detach()
     h = margin(pc, pr, rc, rr)  # (B,)
     return dpop_loss(h, pc - rc, beta, lam, placement), metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# beta-DPO's batch beta and filter, RSO's rejection sampler
+
+BETA_DPO_EMA: float = 0.9
+"""beta-DPO's running-average weight (the official code's ``gamma=0.9``; the toy's ``EMA``)."""
+BETA_DPO_FLOOR: float = 1e-3
+"""beta-DPO's clamp of the batch beta (the official code's; the toy's ``BETA_FLOOR``)."""
+
+
+@dataclass(frozen=True)
+class BetaDPOBatch:
+    """One batch of beta-DPO: what ``beta_dpo_batch`` returns."""
+
+    beta: float
+    """The batch beta :math:`\\beta_b` (detached, clamped at ``BETA_DPO_FLOOR``)."""
+    keep: Tensor
+    """(m,) int64, the kept pairs' positions in the batch, increasing."""
+    running_mean: float
+    """:math:`M` after this batch's update."""
+    running_std: float
+    """:math:`S` after this batch's update."""
+    margin_mean: float
+    """The batch mean of the margins (all pairs)."""
+    margin_std: float
+    """The batch's unbiased standard deviation of the margins (all pairs, ``torch.std``)."""
+
+
+def beta_dpo_batch(
+    margins: Any,
+    running_mean: float,
+    running_std: float,
+    *,
+    beta: float,
+    a: float,
+    mode_weight: float,
+    generator: torch.Generator | None = None,
+) -> BetaDPOBatch:
+    r"""beta-DPO's batch-level beta and data filter on one batch of margins (no gradient).
+
+    The toy's sampled minibatch step (``prefopt_toy.dynamics.beta_dpo``, ``minibatches="sampled"``),
+    which follows the official code (``junkangwu/beta-DPO``, ``trainers.py``):
+
+    1. :math:`M \leftarrow 0.9 M + 0.1\,\bar h`, :math:`S \leftarrow 0.9 S + 0.1\,s_h` (the batch
+       mean and unbiased standard deviation of the margins :math:`h_i`; both start at 0), **before**
+       the loss;
+    2. keep :math:`m = \max(1, \lfloor B (1 - \text{mode\_weight}) \rfloor)` pairs drawn without
+       replacement (``torch.multinomial``) with weights :math:`\exp(-\frac12((h_i - M)/S)^2)`
+       (all 1 while :math:`S = 0`; shifted so the largest is 1, none below the smallest normal
+       float); with :math:`m = B` every pair is kept and nothing is drawn;
+    3. :math:`\beta_b = \max(10^{-3}, \beta (1 + a (\bar h_{kept} - M)))`.
+
+    The loss is then DPO with :math:`\beta_b` on the kept pairs (the caller's, through
+    ``objectives.preference_loss``). With ``a = 0`` and ``mode_weight = 0`` it is DPO exactly.
+
+    Parameters
+    ----------
+    margins : Tensor, shape (B,), B >= 2
+        The log-ratio margins :math:`h_i` (detached here).
+    running_mean, running_std : float
+        :math:`M`, :math:`S` before this batch.
+    beta : float > 0
+        :math:`\beta_0`.
+    a : float >= 0
+        The scaling of the batch beta (Wu et al.'s :math:`\alpha`).
+    mode_weight : float in [0, 1)
+        The fraction of the batch dropped (the official code's name).
+    generator : torch.Generator, optional
+        Draws the kept pairs; required when some pair is dropped.
+
+    Returns
+    -------
+    BetaDPOBatch
+
+    Raises
+    ------
+    ValueError
+        Margins not a finite vector of at least 2; a bad ``beta``, ``a`` or ``mode_weight``; no
+        ``generator`` when pairs are dropped.
+
+    References
+    ----------
+    Wu et al., arXiv:2407.08639v2, Sec. 4.1, Eq. (7) (dynamic beta calibration,
+    :math:`\beta_{batch} = [1 + \alpha(\mathbb E_{i\sim batch}[M_i] - M_0)]\beta_0`, :math:`M_0` a
+    moving average) and Sec. 4.2 (beta-guided data filtering by the Gaussian weights
+    :math:`p(M_i) \propto \exp(-\frac12((M_i - M_0)/\sigma)^2)`); official code
+    ``junkangwu/beta-DPO`` ``trainers.py::preference_loss``.
+    """
+    h = _logps_like(margins, "margins")
+    if h.numel() < 2:
+        raise ValueError(
+            f"margins must hold at least 2 values (a standard deviation), got {h.numel()}"
+        )
+    b = as_positive_float(beta, "beta")
+    a = as_positive_float(a, "a", allow_zero=True)
+    drop = float(mode_weight)
+    if not 0.0 <= drop < 1.0:
+        raise ValueError(f"mode_weight must be in [0, 1), got {mode_weight!r}")
+    h = h.detach().to("cpu", torch.float64)
+    mean, std = float(h.mean()), float(h.std())
+    M = BETA_DPO_EMA * float(running_mean) + (1 - BETA_DPO_EMA) * mean
+    S = BETA_DPO_EMA * float(running_std) + (1 - BETA_DPO_EMA) * std
+    B = h.numel()
+    n_keep = max(int(B * (1 - drop)), 1)
+    if n_keep >= B:
+        keep = torch.arange(B)
+        used = mean
+    else:
+        if generator is None:
+            raise ValueError("generator is required when mode_weight drops pairs")
+        z2 = ((h - M) / S) ** 2 if S > 0 else torch.zeros_like(h)
+        w = (-0.5 * (z2 - z2.min())).exp().clamp_min(torch.finfo(h.dtype).tiny)
+        keep = torch.multinomial(w, n_keep, replacement=False, generator=generator).sort().values
+        mask = torch.zeros_like(h)
+        mask[keep] = 1.0
+        used = float((mask * h).sum() / mask.sum())  # the toy's kept mean
+    beta_b = max(b * (1 + a * (used - M)), BETA_DPO_FLOOR)
+    return BetaDPOBatch(beta_b, keep, M, S, mean, std)
+
+
+def _logps_like(x: Any, name: str) -> Tensor:
+    t = x if isinstance(x, Tensor) else torch.as_tensor(x, dtype=torch.float64)
+    if t.ndim != 1 or t.is_complex() or not t.is_floating_point():
+        raise ValueError(f"{name} must be a real (B,) vector, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t.detach()).all()):
+        raise ValueError(f"{name} must be finite, but it contains NaN or inf")
+    return t
+
+
+def rso_rejection_sample(
+    rewards: Any, n_accept: int, *, beta: float, generator: torch.Generator
+) -> tuple[list[int], int]:
+    r"""Statistical rejection sampling (RSO's Algorithm 1): accept ``n_accept`` of the candidates.
+
+    The candidates are draws from the reference :math:`\mu`; the accepted ones are (approximately,
+    exactly as the candidates grow) draws from :math:`\pi_r \propto \mu\,e^{r/\beta}`. Algorithm 1
+    as the paper's Python listing writes it: repeat passes over the remaining candidates (in their
+    order); in a pass, with :math:`r_{max}` the largest remaining reward, accept each candidate with
+    probability :math:`\exp((r - r_{max})/\beta)` (one uniform each, from ``generator``), stop
+    once ``n_accept`` are accepted, and remove the accepted ones before the next pass.
+
+    Parameters
+    ----------
+    rewards : (N,) real, N >= n_accept
+        The reward model's scores of the candidates.
+    n_accept : int >= 1
+    beta : float > 0
+        :math:`\beta` of :math:`\pi_r` (the paper's :math:`\beta`; large: accepts everything).
+    generator : torch.Generator
+
+    Returns
+    -------
+    accepted : list of int
+        The accepted candidates' indices, in the order accepted.
+    tried : int
+        The candidates examined (accepted or not): ``n_accept / tried`` is the acceptance rate.
+
+    Raises
+    ------
+    ValueError
+        Rewards not a finite vector with at least ``n_accept`` entries, ``n_accept < 1``,
+        ``beta <= 0``.
+
+    References
+    ----------
+    Liu et al., arXiv:2309.06657v2, Sec. 3.1 and Algorithm 1 (``conduct_rejection_sampling``).
+
+    Examples
+    --------
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rso_rejection_sample([0.0, 1.0, 2.0], 3, beta=1e12, generator=gen)
+    ([0, 1, 2], 3)
+    """
+    r = _logps_like(rewards, "rewards").detach().to("cpu", torch.float64)
+    if isinstance(n_accept, bool) or not isinstance(n_accept, int) or n_accept < 1:
+        raise ValueError(f"n_accept must be an integer >= 1, got {n_accept!r}")
+    if n_accept > r.numel():
+        raise ValueError(
+            f"rewards must hold at least n_accept={n_accept} candidates, got {r.numel()}"
+        )
+    b = as_positive_float(beta, "beta")
+    remaining = list(range(r.numel()))
+    accepted: list[int] = []
+    tried = 0
+    while len(accepted) < n_accept:
+        r_max = float(r[remaining].max())
+        taken = []
+        u = torch.rand(len(remaining), generator=generator, dtype=torch.float64)
+        for j, i in enumerate(remaining):
+            tried += 1
+            if float(u[j]) >= math.exp((float(r[i]) - r_max) / b):
+                continue
+            accepted.append(i)
+            taken.append(i)
+            if len(accepted) == n_accept:
+                break
+        remaining = [i for i in remaining if i not in taken]
+    return accepted, tried

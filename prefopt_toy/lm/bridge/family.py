@@ -8,8 +8,8 @@ and after T stages :math:`\pi_T \propto \mu e^{T\hat r/\beta}`:
 ``rlhf_optimum(P_ext, mu_class, beta / T)``. (The trainer's stages each see their own chunk of
 the dataset; all chunks come from the same reference, so the fitted reward is the same.)
 
-**R-DPO** (Park et al., arXiv:2403.19159) adds :math:`\alpha(|y_w| - |y_l|)` inside DPO's sigmoid.
-Its population optimum at the completion level is
+**R-DPO** (Park et al., arXiv:2403.19159v3, Sec. 3) adds :math:`\alpha(|y_w| - |y_l|)` inside
+DPO's sigmoid. Its population optimum at the completion level is
 :math:`\pi(y) \propto \mu(y)\exp((\hat r_{c(y)} - \alpha |y|)/\beta)` (``rdpo_optimum``: the loss
 sees :math:`\beta\log(\pi/\mu) + \alpha|y|` only through differences, fitted to the class-level
 BT reward because the judge is class-level). Summing over the completions of a class,
@@ -29,6 +29,13 @@ length distribution, and the class mean length would not be (Jensen). Lengths ar
 completion tokens plus EOS (the collator's completion mask). The judge favours the class with the
 longest completions (cherry), so length is correlated with the label and the length term pulls
 against the judge.
+
+On the fruit game R-DPO's and DPO's predictions are only about 0.05 apart. The R-DPO bridge
+therefore runs on ``length_game.LENGTH_TASK`` (``task=LENGTH_TASK``): the same prompts and model,
+classes by completion length ("3 tokens" ... "7 tokens"), so :math:`L^{\mathrm{eff}}_c = L_c`
+exactly, judged by Bradley-Terry in :math:`\kappa L` (``length_game.length_game``); there DPO
+tilts :math:`\mu` by :math:`e^{\kappa L/\beta}` and R-DPO by :math:`e^{(\kappa-\alpha)L/\beta}`
+(Park et al., arXiv:2403.19159v3, Sec. 3), far apart for :math:`\alpha > \kappa`.
 
 References
 ----------
@@ -54,7 +61,8 @@ from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 from prefopt_toy.lm.sampling import sample
 
 from .class_estimate import _decode, class_estimate, total_variation
-from .run import BridgeResult, lifted_judge, preference_dataset
+from .length_game import LengthTask, length_judge
+from .run import BridgeResult, bridge_generator, lifted_judge, reference_pairs, train_on_task
 
 __all__ = [
     "FAMILY_BRIDGE",
@@ -72,7 +80,7 @@ FAMILY_BRIDGE = ("sdpo", "rdpo")
 def sample_classes_and_lengths(
     model,
     tokenizer,
-    task: LiftedTask,
+    task: LiftedTask | LengthTask,
     judge: LiftedGameJudge,
     *,
     n_samples: int,
@@ -121,7 +129,9 @@ def effective_lengths(
     r""":math:`L^{\mathrm{eff}}_c = -(\beta/\alpha)\log\mathbb E[e^{-\alpha L/\beta} \mid c]` per class.
 
     A class with no sample gets its plain mean over all samples (it has :math:`\mu_c = 0` and no
-    weight in the prediction). ``alpha = 0`` gives the class means (the limit).
+    weight in the prediction). ``alpha = 0`` gives the class means (the limit). A class whose
+    samples have one length gets exactly that length (no rounding), as on
+    ``length_game.LENGTH_TASK``.
 
     References
     ----------
@@ -143,6 +153,8 @@ def effective_lengths(
             out[c] = L.mean()
         elif alpha == 0.0:
             out[c] = Lc.mean()
+        elif bool((Lc == Lc[0]).all()):
+            out[c] = Lc[0]  # one length (a class of ``LengthTask``): exactly that length
         else:
             s = -alpha / beta
             out[c] = (torch.logsumexp(s * Lc, 0) - math.log(Lc.numel())) / s
@@ -201,7 +213,7 @@ def run_family_bridge(
     max_new_tokens: int = 8,
     other_loses: float = 0.8,
     seed: int = 0,
-    task: LiftedTask = FRUIT_TASK,
+    task: LiftedTask | LengthTask = FRUIT_TASK,
     level: float = 0.95,
     model=None,
     tokenizer=None,
@@ -212,21 +224,25 @@ def run_family_bridge(
 
     As ``run.run_bridge`` (offline pairs from ``preference_dataset``, ``reduction="sum"``), with
     the prediction of ``predict_family``. ``stages`` is sDPO's T (equal data and step split);
-    ``alpha`` R-DPO's length weight. The result's ``extra`` holds ``effective_lengths``
-    (R-DPO), ``stages`` / ``alpha`` and ``predictor``, the prediction as a function of
-    ``mu_class`` (for ``error.tv_sampling_error``).
+    ``alpha`` R-DPO's length weight. ``task`` is a ``LiftedTask`` (judge ``run.lifted_judge``)
+    or a ``length_game.LengthTask`` (judge ``length_game.length_judge``: classes by completion
+    length, ``P`` e.g. ``length_game.length_game(task, kappa)``). The result's ``extra`` holds
+    ``effective_lengths`` (R-DPO), ``stages`` / ``alpha`` and ``predictor``, the prediction as a
+    function of ``mu_class`` (for ``error.tv_sampling_error``).
 
     References
     ----------
-    Kim et al., arXiv:2403.19270; Park et al., arXiv:2403.19159v3.
+    Kim et al., arXiv:2403.19270; Park et al., arXiv:2403.19159v3, Sec. 3.
     """
     from prefopt_toy.lm.models.gpt2 import default_model
-    from prefopt_toy.lm.train.trainer import TrainConfig, train
 
     if algorithm not in FAMILY_BRIDGE:
         raise ValueError(f"algorithm must be one of {FAMILY_BRIDGE}, got {algorithm!r}")
     t0 = time.perf_counter()
-    judge = lifted_judge(task, P, other_loses=other_loses)
+    if isinstance(task, LengthTask):
+        judge = length_judge(task, P, other_loses=other_loses)
+    else:
+        judge = lifted_judge(task, P, other_loses=other_loses)
     if model is None:
         ref, tokenizer = default_model(size, cache_dir=cache_dir, seed=seed)
     else:
@@ -240,7 +256,7 @@ def run_family_bridge(
         task,
         judge,
         n_samples=n_eval_samples,
-        generator=torch.Generator().manual_seed(7919 * seed + 1),
+        generator=bridge_generator(seed, "reference"),
         max_new_tokens=max_new_tokens,
     )
     mu_est = class_estimate(ids, K1, level=level, class_names=judge.class_names)
@@ -254,56 +270,25 @@ def run_family_bridge(
         )
 
     prediction = predictor(mu_est.probs)
-    dataset = preference_dataset(
-        ref,
-        tokenizer,
-        task,
-        judge,
-        n_pairs=n_pairs,
-        generator=torch.Generator().manual_seed(7919 * seed + 2),
-        max_new_tokens=max_new_tokens,
+    dataset = reference_pairs(
+        ref, tokenizer, task, judge, n_pairs=n_pairs, seed=seed, max_new_tokens=max_new_tokens
     )
     extra_cfg: dict[str, Any] = (
         {"sdpo_stages": stages} if algorithm == "sdpo" else {"rdpo_alpha": alpha}
     )
-    cfg = TrainConfig(
-        algorithm=algorithm,
-        reduction="sum",
-        beta=beta,
-        lr=lr,
-        steps=steps,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        max_length=48 + max_new_tokens,
-        seed=seed,
-        lr_schedule=lr_schedule,
-        eval_every=eval_every,
-        n_eval=n_eval,
-        show_progress=show_progress,
-        **extra_cfg,
-    )
-    summary = train(
-        cfg,
-        policy,
-        ref_for_training,
-        tokenizer,
-        dataset=dataset,
-        prompts=list(task.prompt_templates),
-        judge=judge,
-    )
-    rows = [
-        (r["step"], r["class_distribution"])
-        for r in summary["history"]
-        if r.get("class_distribution") is not None
-    ]
-    measured = torch.tensor([d for _, d in rows], dtype=torch.float64).reshape(len(rows), K1)
+    summary, logged_steps, measured = train_on_task(
+        algorithm, policy, ref_for_training, tokenizer, task, judge, dataset,
+        reduction="sum", beta=beta, lr=lr, steps=steps, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, seed=seed, lr_schedule=lr_schedule,
+        eval_every=eval_every, n_eval=n_eval, show_progress=show_progress, **extra_cfg,
+    )  # fmt: skip
     f_ids, _ = sample_classes_and_lengths(
         policy,
         tokenizer,
         task,
         judge,
         n_samples=n_eval_samples,
-        generator=torch.Generator().manual_seed(7919 * seed + 3),
+        generator=bridge_generator(seed, "final"),
         max_new_tokens=max_new_tokens,
     )
     final = class_estimate(f_ids, K1, level=level, class_names=judge.class_names)
@@ -316,7 +301,7 @@ def run_family_bridge(
         mu_class=mu_est,
         prediction=prediction,
         toy_trajectory=prediction.unsqueeze(0),
-        steps=[s for s, _ in rows],
+        steps=logged_steps,
         measured=measured,
         final=final,
         tv=total_variation(final.probs, prediction),

@@ -6,6 +6,10 @@ the exact toy trajectory, the GPT-2 class distributions from the run log, the pr
 the reference's class distribution and the final estimate; beside it the "other" mass against the
 step with the final Wilson interval.
 
+``landing_figure`` sets several methods trained on the same pairs side by side (RLHF beside DPO):
+where each landed against one prediction, as bars with Wilson intervals, and their class
+trajectories on one axis.
+
 ``class_curves`` draws, for several bridge runs, each class's logged probability against the step
 with the exact prediction as a dashed line; every line carries a ``gid`` (``"<run>:<class>"``,
 ``"<run>:<class>:prediction"``) so tests can read back exactly what was drawn.
@@ -24,7 +28,7 @@ from torch import Tensor
 
 from .run import BridgeResult
 
-__all__ = ["bridge_figure", "class_curves"]
+__all__ = ["bridge_figure", "class_curves", "landing_figure"]
 
 
 def class_curves(results: Mapping[str, Any], *, figsize: tuple[float, float] | None = None):
@@ -71,6 +75,102 @@ def class_curves(results: Mapping[str, Any], *, figsize: tuple[float, float] | N
     axes[0].set_ylabel("class probability")
     axes[0].legend(fontsize=8)
     return fig
+
+
+_LINESTYLES = ("-", ":", "-.", (0, (5, 2)))
+# the bars' colours (mu_class, the prediction, then the methods) stay clear of the classes' C0-C3
+_BAR_COLORS = ("0.65", "0.2", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+_MARKERS = ("o", "s", "^", "D")
+
+
+def landing_figure(
+    results: Mapping[str, Any],
+    prediction: Tensor,
+    mu_class: Any,
+    *,
+    title: str = "where each landed",
+    figsize: tuple[float, float] = (9.0, 3.6),
+):
+    """Methods trained on the same pairs against one prediction: final bars and class trajectories.
+
+    Left: ``mu_class``, the prediction and each method's final class distribution, with the 95%
+    Wilson interval of each estimate. Right: each method's measured class distribution against
+    its step (one line style per method, one colour per class) and the prediction (dashed).
+
+    Parameters
+    ----------
+    results : mapping name -> result
+        Each with ``class_names``, ``final`` (a ``ClassEstimate``), ``steps`` and ``measured``
+        (``BridgeResult``, ``RLHFBridgeResult`` with ``eval_every``); at most four, same classes.
+    prediction : (K+1,) Tensor
+        The shared prediction (e.g. ``rlhf_optimum(P_ext, mu_class, beta)``).
+    mu_class : ClassEstimate
+        The reference's class distribution.
+    title, figsize : the left panel's title; the figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Bars carry ``gid`` ``"bars:<name>"``, lines ``"<name>:<class>"``, the prediction's
+        ``"prediction:<class>"``.
+
+    References
+    ----------
+    Rafailov et al., arXiv:2305.18290v3, Eq. (4) (RLHF's and DPO's common optimum); Wilson, JASA
+    22 (1927) 209-212.
+    """
+    from matplotlib.figure import Figure
+
+    if not results or len(results) > len(_LINESTYLES):
+        raise ValueError(f"results must hold 1 to {len(_LINESTYLES)} runs, got {len(results)}")
+    names = {tuple(r.class_names) for r in results.values()}
+    if len(names) != 1:
+        raise ValueError(f"results must share their class names, got {sorted(names)}")
+    classes = list(names.pop())
+    k1 = len(classes)
+    pred = np.asarray(prediction, dtype=float).reshape(-1)
+    if pred.shape != (k1,) or not np.all(np.isfinite(pred)):
+        raise ValueError(f"prediction must be {k1} finite probabilities, got shape {pred.shape}")
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax, ax_t = fig.subplots(1, 2, width_ratios=[3, 2])
+    bars: dict[str, Any] = {"mu_class": mu_class, "prediction": pred}
+    bars |= {name: r.final for name, r in results.items()}
+    width = 0.8 / len(bars)
+    x = np.arange(k1)
+    for i, (name, d) in enumerate(bars.items()):
+        if isinstance(d, np.ndarray):
+            p, err = d, None
+        else:
+            p = d.probs.numpy()
+            err = np.stack([p - d.lower.numpy(), d.upper.numpy() - p]).clip(min=0.0)
+        offset = (i - (len(bars) - 1) / 2) * width
+        ax.bar(
+            x + offset, p, width, yerr=err, label=name, capsize=2, color=_BAR_COLORS[i],
+            gid=f"bars:{name}",
+        )  # fmt: skip
+    ax.set_xticks(x, classes)
+    ax.set(ylabel="class probability", title=title)
+    ax.legend(fontsize=10)
+    for k, cls in enumerate(classes):
+        color = f"C{k}"
+        for j, (name, r) in enumerate(results.items()):
+            ax_t.plot(
+                r.steps, np.asarray(r.measured)[:, k], linestyle=_LINESTYLES[j],
+                marker=_MARKERS[j], color=color, label=cls if j == 0 else None,
+                gid=f"{name}:{cls}",
+            )  # fmt: skip
+        ax_t.axhline(
+            float(pred[k]), color=color, linestyle="--", linewidth=1, gid=f"prediction:{cls}"
+        )
+    styles = ", ".join(f"{name} {_style_name(j)}" for j, name in enumerate(results))
+    ax_t.set(xlabel="step", title=f"classes: {styles}")
+    ax_t.title.set_fontsize(10)
+    ax_t.legend(fontsize=10)
+    return fig
+
+
+def _style_name(j: int) -> str:
+    return ("solid", "dotted", "dash-dot", "dashed")[j]
 
 
 # --------------------------------------------------------------------------- figure

@@ -47,7 +47,7 @@ from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 
 from .class_estimate import ClassEstimate, estimate_class_distribution, total_variation
 from .error import TVError, tv_sampling_error
-from .run import BridgeResult, lifted_judge, preference_dataset, reference_classes
+from .run import BridgeResult, bridge_generator, lifted_judge, reference_classes, reference_pairs
 
 __all__ = [
     "RLHFBridgeResult",
@@ -185,6 +185,10 @@ class RLHFBridgeResult:
     """(K,) ``bt_fit(P_ext, mu_class)`` of the named classes (centred): what it should match."""
     reward_summary: dict[str, Any] = field(default_factory=dict)
     rloo_summary: dict[str, Any] = field(default_factory=dict)
+    steps: list[int] = field(default_factory=list)
+    """RLOO steps at which the class distribution was measured (``eval_every``; 0 the reference)."""
+    measured: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.float64))
+    """(len(steps), K+1) class distributions measured at ``steps`` (``n_eval`` samples each); (0, K+1) without ``eval_every``."""
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -230,6 +234,8 @@ def run_rlhf_bridge(
     model=None,
     tokenizer=None,
     mu_class: ClassEstimate | None = None,
+    eval_every: int = 0,
+    n_eval: int = 128,
     show_progress: bool | None = False,
 ) -> RLHFBridgeResult:
     """Measure ``mu_class``, fit a reward model, run RLOO, and compare with ``rlhf_prediction``.
@@ -258,6 +264,11 @@ def run_rlhf_bridge(
     n_boot, level : bootstrap draws and level of ``tv_error``.
     mu_class : ClassEstimate, optional
         Reused instead of sampled (as ``run_bridge``).
+    eval_every, n_eval : int
+        With ``eval_every >= 1``, the class distribution of ``n_eval`` fresh samples at step 0
+        (the reference) and every ``eval_every`` RLOO steps (``result.steps``,
+        ``result.measured``: the trajectory to draw beside DPO's). The samples use their own
+        generator, so the trained policy is the same with or without them. 0 (default): none.
 
     Returns
     -------
@@ -291,6 +302,8 @@ def run_rlhf_bridge(
         raise ValueError("model and tokenizer must be given together")
     seed = as_int(seed, "seed", minimum=0)
     n_eval_samples = as_int(n_eval_samples, "n_eval_samples", minimum=1)
+    eval_every = as_int(eval_every, "eval_every", minimum=0)
+    n_eval = as_int(n_eval, "n_eval", minimum=1)
     t0 = time.perf_counter()
     judge = lifted_judge(task, P, other_loses=float(other_loses))
     if model is None:
@@ -303,14 +316,8 @@ def run_rlhf_bridge(
     )  # fmt: skip
     prediction = rlhf_prediction(judge.P_ext, mu_est.probs, beta=beta)
 
-    dataset = preference_dataset(
-        ref,
-        tokenizer,
-        task,
-        judge,
-        n_pairs=n_pairs,
-        generator=torch.Generator().manual_seed(7919 * seed + 2),
-        max_new_tokens=max_new_tokens,
+    dataset = reference_pairs(
+        ref, tokenizer, task, judge, n_pairs=n_pairs, seed=seed, max_new_tokens=max_new_tokens
     )
     rm = reward_model(ref, seed=seed)
     rm_out = train_reward_model(
@@ -325,6 +332,18 @@ def run_rlhf_bridge(
         show_progress=show_progress,
     )
     policy = copy.deepcopy(ref)
+    eval_gen = bridge_generator(seed, "trajectory")  # not the training's generators
+    trajectory: list[tuple[int, list[float]]] = []
+
+    def measure(step: int, _record: Any = None) -> None:
+        if eval_every and step % eval_every == 0:
+            est = estimate_class_distribution(
+                policy, tokenizer, task, judge, n_samples=n_eval, generator=eval_gen,
+                max_new_tokens=max_new_tokens, level=level,
+            )  # fmt: skip
+            trajectory.append((step, est.probs.tolist()))
+
+    measure(0)
     rl_out = rloo(
         policy,
         ref,
@@ -339,6 +358,7 @@ def run_rlhf_bridge(
         seed=seed,
         max_new_tokens=max_new_tokens,
         show_progress=show_progress,
+        callback=measure if eval_every else None,
     )
     final = estimate_class_distribution(
         policy,
@@ -346,7 +366,7 @@ def run_rlhf_bridge(
         task,
         judge,
         n_samples=n_eval_samples,
-        generator=torch.Generator().manual_seed(7919 * seed + 3),
+        generator=bridge_generator(seed, "final"),
         max_new_tokens=max_new_tokens,
         level=level,
     )
@@ -395,6 +415,10 @@ def run_rlhf_bridge(
         bt_rewards=bt,
         reward_summary={k_: v for k_, v in rm_out.items() if k_ != "history"},
         rloo_summary={"history": rl_out["history"], "steps": rl_out["steps"]},
+        steps=[st for st, _ in trajectory],
+        measured=torch.tensor([d for _, d in trajectory], dtype=torch.float64).reshape(
+            len(trajectory), K + 1
+        ),
         wall_s=time.perf_counter() - t0,
         extra={"n_pairs": len(dataset), "policy": policy, "reward_model": rm},
     )

@@ -98,6 +98,85 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- shared by the drivers
+_SEED_OFFSETS = {"reference": 1, "pairs": 2, "final": 3, "trajectory": 4}
+
+
+def bridge_generator(seed: int, purpose: str) -> torch.Generator:
+    """The generator of one sampling purpose of a bridge run: ``7919 * seed + k``.
+
+    ``purpose`` is ``"reference"`` (k = 1: the ``mu_class`` samples), ``"pairs"`` (2: the offline
+    pairs), ``"final"`` (3: the trained policy's class samples) or ``"trajectory"`` (4: class
+    samples during training, where a driver takes them itself). Every driver (DPO / IPO, the
+    family, RLHF, the reference-free methods) draws from these, so runs with one seed measure the
+    same ``mu_class`` and train on the same pairs.
+    """
+    if purpose not in _SEED_OFFSETS:
+        raise ValueError(f"purpose must be one of {list(_SEED_OFFSETS)}, got {purpose!r}")
+    return torch.Generator().manual_seed(7919 * seed + _SEED_OFFSETS[purpose])
+
+
+def reference_pairs(
+    ref: Any, tokenizer: Any, task: Any, judge: Any, *, n_pairs: int, seed: int, max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """The bridge's offline pairs: ``preference_dataset`` from ``ref`` with the ``"pairs"`` generator."""
+    return preference_dataset(
+        ref,
+        tokenizer,
+        task,
+        judge,
+        n_pairs=n_pairs,
+        generator=bridge_generator(seed, "pairs"),
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def logged_classes(records: Any, n_classes: int) -> tuple[list[int], Tensor]:
+    """The steps and (len(steps), n_classes) class distributions a run log recorded."""
+    rows = [
+        (r["step"], r["class_distribution"])
+        for r in records
+        if r.get("class_distribution") is not None
+    ]
+    measured = torch.tensor([d for _, d in rows], dtype=torch.float64)
+    return [step for step, _ in rows], measured.reshape(len(rows), n_classes)
+
+
+def train_on_task(
+    algorithm: str,
+    policy: Any,
+    ref: Any,
+    tokenizer: Any,
+    task: Any,
+    judge: Any,
+    dataset: Any,
+    **config: Any,
+) -> tuple[dict[str, Any], list[int], Tensor]:
+    """Train ``policy`` with the GPT-2 trainer on a lifted task; the summary and logged classes.
+
+    ``TrainConfig(algorithm, max_length=48 + max_new_tokens, **config)`` (``config`` holds every
+    other field: ``reduction``, ``beta``, ``lr``, ``steps``, ``max_new_tokens``, ...), trained
+    on ``dataset`` (None for the online algorithms) with the task's prompts and the judge; the
+    class distributions come from the run log when ``run_dir`` is set, else from the history.
+    """
+    from prefopt_toy.lm.train.runlog import read_run_log
+    from prefopt_toy.lm.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(algorithm=algorithm, max_length=48 + config["max_new_tokens"], **config)
+    summary = train(
+        cfg,
+        policy,
+        ref,
+        tokenizer,
+        dataset=dataset,
+        prompts=list(task.prompt_templates),
+        judge=judge,
+    )
+    records = read_run_log(summary["log"]) if summary["log"] is not None else summary["history"]
+    steps, measured = logged_classes(records, judge.P.shape[0] + 1)
+    return summary, steps, measured
+
+
 # --------------------------------------------------------------------------- judge
 def lifted_judge(task: LiftedTask, P: Any, *, other_loses: float = 1.0) -> LiftedGameJudge:
     """The ``LiftedGameJudge`` of a task: its classes recognised by the task's own keywords.
@@ -337,8 +416,6 @@ def run_bridge(
     arXiv:2310.12036v2; Rafailov et al., arXiv:2305.18290v3.
     """
     from prefopt_toy.lm.models.gpt2 import default_model
-    from prefopt_toy.lm.train.runlog import read_run_log
-    from prefopt_toy.lm.train.trainer import TrainConfig, train
 
     if algorithm not in TRAINABLE:
         raise ValueError(f"algorithm must be one of {TRAINABLE}, got {algorithm!r}")
@@ -382,51 +459,17 @@ def run_bridge(
 
     dataset = None
     if algorithm in ("dpo", "ipo"):
-        dataset = preference_dataset(
-            ref,
-            tokenizer,
-            task,
-            judge,
-            n_pairs=n_pairs,
-            generator=torch.Generator().manual_seed(7919 * seed + 2),
-            max_new_tokens=max_new_tokens,
+        dataset = reference_pairs(
+            ref, tokenizer, task, judge, n_pairs=n_pairs, seed=seed, max_new_tokens=max_new_tokens
         )
-    cfg = TrainConfig(
-        algorithm=algorithm,
-        reduction="sum",
-        beta=beta,
-        tau=tau,
+    summary, logged_steps, measured = train_on_task(
+        algorithm, policy, ref, tokenizer, task, judge, dataset,
+        reduction="sum", beta=beta, tau=tau,
         mixture=mixture if algorithm in ("ipo_md", "nash_md_pg") else 0.0,
-        lr=lr,
-        steps=steps,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        max_length=48 + max_new_tokens,
-        seed=seed,
-        lr_schedule=lr_schedule,
-        run_dir=None if run_dir is None else str(run_dir),
-        eval_every=eval_every,
-        n_eval=n_eval,
-        show_progress=show_progress,
-    )
-    summary = train(
-        cfg,
-        policy,
-        ref,
-        tokenizer,
-        dataset=dataset,
-        prompts=list(task.prompt_templates),
-        judge=judge,
-    )
-    records = read_run_log(summary["log"]) if summary["log"] is not None else summary["history"]
-    rows = [
-        (r["step"], r["class_distribution"])
-        for r in records
-        if r.get("class_distribution") is not None
-    ]
-    measured = torch.tensor([d for _, d in rows], dtype=torch.float64).reshape(
-        len(rows), judge.P.shape[0] + 1
-    )
+        lr=lr, steps=steps, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
+        lr_schedule=lr_schedule, run_dir=None if run_dir is None else str(run_dir),
+        eval_every=eval_every, n_eval=n_eval, show_progress=show_progress,
+    )  # fmt: skip
 
     final = estimate_class_distribution(
         policy,
@@ -434,7 +477,7 @@ def run_bridge(
         task,
         judge,
         n_samples=n_eval_samples,
-        generator=torch.Generator().manual_seed(7919 * seed + 3),
+        generator=bridge_generator(seed, "final"),
         max_new_tokens=max_new_tokens,
         level=level,
     )
@@ -446,7 +489,7 @@ def run_bridge(
         mu_class=mu_est,
         prediction=prediction,
         toy_trajectory=traj,
-        steps=[s for s, _ in rows],
+        steps=logged_steps,
         measured=measured,
         final=final,
         tv=total_variation(final.probs, prediction),
@@ -472,7 +515,7 @@ def reference_classes(
     """``mu_class`` as given (checked to be over the judge's classes), or measured from ``ref``.
 
     The measurement samples ``n_samples`` completions of the reference with the bridge's seed
-    ``7919 * seed + 1``, so every bridge run with the same seed measures the same ``mu_class``.
+    ``bridge_generator(seed, "reference")``, so every bridge run with the same seed measures the same ``mu_class``.
     """
     if mu_class is None:
         return estimate_class_distribution(
@@ -481,7 +524,7 @@ def reference_classes(
             task,
             judge,
             n_samples=n_samples,
-            generator=torch.Generator().manual_seed(7919 * seed + 1),
+            generator=bridge_generator(seed, "reference"),
             max_new_tokens=max_new_tokens,
             level=level,
         )

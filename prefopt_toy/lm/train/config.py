@@ -2,7 +2,7 @@
 
 ``ALGORITHMS`` maps each algorithm name (``dpo``, ``ipo``, ``slic``, ``offline``, ``online_dpo``,
 ``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``, and the offline family ``kto``, ``orpo``,
-``simpo``, ``rdpo``, ``dpop``, ``sdpo``) to its pair source and fixed per-pair loss;
+``simpo``, ``rdpo``, ``dpop``, ``sdpo``, and ``beta_dpo``, ``rso``, ``iterative_dpo``) to its pair source and fixed per-pair loss;
 ``TrainConfig`` holds everything that determines a run (written to the run log's header and each
 checkpoint) and checks it when built, so a bad value fails before any training step;
 ``TrainConfig.lr_at`` is the learning-rate schedule, a pure function of the step (``LR_SCHEDULES``).
@@ -11,7 +11,9 @@ The training loop that consumes it is ``prefopt_toy.lm.train.trainer``.
 References: as :mod:`prefopt_toy.lm.train.trainer`, the module this one was split from; for the
 family: Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al., arXiv:2403.07691 (ORPO); Meng et
 al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
-arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO).
+arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Wu et al., arXiv:2407.08639v2
+(beta-DPO); Liu et al., arXiv:2309.06657v2 (RSO); Xiong et al., arXiv:2312.11456v4 and Yuan et al.,
+arXiv:2401.10020v3 (iterative DPO).
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from prefopt_toy.lm.objectives import LOSS_STRENGTH, LOSSES
 
 from .online import LABEL_MODES
 
-__all__ = ["ALGORITHMS", "FAMILY_ALGORITHMS", "LR_SCHEDULES", "TrainConfig"]
+__all__ = [
+    "ALGORITHMS",
+    "FAMILY_ALGORITHMS",
+    "ITERATIVE_REFERENCES",
+    "LR_SCHEDULES",
+    "RSO_LOSSES",
+    "TrainConfig",
+]
 
 LR_SCHEDULES = ("constant", "linear")
 """Learning-rate schedules of ``TrainConfig.lr_schedule`` (see ``TrainConfig.lr_at``)."""
@@ -53,7 +62,16 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "rdpo": ("offline", "rdpo"),
     "dpop": ("offline", "dpop"),
     "sdpo": ("offline", "dpo"),
+    "beta_dpo": ("offline", "dpo"),
+    "rso": ("rso", None),
+    "iterative_dpo": ("iterative", "dpo"),
 }
+
+RSO_LOSSES: tuple[str, ...] = ("dpo", "ipo", "slic")
+"""The losses ``rso`` fits (``TrainConfig.loss``; SLiC's is the hinge), as the toy's ``rso``."""
+
+ITERATIVE_REFERENCES: tuple[str, ...] = ("initial", "previous")
+"""``iterative_dpo``'s references: the initial model throughout, or each round's starting policy."""
 
 FAMILY_ALGORITHMS: dict[str, str] = {
     "kto": "sum",
@@ -75,6 +93,9 @@ _ALGORITHM_FIELDS: dict[str, dict[str, Any]] = {
     "rdpo": {"rdpo_alpha": None},
     "dpop": {"dpop_lambda": 50.0, "dpop_placement": "inside"},
     "sdpo": {"sdpo_stages": 2, "sdpo_split": None},
+    "beta_dpo": {"beta_dpo_a": 0.6, "beta_dpo_mode_weight": 0.2},
+    "rso": {"rso_beta": None, "rso_candidates": 8},
+    "iterative_dpo": {"iterative_rounds": 2, "iterative_reference": "initial"},
 }
 
 # the KL strength of each pair source that has no per-pair loss (the others take
@@ -88,7 +109,7 @@ _MIXTURE_SOURCES = ("mixture", "nash_md_pg")
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a run (written to the run log's header and each checkpoint).
+    r"""Everything that determines a run (written to the run log's header and each checkpoint).
 
     Parameters
     ----------
@@ -165,6 +186,25 @@ class TrainConfig:
         ``sdpo`` only: the fraction of the dataset (in dataset order) and of ``steps`` of each
         stage, T numbers summing to 1; None: equal split. Stage t trains on its own contiguous
         chunk of the dataset for its share of the steps.
+    beta_dpo_a : float >= 0, optional
+        ``beta_dpo`` only (default 0.6, the toy's): the scaling ``a`` of the batch beta
+        :math:`\beta_b = \beta (1 + a (\bar h_{kept} - M))` (Wu et al., arXiv:2407.08639v2,
+        Eq. 7; 0 with ``beta_dpo_mode_weight=0`` is DPO).
+    beta_dpo_mode_weight : float in [0, 1), optional
+        ``beta_dpo`` only (default 0.2, the toy's): the fraction of each batch dropped by the
+        Gaussian filter (the official code's ``mode_weight``; ``int(B (1 - mode_weight))`` pairs
+        kept, at least one). Needs ``batch_size >= 2`` (the batch standard deviation).
+    rso_beta : float > 0, optional
+        ``rso`` only: :math:`\beta_{rso}` of the sampled policy :math:`\mu e^{r/\beta_{rso}}/Z`
+        (Liu et al., arXiv:2309.06657v2, Algorithm 1); None: the loss's strength (the toy's default).
+    rso_candidates : int >= 2, optional
+        ``rso`` only (default 8): completions drawn from the reference per prompt, out of which
+        rejection sampling accepts two (one pair per prompt).
+    iterative_rounds : int >= 1, <= steps, optional
+        ``iterative_dpo`` only (default 2): rounds; ``steps`` is the total, split as the toy's
+        ``iterative_dpo`` splits it (the first ``steps % rounds`` rounds one step longer).
+    iterative_reference : {"initial", "previous"}, optional
+        ``iterative_dpo`` only (default ``"initial"``, the toy's): the reference of every round.
 
     Every field is checked when the config is built (:meth:`validate`): numbers must be finite
     real numbers (a string such as ``'0.1'``, a bool, NaN or inf raises ``ValueError`` naming the
@@ -211,6 +251,12 @@ class TrainConfig:
     dpop_placement: str | None = None
     sdpo_stages: int | None = None
     sdpo_split: list[float] | None = None
+    beta_dpo_a: float | None = None
+    beta_dpo_mode_weight: float | None = None
+    rso_beta: float | None = None
+    rso_candidates: int | None = None
+    iterative_rounds: int | None = None
+    iterative_reference: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -256,6 +302,14 @@ class TrainConfig:
                 )
             if fixed is not None:
                 self.loss = fixed
+            if self.algorithm == "rso":
+                if self.loss is None:
+                    self.loss = "dpo"  # the toy's default
+                if self.loss not in RSO_LOSSES:
+                    raise ValueError(
+                        f"loss must be one of {list(RSO_LOSSES)} for algorithm 'rso', got "
+                        f"{self.loss!r}"
+                    )
             if self.algorithm in FAMILY_ALGORITHMS:
                 pass  # the loss is the family's (prefopt_toy.lm.family), not objectives.LOSSES
             elif not isinstance(self.loss, str) or self.loss not in LOSSES:
@@ -424,6 +478,52 @@ class TrainConfig:
                 raise ValueError(
                     f"sdpo_split gives a stage no step with steps={self.steps}: stage ends {bounds}"
                 )
+
+        elif alg == "beta_dpo":
+            self.beta_dpo_a = as_positive_float(self.beta_dpo_a, "beta_dpo_a", allow_zero=True)
+            self.beta_dpo_mode_weight = as_unit_interval(
+                self.beta_dpo_mode_weight, "beta_dpo_mode_weight"
+            )
+            if self.beta_dpo_mode_weight >= 1.0:
+                raise ValueError(
+                    f"beta_dpo_mode_weight must be < 1 (the fraction of each batch dropped), got "
+                    f"{self.beta_dpo_mode_weight!r}"
+                )
+            if self.batch_size < 2:
+                raise ValueError(
+                    f"batch_size must be >= 2 for beta_dpo (the batch standard deviation of the "
+                    f"margins), got {self.batch_size}"
+                )
+        elif alg == "rso":
+            if self.rso_beta is not None:
+                self.rso_beta = as_positive_float(self.rso_beta, "rso_beta")
+            self.rso_candidates = as_int(self.rso_candidates, "rso_candidates", minimum=2)
+        elif alg == "iterative_dpo":
+            self.iterative_rounds = as_int(self.iterative_rounds, "iterative_rounds", minimum=1)
+            if self.iterative_rounds > self.steps:
+                raise ValueError(
+                    f"iterative_rounds ({self.iterative_rounds}) must be <= steps ({self.steps}): "
+                    "every round needs a step"
+                )
+            ref = self.iterative_reference
+            if not isinstance(ref, str) or ref not in ITERATIVE_REFERENCES:
+                raise ValueError(
+                    f"iterative_reference must be one of {list(ITERATIVE_REFERENCES)}, got {ref!r}"
+                )
+
+    def iterative_round_ends(self) -> list[int]:
+        """The step at which each ``iterative_dpo`` round ends (the last is ``steps``).
+
+        ``steps`` split as the toy's ``dynamics.staged._split``: as evenly as possible, the first
+        ``steps % iterative_rounds`` rounds one step longer.
+        """
+        R = self.iterative_rounds
+        lengths = [self.steps // R + (1 if t < self.steps % R else 0) for t in range(R)]
+        return [sum(lengths[: t + 1]) for t in range(R)]
+
+    def iterative_round(self, step: int) -> int:
+        """The 0-based ``iterative_dpo`` round of the update at ``step`` (0-based)."""
+        return sum(1 for b in self.iterative_round_ends()[:-1] if step >= b)
 
     def sdpo_fractions(self) -> list[float]:
         """The stage fractions of sDPO: ``sdpo_split`` or T equal ones."""

@@ -20,6 +20,9 @@ algorithm         pairs                                        labels           
 ``rdpo``          the dataset's                                the dataset's         R-DPO
 ``dpop``          the dataset's                                the dataset's         DPOP
 ``sdpo``          the dataset's, one chunk per stage           the dataset's         ``dpo``
+``beta_dpo``      the dataset's, Gaussian-filtered             the dataset's         ``dpo``, beta_b
+``rso``           2 accepted of N from SG[mu] by rejection     soft / hard / sampled ``dpo/ipo/slic``
+``iterative_dpo`` 2 per prompt from SG[pi], fixed per round    soft / hard / sampled ``dpo``
 ================  ==========================================  ====================  ===============
 
 **The rest of the DPO family** (losses from ``prefopt_toy.lm.family``, metrics with TRL's names):
@@ -29,8 +32,10 @@ algorithm         pairs                                        labels           
   ``"trl"`` (default) or ``"unclamped"`` the reference point is the batch mean log-ratio of the
   mismatched completions, built once in dataset order by ``family.kto_mismatched_completions``
   (TRL's), whose reference log-probs are cached with the others and whose policy log-probs are
-  computed each step under no_grad (as TRL does); a number is a fixed :math:`z_0`. One process
-  only. Metrics: ``kl``, ``rewards/{chosen,rejected,margins}``, ``logps/{chosen,rejected}``.
+  computed each step under no_grad (as TRL does); a number is a fixed :math:`z_0`. With several
+  processes the KL sum and count are all-reduced before the mean (TRL gathers the KL term across
+  processes; here the global mean also for unequal shards), and the per-side metrics are global
+  sums over counts. Metrics: ``kl``, ``rewards/{chosen,rejected,margins}``, ``logps/{chosen,rejected}``.
 - ``orpo``, ``simpo``: reference-free (the reference is used by the evaluation only, and no
   reference log-probs are computed). Per-token mean log-probs; the SFT term from the chosen rows'
   logits (``family.sft_nll_from_logits``: ORPO's TRL default over prompt and completion, or the
@@ -42,6 +47,23 @@ algorithm         pairs                                        labels           
   policy's weights and its log-probs recomputed once; AdamW and the learning-rate schedule carry
   on. The stage and (past stage 0) the reference's weights are in every checkpoint
   (``reference.safetensors``), so a resumed run ends bitwise where an uninterrupted one does.
+- ``beta_dpo`` (Wu et al., arXiv:2407.08639v2): per batch, ``family.beta_dpo_batch`` updates the
+  running mean and standard deviation (M, S) of the margins (EMA 0.9 from 0, before the loss, as
+  the toy's ``dynamics.beta_dpo``), keeps ``int(B (1 - beta_dpo_mode_weight))`` pairs drawn with
+  the Gaussian weights (``labels`` generator) and sets
+  :math:`\beta_b = \max(10^{-3}, \beta(1 + a(\bar h_{kept} - M)))`; the loss is ``dpo`` with
+  :math:`\beta_b` on the kept pairs. (M, S) are in every checkpoint. Metrics: ``beta_batch``,
+  ``beta_dpo/{running_mean,running_std,margin_mean,margin_std,kept_fraction}``. One process.
+- ``rso`` (Liu et al., arXiv:2309.06657v2): before the first step, ``rso_candidates`` completions
+  per prompt from the reference, scored by ``reward`` (or the judge's mean win probability
+  against the other candidates), two accepted by ``family.rso_rejection_sample`` (Algorithm 1,
+  :math:`\beta_{rso}`), labelled by the judge; then ``loss`` (dpo / ipo / slic) on these fixed
+  pairs. Metric: ``rso/acceptance_rate``. One process.
+- ``iterative_dpo`` (Xiong et al., arXiv:2312.11456v4; Yuan et al., arXiv:2401.10020v3):
+  ``iterative_rounds`` rounds splitting ``steps`` as the toy does; each round draws two completions
+  per prompt from the policy at its start, labelled by the judge, and runs DPO on them with the
+  reference ``"initial"`` or ``"previous"`` (the round's starting policy). The round, its pairs
+  and (``"previous"``) the reference are in every checkpoint. Metric: ``round``. One process.
 
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
@@ -115,7 +137,9 @@ References
 Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO); Zhao et al.,
 arXiv:2305.10425 (SLiC); Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al., arXiv:2403.07691
 (ORPO); Meng et al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
-arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
+arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Wu et al., arXiv:2407.08639v2
+(beta-DPO); Liu et al., arXiv:2309.06657v2 (RSO); Xiong et al., arXiv:2312.11456v4 and Yuan et al.,
+arXiv:2401.10020v3 (iterative DPO); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
 al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
 ``OnlineDPOTrainer``, ``NashMDTrainer``).
 """
@@ -144,6 +168,7 @@ from prefopt_toy.lm.data import (
     validate_unpaired_examples,
 )
 from prefopt_toy.lm.distributed.collectives import (
+    _all_reduce_sum,
     all_reduce_gradients,
     all_reduce_metrics,
     any_rank,
@@ -153,12 +178,14 @@ from prefopt_toy.lm.distributed.collectives import (
 from prefopt_toy.lm.distributed.process_group import DistributedContext, _check_ctx
 from prefopt_toy.lm.distributed.seeding import trainer_generators
 from prefopt_toy.lm.family import (
+    beta_dpo_batch,
     cpo_batch_loss,
     dpop_batch_loss,
     kto_batch_loss,
     kto_mismatched_completions,
     orpo_batch_loss,
     rdpo_batch_loss,
+    rso_rejection_sample,
     sft_nll_from_logits,
 )
 from prefopt_toy.lm.judges import as_judge, judge_probs
@@ -169,6 +196,8 @@ from prefopt_toy.lm.logprobs import (
     token_logprobs_from_logits,
 )
 from prefopt_toy.lm.objectives import preference_loss
+from prefopt_toy.losses.pairwise import margin
+from prefopt_toy.losses.unpaired import kto_reference_point
 
 from .checkpoint import check_finite, load_latest_checkpoint, save_checkpoint
 from .config import ALGORITHMS, FAMILY_ALGORITHMS, LR_SCHEDULES, TrainConfig
@@ -249,6 +278,23 @@ def _sequence_logps_and_logits(model, batch: dict[str, Tensor]) -> tuple[Tensor,
     return summed, comp.sum(dim=1).to(summed.dtype), logits
 
 
+def _draw_rows(draw: OnlineDraw, rows: list[int]) -> OnlineDraw:
+    """The pairs ``rows`` of a draw (rows ``[:B]`` are ``a``, ``[B:]`` ``b``), as a draw."""
+    p, B = draw.pairs, len(draw.pairs.texts_a)
+    idx = torch.tensor(rows, dtype=torch.long)
+    both = torch.cat([idx, idx + B])
+    pairs = SampledPairs(
+        input_ids=p.input_ids[both],
+        attention_mask=p.attention_mask[both],
+        completion_mask=p.completion_mask[both],
+        texts_a=[p.texts_a[i] for i in rows],
+        texts_b=[p.texts_b[i] for i in rows],
+        mixture_a=p.mixture_a,
+        mixture_b=p.mixture_b,
+    )
+    return OnlineDraw(pairs, draw.probs[idx], draw.weights[idx])
+
+
 def _trim(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Drop trailing columns that are padding in every row (right-padded batches)."""
     t = int(batch["attention_mask"].sum(dim=1).max())
@@ -310,6 +356,10 @@ class Trainer:
     ctx : DistributedContext, optional
         This process's place in a data-parallel run (its process group initialised); None: one
         process. See the module docstring.
+    reward : callable, optional
+        ``rso`` only: ``reward(texts) -> scores`` (one finite number per completion text), the
+        reward model RSO samples with (e.g. ``models.reward.score_texts`` of a BT reward model).
+        None: the judge's mean win probability against the prompt's other candidates.
 
     Raises
     ------
@@ -337,6 +387,7 @@ class Trainer:
         prompts=None,
         judge=None,
         ctx: DistributedContext | None = None,
+        reward=None,
     ):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -385,6 +436,13 @@ class Trainer:
         if prompts is not None:  # a bare str would be one prompt per character
             prompts = validate_texts(prompts, "prompts", allow_empty=src == "offline")
         judge = None if judge is None else as_judge(judge, "judge")
+        if reward is not None and (config.algorithm != "rso" or not callable(reward)):
+            raise ValueError(
+                "reward is only used by algorithm 'rso' and must be a callable texts -> scores "
+                f"(e.g. lambda t: models.reward.score_texts(rm, tokenizer, t)), got "
+                f"{type(reward).__name__} with algorithm {config.algorithm!r}"
+            )
+        self.reward = reward
         if self.ctx.is_distributed:  # every rank starts from rank 0's weights
             broadcast_module(model, self.ctx)
             broadcast_module(ref_model, self.ctx)
@@ -395,13 +453,12 @@ class Trainer:
             tokenizer,
             judge,
         )
+        if config.algorithm in ("beta_dpo", "rso", "iterative_dpo") and self.ctx.is_distributed:
+            raise ValueError(
+                f"algorithm {config.algorithm!r} runs in one process here (its batch statistics, "
+                f"sampled pairs and rounds are not sharded); got world_size={self.ctx.world_size}"
+            )
         if config.algorithm == "kto":
-            if self.ctx.is_distributed:
-                raise ValueError(
-                    "algorithm 'kto' runs in one process here (its mismatched KL completions and its "
-                    "per-side metrics are per batch); got world_size="
-                    f"{self.ctx.world_size}"
-                )
             self.dataset = validate_unpaired_examples(dataset, "dataset")
             self._setup_kto(tokenizer, config)
             self.n_items = len(self.dataset)
@@ -435,6 +492,11 @@ class Trainer:
         self.ref_model.eval()
         self.ref_cache: tuple[Tensor, Tensor] | None = None
         self.stage = 0  # sDPO: the stage whose reference is loaded (0: the initial reference)
+        self.beta_dpo_state = (0.0, 0.0)  # beta-DPO's running (M, S), both starting at 0
+        self.round = -1  # iterative DPO: the round whose pairs are drawn (-1: none yet)
+        self.round_draw: OnlineDraw | None = None
+        if src == "rso":
+            self.rso_draw, self.rso_acceptance = self._rso_pairs()
         if config.algorithm in ("orpo", "simpo"):
             pass  # reference-free: ref_model is only used by the evaluation
         elif src == "offline":
@@ -569,6 +631,8 @@ class Trainer:
             if cfg.reduction == "mean"
             else {}
         )
+        if cfg.algorithm == "beta_dpo":
+            return self._beta_dpo_loss(lp, ref_c, ref_r, lengths, B)
         if cfg.algorithm == "rdpo":
             losses, metrics = rdpo_batch_loss(
                 lp[:B],
@@ -599,6 +663,60 @@ class Trainer:
             metrics["sdpo/stage"] = torch.tensor(float(self.stage))
         return losses.mean(), metrics
 
+    def _beta_dpo_loss(
+        self, lp: Tensor, ref_c: Tensor, ref_r: Tensor, lengths: Tensor, B: int
+    ) -> tuple[Tensor, dict[str, Any]]:
+        r"""beta-DPO (Wu et al., arXiv:2407.08639v2, Sec. 4): DPO with the batch beta on the kept pairs.
+
+        ``family.beta_dpo_batch`` updates the running (M, S) from the batch's margins (before the
+        loss, the toy's and the official code's order), draws the kept pairs with the ``labels``
+        generator (unused by the other offline algorithms, checkpointed) and returns
+        :math:`\beta_b`; the loss is ``objectives.preference_loss`` (``dpo``) with that beta on
+        the kept pairs, so its metrics are the kept pairs' with scale :math:`\beta_b`.
+        """
+        cfg = self.config
+        with torch.no_grad():
+            h = margin(lp[:B].detach(), lp[B:].detach(), ref_c, ref_r)  # (B,)
+        M, S = self.beta_dpo_state
+        bb = beta_dpo_batch(
+            h,
+            M,
+            S,
+            beta=cfg.beta,
+            a=cfg.beta_dpo_a,
+            mode_weight=cfg.beta_dpo_mode_weight,
+            generator=self.generators["labels"],
+        )
+        self.beta_dpo_state = (bb.running_mean, bb.running_std)
+        keep = to_device(bb.keep, lp.device)
+        extra = (
+            {"chosen_lengths": lengths[:B][keep], "rejected_lengths": lengths[B:][keep]}
+            if cfg.reduction == "mean"
+            else {}
+        )
+        losses, metrics = preference_loss(
+            lp[:B][keep],
+            lp[B:][keep],
+            ref_c[keep],
+            ref_r[keep],
+            loss="dpo",
+            reduction=cfg.reduction,
+            beta=bb.beta,
+            **extra,
+        )
+        metrics = dict(metrics)
+        metrics.update(
+            {
+                "beta_batch": bb.beta,
+                "beta_dpo/running_mean": bb.running_mean,
+                "beta_dpo/running_std": bb.running_std,
+                "beta_dpo/margin_mean": bb.margin_mean,
+                "beta_dpo/margin_std": bb.margin_std,
+                "beta_dpo/kept_fraction": len(bb.keep) / B,
+            }
+        )
+        return losses.mean(), metrics
+
     def _kto_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """KTO on the rows ``idx``: ``family.kto_batch_loss`` (Ethayarajh et al., arXiv:2402.01306).
 
@@ -612,11 +730,15 @@ class Trainer:
         )
         ref_idx = to_device(idx, self.ref_cache[0].device)
         pol_kl = ref_kl = None
+        z0: Any = cfg.kto_reference_point
         if self.kl_rows is not None:
             with torch.no_grad():
                 kl_batch = _trim({k: v[idx] for k, v in self.kl_rows.items()})
                 pol_kl = _sequence_logps(self.model, kl_batch, "sum")[0]
             ref_kl = self.ref_cache[1][ref_idx]
+            if self.ctx.is_distributed:
+                z0 = self._kto_global_reference_point(pol_kl - ref_kl)
+                pol_kl = ref_kl = None
         losses, metrics = kto_batch_loss(
             lp,
             self.ref_cache[0][ref_idx],
@@ -626,9 +748,54 @@ class Trainer:
             beta=cfg.beta,
             desirable_weight=cfg.desirable_weight,
             undesirable_weight=cfg.undesirable_weight,
-            reference_point=cfg.kto_reference_point,
+            reference_point=z0,
         )
+        if self.ctx.is_distributed:
+            metrics = self._kto_global_metrics(lp, self.ref_cache[0][ref_idx], idx, metrics)
         return losses.mean(), dict(metrics)
+
+    def _kto_global_reference_point(self, logratios: Tensor) -> Tensor:
+        """KTO's :math:`z_0` over the **global** batch (several processes).
+
+        The KL sum and count are all-reduced, then the mean is clamped at 0 for ``"trl"``
+        (``losses.kto_reference_point`` on it).
+
+        TRL v1.13.0 (``KTOTrainer._compute_loss``) gathers each process's mean KL and averages those
+        (``accelerator.gather_for_metrics(kl).mean().clamp(min=0)``); the sum and count give the
+        global mean also with unequal shards, and the same value with equal ones.
+        """
+        d = logratios.detach().to("cpu", torch.float64)
+        total = _all_reduce_sum(
+            torch.stack([d.sum(), torch.tensor(float(d.numel()), dtype=d.dtype)])
+        )
+        mean = (total[0] / total[1]).reshape(1)
+        clamp = self.config.kto_reference_point == "trl"
+        return kto_reference_point(mean, clamp=clamp).to(logratios.dtype)
+
+    def _kto_global_metrics(
+        self, lp: Tensor, ref: Tensor, idx: Tensor, metrics: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """TRL's per-side KTO metrics over the global batch (sums and counts all-reduced).
+
+        A side may be absent from one rank's shard, so each rank's side means cannot be averaged;
+        every rank returns the global values (``all_reduce_metrics`` then averages equal numbers).
+        """
+        labels = self.labels[idx]
+        r = (self.config.beta * (lp.detach() - ref.detach())).to("cpu", torch.float64)
+        p = lp.detach().to("cpu", torch.float64)
+        parts = []
+        for mask in (labels, ~labels):
+            parts += [r[mask].sum(), p[mask].sum(), mask.sum().to(torch.float64)]
+        total = _all_reduce_sum(torch.stack(parts))
+        out = {"kl": metrics["kl"]}
+        for k, side in enumerate(("chosen", "rejected")):
+            n = float(total[3 * k + 2])
+            if n > 0:
+                out[f"rewards/{side}"] = total[3 * k] / n
+                out[f"logps/{side}"] = total[3 * k + 1] / n
+        if "rewards/chosen" in out and "rewards/rejected" in out:
+            out["rewards/margins"] = out["rewards/chosen"] - out["rewards/rejected"]
+        return out
 
     def _reference_free_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """ORPO (Hong et al., arXiv:2403.07691) or SimPO (Meng et al., arXiv:2405.14734) on pairs.
@@ -672,6 +839,113 @@ class Trainer:
                 simpo_gamma=cfg.simpo_gamma,
             )
         return losses.mean(), dict(metrics)
+
+    # ------------------------------------------------------------ RSO and iterative DPO
+    def _rso_pairs(self) -> tuple[OnlineDraw, float]:
+        r"""RSO's pairs (Liu et al., arXiv:2309.06657v2, Sec. 3): one per prompt, drawn once.
+
+        For every prompt, ``rso_candidates`` completions are sampled from the reference
+        (``sampling`` generator, before any step); their rewards are the ``reward`` callable's
+        scores or, without one, each candidate's mean judge probability of beating the prompt's
+        other candidates (a pointwise score from the pairwise judge, as the paper turns its
+        pairwise ranking model into one by a tournament); ``family.rso_rejection_sample`` accepts
+        two of them with :math:`\beta_{rso}` (``rso_beta`` or the loss's strength), and the judge
+        labels the pair as the online algorithms do (``labels``, ``labels`` generator). A resumed
+        run rebuilds the same pairs (the reference and the fresh generators are the same).
+
+        Returns the pairs and the acceptance rate (accepted / candidates tried).
+        """
+        cfg = self.config
+        N, P = cfg.rso_candidates, len(self.prompts)
+        gen = self.generators["sampling"]
+        beta_rso = cfg.rso_beta if cfg.rso_beta is not None else getattr(cfg, cfg.strength_key)
+        reps = (N + 1) // 2
+        texts_in = [self.prompts[i] for _ in range(reps) for i in range(P)]  # (reps * P,)
+        prompts = tokenize_prompts(self.tokenizer, texts_in, max_length=self.prompt_max)
+        cand = sample_pairs(
+            self.ref_model,
+            self.ref_model,
+            self.tokenizer,
+            prompts,
+            mixture_a=0.0,
+            mixture_b=0.0,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=gen,
+            temperature=cfg.temperature,
+        )  # rows [: reps P] then [reps P :], prompt i at rows j P + i
+        texts = cand.texts_a + cand.texts_b
+        rows_a, rows_b, tried = [], [], 0
+        for i in range(P):
+            rows = [j * P + i for j in range(2 * reps)][:N]
+            cands = [texts[j] for j in rows]
+            if self.reward is not None:
+                r = torch.as_tensor(
+                    [float(v) for v in self.reward(cands)], dtype=torch.float64
+                ).reshape(-1)
+                if r.numel() != N or not bool(torch.isfinite(r).all()):
+                    raise ValueError(
+                        f"reward must return {N} finite scores for {N} texts, got {r.tolist()!r}"
+                    )
+            else:
+                a = [cands[x] for x in range(N) for y in range(N) if x != y]
+                b = [cands[y] for x in range(N) for y in range(N) if x != y]
+                pr = judge_probs(self.judge, a, b).reshape(N, N - 1)
+                r = pr.mean(dim=1)
+            acc, n_tried = rso_rejection_sample(r, 2, beta=beta_rso, generator=gen)
+            tried += n_tried
+            rows_a.append(rows[acc[0]])
+            rows_b.append(rows[acc[1]])
+        pick = rows_a + rows_b
+        pairs = SampledPairs(
+            input_ids=cand.input_ids[pick],
+            attention_mask=cand.attention_mask[pick],
+            completion_mask=cand.completion_mask[pick],
+            texts_a=[texts[j] for j in rows_a],
+            texts_b=[texts[j] for j in rows_b],
+            mixture_a=1.0,
+            mixture_b=1.0,
+        )
+        probs = judge_probs(self.judge, pairs.texts_a, pairs.texts_b)
+        w = label_weights(
+            probs,
+            cfg.labels,
+            judge=self.judge,
+            texts_a=pairs.texts_a,
+            texts_b=pairs.texts_b,
+            generator=self.generators["labels"],
+            n_samples=cfg.n_label_samples,
+        )
+        return OnlineDraw(pairs, probs, w), 2 * P / tried
+
+    def _iterative_advance(self) -> None:
+        """Enter the round of ``self.step``: draw its pairs from the current policy.
+
+        Iterative DPO (Xiong et al., arXiv:2312.11456v4, Algorithm 2; Yuan et al.,
+        arXiv:2401.10020v3): two completions for every prompt from the policy at the round's
+        start (``sampling`` generator), labelled by the judge (``labels``), fixed for the round;
+        with ``iterative_reference="previous"`` the reference becomes a copy of that policy.
+        AdamW and the learning-rate schedule carry on; the data order restarts.
+        """
+        target = self.config.iterative_round(self.step)
+        if target == self.round:
+            return
+        if self.config.iterative_reference == "previous":
+            with torch.no_grad():
+                self.ref_model.load_state_dict(self.model.state_dict())
+        self.round = target
+        self.round_draw = self.draw_online(list(range(self.n_items)))
+        self.order, self.cursor = [], 0
+
+    def fixed_pairs_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
+        """The loss on the rows ``rows`` of RSO's pairs or of this round's (``online_pairs_loss``)."""
+        cfg = self.config
+        draw = self.rso_draw if cfg.source == "rso" else self.round_draw
+        loss, metrics = self.online_pairs_loss(_draw_rows(draw, rows))
+        if cfg.source == "rso":
+            metrics["rso/acceptance_rate"] = self.rso_acceptance
+        else:
+            metrics["round"] = float(self.round)
+        return loss, metrics
 
     # ------------------------------------------------------------ the online step
     def online_loss(self, rows: list[int]) -> tuple[Tensor, dict[str, Any]]:
@@ -822,8 +1096,14 @@ class Trainer:
         cfg, ctx = self.config, self.ctx
         if cfg.algorithm == "sdpo":
             self._sdpo_advance()  # a new stage: the reference becomes the policy
+        if cfg.algorithm == "iterative_dpo":
+            self._iterative_advance()  # a new round: fresh pairs (and maybe reference)
         rows = self.next_indices()  # the global batch, the same on every rank
-        compute = self.offline_loss if cfg.source == "offline" else self.online_loss
+        compute = {
+            "offline": self.offline_loss,
+            "rso": self.fixed_pairs_loss,
+            "iterative": self.fixed_pairs_loss,
+        }.get(cfg.source, self.online_loss)
         if ctx.is_distributed:
             rows = local_rows(rows, ctx)
             error = None
@@ -865,14 +1145,41 @@ class Trainer:
         With several processes every rank must call it: the generator states are gathered, rank 0
         writes, and every rank returns once the checkpoint is complete (``save_trainer``).
         """
-        if self.config.algorithm == "sdpo":
-            self.last_checkpoint = self._save_staged()
+        alg = self.config.algorithm
+        if alg == "sdpo":
+            self.last_checkpoint = self._save_staged(
+                {"sdpo_stage": self.stage}, self.ref_model if self.stage > 0 else None
+            )
+        elif alg == "beta_dpo":
+            self.last_checkpoint = self._save_staged(
+                {"beta_dpo_state": list(self.beta_dpo_state)}, None
+            )
+        elif alg == "iterative_dpo":
+            extra: dict[str, Any] = {"iterative_round": self.round}
+            if self.round_draw is not None:
+                d = self.round_draw
+                extra["iterative_draw"] = {  # JSON: token ids, and floats that repr round-trips
+                    "input_ids": d.pairs.input_ids.tolist(),
+                    "attention_mask": d.pairs.attention_mask.tolist(),
+                    "completion_mask": d.pairs.completion_mask.tolist(),
+                    "texts_a": list(d.pairs.texts_a),
+                    "texts_b": list(d.pairs.texts_b),
+                    "probs": d.probs.tolist(),
+                    "weights": d.weights.tolist(),
+                    "dtypes": [str(d.probs.dtype), str(d.weights.dtype)],
+                }
+            previous = self.config.iterative_reference == "previous" and self.round >= 0
+            self.last_checkpoint = self._save_staged(extra, self.ref_model if previous else None)
         else:
             self.last_checkpoint = save_trainer(self)
         return self.last_checkpoint
 
-    def _save_staged(self) -> Path:
-        """``save_trainer`` plus sDPO's stage and, past stage 0, its reference's weights."""
+    def _save_staged(self, state: dict[str, Any], reference) -> Path:
+        """``save_trainer`` plus an algorithm's ``state`` (in the JSON) and a changed reference.
+
+        sDPO: its stage and, past stage 0, its reference's weights; beta-DPO: the running
+        (M, S); iterative DPO: the round, its pairs and (``"previous"``) its reference.
+        """
         ctx = self.ctx
         generators = checkpoint_generators(self.generators, ctx)  # collective
         kw = {
@@ -880,8 +1187,8 @@ class Trainer:
             "model": self.model,
             "optimizer": self.optimizer,
             "generators": generators,
-            "extra": {**_extra(self), "sdpo_stage": self.stage},
-            "reference": self.ref_model if self.stage > 0 else None,
+            "extra": {**_extra(self), **state},
+            "reference": reference,
         }
         if not ctx.is_distributed:
             return save_checkpoint(self.config.run_dir, **kw)
@@ -909,7 +1216,9 @@ class Trainer:
         checkpoint and its own per-rank generators (``restore_generators``).
         """
         ctx, run_dir, n_items = self.ctx, self.config.run_dir, self.n_items
-        staged = self.config.algorithm == "sdpo"
+        alg = self.config.algorithm
+        staged = alg == "sdpo"
+        iterative = alg == "iterative_dpo"
 
         def check_extra(extra: dict[str, Any]) -> None:  # refuses the checkpoint (CheckpointError)
             saved = extra.get("world_size", 1)
@@ -935,6 +1244,30 @@ class Trainer:
                         f"its 'sdpo_stage' is missing or out of range for sdpo_stages="
                         f"{self.config.sdpo_stages}: {stage!r}"
                     )
+            if alg == "beta_dpo":
+                ms = extra.get("beta_dpo_state")
+                if not (
+                    isinstance(ms, list)
+                    and len(ms) == 2
+                    and all(type(v) in (int, float) and math.isfinite(v) for v in ms)
+                ):
+                    raise ValueError(f"its 'beta_dpo_state' (M, S) is missing or malformed: {ms!r}")
+            if iterative:
+                rnd = extra.get("iterative_round")
+                if type(rnd) is not int or not -1 <= rnd < self.config.iterative_rounds:
+                    raise ValueError(
+                        f"its 'iterative_round' is missing or out of range for iterative_rounds="
+                        f"{self.config.iterative_rounds}: {rnd!r}"
+                    )
+                draw = extra.get("iterative_draw")
+                keys = {"input_ids", "attention_mask", "completion_mask", "texts_a", "texts_b"}
+                if rnd >= 0 and not (
+                    isinstance(draw, dict)
+                    and keys | {"probs", "weights", "dtypes"} <= draw.keys()
+                    and len(draw["texts_a"]) == n_items
+                    and all(t in ("torch.float32", "torch.float64") for t in draw["dtypes"])
+                ):
+                    raise ValueError(f"its 'iterative_draw' is missing or not {n_items} pairs")
 
         state, error = None, None
         try:
@@ -947,7 +1280,9 @@ class Trainer:
                     optimizer=self.optimizer,
                     generators=restore_generators(self.generators, ctx),
                     check_extra=check_extra,
-                    reference=self.ref_model if staged else None,
+                    reference=self.ref_model
+                    if staged or (iterative and self.config.iterative_reference == "previous")
+                    else None,
                 )
             )
         except Exception as err:
@@ -977,6 +1312,33 @@ class Trainer:
             if stage != self.stage:
                 self.stage = stage
                 self.ref_cache = self._reference_cache()
+        if alg == "beta_dpo":
+            M, S = state.extra["beta_dpo_state"]
+            self.beta_dpo_state = (float(M), float(S))
+        if iterative:
+            self.round = state.extra["iterative_round"]
+            d = state.extra.get("iterative_draw")
+            if self.round >= 0:
+                if self.config.iterative_reference == "previous" and not state.reference:
+                    raise ValueError(
+                        f"the checkpoint {str(state.path)!r} is an iterative DPO run with "
+                        "iterative_reference='previous' but holds no reference weights"
+                    )
+                ids = {
+                    k: torch.tensor(d[k], dtype=torch.long)
+                    for k in ("input_ids", "attention_mask", "completion_mask")
+                }
+                pairs = SampledPairs(
+                    **ids,
+                    texts_a=list(d["texts_a"]),
+                    texts_b=list(d["texts_b"]),
+                    mixture_a=0.0,
+                    mixture_b=0.0,
+                )
+                dp, dw = (getattr(torch, name.removeprefix("torch.")) for name in d["dtypes"])
+                self.round_draw = OnlineDraw(
+                    pairs, torch.tensor(d["probs"], dtype=dp), torch.tensor(d["weights"], dtype=dw)
+                )
         self.step, self.order, self.cursor = (
             state.step,
             list(state.extra["order"]),
@@ -1044,6 +1406,7 @@ def train(
     task=None,
     resume: bool = False,
     ctx: DistributedContext | None = None,
+    reward=None,
 ) -> dict[str, Any]:
     """Train ``model`` in place with ``config.algorithm``; log, checkpoint, return a run summary.
 
@@ -1068,6 +1431,8 @@ def train(
     ctx : DistributedContext, optional
         Several processes (call it on every rank with its context, after ``init_process_group``);
         None: one process. See the module docstring.
+    reward : callable, optional
+        ``rso`` only: see :class:`Trainer`.
 
     Returns
     -------
@@ -1103,5 +1468,13 @@ def train(
             )
         prompts = validate_texts(templates, "task.prompt_templates")
     return Trainer(
-        config, model, ref_model, tokenizer, dataset=dataset, prompts=prompts, judge=judge, ctx=ctx
+        config,
+        model,
+        ref_model,
+        tokenizer,
+        dataset=dataset,
+        prompts=prompts,
+        judge=judge,
+        ctx=ctx,
+        reward=reward,
     ).run(resume=resume)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from prefopt_toy.lm.bridge.class_estimate import class_estimate
-from prefopt_toy.lm.bridge.figure import class_curves
+from prefopt_toy.lm.bridge.figure import class_curves, landing_figure
 from prefopt_toy.lm.bridge.run import BridgeResult
 from prefopt_toy.lm.train.runlog import RunLogger, run_log_curves
 
@@ -77,3 +77,50 @@ def test_class_curves_draw_the_logged_classes_and_the_predictions():
         assert lines[f"run:{cls}:prediction"].get_ydata()[0] == pytest.approx(float(pred[k]))
     with pytest.raises(ValueError, match="BridgeResult"):
         class_curves({"run": {"tv": 0.1}})
+
+
+def test_landing_figure_draws_each_method_on_its_own_style_with_the_wilson_intervals():
+    """Bars: mu_class, the prediction and each final (heights and error bars read back);
+    lines: each method's measured classes (one style each) and the prediction."""
+    from types import SimpleNamespace
+
+    names = ("apple", "banana", "cherry", "other")
+    mu = class_estimate(torch.tensor([0, 0, 1, 2, 3, 0, 1, 2]), 4, class_names=names)
+    fin_a = class_estimate(torch.tensor([2, 2, 2, 1, 0, 2, 1, 3]), 4, class_names=names)
+    fin_b = class_estimate(torch.tensor([2, 1, 2, 1, 0, 0, 1, 3]), 4, class_names=names)
+    pred = torch.tensor([0.2, 0.3, 0.45, 0.05], dtype=torch.float64)
+    meas_a = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.2, 0.3, 0.4, 0.1]], dtype=torch.float64)
+    meas_b = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.3, 0.3, 0.3, 0.1], [0.2, 0.4, 0.3, 0.1]])
+    a = SimpleNamespace(class_names=names, final=fin_a, steps=[0, 10], measured=meas_a)
+    b = SimpleNamespace(class_names=names, final=fin_b, steps=[0, 5, 10], measured=meas_b)
+    fig = landing_figure({"DPO": a, "RLHF": b}, pred, mu)
+    ax, ax_t = fig.axes
+    from matplotlib.container import BarContainer
+
+    bars = {c.patches[0].get_gid(): c for c in ax.containers if isinstance(c, BarContainer)}
+    heights = {gid: [r.get_height() for r in c] for gid, c in bars.items()}
+    assert heights["bars:prediction"] == pytest.approx(pred.tolist())
+    assert heights["bars:mu_class"] == pytest.approx(mu.probs.tolist())
+    assert heights["bars:DPO"] == pytest.approx(fin_a.probs.tolist())
+    assert heights["bars:RLHF"] == pytest.approx(fin_b.probs.tolist())
+    # the error bars span the Wilson interval of each estimate
+    caps = bars["bars:DPO"].errorbar.lines[2][0].get_segments()
+    lows = [seg[0][1] for seg in caps]
+    highs = [seg[1][1] for seg in caps]
+    assert lows == pytest.approx(fin_a.lower.tolist()) and highs == pytest.approx(
+        fin_a.upper.tolist()
+    )
+    lines = {line.get_gid(): line for line in ax_t.get_lines()}
+    for k, cls in enumerate(names):
+        np.testing.assert_allclose(lines[f"DPO:{cls}"].get_ydata(), meas_a[:, k].numpy())
+        np.testing.assert_allclose(lines[f"RLHF:{cls}"].get_xdata(), [0, 5, 10])
+        assert lines[f"prediction:{cls}"].get_ydata()[0] == pytest.approx(float(pred[k]))
+        assert lines[f"DPO:{cls}"].get_linestyle() != lines[f"RLHF:{cls}"].get_linestyle()
+    with pytest.raises(ValueError, match="prediction"):
+        landing_figure({"DPO": a}, pred[:3], mu)
+    with pytest.raises(ValueError, match="class names"):
+        landing_figure(
+            {"DPO": a, "x": SimpleNamespace(**{**vars(b), "class_names": names[:3]})}, pred, mu
+        )
+    with pytest.raises(ValueError, match="results"):
+        landing_figure({}, pred, mu)

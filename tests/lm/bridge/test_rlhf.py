@@ -104,3 +104,25 @@ def test_run_rlhf_bridge_small(tiny_lm):
     assert len(res.rloo_summary["history"]) == 30
     s = res.summary()
     assert s["algorithm"] == "rlhf_rloo" and set(s) >= {"tv", "tv_error", "reward_accuracy"}
+
+
+def test_rlhf_class_trajectory_is_measured_without_changing_the_run(tiny_lm):
+    """``eval_every`` records step 0 and every k-th RLOO step; the trained policy is bitwise the
+    one a run without measurements trains (the measurements draw from their own generator)."""
+    model, tok = tiny_lm
+    kwargs = dict(
+        P=P3, beta=0.5, model=model, tokenizer=tok, n_pairs=16, rm_steps=2, rl_steps=3, k=2,
+        batch_size=2, n_eval_samples=16, n_boot=10, max_new_tokens=4,
+    )  # fmt: skip
+    plain = run_rlhf_bridge(**kwargs)
+    traced = run_rlhf_bridge(**kwargs, eval_every=2, n_eval=8)
+    assert plain.steps == [] and plain.measured.shape == (0, 4)
+    assert traced.steps == [0, 2]
+    assert traced.measured.shape == (2, 4)
+    assert torch.allclose(traced.measured.sum(-1), torch.ones(2, dtype=torch.float64))
+    assert ((traced.measured * 8) - (traced.measured * 8).round()).abs().max() < 1e-9  # counts / 8
+    for a, b in zip(plain.extra["policy"].parameters(), traced.extra["policy"].parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(plain.final.probs, traced.final.probs)
+    with pytest.raises(ValueError, match="eval_every"):
+        run_rlhf_bridge(**kwargs, eval_every=-1)
