@@ -137,7 +137,7 @@ endif
 NOTEBOOKS = $(sort $(wildcard notebooks/*.ipynb notebooks/gpt2/*.ipynb notebooks/lectures/*.ipynb course/source/*/*.ipynb))
 
 test: $(VENV)/.stamp-dev
-	$(PY) -m pytest tests $(NOTEBOOKS) --nbmake --nbmake-timeout=300
+	$(PY) -m pytest tests $(NOTEBOOKS) --nbmake --nbmake-timeout=300 --durations=40
 
 demo: $(VENV)/.stamp-lm
 	$(PY) -m prefopt_toy demo

@@ -60,7 +60,7 @@ from prefopt_toy.lm.judges import LiftedGameJudge
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 from prefopt_toy.lm.sampling import sample
 
-from .class_estimate import _decode, class_estimate, total_variation
+from .class_estimate import ClassEstimate, _decode, class_estimate, total_variation
 from .length_game import LengthTask, length_judge
 from .run import BridgeResult, bridge_generator, lifted_judge, reference_pairs, train_on_task
 
@@ -121,6 +121,37 @@ def sample_classes_and_lengths(
         ids.append(judge.classify(texts))
         lengths.extend(len(tokenizer(t).input_ids) + 1 for t in texts)
     return torch.cat(ids), torch.tensor(lengths, dtype=torch.float64)
+
+
+def sampled_classes(
+    model,
+    tokenizer,
+    task: LiftedTask | LengthTask,
+    judge: LiftedGameJudge,
+    *,
+    n_samples: int,
+    seed: int,
+    purpose: str,
+    max_new_tokens: int,
+    level: float,
+) -> tuple[ClassEstimate, Tensor, Tensor]:
+    """Class estimate, class ids and lengths of ``n_samples`` completions of ``model``.
+
+    The completions are drawn by ``sample_classes_and_lengths`` with ``bridge_generator(seed,
+    purpose)``. The bridge drivers measure the reference (``purpose="reference"``) and the trained policy
+    (``"final"``) this way, so both draws are reproducible from ``seed`` alone.
+    """
+    ids, lengths = sample_classes_and_lengths(
+        model,
+        tokenizer,
+        task,
+        judge,
+        n_samples=n_samples,
+        generator=bridge_generator(seed, purpose),
+        max_new_tokens=max_new_tokens,
+    )
+    estimate = class_estimate(ids, judge.P.shape[0] + 1, level=level, class_names=judge.class_names)
+    return estimate, ids, lengths
 
 
 def effective_lengths(
@@ -250,16 +281,10 @@ def run_family_bridge(
     policy = copy.deepcopy(ref)
     ref_for_training = copy.deepcopy(ref)  # sDPO overwrites its reference in place
     K1 = judge.P.shape[0] + 1
-    ids, lengths = sample_classes_and_lengths(
-        ref,
-        tokenizer,
-        task,
-        judge,
-        n_samples=n_eval_samples,
-        generator=bridge_generator(seed, "reference"),
-        max_new_tokens=max_new_tokens,
-    )
-    mu_est = class_estimate(ids, K1, level=level, class_names=judge.class_names)
+    mu_est, ids, lengths = sampled_classes(
+        ref, tokenizer, task, judge, n_samples=n_eval_samples, seed=seed, purpose="reference",
+        max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     L_eff = None
     if algorithm == "rdpo":
         L_eff = effective_lengths(ids, lengths, K1, beta=beta, alpha=alpha)
@@ -282,16 +307,10 @@ def run_family_bridge(
         max_new_tokens=max_new_tokens, seed=seed, lr_schedule=lr_schedule,
         eval_every=eval_every, n_eval=n_eval, show_progress=show_progress, **extra_cfg,
     )  # fmt: skip
-    f_ids, _ = sample_classes_and_lengths(
-        policy,
-        tokenizer,
-        task,
-        judge,
-        n_samples=n_eval_samples,
-        generator=bridge_generator(seed, "final"),
-        max_new_tokens=max_new_tokens,
-    )
-    final = class_estimate(f_ids, K1, level=level, class_names=judge.class_names)
+    final, _, _ = sampled_classes(
+        policy, tokenizer, task, judge, n_samples=n_eval_samples, seed=seed, purpose="final",
+        max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     hyper = {"beta": float(beta), "mixture": 0.0}
     return BridgeResult(
         algorithm=algorithm,

@@ -69,9 +69,9 @@ from torch import Tensor
 from prefopt_toy._validate import as_int, as_positive_float
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 
-from .class_estimate import ClassEstimate, class_estimate, total_variation
-from .family import effective_lengths, sample_classes_and_lengths
-from .run import BridgeResult, bridge_generator, lifted_judge, reference_pairs, train_on_task
+from .class_estimate import ClassEstimate, total_variation
+from .family import effective_lengths, sampled_classes
+from .run import BridgeResult, lifted_judge, reference_pairs, train_on_task
 
 __all__ = [
     "REFERENCE_FREE_BRIDGE",
@@ -378,16 +378,10 @@ def run_reference_free_bridge(
         ref = model
     policy = copy.deepcopy(ref)
     K1 = judge.P.shape[0] + 1
-    ids, lengths = sample_classes_and_lengths(
-        ref,
-        tokenizer,
-        task,
-        judge,
-        n_samples=n_eval_samples,
-        generator=bridge_generator(seed, "reference"),
-        max_new_tokens=max_new_tokens,
-    )
-    mu_est = class_estimate(ids, K1, level=level, class_names=judge.class_names)
+    mu_est, ids, lengths = sampled_classes(
+        ref, tokenizer, task, judge, n_samples=n_eval_samples, seed=seed, purpose="reference",
+        max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     L = effective_lengths(ids, lengths, K1, beta=1.0, alpha=0.0) if algorithm == "simpo" else None
     # the toy needs full support: a class no reference sample named starts at (0 + 1/2) / (n + K/2)
     counts = mu_est.counts.to(torch.float64)
@@ -417,16 +411,10 @@ def run_reference_free_bridge(
         max_new_tokens=max_new_tokens, seed=seed, lr_schedule=lr_schedule,
         eval_every=eval_every, n_eval=n_eval, show_progress=show_progress, **extra_cfg,
     )  # fmt: skip
-    f_ids, _ = sample_classes_and_lengths(
-        policy,
-        tokenizer,
-        task,
-        judge,
-        n_samples=n_eval_samples,
-        generator=bridge_generator(seed, "final"),
-        max_new_tokens=max_new_tokens,
-    )
-    final = class_estimate(f_ids, K1, level=level, class_names=judge.class_names)
+    final, _, _ = sampled_classes(
+        policy, tokenizer, task, judge, n_samples=n_eval_samples, seed=seed, purpose="final",
+        max_new_tokens=max_new_tokens, level=level,
+    )  # fmt: skip
     hyper = {"beta": beta, "gamma": gamma} if algorithm == "simpo" else {"lam": beta}
     return BridgeResult(
         algorithm=algorithm,
