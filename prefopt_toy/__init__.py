@@ -14,6 +14,15 @@ from prefopt_toy.games.constructors import (
     rock_paper_scissors,
     three_voter_types,
 )
+from prefopt_toy.games.judges import (
+    check_judge_matrix,
+    judge_decomposition,
+    lapse_judge,
+    logit_shift_judge,
+    max_position_bias,
+    position_bias,
+    symmetrize_judge,
+)
 from prefopt_toy.games.properties import condorcet_winner, is_transitive
 from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss, gpo_optimal_margin
 from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
@@ -21,6 +30,7 @@ from prefopt_toy.losses.population import dataset_loss, hard_labels, pair_margin
 from prefopt_toy.losses.reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
 from prefopt_toy.losses.shaped import dpop_loss, rdpo_loss
 from prefopt_toy.losses.token import tdpo_loss
+from prefopt_toy.losses.unlearning import altpo_loss, gradient_ascent_loss, npo_loss, retain_nll
 from prefopt_toy.losses.unpaired import kto_loss, kto_reference_point
 from prefopt_toy.solutions.bt import (
     bt_fit,
@@ -38,16 +48,20 @@ from .dynamics import (
     FAMILY,
     FIXED_POINTS,
     TOKEN_ALGORITHMS,
+    UNLEARNING_METHODS,
     DivergenceError,
     TokenTrajectory,
     Trajectory,
+    UnlearningTrajectory,
     dataset_run,
     nash_md,
     seed_summary,
+    unlearn,
 )
 from .papers import PAPERS, cite
 from .policies import entropy, geometric_mixture, kl, log_softmax, softmax, win_rate, win_rates
 from .tokens import TokenTree
+from .unlearning import UnlearningTask
 
 __version__ = "0.1.0"
 
@@ -65,6 +79,14 @@ __all__ = [
     "is_bradley_terry",
     "bt_fit_gap",
     "bt_fit_kl",
+    # judges that read an ordered pair (position bias) and their symmetrisation
+    "check_judge_matrix",
+    "symmetrize_judge",
+    "position_bias",
+    "max_position_bias",
+    "judge_decomposition",
+    "lapse_judge",
+    "logit_shift_judge",
     # policies
     "softmax",
     "log_softmax",
@@ -102,6 +124,10 @@ __all__ = [
     "rdpo_loss",
     "dpop_loss",
     "tdpo_loss",
+    "gradient_ascent_loss",
+    "npo_loss",
+    "altpo_loss",
+    "retain_nll",
     # exact population objective
     "population_loss",
     "pair_margins",
@@ -120,6 +146,11 @@ __all__ = [
     "TokenTree",
     "TOKEN_ALGORITHMS",
     "TokenTrajectory",
+    # unlearning: forget and retain questions, alternates, and its exact dynamics
+    "UnlearningTask",
+    "UNLEARNING_METHODS",
+    "UnlearningTrajectory",
+    "unlearn",
     # sources
     "PAPERS",
     "cite",

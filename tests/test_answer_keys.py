@@ -38,7 +38,7 @@ _KEY_HEADING = re.compile(r"^## Exercise (\d+)\s*$", flags=re.M)
 
 # The graded labs with an answer key (labs 1-4 predate the keys of the labs).
 LABS = sorted((ROOT / "course" / "source").glob("lab*/lab*.py"))
-KEYED_LABS = ["lab5_kto", "lab6_length_rdpo"]
+KEYED_LABS = ["lab5_kto", "lab6_length_rdpo", "lab7_sequential_kl"]
 _LAB_HEADING = re.compile(r"^## Exercise (\d+[a-z]?)\s*$", flags=re.M)
 _GRADE_ID = re.compile(r'"grade": true, "grade_id": "ex(\w+)"')
 

@@ -12,6 +12,7 @@ different reason does not pass.
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Callable
@@ -34,6 +35,11 @@ DOMINATED = [[0.5, 1.0, 1.0], [0.0, 0.5, 0.6], [0.0, 0.4, 0.5]]
 
 def _ipo(h: torch.Tensor) -> torch.Tensor:
     return pt.ipo_loss(h, tau=0.5)
+
+
+def _judges():
+    """``prefopt_toy.analysis.judges`` (the analysis modules load on first use)."""
+    return importlib.import_module("prefopt_toy.analysis.judges")
 
 
 # (id, thunk, argument the message must name, fragment of the constraint it must state)
@@ -353,6 +359,98 @@ BAD_INPUTS: list[tuple[str, Callable[[], Any], str, str]] = [
         "pi",
         "numeric",
     ),
+    # ---- ordered judges (position bias) and what they do to the algorithms
+    ("J_out_of_range", lambda: pt.check_judge_matrix([[0.5, 1.2], [0.3, 0.5]]), "J", "[0, 1]"),
+    ("J_non_square", lambda: pt.symmetrize_judge(np.full((2, 3), 0.5)), "J", "square"),
+    ("lapse_bias_range", lambda: pt.lapse_judge(P2, 1.5), "bias", "[-1, 1]"),
+    ("logit_shift_bias_inf", lambda: pt.logit_shift_judge(P2, math.inf), "bias", "finite"),
+    (
+        "judge_order",
+        lambda: _judges().effective_preference(P2, "dpo", "random"),
+        "order",
+        "one of",
+    ),
+    (
+        "judge_slots_online",
+        lambda: _judges().effective_preference(P2, "online_ipo", slots=([0.5, 0.5], [0.5, 0.5])),
+        "slots",
+        "offline",
+    ),
+    (
+        "judge_mixture_one",
+        lambda: _judges().raw_regularized_fixed_point(P2, [0.5, 0.5], 0.5, 1.0),
+        "mixture",
+        "< 1",
+    ),
+    (
+        "self_reward_weight",
+        lambda: _judges().self_rewarding_dpo(P2, [0.5, 0.5], 1.0, weight=1.5),
+        "weight",
+        "[0, 1]",
+    ),
+    (
+        "self_reward_reference",
+        lambda: _judges().self_rewarding_dpo(P2, [0.5, 0.5], 1.0, reference="last"),
+        "reference",
+        "one of",
+    ),
+    # ---- unlearning losses, tasks and runs
+    ("npo_policy_nan", lambda: pt.npo_loss([math.nan], [-1.0]), "policy_logps", "finite"),
+    (
+        "npo_shape",
+        lambda: pt.npo_loss([-1.0], [-1.0, -2.0]),
+        "reference_logps",
+        "must have the shape",
+    ),
+    ("npo_beta_zero", lambda: pt.npo_loss([-1.0], [-1.0], beta=0.0), "beta", "> 0"),
+    (
+        "altpo_forget_shape",
+        lambda: pt.altpo_loss([-1.0], [-1.0], [-1.0], [[-1.0]]),
+        "reference_forget_logps",
+        "must have the shape",
+    ),
+    ("ga_string", lambda: pt.gradient_ascent_loss(["-1.0"]), "policy_logps", "numeric"),
+    ("retain_nll_inf", lambda: pt.retain_nll([math.inf]), "policy_logps", "finite"),
+    (
+        "task_mu_zero",
+        lambda: pt.UnlearningTask(
+            mu=[[0.5, 0.5, 0.0]], roles=("forget",), true_answers=(0,), alternates=((1,),)
+        ),
+        "mu",
+        "strictly positive",
+    ),
+    (
+        "task_alternate_is_true",
+        lambda: pt.UnlearningTask(
+            mu=[[0.5, 0.3, 0.2]], roles=("forget",), true_answers=(0,), alternates=((0, 1),)
+        ),
+        "alternates",
+        "must not contain the true answer",
+    ),
+    (
+        "unlearn_method",
+        lambda: pt.unlearn(pt.unlearning.teaching_task(), method="sgd", steps=1),
+        "method",
+        "must be one of",
+    ),
+    (
+        "unlearn_augment_k",
+        lambda: pt.unlearn(pt.unlearning.teaching_task(), method="altpo", steps=1, augment_k=4),
+        "augment_k",
+        "<= 3",
+    ),
+    (
+        "unlearn_retain_weight",
+        lambda: pt.unlearn(pt.unlearning.teaching_task(), method="ga", steps=1, retain_weight=-1.0),
+        "retain_weight",
+        ">= 0",
+    ),
+    (
+        "unlearn_shared_bias",
+        lambda: pt.unlearn(pt.unlearning.teaching_task(), method="ga", steps=1, shared_bias=1),
+        "shared_bias",
+        "True or False",
+    ),
 ]
 
 # Known library bugs: id -> reason. Strict, so a fix turns the case into a failure to clean up.
@@ -456,6 +554,19 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "rdpo_loss": lambda a: pt.rdpo_loss(a["h"], 0.1, 0.5, 2.0, 1.0),
     "dpop_loss": lambda a: pt.dpop_loss(a["h"], a["h"], 0.1, 5.0),
     "tdpo_loss": lambda a: pt.tdpo_loss(a["h"], a["h"], a["h"], 0.1),
+    "gradient_ascent_loss": lambda a: pt.gradient_ascent_loss(a["logp"][0]),
+    "retain_nll": lambda a: pt.retain_nll(a["logp"][0]),
+    "npo_loss": lambda a: pt.npo_loss(a["logp"][0], a["logp"][1], 0.1),
+    "altpo_loss": lambda a: pt.altpo_loss(
+        a["logp"][0], a["logp"][1], a["logp"][2], a["logp"][3], 0.1
+    ),
+    "check_judge_matrix": lambda a: pt.check_judge_matrix(a["P"]),
+    "symmetrize_judge": lambda a: pt.symmetrize_judge(a["P"]),
+    "position_bias": lambda a: pt.position_bias(a["P"]),
+    "max_position_bias": lambda a: pt.max_position_bias(a["P"]),
+    "judge_decomposition": lambda a: pt.judge_decomposition(a["P"]),
+    "lapse_judge": lambda a: pt.lapse_judge(a["P"], 0.3),
+    "logit_shift_judge": lambda a: pt.logit_shift_judge(a["P"], 0.7),
     "rdpo_optimum": lambda a: pt.rdpo_optimum(a["P"], a["mu"], 0.5, 0.3, [1.0] * len(a["mu"])),
     "slic_loss": lambda a: pt.slic_loss(a["h"], 0.1),
     "gpo_loss": lambda a: pt.gpo_loss(a["h"], 0.1, "exponential"),
@@ -535,6 +646,12 @@ def test_public_calls_cover_every_array_function():
         "TokenTree",
         "TOKEN_ALGORITHMS",
         "TokenTrajectory",
+        # unlearning: a task class (validated field by field), the methods' table, the runner
+        # and its result type (tests/unlearning: bad tasks, methods and weights are refused)
+        "UnlearningTask",
+        "UNLEARNING_METHODS",
+        "UnlearningTrajectory",
+        "unlearn",
     }
     missing = set(pt.__all__) - no_array_arguments - set(CALLS)
     assert not missing, f"add these public functions to CALLS: {sorted(missing)}"

@@ -36,6 +36,7 @@ from .token_tree import (
     token_update_field,
 )
 from .trajectory import TARGETS, Trajectory
+from .unlearning import UNLEARNING_METHODS, UnlearningTrajectory, unlearn, unlearning_objective
 from .unpaired import REFERENCE_POINTS, kto, kto_reference_point_distribution
 
 __all__ = [
@@ -82,4 +83,8 @@ __all__ = [
     "token_population_loss",
     "token_preference_optimization",
     "token_update_field",
+    "UNLEARNING_METHODS",
+    "UnlearningTrajectory",
+    "unlearn",
+    "unlearning_objective",
 ]

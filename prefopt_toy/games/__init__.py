@@ -4,7 +4,9 @@
   (Bradley-Terry, rock-paper-scissors, three voter types, random games);
 - ``comparisons``: games estimated from comparison data (win counts, lists of comparisons);
 - ``named``: the named games of the demo, the figures and the notebooks (``NAMED_GAMES``);
-- ``properties``: what a game is before any algorithm runs (Condorcet winner, transitivity).
+- ``properties``: what a game is before any algorithm runs (Condorcet winner, transitivity);
+- ``judges``: raw ordered judges (a language model asked "is the first answer better?"), their
+  position bias and their symmetrisation into a game.
 
 Whether a game is Bradley-Terry, and how far from it, needs the BT fit: ``solutions.bt``.
 """
@@ -17,6 +19,15 @@ from .constructors import (
     rock_paper_scissors,
     three_voter_types,
 )
+from .judges import (
+    check_judge_matrix,
+    judge_decomposition,
+    lapse_judge,
+    logit_shift_judge,
+    max_position_bias,
+    position_bias,
+    symmetrize_judge,
+)
 from .named import NAMED_GAMES, NamedGame, named_game
 from .properties import condorcet_winner, is_transitive
 
@@ -24,13 +35,20 @@ __all__ = [
     "NAMED_GAMES",
     "NamedGame",
     "bradley_terry",
+    "check_judge_matrix",
     "check_preference_matrix",
     "condorcet_winner",
     "from_comparisons",
     "from_win_counts",
     "is_transitive",
+    "judge_decomposition",
+    "lapse_judge",
+    "logit_shift_judge",
+    "max_position_bias",
     "named_game",
+    "position_bias",
     "random_game",
     "rock_paper_scissors",
+    "symmetrize_judge",
     "three_voter_types",
 ]

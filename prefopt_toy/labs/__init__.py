@@ -27,7 +27,8 @@ References
 ----------
 Rafailov et al., arXiv:2305.18290v3 (DPO); Azar et al., arXiv:2310.12036v2 (IPO);
 Munos et al., arXiv:2312.00886v4 (Nash-MD, RLHF vs. Nash); Ethayarajh et al., arXiv:2402.01306v4
-(KTO); Park et al., arXiv:2403.19159v3 (R-DPO); nbgrader,
+(KTO); Park et al., arXiv:2403.19159v3 (R-DPO); Zeng et al., arXiv:2404.11999v5 (TDPO, the
+sequential KL); nbgrader,
 https://nbgrader.readthedocs.io.
 """
 
@@ -41,7 +42,7 @@ from collections.abc import Sequence
 from . import grading  # noqa: F401  (labs.grading.* in the hidden tests of course/source/)
 
 # Re-exports: the checkers live in checking (machinery), losses (labs 1-2), games (labs 3-4),
-# kto (lab 5) and lengths (lab 6).
+# kto (lab 5), lengths (lab 6) and token_kl (lab 7).
 from .checking import ATOL, RTOL, CheckPassed, LabCheckError  # noqa: F401
 from .games import (
     check_condorcet_disagreement,
@@ -62,6 +63,15 @@ from .lengths import (
     check_rdpo_optimum,
 )
 from .losses import check_dpo_loss, check_ipo_loss, check_ipo_optimum
+from .token_kl import (
+    check_expected_sequential_kl,
+    check_prefix_kl,
+    check_sequence_probability,
+    check_sequential_kl,
+    check_tdpo1_loss,
+    check_tdpo2_loss,
+    next_token_tables,
+)
 
 __all__ = [
     "CheckPassed",
@@ -71,6 +81,7 @@ __all__ = [
     "check_debiasing_alpha",
     "check_dpo_length_optimum",
     "check_dpo_loss",
+    "check_expected_sequential_kl",
     "check_ipo_loss",
     "check_ipo_optimum",
     "check_kl_reference_point",
@@ -78,10 +89,16 @@ __all__ = [
     "check_kto_loss",
     "check_length_biased_preferences",
     "check_nash_md_step",
+    "check_prefix_kl",
     "check_rdpo_loss",
     "check_rdpo_optimum",
+    "check_sequence_probability",
+    "check_sequential_kl",
+    "check_tdpo1_loss",
+    "check_tdpo2_loss",
     "check_trl_reference_point",
     "main",
+    "next_token_tables",
 ]
 
 

@@ -25,12 +25,14 @@ References
 Rafailov et al., arXiv:2305.18290v3, Eq. (7) (DPO); Azar et al., arXiv:2310.12036v2, Eq. (8)-(9)
 and (17) (IPO optimum and loss); Munos et al., arXiv:2312.00886v4, Sec. 3 and Eq. (8)-(9)
 (RLHF against Nash, the Nash-MD step); Ethayarajh et al., arXiv:2402.01306v4, Sec. 4 (KTO);
-Park et al., arXiv:2403.19159v3, Sec. 3 (R-DPO). nbgrader: Jupyter Development Team,
+Park et al., arXiv:2403.19159v3, Sec. 3 (R-DPO); Zeng et al., arXiv:2404.11999v5, Sec. 3-4 (the
+sequential KL, TDPO1 and TDPO2). nbgrader: Jupyter Development Team,
 https://nbgrader.readthedocs.io (hidden tests, autograded cells).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +52,7 @@ __all__ = [
     "grade_debiasing_alpha",
     "grade_dpo_length_optimum",
     "grade_dpo_loss",
+    "grade_expected_sequential_kl",
     "grade_ipo_loss",
     "grade_ipo_optimum",
     "grade_kl_reference_point",
@@ -57,8 +60,13 @@ __all__ = [
     "grade_kto_loss",
     "grade_length_biased_preferences",
     "grade_nash_md_step",
+    "grade_prefix_kl",
     "grade_rdpo_loss",
     "grade_rdpo_optimum",
+    "grade_sequence_probability",
+    "grade_sequential_kl",
+    "grade_tdpo1_loss",
+    "grade_tdpo2_loss",
     "grade_trl_reference_point",
     "library_calls",
 ]
@@ -76,6 +84,7 @@ FORBIDDEN_MODULES = (
     "prefopt_toy.plots",
     "prefopt_toy.widgets",
     "prefopt_toy.demo",
+    "prefopt_toy.tokens",
 )
 
 # Agreement required with the numpy oracle (as the self-check's RTOL / ATOL).
@@ -142,16 +151,10 @@ def library_calls(
     return result, entered
 
 
-def _guarded_answer(
-    exercise: str,
-    what: str,
-    fn: Any,
-    args: list[Any],
-    shape: tuple[int, ...],
-    where: str,
-    also: tuple[str, ...] = (),
-    dtypes: tuple[str, ...] = ("float64",),
-) -> Tensor:
+def _guarded_value(
+    exercise: str, what: str, fn: Any, args: list[Any], where: str, also: tuple[str, ...] = ()
+) -> Any:
+    """``fn(*args)`` as returned (autograd kept), failed when it entered the library."""
     entered: list[str] = []
 
     def watched(*a: Any) -> Any:
@@ -168,6 +171,20 @@ def _guarded_answer(
             f"({', '.join(entered[:3])}); the exercise is to write it yourself\n"
             f"  hidden test on {where}"
         )
+    return value
+
+
+def _guarded_answer(
+    exercise: str,
+    what: str,
+    fn: Any,
+    args: list[Any],
+    shape: tuple[int, ...],
+    where: str,
+    also: tuple[str, ...] = (),
+    dtypes: tuple[str, ...] = ("float64",),
+) -> Tensor:
+    value = _guarded_value(exercise, what, fn, args, where, also)
     got, dtype = _as_result(exercise, what, value, shape, where)
     if dtype not in dtypes:
         raise LabCheckError(
@@ -846,3 +863,302 @@ def grade_debiasing_alpha(student_alpha: Callable[..., Any]) -> None:
         where = f"kappa={kappa:g}, beta={beta:g}"
         got = _guarded_answer("6e", "debiasing_alpha", student_alpha, [kappa, beta], (), where)
         _compare("6e", "debiasing_alpha", where, got, np.array(kappa))
+
+
+# ------------------------------------------------------------- lab 7: the sequential KL (TDPO)
+
+
+def _np_tree(
+    vocab_size: int, max_length: int
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Prefixes and sequences of a token tree, enumerated here (EOS = the last token)."""
+    eos = vocab_size - 1
+    prefixes = [p for k in range(max_length) for p in itertools.product(range(eos), repeat=k)]
+    sequences = [(*p, eos) for p in prefixes]
+    sequences += list(itertools.product(range(eos), repeat=max_length))  # truncated, no EOS
+    return prefixes, sequences
+
+
+def _np_tables(
+    rng: np.random.Generator, prefixes: list[tuple[int, ...]], v: int, concentration: float
+) -> dict[tuple[int, ...], np.ndarray]:
+    """A next-token distribution per prefix, Dirichlet rows (small concentration: near a vertex)."""
+    rows = {}
+    for p in prefixes:
+        row = rng.dirichlet(np.full(v, concentration))
+        row = np.maximum(row, 1e-30)
+        rows[p] = row / row.sum()
+    return rows
+
+
+def _torch_tables(tables: dict[tuple[int, ...], np.ndarray]) -> dict[tuple[int, ...], Tensor]:
+    return {p: _t(row) for p, row in tables.items()}
+
+
+def _np_prob(tables: dict, y: tuple[int, ...]) -> float:
+    return float(np.prod([tables[y[:t]][tok] for t, tok in enumerate(y)]))
+
+
+def _np_kl(mu: np.ndarray, pi: np.ndarray) -> float:
+    return float((mu * (np.log(mu) - np.log(pi))).sum())
+
+
+def _np_seqkl(mu: dict, pi: dict, y: tuple[int, ...]) -> float:
+    return sum(_np_kl(mu[y[:t]], pi[y[:t]]) for t in range(len(y)))
+
+
+def _token_cases() -> list[tuple[str, list, list, dict, dict]]:
+    """(name, prefixes, sequences, mu, pi) on trees of other shapes than the self-check's."""
+    rng = np.random.default_rng(_SEED + 13)
+    cases = []
+    for v, t, conc in [(4, 2, 1.0), (2, 4, 0.7), (3, 3, 0.15), (5, 2, 2.0)]:
+        prefixes, sequences = _np_tree(v, t)
+        mu = _np_tables(rng, prefixes, v, 3.0)
+        pi = _np_tables(rng, prefixes, v, conc)
+        name = f"a V={v}, T={t} tree ({len(sequences)} sequences), random mu and pi"
+        cases.append((name, prefixes, sequences, mu, pi))
+    return cases
+
+
+def _grade_per_sequence(
+    exercise: str,
+    what: str,
+    fn: Any,
+    args: Callable[[tuple[int, ...]], list[Any]],
+    sequences: list,
+    oracle: Callable[[tuple[int, ...]], float],
+    where: str,
+    atol: float,
+) -> None:
+    got = torch.stack(
+        [_guarded_answer(exercise, what, fn, args(y), (), f"{where}, y={y}") for y in sequences]
+    )
+    expected = np.array([oracle(y) for y in sequences])
+    if not np.allclose(got.numpy(), expected, rtol=_RTOL, atol=atol):
+        _compare(exercise, what, where, got, expected)
+
+
+def grade_sequence_probability(student_probability: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7a: :math:`\pi(y) = \prod_t \pi(y_t \mid y_{<t})` on fresh trees.
+
+    Trees of shapes the self-check does not use (V=4 T=2, V=2 T=4, V=5 T=2, and V=3 T=3 with rows
+    near a vertex), random Dirichlet tables, every sequence (EOS-ended and truncated); compared with
+    a numpy product along the path over the tree enumerated here, under the library-call guard.
+
+    Parameters
+    ----------
+    student_probability : callable
+        ``(next_token: dict, y: tuple) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing tree, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 3.
+    """
+    for name, _, sequences, _, pi in _token_cases():
+        nxt = _torch_tables(pi)
+        _grade_per_sequence(
+            "7a",
+            "sequence_probability",
+            student_probability,
+            lambda y, n=nxt: [n, y],
+            sequences,
+            lambda y, p=pi: _np_prob(p, y),
+            name,
+            1e-300,
+        )
+
+
+def grade_prefix_kl(student_kl: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7b: :math:`KL(\mu(\cdot|s) \| \pi(\cdot|s))` on fresh distributions.
+
+    Random pairs with 3, 6 and 9 tokens, one ``pi`` near a vertex (entries down to 1e-30); numpy's
+    :math:`\sum_v \mu\log(\mu/\pi)`, under the library-call guard, which here also forbids ``pt.kl``.
+
+    Parameters
+    ----------
+    student_kl : callable
+        ``(mu_s, pi_s) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing pair, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4.
+    """
+    rng = np.random.default_rng(_SEED + 14)
+    pairs = [
+        (rng.dirichlet(np.ones(v)), rng.dirichlet(np.ones(v) * c))
+        for v, c in [(3, 1.0), (6, 0.5), (9, 2.0)]
+    ]
+    vertex = np.array([1.0 - 3e-30, 1e-30, 1e-30, 1e-30])
+    pairs.append((rng.dirichlet(np.ones(4)), vertex))
+    for mu, pi in pairs:
+        where = f"a random {len(mu)}-token pair" + (
+            " with pi near a vertex" if pi.min() < 1e-20 else ""
+        )
+        got = _guarded_answer(
+            "7b",
+            "prefix_kl",
+            student_kl,
+            [_t(mu), _t(pi)],
+            (),
+            where,
+            also=("prefopt_toy.policies.kl",),
+        )
+        _compare("7b", "prefix_kl", where, got, np.array(_np_kl(mu, pi)))
+
+
+def grade_sequential_kl(student_seqkl: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7c: :math:`\mathrm{SeqKL}(y)` on every sequence of fresh trees.
+
+    The trees and tables of :func:`grade_sequence_probability`; numpy's sum of the per-prefix KLs
+    (reference first) along each sequence, the EOS position included, under the library-call guard.
+
+    Parameters
+    ----------
+    student_seqkl : callable
+        ``(mu_next: dict, pi_next: dict, y: tuple) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing tree, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4; official ``_tdpo_get_batch_logps`` @ 2a736ec.
+    """
+    for name, _, sequences, mu, pi in _token_cases():
+        m, p = _torch_tables(mu), _torch_tables(pi)
+        _grade_per_sequence(
+            "7c",
+            "sequential_kl",
+            student_seqkl,
+            lambda y, m=m, p=p: [m, p, y],
+            sequences,
+            lambda y, mu=mu, pi=pi: _np_seqkl(mu, pi, y),
+            name,
+            _ATOL,
+        )
+
+
+def _grade_tdpo(exercise: str, what: str, fn: Any, variant: str) -> None:
+    rng = np.random.default_rng(_SEED + (15 if variant == "tdpo1" else 16))
+    for (name, logps, beta), alpha in zip(_pair_cases(), [0.5, 0.2, 1.3, 0.7]):
+        b = logps.shape[1]
+        kl_w, kl_l = rng.exponential(0.5, b), rng.exponential(0.5, b)
+        a = 1.0 if variant == "tdpo1" else alpha
+        hyper = [beta] if variant == "tdpo1" else [beta, alpha]
+        where = f"{name} with random SeqKLs, beta={beta:g}" + (
+            f", alpha={alpha:g}" if variant == "tdpo2" else ""
+        )
+        leaves = [*map(_t, logps), _t(kl_w).requires_grad_(True), _t(kl_l).requires_grad_(True)]
+        with torch.enable_grad():
+            value = _guarded_value(exercise, what, fn, [*leaves, *hyper], where)
+            got, dtype = _as_result(exercise, what, value, (b,), where)
+            if dtype != "float64":
+                raise LabCheckError(
+                    f"exercise {exercise}: your {what} returned {dtype}; keep float64\n"
+                    f"  hidden test on {where}"
+                )
+            pc, pr, rc, rr = logps
+            z = (pc - rc) - (pr - rr) - a * (kl_l - kl_w)
+            _compare(exercise, what, where, got, np.logaddexp(0.0, -beta * z))
+            if not (isinstance(value, Tensor) and value.requires_grad):
+                raise LabCheckError(
+                    f"exercise {exercise}: your {what} carries no gradient on a hidden test\n"
+                    f"  {where}"
+                )
+            g_w, g_l = torch.autograd.grad(
+                value.sum(), leaves[4:], allow_unused=True, materialize_grads=True
+            )
+        slope = beta * _np_sigmoid(-beta * z)  # d loss / d z = -beta sigma(-beta z)
+        expected_w = np.zeros(b) if variant == "tdpo2" else -a * slope
+        _compare(exercise, f"{what}'s gradient in seqkl_chosen", where, g_w, expected_w)
+        _compare(exercise, f"{what}'s gradient in seqkl_rejected", where, g_l, a * slope)
+
+
+def grade_tdpo1_loss(student_tdpo1_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7d: TDPO1's value and gradients on fresh pairs and sequential KLs.
+
+    The pair batches of :func:`grade_dpo_loss` (margins +-800 included) with random sequential KLs;
+    the value against numpy's ``logaddexp(0, -beta z)``, :math:`z = u - (\mathrm{SeqKL}_l -
+    \mathrm{SeqKL}_w)`, and the autograd gradients in both KLs against
+    :math:`\mp\beta\sigma(-\beta z)`, under the library-call guard (``pt.tdpo_loss`` fails it).
+
+    Parameters
+    ----------
+    student_tdpo1_loss : callable
+        ``(logp_chosen, logp_rejected, ref_chosen, ref_rejected, seqkl_chosen, seqkl_rejected,
+        beta) -> losses``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4; official ``trainers.py::tdpo_loss``.
+    """
+    _grade_tdpo("7d", "tdpo1_loss", student_tdpo1_loss, "tdpo1")
+
+
+def grade_tdpo2_loss(student_tdpo2_loss: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7e: TDPO2's value and stop-gradient on fresh pairs.
+
+    As :func:`grade_tdpo1_loss` with ``alpha`` 0.2 to 1.3: the value with
+    :math:`z = u - \alpha(\mathrm{SeqKL}_l - \mathrm{SeqKL}_w)`, a zero gradient in
+    ``seqkl_chosen`` and :math:`\alpha\beta\sigma(-\beta z)` in ``seqkl_rejected``.
+
+    Parameters
+    ----------
+    student_tdpo2_loss : callable
+        ``(logp_chosen, logp_rejected, ref_chosen, ref_rejected, seqkl_chosen, seqkl_rejected,
+        beta, alpha) -> losses``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing batch, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4; official ``trainers.py::tdpo_loss``.
+    """
+    _grade_tdpo("7e", "tdpo2_loss", student_tdpo2_loss, "tdpo2")
+
+
+def grade_expected_sequential_kl(student_expected: Callable[..., Any]) -> None:
+    r"""Hidden test of exercise 7f: :math:`\sum_y \pi(y)\,\mathrm{SeqKL}(y)` on fresh trees.
+
+    The trees and tables of :func:`grade_sequence_probability` (the sequences in this module's own
+    order); numpy's weighted sum, under the library-call guard.
+
+    Parameters
+    ----------
+    student_expected : callable
+        ``(mu_next: dict, pi_next: dict, sequences) -> scalar``.
+
+    Raises
+    ------
+    LabCheckError
+        On the first failing tree, or when the answer calls the library.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4.
+    """
+    for name, _, sequences, mu, pi in _token_cases():
+        args = [_torch_tables(mu), _torch_tables(pi), tuple(sequences)]
+        got = _guarded_answer("7f", "expected_sequential_kl", student_expected, args, (), name)
+        expected = sum(_np_prob(pi, y) * _np_seqkl(mu, pi, y) for y in sequences)
+        _compare("7f", "expected_sequential_kl", name, got, np.array(expected))

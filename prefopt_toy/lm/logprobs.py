@@ -32,7 +32,7 @@ averages for IPO); Radford et al. 2019 (GPT-2).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,6 +46,8 @@ __all__ = [
     "reduce_logprobs",
     "completion_logprobs_from_logits",
     "completion_logprobs",
+    "TDPOStatistics",
+    "tdpo_statistics_from_logits",
 ]
 
 _REQUIRED = object()  # sentinel: ``reduction`` has no default value
@@ -365,3 +367,230 @@ def completion_logprobs(
     return reduce_logprobs(
         token_logprobs(model, input_ids, attention_mask, comp), comp, reduction=reduction
     )  # (B,)
+
+
+# ----------------------------------------------------------------------------- TDPO statistics
+
+_TDPO_CHUNK_ELEMENTS = 1 << 20
+"""Elements (positions x vocabulary) of the float32 temporaries of one chunk of TDPO statistics."""
+
+
+class TDPOStatistics(NamedTuple):
+    """Per-sequence statistics of TDPO (``tdpo_statistics_from_logits``), each of shape (B,)."""
+
+    logratio: Tensor
+    """:math:`\\sum_t [\\log\\pi(y_t|s_t) - \\log\\mu(y_t|s_t)]` (differentiable in the policy)."""
+    seqkl: Tensor
+    """:math:`\\sum_t KL(\\mu(\\cdot|s_t) \\| \\pi(\\cdot|s_t))` (differentiable in the policy)."""
+    policy_logps: Tensor
+    """:math:`\\log\\pi(y|x)`, summed over the completion (differentiable)."""
+    ref_logps: Tensor
+    """:math:`\\log\\mu(y|x)`, summed over the completion (no gradient)."""
+
+
+def _chunks(state: Tensor, rows: int):
+    """(b, t0, t1) chunks of positions that hold at least one scored state."""
+    B, L = state.shape
+    scored = state.cpu()  # one transfer, not one synchronisation per chunk on a GPU
+    for b in range(B):
+        for t0 in range(0, L, rows):
+            t1 = min(t0 + rows, L)
+            if bool(scored[b, t0:t1].any()):
+                yield b, t0, t1
+
+
+class _TDPOTokenStats(torch.autograd.Function):
+    r"""Per-position log pi(y), log mu(y) and KL(mu || pi) over the full vocabulary, chunked.
+
+    forward(logits (B, L, V), ref_logits (B, L, V), targets (B, L), state (B, L) bool, rows int)
+    -> (lp_pi, lp_mu, kl), each (B, L), zero where ``state`` is False. Position t holds the
+    distributions of state ``s_t`` (the logits at t) and the target ``targets[:, t]``.
+
+    Memory: the forward pass allocates only (B, L) outputs and float64 temporaries of ``rows``
+    positions; it saves the two logits tensors themselves (no copy). The backward pass allocates
+    the one (B, L, V) gradient of the logits (the output autograd needs) and chunk temporaries;
+    both softmaxes are recomputed per chunk. With p = softmax(z), mu = softmax(r), the gradient at
+    a scored position is ``g_lp (e_y - p) + g_kl (p - mu)``.
+
+    Precision: every chunk is computed in float64 (one ``log_softmax`` formula for both models, so
+    equal logits give a log-ratio and a KL of exactly 0; in float32 the KL of two near-equal
+    distributions over 50k tokens would be rounding noise), and the outputs are cast to float32
+    for float32 / bf16 / fp16 logits.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, ref_logits, targets, state, rows):
+        B, L, _ = logits.shape
+        lp_pi = torch.zeros(B, L, dtype=torch.float64, device=logits.device)
+        lp_mu = torch.zeros_like(lp_pi)
+        kl = torch.zeros_like(lp_pi)
+        for b, t0, t1 in _chunks(state, rows):
+            log_pi = torch.log_softmax(logits[b, t0:t1].double(), dim=-1)  # (n, V) chunk
+            log_mu = torch.log_softmax(ref_logits[b, t0:t1].double(), dim=-1)
+            y = targets[b, t0:t1].unsqueeze(-1)  # (n, 1)
+            keep = state[b, t0:t1]  # (n,)
+            mu = log_mu.exp()
+            # sum_v mu_v (log mu_v - log pi_v); mu_v = 0 terms are exactly 0
+            k = torch.where(mu > 0, mu * (log_mu - log_pi), torch.zeros_like(mu)).sum(dim=-1)
+            zero = torch.zeros_like(k)
+            lp_pi[b, t0:t1] = torch.where(keep, log_pi.gather(-1, y).squeeze(-1), zero)
+            lp_mu[b, t0:t1] = torch.where(keep, log_mu.gather(-1, y).squeeze(-1), zero)
+            kl[b, t0:t1] = torch.where(keep, k, zero)
+        ctx.save_for_backward(logits, ref_logits, targets, state)
+        ctx.rows = rows
+        out = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        lp_pi, lp_mu, kl = lp_pi.to(out), lp_mu.to(out), kl.to(out)
+        ctx.mark_non_differentiable(lp_mu)
+        return lp_pi, lp_mu, kl
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_lp, _g_mu, g_kl):
+        logits, ref_logits, targets, state = ctx.saved_tensors
+        grad = torch.zeros_like(logits)  # the one (B, L, V) allocation: the gradient itself
+        zeros = torch.zeros(state.shape, dtype=torch.float64, device=logits.device)
+        g_lp = zeros if g_lp is None else g_lp.double()
+        g_kl = zeros if g_kl is None else g_kl.double()
+        for b, t0, t1 in _chunks(state, ctx.rows):
+            keep = state[b, t0:t1].unsqueeze(-1)  # (n, 1)
+            gl = torch.where(keep, g_lp[b, t0:t1].unsqueeze(-1), 0.0)  # (n, 1)
+            gk = torch.where(keep, g_kl[b, t0:t1].unsqueeze(-1), 0.0)
+            p = torch.softmax(logits[b, t0:t1].double(), dim=-1)  # (n, V) chunk
+            mu = torch.softmax(ref_logits[b, t0:t1].double(), dim=-1)
+            g = (gk - gl) * p - gk * mu  # g_lp (-p) + g_kl (p - mu)
+            g.scatter_add_(-1, targets[b, t0:t1].unsqueeze(-1), gl)  # + g_lp e_y
+            grad[b, t0:t1] = torch.where(keep, g, torch.zeros_like(g)).to(grad.dtype)
+        return grad, None, None, None, None
+
+
+def tdpo_statistics_from_logits(
+    logits: Tensor,
+    ref_logits: Tensor,
+    input_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    chunk_elements: int = _TDPO_CHUNK_ELEMENTS,
+) -> TDPOStatistics:
+    r"""TDPO's per-sequence statistics: summed log-ratio and sequential KL over the full vocabulary.
+
+    For each row, with the states :math:`s_t = (x, y_{<t})` of the completion tokens ``y_t``
+    (``completion_mask``, an EOS included when the mask covers it):
+
+    .. math::
+        \mathrm{logratio}(y) = \sum_t \bigl[\log\pi(y_t|s_t) - \log\mu(y_t|s_t)\bigr], \qquad
+        \mathrm{SeqKL}(y) = \sum_t \sum_{v \in V} \mu(v|s_t)
+            \bigl[\log\mu(v|s_t) - \log\pi(v|s_t)\bigr]
+
+    (reference first, as the official ``_tdpo_get_batch_logps``), which ``losses.token.tdpo_loss``
+    takes.
+
+    **Memory.** The direct formula (``log_softmax`` of both models, then ``mu * (log mu - log
+    pi)``) forms several more (B, L, V) tensors and keeps some for the backward pass. Here nothing
+    of size (B, L, V) is allocated beyond the two logits tensors the caller already holds, except
+    the gradient of ``logits`` in the backward pass: positions are processed in chunks of about
+    ``chunk_elements / V`` (one row's positions at a time), so the temporaries (the chunk's
+    log-softmaxes, in float64) are ``chunk_elements``-sized; autograd saves ``logits`` and
+    ``ref_logits`` themselves (no copies), and the backward pass recomputes the chunk's softmaxes.
+    Chunks without a completion position (prompt, padding) are skipped. (``tests/lm/test_tdpo.py``
+    records every tensor the forward and backward passes allocate and every tensor autograd
+    saves, with the direct formula as a positive control.)
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, T, V)
+        The policy's output for ``input_ids`` (``logits[:, t]`` predicts ``input_ids[:, t + 1]``);
+        gradients flow into it (in its dtype).
+    ref_logits : Tensor, shape (B, T, V)
+        The reference model's output for the same batch (no gradient: detached here).
+    input_ids, completion_mask : Tensor, shape (B, T)
+        As ``token_logprobs_from_logits``: the scored tokens, never at position 0.
+    chunk_elements : int >= 1
+        Upper bound on positions x V of one chunk (at least one position per chunk).
+
+    Returns
+    -------
+    TDPOStatistics
+        ``(logratio, seqkl, policy_logps, ref_logps)``, each (B,); float32 for float32 / bf16 /
+        fp16 logits, float64 for float64 (computed in float64 either way, so equal logits give
+        exactly 0).
+
+    Raises
+    ------
+    ValueError
+        A malformed batch (as ``token_logprobs_from_logits``); ``ref_logits`` not of the shape of
+        ``logits`` or not floating; a non-finite logit at a scored position; ``chunk_elements < 1``.
+
+    References
+    ----------
+    Zeng et al., "Token-level Direct Preference Optimization", arXiv:2404.11999v5, Sec. 4 (the
+    sequential KL); official code Vance0124/Token-level-Direct-Preference-Optimization @ 2a736ec,
+    ``trainers.py::_tdpo_get_batch_logps`` (per-position KL over the vocabulary, labels != -100).
+
+    Examples
+    --------
+    >>> z = torch.zeros(1, 2, 3)
+    >>> s = tdpo_statistics_from_logits(z, z, torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    >>> float(s.logratio[0]), float(s.seqkl[0])
+    (0.0, 0.0)
+    """
+    _, comp = _check_batch(input_ids, None, completion_mask)
+    for name, t in (("logits", logits), ("ref_logits", ref_logits)):
+        if not isinstance(t, Tensor) or t.ndim != 3 or tuple(t.shape[:2]) != tuple(input_ids.shape):
+            raise ValueError(
+                f"{name} must have shape (B, T, V) with (B, T) = {tuple(input_ids.shape)}, got "
+                f"{getattr(t, 'shape', None)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating tensor, got dtype {t.dtype}")
+    if ref_logits.shape != logits.shape:
+        raise ValueError(
+            f"ref_logits must have the shape of logits {tuple(logits.shape)}, got "
+            f"{tuple(ref_logits.shape)}"
+        )
+    if ref_logits.device != logits.device:
+        raise ValueError(
+            f"ref_logits must be on the device of logits ({logits.device}), got {ref_logits.device}"
+        )
+    if (
+        isinstance(chunk_elements, bool)
+        or not isinstance(chunk_elements, int)
+        or chunk_elements < 1
+    ):
+        raise ValueError(f"chunk_elements must be an int >= 1, got {chunk_elements!r}")
+    vocab = logits.shape[-1]
+    targets = input_ids[:, 1:].long()
+    bad = (targets < 0) | (targets >= vocab)
+    if bool(bad.any()):
+        b, t = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"input_ids holds token id {int(input_ids[b, t + 1])} at [{b}, {t + 1}], outside the "
+            f"logits' vocabulary [0, {vocab}) (V = logits.shape[-1] = {vocab})"
+        )
+    stats = _tdpo_statistics(logits, ref_logits, input_ids, comp, chunk_elements)
+    with torch.no_grad():
+        for name, t in (("logits", stats.policy_logps), ("ref_logits", stats.ref_logps)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(
+                    f"{name} must be finite at the scored positions (a completion token's state), "
+                    "but the log-probs hold NaN or inf"
+                )
+        if not bool(torch.isfinite(stats.seqkl).all()):
+            raise ValueError(
+                "logits and ref_logits must be finite at the scored positions, but the sequential "
+                "KL holds NaN or inf"
+            )
+    return stats
+
+
+def _tdpo_statistics(
+    logits: Tensor, ref_logits: Tensor, input_ids: Tensor, comp: Tensor, chunk_elements: int
+) -> TDPOStatistics:
+    """``tdpo_statistics_from_logits`` on a validated batch (bool ``comp``), unchecked output."""
+    # state t (the logits at t) is scored when token t + 1 is a completion token
+    state = torch.cat([comp[:, 1:], torch.zeros_like(comp[:, :1])], dim=1)  # (B, T)
+    targets = input_ids[:, 1:].long()
+    targets = torch.cat([targets, torch.zeros_like(targets[:, :1])], dim=1)  # (B, T)
+    rows = max(1, chunk_elements // logits.shape[-1])
+    lp_pi, lp_mu, kl = _TDPOTokenStats.apply(logits, ref_logits.detach(), targets, state, rows)
+    policy, ref = lp_pi.sum(dim=1), lp_mu.sum(dim=1)  # (B,)
+    return TDPOStatistics(policy - ref, kl.sum(dim=1), policy, ref)

@@ -31,14 +31,17 @@ from torch import Tensor
 from prefopt_toy._validate import as_positive_float
 from prefopt_toy.losses.gpo import GPO_FUNCTIONS, gpo_loss
 from prefopt_toy.losses.pairwise import dpo_loss, ipo_loss, margin, robust_dpo_loss, slic_loss
+from prefopt_toy.losses.token import tdpo_loss
 
 __all__ = [
     "LOSSES",
     "LOSS_STRENGTH",
     "METRIC_NAMES",
+    "TDPO_METRIC_NAMES",
     "TRL_LOSS_TYPES",
     "preference_loss",
     "preference_metrics",
+    "tdpo_preference_loss",
 ]
 
 LOSSES: tuple[str, ...] = ("dpo", "ipo", "slic", "robust_dpo") + tuple(
@@ -411,3 +414,80 @@ def preference_loss(
         )
 
     return losses, _metrics(pc, pr, rc, rr, scale)
+
+
+TDPO_METRIC_NAMES: tuple[str, ...] = METRIC_NAMES + ("seqkl/chosen", "seqkl/rejected")
+"""The keys of ``tdpo_preference_loss``'s metrics: TRL's six and the mean sequential KLs."""
+
+
+def tdpo_preference_loss(
+    policy_chosen_logps: Any,
+    policy_rejected_logps: Any,
+    ref_chosen_logps: Any,
+    ref_rejected_logps: Any,
+    seqkl_chosen: Any,
+    seqkl_rejected: Any,
+    *,
+    beta: float,
+    alpha: float = 0.5,
+    variant: str = "tdpo2",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Per-pair TDPO1 / TDPO2 losses of a batch (the one kernel, ``losses.token.tdpo_loss``) and metrics.
+
+    The margin is :math:`u = (\log\pi(y_w) - \log\mu(y_w)) - (\log\pi(y_l) - \log\mu(y_l))` of
+    **summed** completion log-probs (the reference detached), and the sequential KLs are
+    ``logprobs.tdpo_statistics_from_logits``'s; the loss is ``tdpo_loss(u, seqkl_chosen,
+    seqkl_rejected, beta, alpha, variant)``, the function the exact token tree uses.
+
+    Parameters
+    ----------
+    policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps : Tensor, shape (B,)
+        Summed completion log-probs (as ``preference_loss`` with ``reduction="sum"``).
+    seqkl_chosen, seqkl_rejected : Tensor, shape (B,)
+        :math:`\sum_t KL(\mu(\cdot|s_t) \| \pi(\cdot|s_t))` of each response (finite).
+    beta : float > 0
+        KL strength (0.1 in the official config).
+    alpha : float >= 0, default 0.5
+        TDPO2's weight (the official default; unused by TDPO1).
+    variant : {"tdpo1", "tdpo2"}, default "tdpo2"
+        The official function's default (``if_tdpo2=True``).
+
+    Returns
+    -------
+    losses : Tensor, shape (B,)
+        Unreduced per-pair losses.
+    metrics : dict of str to Tensor
+        ``preference_metrics`` (reward scale ``beta``) plus ``seqkl/chosen`` and
+        ``seqkl/rejected``, the batch means of the sequential KLs (detached 0-d tensors).
+
+    Raises
+    ------
+    ValueError
+        As ``preference_metrics`` for the log-probs; as ``tdpo_loss`` for the KLs (not finite,
+        misshapen), ``beta``, ``alpha`` and ``variant``.
+
+    References
+    ----------
+    Zeng et al., arXiv:2404.11999v5, Sec. 4 (TDPO1, TDPO2); official code
+    Vance0124/Token-level-Direct-Preference-Optimization @ 2a736ec, ``trainers.py::tdpo_loss``.
+
+    Examples
+    --------
+    >>> losses, m = tdpo_preference_loss([-1.0], [-2.0], [-1.5], [-1.5], [0.2], [0.6],
+    ...                                  beta=0.1, variant="tdpo1")
+    >>> round(float(losses[0]), 6), round(float(m["seqkl/rejected"]), 6)
+    (0.663597, 0.6)
+    """
+    pc, pr, rc, rr = _four_logps(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
+    )
+    scale = as_positive_float(beta, "beta")
+    rc, rr = rc.detach(), rr.detach()  # the reference gets no gradient
+    h = margin(pc, pr, rc, rr)  # (B,)
+    losses = tdpo_loss(h, seqkl_chosen, seqkl_rejected, scale, alpha, variant)
+    metrics = _metrics(pc, pr, rc, rr, scale)
+    with torch.no_grad():
+        for key, kl in (("seqkl/chosen", seqkl_chosen), ("seqkl/rejected", seqkl_rejected)):
+            kl = kl if isinstance(kl, Tensor) else torch.as_tensor(kl, dtype=torch.float64)
+            metrics[key] = kl.detach().to(losses.dtype).mean()
+    return losses, metrics

@@ -8,6 +8,8 @@
   the margin;
 - ``shaped``: DPO with one added term, R-DPO (lengths) and DPOP (the chosen likelihood);
 - ``token``: TDPO1 / TDPO2, DPO plus the sequential KL of each response (token level);
+- ``unlearning``: gradient ascent, NPO, AltPO's pair term and the retain NLL (forgetting), no
+  reduction;
 - ``population``: the exact population objective, an enumeration over all ordered pairs, and the
   loss of a finite data set.
 """
@@ -18,9 +20,14 @@ from .population import dataset_loss, hard_labels, pair_margins, population_loss
 from .reference_free import log_odds, odds_ratio_loss, orpo_loss, simpo_loss
 from .shaped import DPOP_PLACEMENTS, dpop_loss, rdpo_loss
 from .token import TDPO_VARIANTS, tdpo_loss
+from .unlearning import altpo_loss, gradient_ascent_loss, npo_loss, retain_nll
 from .unpaired import kto_loss, kto_reference_point
 
 __all__ = [
+    "altpo_loss",
+    "gradient_ascent_loss",
+    "npo_loss",
+    "retain_nll",
     "DPOP_PLACEMENTS",
     "GPO_FUNCTIONS",
     "dpop_loss",

@@ -20,6 +20,9 @@ JupyterLab (the handle as the last expression of a cell displays the widget).
 - :func:`beta_explorer` (notebook 02): the RLHF/DPO optimum as beta moves, on the simplex.
 - :func:`family_explorer` (notebook 08): one DPO-family method's exact run beside DPO's optimum
   (method, beta, SimPO's gamma, R-DPO's alpha, lengths).
+- :func:`token_explorer` (notebook 09): DPO, TDPO1 or TDPO2 on a token tree under a length
+  judge (method, beta, alpha, the judge's strength): the mass on every sequence and the KL per
+  prefix.
 - :func:`nash_learning` (notebook 04): Nash-MD (decaying and constant step) and IPO-MD live, with
   the KL to the regularised Nash against Theorem 1's bound.
 
@@ -35,6 +38,7 @@ from .family_explorer import family_explorer
 from .handle import WidgetHandle
 from .nash_learning import nash_learning, nash_md_bound
 from .preference_editor import preference_editor
+from .token_explorer import token_explorer
 
 __all__ = [
     "WidgetHandle",
@@ -43,4 +47,5 @@ __all__ = [
     "nash_learning",
     "nash_md_bound",
     "preference_editor",
+    "token_explorer",
 ]

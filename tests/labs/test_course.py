@@ -45,6 +45,7 @@ POINTS = {
     "ex6c": 2,
     "ex6d": 2,
     "ex6e": 2,
+    **{f"ex7{x}": 2 for x in "abcdef"},
 }
 LAB_OF = {
     "ex1a": "lab1_dpo_ipo_losses",
@@ -55,6 +56,7 @@ LAB_OF = {
     "ex4b": "lab4_rlhf_vs_nash",
     **{f"ex5{x}": "lab5_kto" for x in "abcd"},
     **{f"ex6{x}": "lab6_length_rdpo" for x in "abcde"},
+    **{f"ex7{x}": "lab7_sequential_kl" for x in "abcdef"},
 }
 
 MARKERS = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
@@ -86,7 +88,7 @@ def _regions(source: str, kind: str) -> list[list[str]]:
     return regions
 
 
-def test_there_are_six_labs_each_released():
+def test_there_are_seven_labs_each_released():
     assert NAMES == sorted(set(LAB_OF.values())), NAMES
     assert sorted(p.stem for p in LABS.glob("lab*.ipynb")) == NAMES
     assert not (LABS / "solutions").exists(), "solutions must not be in the students' folder"
@@ -246,9 +248,14 @@ LIBRARY = {
         "def rdpo_loss(pc, pr, rc, rr, length_chosen, length_rejected, beta, alpha):\n"
         "    return pt.rdpo_loss(pt.margin(pc, pr, rc, rr), beta, alpha, length_chosen, length_rejected)"
     ),
+    "ex7e_answer": (
+        "def tdpo2_loss(pc, pr, rc, rr, seqkl_chosen, seqkl_rejected, beta, alpha):\n"
+        "    u = pt.margin(pc, pr, rc, rr)\n"
+        "    return pt.tdpo_loss(u, seqkl_chosen, seqkl_rejected, beta, alpha, 'tdpo2')"
+    ),
 }
 
-# student -> {lab: which answers are solved, and how}. Thirteen notebooks (a kernel each): every
+# student -> {lab: which answers are solved, and how}. Sixteen notebooks (a kernel each): every
 # lab correct, and a representative set of the other cases (test_grading.py covers the library
 # guard and zeros on every exercise without nbgrader). "library": the answers of LIBRARY call the
 # library, the lab's other answers are solved.
@@ -264,6 +271,7 @@ SUBMISSIONS = {
         "lab1_dpo_ipo_losses": "library",
         "lab5_kto": "library",
         "lab6_length_rdpo": "library",
+        "lab7_sequential_kl": "library",
     },
 }
 
@@ -278,6 +286,7 @@ EXPECTED = {
     "library": {
         **dict.fromkeys(POINTS, 0),
         **{"ex5c": 2, "ex5d": 2, "ex6a": 2, "ex6b": 2, "ex6d": 2, "ex6e": 2},
+        **{f"ex7{x}": 2 for x in "abcdf"},  # ex7e calls pt.tdpo_loss
     },
 }
 

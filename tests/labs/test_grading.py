@@ -325,3 +325,184 @@ def test_new_labs_hidden_inputs_differ_from_the_self_checks():
 
     assert {c[4] for c in kto._KTO_CASES}.isdisjoint({0.07, 1.7, 4.0, 3.0})
     assert {k for k, _ in lengths._ALPHA_CASES}.isdisjoint({0.17, 2.0, 0.004, 0.6})
+
+
+# ------------------------------------------------------------------------------- lab 7
+
+
+def _seq_prob(nxt, y):
+    """The product along the path, written here from the definition."""
+    p = torch.ones((), dtype=torch.float64)
+    for t, token in enumerate(y):
+        p = p * nxt[y[:t]][token]
+    return p
+
+
+def _kl_np(m, p):
+    m, p = np.asarray(m), np.asarray(p)
+    return np.array((m * (np.log(m) - np.log(p))).sum())
+
+
+def _seqkl(mu, pi, y):
+    return sum(float(_kl_np(mu[y[:t]], pi[y[:t]])) for t in range(len(y)))
+
+
+def _tdpo_torch(pc, pr, rc, rr, kw, kl, b, a, stop):
+    """TDPO from the formula with torch ops (autograd kept); ``stop`` detaches SeqKL(y_w)."""
+    z = _margin(pc, pr, rc, rr) - a * (kl - (kw.detach() if stop else kw))
+    return F.softplus(-b * z)
+
+
+LAB7_CORRECT = [
+    (grading.grade_sequence_probability, _seq_prob),
+    (grading.grade_prefix_kl, _kl_np),
+    (grading.grade_sequential_kl, _seqkl),
+    (
+        grading.grade_tdpo1_loss,
+        lambda pc, pr, rc, rr, kw, kl, b: _tdpo_torch(pc, pr, rc, rr, kw, kl, b, 1.0, False),
+    ),
+    (
+        grading.grade_tdpo2_loss,
+        lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo_torch(pc, pr, rc, rr, kw, kl, b, a, True),
+    ),
+    (
+        grading.grade_expected_sequential_kl,
+        lambda mu, pi, seqs: sum(float(_seq_prob(pi, y)) * _seqkl(mu, pi, y) for y in seqs),
+    ),
+]
+LAB7_IDS = ["seq-prob", "prefix-kl", "seqkl", "tdpo1", "tdpo2", "expected-seqkl"]
+
+
+@pytest.mark.parametrize(("grade", "answer"), LAB7_CORRECT, ids=LAB7_IDS)
+def test_lab7_correct_answers_pass_the_hidden_tests(grade, answer):
+    assert grade(answer) is None
+
+
+def _lib_tree(nxt):
+    """The TokenTree of a dictionary of tables (V from a row, T from the longest prefix + 1)."""
+    v = len(next(iter(nxt.values())))
+    return pt.TokenTree(v, max(len(p) for p in nxt) + 1)
+
+
+def _lib_table(tree, nxt):
+    return torch.stack([nxt[p] for p in tree.prefixes])
+
+
+@pytest.mark.parametrize(
+    ("check", "grade", "answer", "named"),
+    [
+        (
+            labs.check_sequence_probability,
+            grading.grade_sequence_probability,
+            lambda nxt, y: (
+                lambda tree: tree.sequence_probs(_lib_table(tree, nxt).log())[
+                    tree.sequences.index(y)
+                ]
+            )(_lib_tree(nxt)),
+            "prefopt_toy.tokens.tree.",
+        ),
+        (
+            labs.check_prefix_kl,
+            grading.grade_prefix_kl,
+            lambda m, p: pt.tokens.prefix_kl(pt.TokenTree(len(m), 1), m.log()[None], p.log()[None])[
+                0
+            ],
+            "prefopt_toy.tokens.tree.",
+        ),
+        (
+            labs.check_prefix_kl,
+            grading.grade_prefix_kl,
+            lambda m, p: torch.tensor(float(pt.kl(m, p)), dtype=torch.float64),
+            "prefopt_toy.policies.kl",
+        ),
+        (
+            labs.check_tdpo1_loss,
+            grading.grade_tdpo1_loss,
+            lambda pc, pr, rc, rr, kw, kl, b: pt.tdpo_loss(
+                _margin(pc, pr, rc, rr), kw, kl, b, variant="tdpo1"
+            ),
+            "prefopt_toy.losses.token.tdpo_loss",
+        ),
+        (
+            labs.check_tdpo2_loss,
+            grading.grade_tdpo2_loss,
+            functools.partial(
+                lambda pc, pr, rc, rr, kw, kl, b, a, fn: fn(_margin(pc, pr, rc, rr), kw, kl, b, a),
+                fn=pt.tdpo_loss,
+            ),
+            "prefopt_toy.losses.token.tdpo_loss",
+        ),
+    ],
+    ids=["tree.sequence_probs", "tokens.prefix_kl", "pt.kl", "pt.tdpo_loss-1", "partial-tdpo2"],
+)
+def test_lab7_calling_the_library_fails_the_hidden_test(check, grade, answer, named):
+    check(answer)  # the self-check accepts it
+    message = _hidden_failure(grade, answer)
+    assert "calls the library's own implementation" in message and named in message
+
+
+@pytest.mark.parametrize(
+    ("grade", "wrong", "what"),
+    [
+        (
+            grading.grade_sequence_probability,
+            lambda nxt, y: torch.zeros((), dtype=torch.float64),
+            "wrong",
+        ),
+        (grading.grade_prefix_kl, lambda m, p: torch.zeros((), dtype=torch.float64), "wrong"),
+        (
+            grading.grade_sequential_kl,
+            lambda mu, pi, y: torch.zeros((), dtype=torch.float64),
+            "wrong",
+        ),
+        (
+            grading.grade_tdpo1_loss,
+            lambda pc, pr, rc, rr, kw, kl, b: torch.zeros_like(pc),
+            "wrong",
+        ),
+        (  # the right value without the stop-gradient: only the gradient tells
+            grading.grade_tdpo2_loss,
+            lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo_torch(pc, pr, rc, rr, kw, kl, b, a, False),
+            "gradient in seqkl_chosen is wrong",
+        ),
+        (  # TDPO1 with the stop-gradient: the right value again, the wrong gradient
+            grading.grade_tdpo1_loss,
+            lambda pc, pr, rc, rr, kw, kl, b: _tdpo_torch(pc, pr, rc, rr, kw, kl, b, 1.0, True),
+            "gradient in seqkl_chosen is wrong",
+        ),
+        (  # a numpy answer has the value and no gradient
+            grading.grade_tdpo2_loss,
+            lambda pc, pr, rc, rr, kw, kl, b, a: np.logaddexp(
+                0.0, -b * (_margin(pc, pr, rc, rr) - a * (kl - kw)).detach().numpy()
+            ),
+            "carries no gradient",
+        ),
+        (grading.grade_expected_sequential_kl, lambda mu, pi, seqs: 0.0, "wrong"),
+    ],
+    ids=[
+        "seq-prob",
+        "prefix-kl",
+        "seqkl",
+        "tdpo1",
+        "tdpo2-no-sg",
+        "tdpo1-sg",
+        "tdpo2-numpy",
+        "expected",
+    ],
+)
+def test_lab7_wrong_answers_fail_the_hidden_tests(grade, wrong, what):
+    assert what in _hidden_failure(grade, wrong)
+
+
+def test_lab7_hidden_trees_differ_from_the_self_checks():
+    from prefopt_toy.labs import token_kl
+
+    checked = {(t.vocab_size, t.max_length): pi for _, t, _, pi in token_kl._tree_cases()}
+    hidden = {
+        (len(mu[()]), max(len(p) for p in mu) + 1): pi for _, _, _, mu, pi in grading._token_cases()
+    }
+    assert len(set(hidden) - set(checked)) >= 2, (hidden.keys(), checked.keys())
+    for shape in set(hidden) & set(checked):  # a shared shape gets other tables
+        tree = pt.TokenTree(*shape)
+        table = torch.stack([torch.as_tensor(hidden[shape][p]) for p in tree.prefixes])
+        assert not torch.allclose(table, checked[shape], atol=1e-3)

@@ -8,6 +8,7 @@ the checkers use. The hidden tests are in test_grading.py, the nbgrader course i
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -752,5 +753,216 @@ def test_new_labs_not_done_is_readable():
         ("6c", labs.check_rdpo_loss),
         ("6d", labs.check_rdpo_optimum),
         ("6e", labs.check_debiasing_alpha),
+    ]:
+        assert _failure(check, untouched).startswith(f"exercise {exercise} is not done yet")
+
+
+# ------------------------------------------------------------------------------- lab 7
+
+
+def _path_prob(nxt, y):
+    p = torch.ones((), dtype=torch.float64)
+    for t, token in enumerate(y):
+        p = p * nxt[y[:t]][token]
+    return p
+
+
+def _kl7(m, p):
+    return (m * (m.log() - p.log())).sum()
+
+
+def _seqkl7(mu, pi, y):
+    return sum(_kl7(mu[y[:t]], pi[y[:t]]) for t in range(len(y)))
+
+
+def _tdpo7(pc, pr, rc, rr, kw, kl, b, a, stop):
+    z = _margin(pc, pr, rc, rr) - a * (kl - (kw.detach() if stop else kw))
+    return F.softplus(-b * z)
+
+
+def test_next_token_tables_is_the_table_by_prefix():
+    tree = pt.TokenTree(3, 2)
+    table = torch.tensor([[0.2, 0.2, 0.6], [0.7, 0.2, 0.1], [0.3, 0.5, 0.2]], dtype=torch.float64)
+    nxt = labs.next_token_tables(tree, table)
+    assert list(nxt) == [(), (0,), (1,)]
+    assert torch.equal(nxt[(1,)], table[2])
+    with pytest.raises(ValueError, match="table must have shape"):
+        labs.next_token_tables(tree, table[:2])
+    with pytest.raises(ValueError, match="tree must be a TokenTree"):
+        labs.next_token_tables("tree", table)
+
+
+def test_sequence_probability_checker():
+    assert "passed 3 checks" in labs.check_sequence_probability(_path_prob)
+    # First tree: V=3, T=2, pi rows () (0.2, 0.2, 0.6), (0,) (0.7, 0.2, 0.1), (1,) (0.3, 0.5, 0.2);
+    # sequences (2,), (0, 2), (0, 0), ...: pi = 0.6, 0.2 * 0.1 = 0.02, 0.2 * 0.7 = 0.14 (by hand).
+    eos = 2
+    for wrong, hint in [
+        (lambda n, y: _path_prob(n, y[:-1] if y[-1] == eos else y), "the end token is missing"),
+        (lambda n, y: _path_prob(n, y).log(), "that is log pi(y)"),
+        (lambda n, y: _path_prob({p: n[()] for p in n}, y), "read from the root's row"),
+        (
+            lambda n, y: sum(n[y[:t]][tok] for t, tok in enumerate(y)),
+            "multiply (chain rule), they do not add",
+        ),
+    ]:
+        message = _failure(labs.check_sequence_probability, wrong)
+        assert "V=3, T=2 (7 sequences)" in message and "expected (0.6, 0.02, 0.14," in message
+        assert hint in message
+
+
+def test_prefix_kl_checker():
+    assert "passed 4 checks" in labs.check_prefix_kl(_kl7)
+    # First pair: mu = (0.5, 0.3, 0.2), pi = (0.2, 0.2, 0.6).
+    expected = 0.5 * math.log(2.5) + 0.3 * math.log(1.5) + 0.2 * math.log(1 / 3)
+    for wrong, hint in [
+        (lambda m, p: _kl7(p, m), "the KL in the wrong direction"),
+        (lambda m, p: -_kl7(m, p), "the sign"),
+        (lambda m, p: (m.log() - p.log()).sum(), "not weighted"),
+    ]:
+        message = _failure(labs.check_prefix_kl, wrong)
+        assert "mu=(0.5, 0.3, 0.2), pi=(0.2, 0.2, 0.6)" in message and hint in message
+        assert f"expected {expected:.6g}" in message
+
+
+def test_sequential_kl_checker():
+    assert "passed 3 checks" in labs.check_sequential_kl(_seqkl7)
+    # First tree: mu rows () (0.5, 0.3, 0.2), (0,) (0.1, 0.6, 0.3); SeqKL((2,)) = KL at the root,
+    # SeqKL((0, 2)) = KL at the root + KL at (0,).
+    mu0, pi0 = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.2, 0.6])
+    mu1, pi1 = np.array([0.1, 0.6, 0.3]), np.array([0.7, 0.2, 0.1])
+    root = float((mu0 * np.log(mu0 / pi0)).sum())
+    second = root + float((mu1 * np.log(mu1 / pi1)).sum())
+    eos = 2
+    for wrong, hint in [
+        (
+            lambda m, p, y: _seqkl7(m, p, y[:-1]) if y[-1] == eos else _seqkl7(m, p, y),
+            "the position that emits EOS is missing",
+        ),
+        (lambda m, p, y: _seqkl7(p, m, y), "the KL in the wrong direction"),
+        (lambda m, p, y: _kl7(m[()], p[()]), "the KL at the root only"),
+        (lambda m, p, y: sum(_kl7(m[s], p[s]) for s in m), "every prefix of the tree"),
+    ]:
+        message = _failure(labs.check_sequential_kl, wrong)
+        assert "V=3, T=2 (7 sequences)" in message and hint in message
+        assert f"expected ({root:.6g}, {second:.6g}," in message
+
+
+def test_tdpo1_loss_checker():
+    good = functools.partial(_tdpo7, a=1.0, stop=False)
+    assert "passed 6 checks" in labs.check_tdpo1_loss(
+        lambda pc, pr, rc, rr, kw, kl, b: good(pc, pr, rc, rr, kw, kl, b)
+    )
+    # First pair: u = 1.5, SeqKL_w = 0.2, SeqKL_l = 0.6, beta = 0.1: z = 1.1 (by hand).
+    expected = math.log1p(math.exp(-0.11))
+    for wrong, hint in [
+        (
+            lambda pc, pr, rc, rr, kw, kl, b: good(pc, pr, rc, rr, kl, kw, b),
+            "the sign of the KL term",
+        ),
+        (
+            lambda pc, pr, rc, rr, kw, kl, b: good(pc, pr, rc, rr, kw / b, kl / b, b),
+            "outside beta",
+        ),
+        (lambda pc, pr, rc, rr, kw, kl, b: good(pc, pr, rc, rr, kw, kw, b), "that is the DPO loss"),
+    ]:
+        message = _failure(labs.check_tdpo1_loss, wrong)
+        assert "input 'one pair'" in message and f"expected ({expected:.6g})" in message
+        assert hint in message
+    # The right value with TDPO2's stop-gradient: the gradient in SeqKL(y_w) gives it away,
+    # expected -beta sigma(-beta z) = -0.1 sigma(-0.11).
+    message = _failure(
+        labs.check_tdpo1_loss,
+        lambda pc, pr, rc, rr, kw, kl, b: _tdpo7(pc, pr, rc, rr, kw, kl, b, 1.0, True),
+    )
+    assert "the gradient in SeqKL(y_w)" in message and "TDPO1 has no stop-gradient" in message
+    assert f"expected ({-0.1 / (1 + math.exp(0.11)):.6g})" in message
+    message = _failure(
+        labs.check_tdpo1_loss,
+        lambda pc, pr, rc, rr, kw, kl, b: (
+            -torch.log(torch.sigmoid(b * (_margin(pc, pr, rc, rr) - (kl - kw))))
+        ),
+    )
+    assert "margins +-1e3" in message and "logsigmoid" in message
+
+
+def test_tdpo2_loss_checker():
+    assert "passed 6 checks" in labs.check_tdpo2_loss(
+        lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo7(pc, pr, rc, rr, kw, kl, b, a, True)
+    )
+    # First pair, alpha = 0.5: z = 1.5 - 0.5 (0.6 - 0.2) = 1.3 (by hand).
+    expected = math.log1p(math.exp(-0.13))
+    for wrong, hint in [
+        (
+            lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo7(pc, pr, rc, rr, kw, kl, b, 1.0, True),
+            "alpha is missing",
+        ),
+        (
+            lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo7(pc, pr, rc, rr, kl, kw, b, a, True),
+            "the sign of the KL term",
+        ),
+    ]:
+        message = _failure(labs.check_tdpo2_loss, wrong)
+        assert "alpha=0.5" in message and f"expected ({expected:.6g})" in message
+        assert hint in message
+    message = _failure(
+        labs.check_tdpo2_loss,
+        lambda pc, pr, rc, rr, kw, kl, b, a: _tdpo7(pc, pr, rc, rr, kw, kl, b, a, False),
+    )
+    assert "gradient through SeqKL(y_w) is not zero" in message and "expected (0)" in message
+    message = _failure(
+        labs.check_tdpo2_loss,
+        lambda *args: _tdpo7(*args, True).detach(),
+    )
+    assert "carries no gradient" in message
+
+
+def test_expected_sequential_kl_checker():
+    def expected_seqkl(mu, pi, seqs):
+        return sum(_path_prob(pi, y) * _seqkl7(mu, pi, y) for y in seqs)
+
+    message = labs.check_expected_sequential_kl(expected_seqkl)
+    assert "passed 4 checks" in message and "DPO " in message and "TDPO2" in message
+    for wrong, hint in [
+        (
+            lambda mu, pi, seqs: sum(_path_prob(mu, y) * _seqkl7(mu, pi, y) for y in seqs),
+            "not from the reference",
+        ),
+        (
+            lambda mu, pi, seqs: sum(
+                _path_prob(pi, y) * (_path_prob(pi, y) / _path_prob(mu, y)).log() for y in seqs
+            ),
+            "KL(pi_seq || mu_seq)",
+        ),
+        (lambda mu, pi, seqs: sum(_seqkl7(mu, pi, y) for y in seqs), "not weighted"),
+    ]:
+        assert hint in _failure(labs.check_expected_sequential_kl, wrong)
+
+
+def test_lab7_run_numbers_against_the_chain_rule():
+    """The runs the 7f message reports: E_pi SeqKL = sum_s d_pi(s) KL_s (a second computation)."""
+    from prefopt_toy.labs.token_kl import lab_runs
+
+    for run, low, high in zip(lab_runs(), (1.1, 0.38), (1.2, 0.44)):
+        tree, end = run.tree, run.log_tables[-1].exp()
+        mu, pi = labs.next_token_tables(tree, run.mu), labs.next_token_tables(tree, end)
+        by_sequence = sum(_path_prob(pi, y) * _seqkl7(mu, pi, y) for y in tree.sequences)
+        visits = {p: _path_prob(pi, p) for p in tree.prefixes}  # d_pi(s): the path to s
+        by_prefix = sum(visits[s] * _kl7(mu[s], pi[s]) for s in tree.prefixes)
+        assert float(by_sequence) == pytest.approx(float(by_prefix), rel=1e-12)
+        assert low < float(by_sequence) < high  # DPO 1.1499, TDPO2 0.4096 (README table)
+
+
+def test_lab7_not_done_is_readable():
+    def untouched(*args):
+        raise NotImplementedError("# YOUR CODE: replace this line with your solution")
+
+    for exercise, check in [
+        ("7a", labs.check_sequence_probability),
+        ("7b", labs.check_prefix_kl),
+        ("7c", labs.check_sequential_kl),
+        ("7d", labs.check_tdpo1_loss),
+        ("7e", labs.check_tdpo2_loss),
+        ("7f", labs.check_expected_sequential_kl),
     ]:
         assert _failure(check, untouched).startswith(f"exercise {exercise} is not done yet")

@@ -2,7 +2,7 @@
 
 ``ALGORITHMS`` maps each algorithm name (``dpo``, ``ipo``, ``slic``, ``offline``, ``online_dpo``,
 ``online_ipo``, ``online``, ``ipo_md``, ``nash_md_pg``, and the offline family ``kto``, ``orpo``,
-``simpo``, ``rdpo``, ``dpop``, ``sdpo``, and ``beta_dpo``, ``rso``, ``iterative_dpo``) to its pair source and fixed per-pair loss;
+``simpo``, ``rdpo``, ``dpop``, ``sdpo``, and ``beta_dpo``, ``rso``, ``iterative_dpo``, ``tdpo``) to its pair source and fixed per-pair loss;
 ``TrainConfig`` holds everything that determines a run (written to the run log's header and each
 checkpoint) and checks it when built, so a bad value fails before any training step;
 ``TrainConfig.lr_at`` is the learning-rate schedule, a pure function of the step (``LR_SCHEDULES``).
@@ -13,7 +13,7 @@ family: Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al., arXiv:2403.07691
 al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
 arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Wu et al., arXiv:2407.08639v2
 (beta-DPO); Liu et al., arXiv:2309.06657v2 (RSO); Xiong et al., arXiv:2312.11456v4 and Yuan et al.,
-arXiv:2401.10020v3 (iterative DPO).
+arXiv:2401.10020v3 (iterative DPO); Zeng et al., arXiv:2404.11999v5 (TDPO).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from prefopt_toy._validate import as_int, as_positive_float, as_unit_interval
 from prefopt_toy.lm.family import KTO_REFERENCE_POINTS, NLL_REDUCTIONS, NLL_TOKENS
 from prefopt_toy.lm.objectives import LOSS_STRENGTH, LOSSES
+from prefopt_toy.losses.token import TDPO_VARIANTS
 
 from .online import LABEL_MODES
 
@@ -65,6 +66,7 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "beta_dpo": ("offline", "dpo"),
     "rso": ("rso", None),
     "iterative_dpo": ("iterative", "dpo"),
+    "tdpo": ("offline", "tdpo"),
 }
 
 RSO_LOSSES: tuple[str, ...] = ("dpo", "ipo", "slic")
@@ -79,10 +81,12 @@ FAMILY_ALGORITHMS: dict[str, str] = {
     "simpo": "mean",
     "rdpo": "sum",
     "dpop": "sum",
+    "tdpo": "sum",
 }
 """The offline algorithms whose loss is in ``prefopt_toy.lm.family`` (not ``objectives.LOSSES``),
 each with the sequence reduction its loss is defined on (KTO, R-DPO, DPOP: summed log-probs; ORPO,
-SimPO: per-token means, TRL's ``average_log_prob``). Their KL strength / loss weight is ``beta``.
+SimPO: per-token means, TRL's ``average_log_prob``; TDPO's, ``objectives.tdpo_preference_loss``
+with ``losses.token.tdpo_loss``, is on summed log-probs and sequential KLs). Their KL strength / loss weight is ``beta``.
 ``sdpo`` is DPO (``objectives``) run in stages."""
 
 # algorithm -> {field: default}: the fields only that algorithm uses (None elsewhere)
@@ -96,6 +100,7 @@ _ALGORITHM_FIELDS: dict[str, dict[str, Any]] = {
     "beta_dpo": {"beta_dpo_a": 0.6, "beta_dpo_mode_weight": 0.2},
     "rso": {"rso_beta": None, "rso_candidates": 8},
     "iterative_dpo": {"iterative_rounds": 2, "iterative_reference": "initial"},
+    "tdpo": {"tdpo_variant": "tdpo2", "tdpo_alpha": 0.5},
 }
 
 # the KL strength of each pair source that has no per-pair loss (the others take
@@ -205,6 +210,12 @@ class TrainConfig:
         ``iterative_dpo`` splits it (the first ``steps % rounds`` rounds one step longer).
     iterative_reference : {"initial", "previous"}, optional
         ``iterative_dpo`` only (default ``"initial"``, the toy's): the reference of every round.
+    tdpo_variant : {"tdpo1", "tdpo2"}, optional
+        ``tdpo`` only (default ``"tdpo2"``, the official ``tdpo_loss``'s ``if_tdpo2=True``; its
+        ``config/loss/tdpo.yaml`` sets TDPO1): ``losses.token.TDPO_VARIANTS``.
+    tdpo_alpha : float >= 0, optional
+        ``tdpo`` only (default 0.5, the official): TDPO2's weight of the KL difference (TDPO1
+        ignores it). ``beta`` is TDPO's KL strength (0.1 in the official config).
 
     Every field is checked when the config is built (:meth:`validate`): numbers must be finite
     real numbers (a string such as ``'0.1'``, a bool, NaN or inf raises ``ValueError`` naming the
@@ -257,6 +268,8 @@ class TrainConfig:
     rso_candidates: int | None = None
     iterative_rounds: int | None = None
     iterative_reference: str | None = None
+    tdpo_variant: str | None = None
+    tdpo_alpha: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -498,6 +511,12 @@ class TrainConfig:
             if self.rso_beta is not None:
                 self.rso_beta = as_positive_float(self.rso_beta, "rso_beta")
             self.rso_candidates = as_int(self.rso_candidates, "rso_candidates", minimum=2)
+        elif alg == "tdpo":
+            if not isinstance(self.tdpo_variant, str) or self.tdpo_variant not in TDPO_VARIANTS:
+                raise ValueError(
+                    f"tdpo_variant must be one of {list(TDPO_VARIANTS)}, got {self.tdpo_variant!r}"
+                )
+            self.tdpo_alpha = as_positive_float(self.tdpo_alpha, "tdpo_alpha", allow_zero=True)
         elif alg == "iterative_dpo":
             self.iterative_rounds = as_int(self.iterative_rounds, "iterative_rounds", minimum=1)
             if self.iterative_rounds > self.steps:

@@ -23,6 +23,7 @@ algorithm         pairs                                        labels           
 ``beta_dpo``      the dataset's, Gaussian-filtered             the dataset's         ``dpo``, beta_b
 ``rso``           2 accepted of N from SG[mu] by rejection     soft / hard / sampled ``dpo/ipo/slic``
 ``iterative_dpo`` 2 per prompt from SG[pi], fixed per round    soft / hard / sampled ``dpo``
+``tdpo``          the dataset's                                the dataset's         TDPO1 / TDPO2
 ================  ==========================================  ====================  ===============
 
 **The rest of the DPO family** (losses from ``prefopt_toy.lm.family``, metrics with TRL's names):
@@ -64,6 +65,14 @@ algorithm         pairs                                        labels           
   per prompt from the policy at its start, labelled by the judge, and runs DPO on them with the
   reference ``"initial"`` or ``"previous"`` (the round's starting policy). The round, its pairs
   and (``"previous"``) the reference are in every checkpoint. Metric: ``round``. One process.
+- ``tdpo`` (Zeng et al., arXiv:2404.11999v5): the sequential KL needs the reference's full
+  next-token distribution at every completion position, so the reference model runs on each
+  step's batch (under ``torch.no_grad``, as the official code does) instead of a cached log-prob;
+  ``logprobs.tdpo_statistics_from_logits`` gives the summed log-ratios and the sequential KLs
+  without a further (B, T, V) tensor, and ``objectives.tdpo_preference_loss`` applies the one
+  kernel ``losses.token.tdpo_loss`` (``tdpo_variant``: TDPO2 by default, ``tdpo_alpha`` 0.5).
+  Metrics: TRL's six and ``seqkl/chosen``, ``seqkl/rejected`` (batch means). The reference is
+  fixed, so a resumed run recomputes exactly the same reference logits.
 
 Offline, the reference log-probs of the whole dataset are computed once, at the start, under
 ``torch.no_grad`` (``Trainer.ref_cache``), and never again. Online, they are computed on each
@@ -139,9 +148,9 @@ arXiv:2305.10425 (SLiC); Ethayarajh et al., arXiv:2402.01306 (KTO); Hong et al.,
 (ORPO); Meng et al., arXiv:2405.14734 (SimPO); Park et al., arXiv:2403.19159 (R-DPO); Pal et al.,
 arXiv:2402.13228v3 (DPOP); Kim et al., arXiv:2403.19270 (sDPO); Wu et al., arXiv:2407.08639v2
 (beta-DPO); Liu et al., arXiv:2309.06657v2 (RSO); Xiong et al., arXiv:2312.11456v4 and Yuan et al.,
-arXiv:2401.10020v3 (iterative DPO); Calandriello et al., arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et
-al., arXiv:2312.00886v4 (Nash-MD-PG); TRL https://github.com/huggingface/trl v1.13.0 (metric names,
-``OnlineDPOTrainer``, ``NashMDTrainer``).
+arXiv:2401.10020v3 (iterative DPO); Zeng et al., arXiv:2404.11999v5 (TDPO); Calandriello et al.,
+arXiv:2403.08635v1 (online IPO, IPO-MD); Munos et al., arXiv:2312.00886v4 (Nash-MD-PG); TRL
+https://github.com/huggingface/trl v1.13.0 (metric names, ``OnlineDPOTrainer``, ``NashMDTrainer``).
 """
 
 from __future__ import annotations
@@ -190,12 +199,14 @@ from prefopt_toy.lm.family import (
 )
 from prefopt_toy.lm.judges import as_judge, judge_probs
 from prefopt_toy.lm.logprobs import (
+    _TDPO_CHUNK_ELEMENTS,
     _check_batch,
+    _tdpo_statistics,
     position_ids_from_mask,
     token_logprobs,
     token_logprobs_from_logits,
 )
-from prefopt_toy.lm.objectives import preference_loss
+from prefopt_toy.lm.objectives import preference_loss, tdpo_preference_loss
 from prefopt_toy.losses.pairwise import margin
 from prefopt_toy.losses.unpaired import kto_reference_point
 
@@ -499,6 +510,8 @@ class Trainer:
             self.rso_draw, self.rso_acceptance = self._rso_pairs()
         if config.algorithm in ("orpo", "simpo"):
             pass  # reference-free: ref_model is only used by the evaluation
+        elif config.algorithm == "tdpo":
+            pass  # the reference's full distributions are computed on each step's batch
         elif src == "offline":
             self.ref_cache = self._reference_cache()
 
@@ -620,6 +633,8 @@ class Trainer:
             return self._kto_loss(idx)
         if cfg.algorithm in ("orpo", "simpo"):
             return self._reference_free_loss(idx)
+        if cfg.algorithm == "tdpo":
+            return self._tdpo_loss(idx)
         lp, _, lengths = _sequence_logps(self.model, self._pair_batch(idx), cfg.reduction)
         check_finite(
             lp.detach(), step=self.step + 1, last_good=self.last_checkpoint, name="policy log-probs"
@@ -838,6 +853,49 @@ class Trainer:
                 cpo_alpha=cfg.cpo_alpha,
                 simpo_gamma=cfg.simpo_gamma,
             )
+        return losses.mean(), dict(metrics)
+
+    def _tdpo_loss(self, idx: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """TDPO1 / TDPO2 (Zeng et al., arXiv:2404.11999v5, Sec. 4) on dataset rows ``idx``.
+
+        One forward pass of the reference (no_grad) and one of the policy on the (2B, T) pair
+        batch; ``logprobs.tdpo_statistics_from_logits``'s statistics (summed log-ratios, sequential
+        KLs over the full vocabulary at every completion position, EOS included) into
+        ``objectives.tdpo_preference_loss``, i.e. ``losses.token.tdpo_loss``.
+        """
+        cfg, B = self.config, len(idx)
+        batch = to_device(self._pair_batch(idx), model_device(self.model))
+        ids = batch["input_ids"]
+        attn, comp = _check_batch(ids, batch["attention_mask"], batch["completion_mask"])
+        check_model_inputs(self.model, ids, attn)
+        inputs = dict(
+            input_ids=ids,
+            attention_mask=attn.long(),
+            position_ids=position_ids_from_mask(attn),
+            use_cache=False,
+        )
+        with torch.no_grad():
+            ref_logits = self.ref_model(**inputs).logits
+        logits = self.model(**inputs).logits
+        stats = _tdpo_statistics(logits, ref_logits, ids, comp, _TDPO_CHUNK_ELEMENTS)
+        for name, t in (
+            ("policy log-probs", stats.policy_logps),
+            ("reference log-probs", stats.ref_logps),
+            ("sequential KL", stats.seqkl),
+        ):
+            check_finite(t.detach(), step=self.step + 1, last_good=self.last_checkpoint, name=name)
+        pol, ref, kl = stats.policy_logps, stats.ref_logps, stats.seqkl
+        losses, metrics = tdpo_preference_loss(
+            pol[:B],
+            pol[B:],
+            ref[:B],
+            ref[B:],
+            kl[:B],
+            kl[B:],
+            beta=cfg.beta,
+            alpha=cfg.tdpo_alpha,
+            variant=cfg.tdpo_variant,
+        )
         return losses.mean(), dict(metrics)
 
     # ------------------------------------------------------------ RSO and iterative DPO
