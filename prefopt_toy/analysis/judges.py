@@ -382,6 +382,31 @@ def _laplacian(W: Tensor) -> Tensor:
     return torch.diag(W.sum(1)) - W
 
 
+def _check_pair_graph_connected(W: Tensor) -> None:
+    """Refuse two-slot data whose pairs leave the offline optimum undetermined.
+
+    The population loss fixes the log-ratio differences only along pairs with weight > 0: an
+    action in no pair, or two groups of actions never compared with each other, leave a free
+    shift, so there is no unique optimum to report.
+    """
+    k = W.shape[0]
+    seen = {0}
+    frontier = [0]
+    while frontier:
+        i = frontier.pop()
+        for j in torch.nonzero(W[i] > 0).flatten().tolist():
+            if j not in seen:
+                seen.add(j)
+                frontier.append(j)
+    if len(seen) < k:
+        missing = sorted(set(range(k)) - seen)
+        raise ValueError(
+            "slots must compare every action with the others, directly or through other actions: "
+            f"actions {missing} are never compared with action 0, so the offline optimum is not "
+            "unique (give both slots full support, or a connected set of pairs)"
+        )
+
+
 def _weighted_ipo_scores(P: Tensor, W: Tensor, tau: float) -> Tensor:
     r"""Minimiser ``g`` of :math:`\sum W_{yy'}(g_y - g_{y'} - (P_{yy'} - 1/2)/\tau)^2` (mean zero)."""
     t = (P - 0.5) / tau
@@ -443,6 +468,7 @@ def _fixed_point(
         return pi, rep.residual
     if slots is not None and order in ("sampled", "reversed"):
         W = effective_pair_weights(slots)
+        _check_pair_graph_connected(W)
         if name == "ipo":
             return gibbs_policy(mu, _weighted_ipo_scores(M, W, tau), 1.0), 0.0
         return gibbs_policy(mu, _weighted_bt_fit(M, W), tau), 0.0
@@ -499,7 +525,8 @@ def judge_fixed_points(
     ------
     ValueError
         An algorithm outside ``FIXED_POINT_ALGORITHMS``, malformed inputs, an uncertified fixed
-        point.
+        point, or ``slots`` whose pairs never compare some action with the rest (the offline
+        optimum is then not unique).
 
     References
     ----------

@@ -156,6 +156,20 @@ def test_two_slot_offline_optimum_minimises_the_raw_loss(loss: str) -> None:
     np.testing.assert_allclose(eq.raw.numpy(), plain.raw.numpy(), atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "slots",
+    [
+        ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]),  # action 2 in no pair
+        ([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]),  # the same, with equal slots
+    ],
+)
+@pytest.mark.parametrize("loss", ["dpo", "ipo"])
+def test_two_slot_data_that_never_compare_an_action_are_refused(loss: str, slots) -> None:
+    # The loss leaves action 2's log-ratio free: any value is an optimum, so none is reported.
+    with pytest.raises(ValueError, match=r"slots must compare every action.*\[2\]"):
+        judge_fixed_points(_judge(5), MU, 0.8, (loss,), slots=slots)
+
+
 # ------------------------------------------------------------------ Nash-MD under a raw judge
 
 
