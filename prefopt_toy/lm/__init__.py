@@ -8,6 +8,8 @@
 - ``objectives``: sequence log-probs to the shared per-pair losses, metrics with TRL's names.
 - ``judges``, ``sampling``: lifted-game, sentiment and callable judges; KV-cache sampling from the
   policy, the reference and the token-level geometric mixture.
+- ``model_judge``: a language model as a pairwise judge (``LanguageModelJudge``): the next-token
+  odds of "1" against "2" after a judge template, both orders averaged or raw, position bias.
 - ``train/``: one training loop composed like the toy (pair source x labels x loss): the trainer
   (offline DPO/IPO/SLiC or any loss; online DPO/IPO, IPO-MD, Nash-MD-PG with ``online``), its
   ``config``, safetensors checkpoints (``checkpoint``) with exact resume (on-disk format in ``state_io``),

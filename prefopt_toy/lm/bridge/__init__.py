@@ -12,9 +12,22 @@
 - ``reference_free``: SimPO and ORPO on GPT-2 against the exact toy run
   (``run_reference_free_bridge``, ``predict_reference_free``).
 - ``length_game``: the lifted game whose classes are completion lengths (``LENGTH_TASK``,
-  ``length_game``, ``length_judge``), R-DPO's bridge.
+  ``length_game``, ``length_judge``), R-DPO's bridge;
+- ``ai_feedback``: a language-model judge's class game (raw and symmetrised), the toy's
+  prediction for online IPO / DPO with it, and the self-rewarding loop.
 """
 
+from .ai_feedback import (
+    AI_FEEDBACK_ALGORITHMS,
+    AIFeedbackResult,
+    ClassTrackingJudge,
+    JudgeGame,
+    SelfRewardingRound,
+    measure_judge_game,
+    predict_ai_feedback,
+    run_ai_feedback,
+    self_rewarding,
+)
 from .class_estimate import (
     ClassEstimate,
     class_estimate,
@@ -38,6 +51,15 @@ from .runs import BridgeRun, load_bridge_run, load_bridge_runs, run_bridge_grid,
 from .widget import bridge_explorer
 
 __all__ = [
+    "AI_FEEDBACK_ALGORITHMS",
+    "AIFeedbackResult",
+    "ClassTrackingJudge",
+    "JudgeGame",
+    "SelfRewardingRound",
+    "measure_judge_game",
+    "predict_ai_feedback",
+    "run_ai_feedback",
+    "self_rewarding",
     "BRIDGE_ALGORITHMS",
     "FAMILY_BRIDGE",
     "LENGTH_TASK",
