@@ -17,6 +17,11 @@
 - ``distributed/``: data parallelism over processes (torchrun / accelerate environment, gloo or
   NCCL): process groups, sharding and averaging (``collectives``), per-rank generators
   (``seeding``).
+- ``unlearning/``: unlearning on GPT-2 in TOFU's manner: a generated corpus of invented people
+  (``corpus``), the full and retain fine-tuned models (``models``, cached), TOFU's metrics
+  (``metrics``: truth ratio, forget quality as a KS p-value, model utility), their evaluation
+  (``evaluation``), the GA / GradDiff / NPO / NPO + retain / AltPO loop (``unlearn``) and the
+  forget-quality / utility figure (``figure``).
 - ``bridge/``: lifted games: the reference class distribution with Wilson intervals
   (``class_estimate``), the exact toy prediction per algorithm (``predict``), a training run
   compared with it (``run``), saved runs and grids (``runs``), the sampling error of the gap

@@ -23,6 +23,11 @@ JupyterLab (the handle as the last expression of a cell displays the widget).
 - :func:`token_explorer` (notebook 09): DPO, TDPO1 or TDPO2 on a token tree under a length
   judge (method, beta, alpha, the judge's strength): the mass on every sequence and the KL per
   prefix.
+- :func:`unlearning_explorer` (notebook 10): gradient ascent, NPO, DPO to a refusal or AltPO on
+  the exact unlearning task (method, beta, retain weight, shared bias, steps): one forget
+  question's answers over training, and forgetting against the retain KL.
+- :func:`judge_explorer` (notebook 11): each algorithm's fixed point under an order-biased judge
+  and under its symmetrisation (bias, bias model, tau, game), with their total variation.
 - :func:`nash_learning` (notebook 04): Nash-MD (decaying and constant step) and IPO-MD live, with
   the KL to the regularised Nash against Theorem 1's bound.
 
@@ -36,16 +41,20 @@ from __future__ import annotations
 from .beta_explorer import beta_explorer
 from .family_explorer import family_explorer
 from .handle import WidgetHandle
+from .judge_explorer import judge_explorer
 from .nash_learning import nash_learning, nash_md_bound
 from .preference_editor import preference_editor
 from .token_explorer import token_explorer
+from .unlearning_explorer import unlearning_explorer
 
 __all__ = [
     "WidgetHandle",
     "beta_explorer",
     "family_explorer",
+    "judge_explorer",
     "nash_learning",
     "nash_md_bound",
     "preference_editor",
     "token_explorer",
+    "unlearning_explorer",
 ]
