@@ -55,18 +55,11 @@ from torch import Tensor
 
 from prefopt_toy._validate import as_int, as_positive_float
 from prefopt_toy.games.judges import symmetrize_judge
-from prefopt_toy.lm.data import tokenize_prompts
 from prefopt_toy.lm.judges import Judge, LiftedGameJudge
 from prefopt_toy.lm.model_judge import LanguageModelJudge, PositionBias
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
-from prefopt_toy.lm.sampling import sample
 
-from .class_estimate import (
-    ClassEstimate,
-    _decode,
-    class_estimate,
-    total_variation,
-)
+from .class_estimate import ClassEstimate, class_estimate, sample_task_texts, total_variation
 from .run import bridge_generator, lifted_judge
 
 __all__ = [
@@ -339,21 +332,10 @@ def sample_completions(
     Wilson, JASA 22 (1927) 209-212 (the intervals of the estimate).
     """
     n = as_int(n, "n", minimum=1)
-    templates = task.prompt_templates
-    texts: list[str] = []
-    for start in range(0, n, batch_size):
-        prompts = [templates[i % len(templates)] for i in range(start, min(start + batch_size, n))]
-        batch = tokenize_prompts(tokenizer, prompts, max_length=48)
-        out = sample(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts.extend(_decode(tokenizer, out))
+    texts = sample_task_texts(
+        model, tokenizer, task, n_samples=n, generator=generator, batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )  # fmt: skip
     ids = lifted.classify(texts)
     est = class_estimate(ids, lifted.P.shape[0] + 1, class_names=lifted.class_names)
     return texts, ids, est

@@ -160,6 +160,53 @@ def _decode(tokenizer, samples) -> list[str]:
 
 
 @torch.no_grad()
+def sample_task_texts(
+    model,
+    tokenizer,
+    task: Any,
+    *,
+    n_samples: int,
+    generator: torch.Generator,
+    batch_size: int = 64,
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    max_prompt_length: int = 48,
+) -> list[str]:
+    """``n_samples`` decoded completions of ``model`` to ``task``'s prompts, cycled.
+
+    Prompt ``i`` is ``task.prompt_templates[i % len]`` (as the trainer's evaluation); completions
+    come from ``sampling.sample`` in batches of ``batch_size`` with the one ``generator`` and are
+    decoded without special tokens. Every sampling driver of the bridge draws through here, so the
+    same seed gives the same texts wherever they are classified.
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4 (lifted preference games: completions of the task's prompts).
+    """
+    n_samples = as_int(n_samples, "n_samples", minimum=1)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    texts: list[str] = []
+    templates = task.prompt_templates
+    for start in range(0, n_samples, batch_size):
+        prompts = [
+            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))
+        ]
+        batch = tokenize_prompts(tokenizer, prompts, max_length=max_prompt_length)
+        out = sample(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            generator=generator,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=temperature,
+        )
+        texts.extend(_decode(tokenizer, out))
+    return texts
+
+
+@torch.no_grad()
 def estimate_class_distribution(
     model,
     tokenizer,
@@ -214,26 +261,12 @@ def estimate_class_distribution(
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     n_samples = as_int(n_samples, "n_samples", minimum=1)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
-    ids: list[Tensor] = []
-    templates = task.prompt_templates
-    for start in range(0, n_samples, batch_size):
-        prompts = [
-            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))
-        ]
-        batch = tokenize_prompts(tokenizer, prompts, max_length=max_prompt_length)
-        out = sample(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            temperature=temperature,
-        )
-        ids.append(judge.classify(_decode(tokenizer, out)))
+    texts = sample_task_texts(
+        model, tokenizer, task, n_samples=n_samples, generator=generator, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, temperature=temperature, max_prompt_length=max_prompt_length,
+    )  # fmt: skip
     return class_estimate(
-        torch.cat(ids), judge.P.shape[0] + 1, level=level, class_names=judge.class_names
+        judge.classify(texts), judge.P.shape[0] + 1, level=level, class_names=judge.class_names
     )
 
 

@@ -55,12 +55,10 @@ import torch
 from torch import Tensor
 
 from prefopt_toy._validate import as_int, as_positive_float
-from prefopt_toy.lm.data import tokenize_prompts
 from prefopt_toy.lm.judges import LiftedGameJudge
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
-from prefopt_toy.lm.sampling import sample
 
-from .class_estimate import ClassEstimate, _decode, class_estimate, total_variation
+from .class_estimate import ClassEstimate, class_estimate, sample_task_texts, total_variation
 from .length_game import LengthTask, length_judge
 from .run import BridgeResult, bridge_generator, lifted_judge, reference_pairs, train_on_task
 
@@ -99,28 +97,12 @@ def sample_classes_and_lengths(
     ----------
     Park et al., arXiv:2403.19159v3 (lengths in tokens).
     """
-    n_samples = as_int(n_samples, "n_samples", minimum=1)
-    ids: list[Tensor] = []
-    lengths: list[int] = []
-    templates = task.prompt_templates
-    for start in range(0, n_samples, batch_size):
-        prompts = [
-            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))
-        ]
-        batch = tokenize_prompts(tokenizer, prompts, max_length=max_prompt_length)
-        out = sample(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = _decode(tokenizer, out)
-        ids.append(judge.classify(texts))
-        lengths.extend(len(tokenizer(t).input_ids) + 1 for t in texts)
-    return torch.cat(ids), torch.tensor(lengths, dtype=torch.float64)
+    texts = sample_task_texts(
+        model, tokenizer, task, n_samples=n_samples, generator=generator, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, max_prompt_length=max_prompt_length,
+    )  # fmt: skip
+    lengths = [len(tokenizer(t).input_ids) + 1 for t in texts]
+    return judge.classify(texts), torch.tensor(lengths, dtype=torch.float64)
 
 
 def sampled_classes(
