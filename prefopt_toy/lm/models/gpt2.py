@@ -37,6 +37,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -255,23 +256,8 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root / "models" / f"gpt2-{size}-seed{seed}-{_recipe_key(size, seed, recipe)}"
     tokenizer = gpt2_tokenizer()
-    if target.exists():
-        problem = _damaged_file(target, own_cache=True)
-        if problem is None:
-            try:
-                model = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
-            except Exception as err:
-                problem = ("model.safetensors", f"does not load ({type(err).__name__}: {err})")
-            else:
-                return _private(model), tokenizer
-        warnings.warn(
-            f"the cached default model {str(target)!r} is damaged: {problem[0]} {problem[1]}; "
-            "it is deleted and trained again",
-            ModelCacheWarning,
-            stacklevel=2,
-        )
-        _discard(target)
-    if not (target / "model.safetensors").is_file():
+
+    def build():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = GPT2LMHeadModel(gpt2_config(size))
@@ -285,28 +271,57 @@ def default_model(size: str = "tiny", *, cache_dir: str | os.PathLike | None = N
             lr=recipe.lr,
             seed=seed,
         )
+        meta = {"size": size, "seed": seed, "recipe": asdict(recipe)}
+        return model, {**meta, "first_loss": losses[0], "final_loss": losses[-1]}
+
+    return cached_model(target, build, what="default model"), tokenizer
+
+
+def cached_model(target: Path, build: Callable[[], tuple[Any, dict]], *, what: str):
+    """The model cached in ``target``, or ``build()``'s model, saved there first.
+
+    ``build()`` returns ``(model, meta)``; the model is saved with ``save_pretrained``
+    (safetensors) into a fresh directory beside ``target`` with ``meta`` and the SHA-256 of
+    ``model.safetensors`` in ``prefopt_training.json``, then renamed to ``target`` (atomic: a
+    concurrent builder either wins or finds the target). A cache that fails the checks of
+    ``_damaged_file`` or does not load is named in a :class:`ModelCacheWarning` (``what`` says
+    which model), deleted and built again. The model returned is always the one read back from
+    ``target``: float32, on the CPU, in eval mode, its weights copied out of the file.
+    """
+    from transformers import GPT2LMHeadModel
+
+    if target.exists():
+        problem = _damaged_file(target, own_cache=True)
+        if problem is None:
+            try:
+                model = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
+            except Exception as err:
+                problem = ("model.safetensors", f"does not load ({type(err).__name__}: {err})")
+            else:
+                return _private(model)
+        warnings.warn(
+            f"the cached {what} {str(target)!r} is damaged: {problem[0]} {problem[1]}; "
+            "it is deleted and trained again",
+            ModelCacheWarning,
+            stacklevel=3,
+        )
+        _discard(target)
+    if not (target / "model.safetensors").is_file():
+        model, meta = build()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
         try:
             model.save_pretrained(tmp)  # safetensors (transformers 5 writes nothing else)
-            meta = {
-                "size": size,
-                "seed": seed,
-                "recipe": asdict(recipe),
-                "first_loss": losses[0],
-                "final_loss": losses[-1],
-                "model_sha256": _sha256(tmp / "model.safetensors"),
-            }
+            meta = {**meta, "model_sha256": _sha256(tmp / "model.safetensors")}
             (tmp / _META).write_text(json.dumps(meta, indent=1))
             try:
-                tmp.rename(target)  # atomic: a concurrent builder either wins or finds the target
+                tmp.rename(target)
             except OSError:
                 if not (target / "model.safetensors").is_file():
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    model = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
-    return _private(model), tokenizer
+    return _private(GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32))
 
 
 def _private(model):

@@ -23,14 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from prefopt_toy.lm.models import default_cache_dir, default_model
+from prefopt_toy.lm.models.gpt2 import cached_model
 from prefopt_toy.lm.models.pretrain import train_lm
 
 from .corpus import FactCorpus
@@ -99,12 +96,16 @@ def finetuned_model(
         float32, CPU, eval mode.
     tokenizer : transformers.GPT2Tokenizer
 
+    Warns
+    -----
+    ModelCacheWarning
+        When the cached model is damaged (the message names the file); it is trained again
+        (``models.gpt2.cached_model``, the cache of ``default_model``).
+
     References
     ----------
     Maini et al., arXiv:2401.06121v1, section 3.
     """
-    from transformers import GPT2LMHeadModel
-
     if not isinstance(corpus, FactCorpus):
         raise ValueError(f"corpus must be a FactCorpus, got {type(corpus).__name__}")
     if split not in ("full", "retain"):
@@ -123,43 +124,24 @@ def finetuned_model(
             "recipe": asdict(recipe),
             "seed": seed,
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-            "v": 1,
+            "v": 2,
         },
         sort_keys=True,
     )
     key = hashlib.sha256(blob.encode()).hexdigest()[:12]
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = root / "models" / f"unlearning-{size}-{split}-seed{seed}-{key}"
-    if (target / "model.safetensors").is_file():
-        try:
-            loaded = GPT2LMHeadModel.from_pretrained(target, dtype=torch.float32)
-        except Exception:  # a damaged cache is trained again
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            with torch.no_grad():
-                for p in loaded.parameters():
-                    p.data = p.data.clone()
-            return loaded.eval(), tokenizer
-    losses = train_lm(
-        model,
-        tokenizer,
-        texts,
-        steps=recipe.steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=seed,
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        meta = {"split": split, "recipe": asdict(recipe), "losses": losses[-5:]}
-        (tmp / "prefopt_unlearning.json").write_text(json.dumps(meta, indent=1))
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "model.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return model.eval(), tokenizer
+
+    def build():
+        losses = train_lm(
+            model,
+            tokenizer,
+            texts,
+            steps=recipe.steps,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            seed=seed,
+        )
+        return model, {"split": split, "recipe": asdict(recipe), "losses": losses[-5:]}
+
+    return cached_model(target, build, what=f"{split} fine-tuned model"), tokenizer
