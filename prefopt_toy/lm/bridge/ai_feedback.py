@@ -60,7 +60,7 @@ from prefopt_toy.lm.model_judge import LanguageModelJudge, PositionBias
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, LiftedTask
 
 from .class_estimate import ClassEstimate, class_estimate, sample_task_texts, total_variation
-from .run import bridge_generator, lifted_judge
+from .run import bridge_generator, lifted_judge, train_on_task
 
 __all__ = [
     "AI_FEEDBACK_ALGORITHMS",
@@ -350,23 +350,13 @@ def _train_online(
     judge: Judge,
     lifted: LiftedGameJudge,
     **config: Any,
-) -> dict[str, Any]:
-    from prefopt_toy.lm.train.trainer import TrainConfig, train
-
-    cfg = TrainConfig(algorithm=algorithm, max_length=48 + config["max_new_tokens"], **config)
-    return train(
-        cfg,
-        policy,
-        ref,
-        tokenizer,
-        prompts=list(task.prompt_templates),
-        judge=ClassTrackingJudge(judge, lifted),
-    )
-
-
-def _logged(history: list[dict[str, Any]]) -> tuple[list[int], list[list[float]]]:
-    rows = [(r["step"], r["class_distribution"]) for r in history if "class_distribution" in r]
-    return [s for s, _ in rows], [d for _, d in rows]
+) -> tuple[list[int], Tensor]:
+    """``run.train_on_task`` online with ``judge``'s labels, ``lifted``'s classes logged."""
+    _, steps, measured = train_on_task(
+        algorithm, policy, ref, tokenizer, task, ClassTrackingJudge(judge, lifted), None,
+        n_classes=len(lifted.class_names), **config,
+    )  # fmt: skip
+    return steps, measured
 
 
 # --------------------------------------------------------------------------- online IPO / DPO
@@ -392,7 +382,8 @@ class AIFeedbackResult:
     tv_start: float
     """TV(mu_class, prediction): where training starts."""
     steps: list[int] = field(default_factory=list)
-    measured: list[list[float]] = field(default_factory=list)
+    measured: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.float64))
+    """(len(steps), K+1) the class distributions the run logged (``n_eval`` samples each)."""
     wall_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -409,7 +400,7 @@ class AIFeedbackResult:
             "tv": self.tv,
             "tv_start": self.tv_start,
             "steps": self.steps,
-            "measured": self.measured,
+            "measured": self.measured.tolist(),
             "wall_s": self.wall_s,
         }
 
@@ -479,7 +470,7 @@ def run_ai_feedback(
     )
     key = AI_FEEDBACK_ALGORITHMS[algorithm]
     strength = float(tau if key == "tau" else beta)
-    summary = _train_online(
+    steps_logged, measured = _train_online(
         algorithm, policy, ref, tokenizer, task, judge, lifted,
         reduction="sum", **{key: strength}, lr=lr, lr_schedule="linear", steps=steps,
         batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
@@ -489,7 +480,6 @@ def run_ai_feedback(
         policy, tokenizer, task, lifted, n=n_samples,
         generator=bridge_generator(seed, "final"), max_new_tokens=max_new_tokens,
     )  # fmt: skip
-    steps_logged, measured = _logged(summary["history"])
     return AIFeedbackResult(
         algorithm=algorithm,
         order=judge.order,

@@ -11,7 +11,7 @@ inference", JASA 22 (1927) 209-212; Munos et al., arXiv:2312.00886v4 (lifted pre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -160,6 +160,54 @@ def _decode(tokenizer, samples) -> list[str]:
 
 
 @torch.no_grad()
+def task_text_batches(
+    model,
+    tokenizer,
+    task: Any,
+    *,
+    n_samples: int,
+    generator: torch.Generator,
+    batch_size: int = 64,
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    max_prompt_length: int = 48,
+    repeat: int = 1,
+) -> Iterator[tuple[list[str], list[str]]]:
+    """Completions to ``task``'s prompts (cycled), one batch at a time: ``(prompts, texts)``.
+
+    Prompt ``i`` is ``task.prompt_templates[i % len]`` (as the trainer's evaluation); each batch
+    of up to ``batch_size`` prompts is sampled ``repeat`` times in one call of
+    ``sampling.sample`` with the one ``generator`` (``texts`` holds ``repeat * len(prompts)``
+    completions, copy by copy: ``texts[r * B + i]`` answers ``prompts[i]``) and decoded without
+    special tokens. The batches are drawn lazily, so a caller may draw from ``generator`` between
+    them (``run.preference_dataset`` labels each batch of pairs before the next is sampled).
+
+    References
+    ----------
+    Munos et al., arXiv:2312.00886v4 (lifted preference games: completions of the task's prompts).
+    """
+    n_samples = as_int(n_samples, "n_samples", minimum=1)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    repeat = as_int(repeat, "repeat", minimum=1)
+    templates = task.prompt_templates
+    for start in range(0, n_samples, batch_size):
+        prompts = [
+            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))
+        ]
+        batch = tokenize_prompts(tokenizer, prompts * repeat, max_length=max_prompt_length)
+        out = sample(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            generator=generator,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=temperature,
+        )
+        yield prompts, _decode(tokenizer, out)
+
+
 def sample_task_texts(
     model,
     tokenizer,
@@ -174,35 +222,20 @@ def sample_task_texts(
 ) -> list[str]:
     """``n_samples`` decoded completions of ``model`` to ``task``'s prompts, cycled.
 
-    Prompt ``i`` is ``task.prompt_templates[i % len]`` (as the trainer's evaluation); completions
-    come from ``sampling.sample`` in batches of ``batch_size`` with the one ``generator`` and are
-    decoded without special tokens. Every sampling driver of the bridge draws through here, so the
-    same seed gives the same texts wherever they are classified.
+    The batches of :func:`task_text_batches`, joined. Every sampling driver of the bridge draws
+    through here, so the same seed gives the same texts wherever they are classified.
 
     References
     ----------
     Munos et al., arXiv:2312.00886v4 (lifted preference games: completions of the task's prompts).
     """
-    n_samples = as_int(n_samples, "n_samples", minimum=1)
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
     texts: list[str] = []
-    templates = task.prompt_templates
-    for start in range(0, n_samples, batch_size):
-        prompts = [
-            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))
-        ]
-        batch = tokenize_prompts(tokenizer, prompts, max_length=max_prompt_length)
-        out = sample(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            temperature=temperature,
-        )
-        texts.extend(_decode(tokenizer, out))
+    for _, batch in task_text_batches(
+        model, tokenizer, task, n_samples=n_samples, generator=generator, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, temperature=temperature,
+        max_prompt_length=max_prompt_length,
+    ):  # fmt: skip
+        texts.extend(batch)
     return texts
 
 

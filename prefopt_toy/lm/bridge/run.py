@@ -68,16 +68,15 @@ import torch
 from torch import Tensor
 
 from prefopt_toy._validate import as_int
-from prefopt_toy.lm.data import model_device, tokenize_prompts
+from prefopt_toy.lm.data import model_device
 from prefopt_toy.lm.judges import LiftedGameJudge
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, OTHER, LiftedTask
-from prefopt_toy.lm.sampling import sample
 
 from .class_estimate import (
     ClassEstimate,
-    _decode,
     class_estimate,
     estimate_class_distribution,
+    task_text_batches,
     total_variation,
     wilson_interval,
 )
@@ -150,6 +149,8 @@ def train_on_task(
     task: Any,
     judge: Any,
     dataset: Any,
+    *,
+    n_classes: int | None = None,
     **config: Any,
 ) -> tuple[dict[str, Any], list[int], Tensor]:
     """Train ``policy`` with the GPT-2 trainer on a lifted task; the summary and logged classes.
@@ -158,6 +159,9 @@ def train_on_task(
     other field: ``reduction``, ``beta``, ``lr``, ``steps``, ``max_new_tokens``, ...), trained
     on ``dataset`` (None for the online algorithms) with the task's prompts and the judge; the
     class distributions come from the run log when ``run_dir`` is set, else from the history.
+    ``n_classes`` is the length of a logged class distribution (None: ``judge.P``'s size plus
+    "other"; give it for a judge without a class game, such as ``ai_feedback``'s
+    ``ClassTrackingJudge``).
     """
     from prefopt_toy.lm.train.runlog import read_run_log
     from prefopt_toy.lm.train.trainer import TrainConfig, train
@@ -173,7 +177,9 @@ def train_on_task(
         judge=judge,
     )
     records = read_run_log(summary["log"]) if summary["log"] is not None else summary["history"]
-    steps, measured = logged_classes(records, judge.P.shape[0] + 1)
+    if n_classes is None:
+        n_classes = judge.P.shape[0] + 1
+    steps, measured = logged_classes(records, n_classes)
     return summary, steps, measured
 
 
@@ -229,24 +235,12 @@ def preference_dataset(
     """
     n_pairs = as_int(n_pairs, "n_pairs", minimum=1)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
-    templates = task.prompt_templates
     out: list[dict[str, str]] = []
-    for start in range(0, n_pairs, batch_size):
-        prompts = [
-            templates[i % len(templates)] for i in range(start, min(start + batch_size, n_pairs))
-        ]
+    for prompts, texts in task_text_batches(
+        model, tokenizer, task, n_samples=n_pairs, generator=generator, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, max_prompt_length=max_prompt_length, repeat=2,
+    ):  # fmt: skip
         B = len(prompts)
-        batch = tokenize_prompts(tokenizer, prompts + prompts, max_length=max_prompt_length)
-        s = sample(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = _decode(tokenizer, s)
         a, b = texts[:B], texts[B:]
         wins = judge.sample_labels(a, b, generator)  # (B,) 1 when a wins
         for prompt, ta, tb, w in zip(prompts, a, b, wins.tolist()):

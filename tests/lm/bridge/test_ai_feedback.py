@@ -166,7 +166,9 @@ def test_run_ai_feedback_structure(tiny_lm):
     assert _same(before, _params(ref))  # the reference (and the judge's model) untouched
     for d in (res.mu_class.probs, res.final.probs, res.prediction):
         assert d.shape == (4,) and float(d.sum()) == pytest.approx(1.0, abs=1e-12)
-    assert res.steps == [0, 1, 2] and all(abs(sum(m) - 1) < 1e-12 for m in res.measured)
+    assert res.steps == [0, 1, 2] and res.measured.shape == (3, 4)
+    assert torch.allclose(res.measured.sum(-1), torch.ones(3, dtype=torch.float64), atol=1e-12)
+    assert res.summary()["measured"] == res.measured.tolist()
     assert res.order == "first" and res.tv == pytest.approx(
         0.5 * float((res.final.probs - res.prediction).abs().sum())
     )

@@ -29,7 +29,7 @@ from prefopt_toy.lm.bridge import (
     run_bridge,
     total_variation,
 )
-from prefopt_toy.lm.bridge.class_estimate import wilson_interval
+from prefopt_toy.lm.bridge.class_estimate import task_text_batches, wilson_interval
 from prefopt_toy.lm.data import tokenize_prompts
 from prefopt_toy.lm.models.corpus import FRUIT_TASK, OTHER
 from prefopt_toy.lm.sampling import sample
@@ -226,6 +226,36 @@ def test_estimate_class_distribution_matches_direct_sampling(tiny_lm):
     assert est.n == 24
     assert est.counts.tolist() == [labels.count(c) for c in names]
     assert float(est.probs.sum()) == pytest.approx(1.0)
+
+
+def test_task_text_batches_repeat_layout_and_draws_between_batches(tiny_lm):
+    """``repeat=2``: each batch's prompts twice in one ``sample`` call, copy by copy; the caller's
+    draws between batches come from the same generator (what ``preference_dataset`` does)."""
+    model, tok = tiny_lm
+    gen = torch.Generator().manual_seed(11)
+    got, between = [], []
+    for prompts, texts in task_text_batches(
+        model, tok, FRUIT_TASK, n_samples=7, generator=gen, batch_size=4, max_new_tokens=5,
+        repeat=2,
+    ):  # fmt: skip
+        got.append((prompts, texts))
+        between.append(torch.rand(2, generator=gen))
+    # by hand: prompts 0-3 then 4-6 (cycled over 4 templates), each doubled, a draw after each
+    hand = torch.Generator().manual_seed(11)
+    T = FRUIT_TASK.prompt_templates
+    for (prompts, texts), r, idx in zip(got, between, ([0, 1, 2, 3], [4, 5, 6])):
+        want_prompts = [T[i % len(T)] for i in idx]
+        assert prompts == want_prompts and len(texts) == 2 * len(idx)
+        b = tokenize_prompts(tok, want_prompts + want_prompts, max_length=48)
+        s = sample(
+            model, b["input_ids"], b["attention_mask"], max_new_tokens=5, generator=hand,
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+        rows = [row[m.bool()].tolist() for row, m in zip(s.completion_ids, s.completion_mask)]
+        assert texts == tok.batch_decode(rows, skip_special_tokens=True)
+        assert torch.equal(r, torch.rand(2, generator=hand))
+    with pytest.raises(ValueError, match="repeat"):
+        next(task_text_batches(model, tok, FRUIT_TASK, n_samples=2, generator=gen, repeat=0))
 
 
 def test_preference_dataset_is_trl_shaped_and_labelled_by_the_judge(tiny_lm):
