@@ -387,6 +387,12 @@ def designed_pair_bias(J: Any, counts: Any) -> float:
     References
     ----------
     Zheng et al., arXiv:2306.05685v4, Sec. 3.3.
+
+    Examples
+    --------
+    >>> # B = [[0.4, 0.2], [0.2, 0.0]]; two class-0 completions and one class-1: (0.4 + 2 * 0.2) / 3
+    >>> round(designed_pair_bias([[0.7, 0.9], [0.3, 0.5]], [2, 1]), 12)
+    0.266666666667
     """
     J_t = check_judge_matrix(J)
     m = torch.as_tensor(counts)
