@@ -146,6 +146,7 @@ def distillation_pairs(
     n_pairs: int,
     generator: torch.Generator,
     labels: str = "soft",
+    balanced: bool = False,
 ) -> DistillPairs:
     r"""``n_pairs`` ordered pairs of two different pool entries, with targets :math:`J[c(a), c(b)]`.
 
@@ -154,6 +155,12 @@ def distillation_pairs(
     position 1. The two indices are drawn with ``torch.randint`` from ``generator`` (first all
     ``s``, then all ``u``), and for ``labels="hard"`` the labels with ``torch.bernoulli`` from the
     same generator after them.
+
+    ``balanced=True`` draws every entry with weight :math:`w_k = 1/n_{c(k)}` (``n_c`` the pool's
+    entries of class ``c``), so each class present is equally likely in position 1: ``s`` with
+    probability :math:`w_s / W`, then ``t`` with probability :math:`w_t / (W - w_s)` among the
+    others (``torch.multinomial``). A class that is rare in the pool ("other": 4% of the small
+    model's samples) is then trained on as often as the others; the game taught is the same.
 
     Parameters
     ----------
@@ -167,6 +174,8 @@ def distillation_pairs(
     n_pairs : int >= 1
     generator : torch.Generator
     labels : {"soft", "hard"}
+    balanced : bool, default False
+        Class-balanced draws instead of uniform ones.
 
     Returns
     -------
@@ -183,10 +192,19 @@ def distillation_pairs(
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if labels not in DISTILL_LABELS:
         raise ValueError(f"labels must be one of {DISTILL_LABELS}, got {labels!r}")
+    if not isinstance(balanced, bool):
+        raise ValueError(f"balanced must be a bool, got {balanced!r}")
     M = len(texts)
-    s = torch.randint(0, M, (n_pairs,), generator=generator)
-    u = torch.randint(1, M, (n_pairs,), generator=generator)
-    t = (s + u) % M
+    if balanced:
+        w = 1.0 / torch.bincount(ids, minlength=J_t.shape[0]).to(torch.float64)[ids]  # (M,)
+        s = torch.multinomial(w, n_pairs, replacement=True, generator=generator)  # (n,)
+        w_t = w.expand(n_pairs, M).clone()  # (n, M)
+        w_t[torch.arange(n_pairs), s] = 0.0
+        t = torch.multinomial(w_t, 1, generator=generator).squeeze(1)  # (n,)
+    else:
+        s = torch.randint(0, M, (n_pairs,), generator=generator)
+        u = torch.randint(1, M, (n_pairs,), generator=generator)
+        t = (s + u) % M
     cs, ct = ids[s], ids[t]
     target = J_t[cs, ct]
     label = target.clone() if labels == "soft" else torch.bernoulli(target, generator=generator)
@@ -303,6 +321,7 @@ def distill_judge(
     lr: float = 3e-4,
     seed: int = 0,
     labels: str = "soft",
+    balanced: bool = False,
     template: str = DEFAULT_TEMPLATE,
     tokens: Sequence[str] = ("1", "2"),
     prompt: str = "",
@@ -327,6 +346,8 @@ def distill_judge(
     lr : float > 0
     seed : int
     labels : {"soft", "hard"}
+    balanced : bool
+        Class-balanced pairs (:func:`distillation_pairs`).
     template, tokens, prompt, order
         As :class:`~prefopt_toy.lm.model_judge.LanguageModelJudge`; the judge returned reads
         exactly these texts.
@@ -360,8 +381,9 @@ def distill_judge(
     try:
         for _ in range(steps):
             batch = distillation_pairs(
-                pool, ids, J_t, n_pairs=batch_size, generator=gen, labels=labels
-            )
+                pool, ids, J_t, n_pairs=batch_size, generator=gen, labels=labels,
+                balanced=balanced,
+            )  # fmt: skip
             loss = judge_distill_loss(judge, batch.first, batch.second, batch.label)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -99,6 +99,32 @@ def test_pairs_are_uniform_over_ordered_pairs_and_hard_labels_have_mean_J():
             assert torch.all(pairs.target[sel] == p)
 
 
+def test_balanced_pairs_have_the_class_pair_frequencies_of_the_weights():
+    J = torch.full((3, 3), 0.5, dtype=torch.float64)
+    classes = [0] * 6 + [1] * 3 + [2]  # class 2 is rare
+    texts = [f" t{k}" for k in range(len(classes))]
+    n = 30000
+    pairs = distillation_pairs(
+        texts, classes, J, n_pairs=n, generator=torch.Generator().manual_seed(1), balanced=True
+    )
+    assert all(a != b for a, b in zip(pairs.first, pairs.second))
+    # oracle: P(s = k) = w_k / W, P(t = l | s = k) = w_l / (W - w_k), w_k = 1 / n_class(k)
+    size = {c: classes.count(c) for c in set(classes)}
+    w = [1.0 / size[c] for c in classes]
+    W = sum(w)
+    want = [[0.0] * 3 for _ in range(3)]
+    for k in range(len(w)):
+        for l in range(len(w)):
+            if k != l:
+                want[classes[k]][classes[l]] += w[k] / W * w[l] / (W - w[k])
+    for i in range(3):
+        assert sum(want[i]) == pytest.approx(1 / 3, abs=1e-12)  # each class first equally often
+        for j in range(3):
+            k = int(((pairs.class_first == i) & (pairs.class_second == j)).sum())
+            p = want[i][j]
+            assert abs(k - n * p) <= 5 * math.sqrt(n * p * (1 - p)), (i, j, k, n * p)
+
+
 def test_loss_against_the_judge_read_pair_by_pair(tiny_lm):
     model, tok = tiny_lm
     judge = LanguageModelJudge(model, tok, prompt=PROMPT, tokens=(" sweet", " dark"))
@@ -205,6 +231,8 @@ def test_bad_input():
         distillation_pairs(TEXTS, [4] * len(TEXTS), J, n_pairs=2, generator=gen)
     with pytest.raises(ValueError, match="texts"):
         distillation_pairs(TEXTS[:1], CLASSES[:1], J, n_pairs=2, generator=gen)
+    with pytest.raises(ValueError, match="balanced"):
+        distillation_pairs(TEXTS, CLASSES, J, n_pairs=2, generator=gen, balanced="yes")
     with pytest.raises(ValueError, match="generator"):
         distillation_pairs(TEXTS, CLASSES, J, n_pairs=2, generator=0)
     with pytest.raises(ValueError, match="J"):
