@@ -53,6 +53,9 @@ from prefopt_toy.lm.models import FRUIT_TASK, default_model
 from prefopt_toy.lm.models.gpt2 import cached_model, default_cache_dir
 
 HERE = Path(__file__).resolve().parent
+OUT = HERE  # where the results go (--smoke: a temporary directory)
+SIZE = "small"
+CACHE = None  # the model cache (None: default_cache_dir(); --smoke: a temporary directory)
 SEED = 0
 N_SAMPLES = 256
 PER_CLASS = 6
@@ -91,7 +94,7 @@ def distilled_model(ref, tok, J, device):
     """The distilled judge's model, trained once and cached (``cached_model``)."""
     key = json.dumps(
         {
-            "base": "default_model(small, seed=0)",
+            "base": f"default_model({SIZE}, seed=0)",
             "P": P_DESIGN,
             "other_loses": OTHER_LOSES,
             "bias": BIAS,
@@ -104,7 +107,8 @@ def distilled_model(ref, tok, J, device):
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    target = default_cache_dir() / "models" / f"judge-distill-small-seed{SEED}-{digest}"
+    root = default_cache_dir() if CACHE is None else CACHE
+    target = root / "models" / f"judge-distill-{SIZE}-seed{SEED}-{digest}"
 
     def build():
         lifted = lifted_judge(FRUIT_TASK, P_DESIGN, other_loses=OTHER_LOSES)
@@ -138,13 +142,25 @@ def main() -> None:
     ap.add_argument("--parts", default="ab", choices=["ab", "abc"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--balanced", action="store_true", help="class-balanced distillation pairs")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a seconds-long check of every part on the tiny model (results and cache in a temp dir)",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        global OUT, SIZE, CACHE, N_SAMPLES, STEPS
+        import tempfile
+
+        OUT = CACHE = Path(tempfile.mkdtemp(prefix="bench_judge_distill_smoke-"))
+        SIZE, N_SAMPLES, STEPS = "tiny", 64, 2
+        DISTILL["steps"] = 10
     if args.balanced:
         DISTILL["balanced"] = True
     torch.set_num_threads(1)
     device = torch.device(args.device)
     t_all = time.perf_counter()
-    ref, tok = default_model("small", seed=SEED)
+    ref, tok = default_model(SIZE, seed=SEED)
     ref = ref.to(device)
     lifted = lifted_judge(FRUIT_TASK, P_DESIGN, other_loses=OTHER_LOSES)
     names = lifted.class_names
@@ -279,8 +295,9 @@ def main() -> None:
             "`benchmarks/bench_lm_judge_distill.py --parts abc` to fill this section.",
         ]
     lines += ["", f"Total wall time: {time.perf_counter() - t_all:.0f} s.", ""]
-    (HERE / "results_lm_judge_distill.json").write_text(json.dumps(out, indent=1))
-    (HERE / "results_lm_judge_distill.md").write_text("\n".join(lines))
+    (OUT / "results_lm_judge_distill.json").write_text(json.dumps(out, indent=1))
+    (OUT / "results_lm_judge_distill.md").write_text("\n".join(lines))
+    print("written to", OUT)
     print("\n".join(lines))
 
 
