@@ -220,6 +220,16 @@ def test_distillation_moves_the_class_game_towards_the_design(tiny_lm):
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
+def test_hard_labels_train_on_zero_one_targets(tiny_lm):
+    model, tok = tiny_lm
+    dj = distill_judge(
+        copy.deepcopy(model), tok, TEXTS, CLASSES, _design(), steps=3, batch_size=4, labels="hard"
+    )
+    # a 0/1 label has entropy 0: the recorded KL is the loss itself
+    assert dj.kl == dj.losses and all(math.isfinite(x) and x > 0 for x in dj.losses)
+    assert not dj.judge.model.training
+
+
 def test_bad_input():
     J = _design()
     gen = torch.Generator()
