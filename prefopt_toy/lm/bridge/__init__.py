@@ -14,7 +14,9 @@
 - ``length_game``: the lifted game whose classes are completion lengths (``LENGTH_TASK``,
   ``length_game``, ``length_judge``), R-DPO's bridge;
 - ``ai_feedback``: a language-model judge's class game (raw and symmetrised), the toy's
-  prediction for online IPO / DPO with it, and the self-rewarding loop.
+  prediction for online IPO / DPO with it, and the self-rewarding loop;
+- ``judge_distill``: a GPT-2 fine-tuned into a judge of a known raw class judge J (a distilled
+  judge whose class game is J by design), and how close its measured game comes.
 """
 
 from .ai_feedback import (
@@ -37,6 +39,14 @@ from .class_estimate import (
 from .error import TVError, tv_sampling_error
 from .family import FAMILY_BRIDGE, predict_family, run_family_bridge
 from .figure import bridge_figure, class_curves, landing_figure
+from .judge_distill import (
+    DistilledJudge,
+    designed_pair_bias,
+    distill_judge,
+    distillation_pairs,
+    judge_distill_loss,
+    judge_recovery,
+)
 from .length_game import LENGTH_TASK, LengthJudge, LengthTask, length_game, length_judge
 from .predict import BRIDGE_ALGORITHMS, predict
 from .reference_free import (
@@ -60,6 +70,12 @@ __all__ = [
     "predict_ai_feedback",
     "run_ai_feedback",
     "self_rewarding",
+    "DistilledJudge",
+    "designed_pair_bias",
+    "distill_judge",
+    "distillation_pairs",
+    "judge_distill_loss",
+    "judge_recovery",
     "BRIDGE_ALGORITHMS",
     "FAMILY_BRIDGE",
     "LENGTH_TASK",
