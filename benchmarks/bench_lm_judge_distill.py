@@ -12,13 +12,18 @@ CUDA device with ``--device cuda``). Run from the repository root:
     drawn with its own generator, not the evaluation pool), labelled by the designed raw judge
     ``J = logit_shift_judge(P_ext, log 2)``; the model is cached (``cached_model``) under the
     model cache, keyed by everything that determines it.
-(b) measure: the distilled judge's class game on the evaluation pool (the 256 reference samples of
-    ``bridge_generator(0, "reference")``, 6 per class, as ``bench_lm_ai_feedback.py``), raw
+(b) measure: the distilled judge's class game on the evaluation pool (the 2000 reference samples of
+    ``bridge_generator(0, "reference")``, mu_class from all of them, the game from the first 6 of
+    each class: the same completions as the first 256 of ``bench_lm_ai_feedback.py``'s pool), raw
     against J and symmetrised against ``symmetrize_judge(J)``, with ``judge_recovery``; the
     untrained "1"/"2" judge for scale; the online-IPO predictions from the measured and from the
     designed game.
 (c) online IPO with the distilled judge (order "both" and "first"), ``run_ai_feedback`` with the
-    measured game, compared with ``predict_ai_feedback``. Slow on a CPU (minutes per run).
+    measured game, compared with ``predict_ai_feedback``; final class estimates on 2000 samples.
+    Slow on a CPU (minutes per run).
+
+Distillation pairs are class-balanced by default (``balanced=True``); ``--uniform`` gives the first
+run's uniform pairs, which leave the rare "other" class unlearned.
 
 References: Lee et al., arXiv:2309.00267v3 (RLAIF); Hinton et al., arXiv:1503.02531v1
 (distillation); Zheng et al., arXiv:2306.05685v4 (position bias); Calandriello et al.,
@@ -57,7 +62,8 @@ OUT = HERE  # where the results go (--smoke: a temporary directory)
 SIZE = "small"
 CACHE = None  # the model cache (None: default_cache_dir(); --smoke: a temporary directory)
 SEED = 0
-N_SAMPLES = 256
+N_SAMPLES = 256  # the distillation pool
+N_EVAL = 2000  # the evaluation pool (mu_class) and the final class estimates
 PER_CLASS = 6
 PROMPT = FRUIT_TASK.prompt_templates[0]
 # the design: cherry > banana > apple (the reverse of the corpus frequencies), every class beats
@@ -67,7 +73,14 @@ OTHER_LOSES = 0.8
 BIAS = math.log(2.0)
 # distillation
 POOL_SEED = 104729  # the training pool's own generator (the evaluation pool is bridge_generator)
-DISTILL = {"steps": 200, "batch_size": 32, "lr": 5e-4, "seed": SEED, "labels": "soft"}
+DISTILL = {
+    "steps": 200,
+    "batch_size": 32,
+    "lr": 5e-4,
+    "seed": SEED,
+    "labels": "soft",
+    "balanced": True,
+}
 # online IPO
 TAU = 0.2
 STEPS = 80
@@ -141,7 +154,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="ab", choices=["ab", "abc"])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--balanced", action="store_true", help="class-balanced distillation pairs")
+    ap.add_argument(
+        "--uniform",
+        action="store_true",
+        help="uniform distillation pairs (the default is class-balanced: the rare 'other' class is not learned otherwise)",
+    )
     ap.add_argument(
         "--smoke",
         action="store_true",
@@ -149,14 +166,14 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.smoke:
-        global OUT, SIZE, CACHE, N_SAMPLES, STEPS
+        global OUT, SIZE, CACHE, N_SAMPLES, N_EVAL, STEPS
         import tempfile
 
         OUT = CACHE = Path(tempfile.mkdtemp(prefix="bench_judge_distill_smoke-"))
-        SIZE, N_SAMPLES, STEPS = "tiny", 64, 2
+        SIZE, N_SAMPLES, N_EVAL, STEPS = "tiny", 64, 64, 2
         DISTILL["steps"] = 10
-    if args.balanced:
-        DISTILL["balanced"] = True
+    if args.uniform:
+        DISTILL.pop("balanced")  # the first run's settings (and its cache key)
     torch.set_num_threads(1)
     device = torch.device(args.device)
     t_all = time.perf_counter()
@@ -175,7 +192,7 @@ def main() -> None:
 
     # (b) measure on the evaluation pool
     texts, ids, mu = sample_completions(
-        ref, tok, FRUIT_TASK, lifted, n=N_SAMPLES, generator=bridge_generator(SEED, "reference"),
+        ref, tok, FRUIT_TASK, lifted, n=N_EVAL, generator=bridge_generator(SEED, "reference"),
         max_new_tokens=8,
     )  # fmt: skip
     games, recs = {}, {}
@@ -208,7 +225,7 @@ def main() -> None:
     lines = [
         "# A distilled judge on GPT-2: the small model taught a known raw class judge",
         "",
-        f"`benchmarks/bench_lm_judge_distill.py --parts {args.parts}`, {time.strftime('%Y-%m-%d')}, "
+        f"`benchmarks/bench_lm_judge_distill.py --parts {args.parts}{' --uniform' if args.uniform else ''}`, {time.strftime('%Y-%m-%d')}, "
         f"{args.device} ({platform.machine()}), one torch thread, small default GPT-2 "
         "(`default_model('small', seed=0)`), task `FRUIT_TASK`, 8 new tokens, judge prompt "
         f"{PROMPT!r}, answer tokens '1' / '2'. Wall times are loose (shared machine).",
@@ -236,8 +253,8 @@ def main() -> None:
         "",
         "## (b) The distilled judge's class game against the design",
         "",
-        f"Evaluation pool: the {N_SAMPLES} reference samples of `bridge_generator(0, 'reference')` "
-        f"(mu_class {fmt(mu.probs)}), {PER_CLASS} completions per class, every ordered pair of two "
+        f"Evaluation pool: the {N_EVAL} reference samples of `bridge_generator(0, 'reference')` "
+        f"(mu_class {fmt(mu.probs)}), the first {PER_CLASS} completions of each class, every ordered pair of two "
         "of them (`measure_judge_game`). Errors over the class entries with completions "
         "(`judge_recovery`). Third row: the same distilled judge on the task's 16 corpus phrases "
         "(4 per class; every one occurs in the training pool's phrasings).",
@@ -269,7 +286,7 @@ def main() -> None:
         lines += [
             f"{STEPS} steps of {BATCH} pairs, AdamW lr {LR} decaying linearly, soft labels from the "
             f"distilled judge, summed log-probs, tau = {TAU}; final class distribution on "
-            f"{N_SAMPLES} samples; prediction `regularized_nash(P_measured, mu_class, tau)`.",
+            f"{N_EVAL} samples; prediction `regularized_nash(P_measured, mu_class, tau)`.",
             "",
             "| judge order | prediction | GPT-2 final | TV(final, pred) | TV(mu, pred) | TV(final, mu) | wall s |",
             "|---|---|---|---|---|---|---|",
@@ -279,7 +296,7 @@ def main() -> None:
             policy = copy.deepcopy(ref)
             res = run_ai_feedback(
                 "online_ipo", policy, ref, tok, judge, tau=TAU, steps=STEPS, lr=LR,
-                batch_size=BATCH, seed=SEED, n_samples=N_SAMPLES, per_class=PER_CLASS, game=g,
+                batch_size=BATCH, seed=SEED, n_samples=N_EVAL, per_class=PER_CLASS, game=g,
                 mu_class=mu, eval_every=20, n_eval=16,
             )  # fmt: skip
             out["runs"][order] = res.summary()

@@ -37,6 +37,7 @@ from PIL import PngImagePlugin
 import prefopt_toy as pt
 from prefopt_toy import widgets
 from prefopt_toy.games.named import named_game
+from prefopt_toy.unlearning import teaching_task
 
 _drawing = {"seconds": 0.0, "depth": 0}
 
@@ -60,7 +61,14 @@ def _timed(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _instrument() -> None:
     import importlib
 
-    for module_name in ("beta_explorer", "nash_learning", "preference_editor"):
+    for module_name in (
+        "beta_explorer",
+        "nash_learning",
+        "preference_editor",
+        "token_explorer",
+        "unlearning_explorer",
+        "judge_explorer",
+    ):
         module = importlib.import_module(f"prefopt_toy.widgets.{module_name}")
         for attr in list(vars(module)):
             if attr.startswith(("_draw_", "_build_", "_update_")):
@@ -78,6 +86,7 @@ def _cases() -> list[tuple[str, Callable[[], Any], str, list[Any]]]:
     P_rps, mu_rps = rps.preference_matrix(), rps.reference_policy()
     P_cw = [[0.50, 0.55, 0.55], [0.45, 0.50, 0.95], [0.45, 0.05, 0.50]]
     log_steps = [10.0 ** (-1 + k / 10) for k in range(1, 9)]  # 0.13 ... 0.63: key presses up
+    tree = pt.TokenTree(3, 3)
     return [
         (
             "beta_explorer",
@@ -114,6 +123,24 @@ def _cases() -> list[tuple[str, Callable[[], Any], str, list[Any]]]:
             lambda: widgets.preference_editor(P_cw),
             "p01",
             [round(0.55 - 0.01 * k, 2) for k in range(1, 9)],
+        ),
+        (  # notebook 09's widget: the 15-sequence token tree, 200 exact steps per setting
+            "token_explorer (notebook 09)",
+            lambda: widgets.token_explorer(tree, tree.uniform_table(), beta=0.5, steps=200),
+            "strength",
+            [1.0 + 0.25 * k for k in range(1, 9)],
+        ),
+        (  # notebook 10's widget: the teaching task, 100 steps
+            "unlearning_explorer (notebook 10)",
+            lambda: widgets.unlearning_explorer(teaching_task(), shared_bias=True, steps=100),
+            "retain_weight",
+            [round(0.1 * k, 1) for k in range(1, 9)],
+        ),
+        (  # notebook 11's widget: every algorithm's fixed point under the raw and averaged judge
+            "judge_explorer (notebook 11)",
+            lambda: widgets.judge_explorer(bias=0.9, tau=0.1, mu=[0.6, 0.3, 0.1], mixture=0.5),
+            "bias",
+            [round(0.9 - 0.05 * k, 2) for k in range(1, 9)],
         ),
     ]
 

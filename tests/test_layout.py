@@ -11,7 +11,8 @@ named:
   import counts, also one inside a function, except those under ``if TYPE_CHECKING:``);
 - ``ruff check`` and ``ruff format --check`` with the rules written in ``pyproject.toml``;
 - no flat family: no folder holds several modules spelled ``<prefix>_*`` that should be a folder;
-- ``tests/`` mirrors the package folders.
+- ``tests/`` mirrors the package folders;
+- ``benchmarks/README.md`` names every benchmark script and report.
 """
 
 from __future__ import annotations
@@ -178,3 +179,19 @@ def test_tests_mirror_the_package():
     )
     untested = sorted(str(f) for f in package_folders - test_folders)
     assert not untested, f"package folders with no tests/ folder: {untested}"
+
+
+def test_benchmarks_readme_lists_every_script_and_report():
+    """Every benchmark script and every report in ``benchmarks/`` is named in its README's table,
+    so a result written down is also found (the README's index, not the top-level README, is
+    where a reader looks for a measurement)."""
+    bench = ROOT / "benchmarks"
+    index = (bench / "README.md").read_text(encoding="utf-8")
+    table = [ln for ln in index.splitlines() if ln.startswith("|")]
+    files = sorted(bench.glob("*.py")) + sorted(bench.glob("*.md")) + sorted(bench.glob("*.png"))
+    unlisted = [
+        f.name
+        for f in files
+        if f.name != "README.md" and not any(f"`{f.name}`" in row for row in table)
+    ]
+    assert not unlisted, f"benchmarks/README.md's table does not name {unlisted}"

@@ -71,9 +71,15 @@ def test_there_are_notebooks_and_labs():
     labs = sorted((ROOT / "course" / "source").glob("lab*/lab*.ipynb"))
     assert len(labs) >= 4, f"issue 4 asks for at least four labs with solutions, found {labs}"
     gpt2 = sorted(p.stem for p in GPT2_DIR.glob("*.ipynb"))
-    assert gpt2 == ["01_offline_dpo_ipo", "02_online_nash", "03_bridge", "04_rlhf_and_family"], (
+    assert gpt2 == [
+        "01_offline_dpo_ipo",
+        "02_online_nash",
+        "03_bridge",
+        "04_rlhf_and_family",
+        "05_ai_feedback",
+    ], (
         f"issue 5 asks for notebooks/gpt2: offline DPO/IPO, online Nash, the bridge (and RLHF "
-        f"beside DPO, SimPO/ORPO against the toy); found {gpt2}"
+        f"beside DPO, SimPO/ORPO against the toy; issue 14: an LM judge); found {gpt2}"
     )
 
 

@@ -1,13 +1,15 @@
 """The GPT-2 trainer over 2 CPU processes (gloo on 127.0.0.1) equals the single-process trainer.
 
 One launch of two worker processes (set up as ``torchrun`` would: ``RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR``, ``MASTER_PORT``) runs five 2-process jobs on a randomly initialised tiny GPT-2 in
+``MASTER_ADDR``, ``MASTER_PORT``) runs six 2-process jobs on a randomly initialised tiny GPT-2 in
 float64; each rank starts from a *different* initialisation, so the runs also show that rank 0's
 weights are broadcast. The parent process then runs the oracles single-process (``ctx=None``):
 
 - offline DPO, global batch 4 (2 + 2 pairs), 3 steps, gradients clipped: the final weights and
   every logged metric equal the single-process run's to 1e-12;
 - offline DPO, global batch 3 (2 + 1 pairs: unequal shards), linear lr schedule: the same;
+- offline TDPO2, global batch 3 (unequal shards; the reference's full next-token distributions
+  on each rank's own rows, the sequential KLs in the metrics): the same;
 - online IPO, global batch 3: each rank samples its own prompts' completions; a single-process
   step on the union of the two ranks' sampled pairs (fed to ``draw_online``) gives the same
   metrics and weights, step after step;
@@ -83,6 +85,18 @@ JOBS = {
         max_length=40,
         seed=4,
         lr_schedule="linear",
+    ),
+    "tdpo": dict(
+        algorithm="tdpo",
+        tdpo_variant="tdpo2",
+        tdpo_alpha=0.5,
+        reduction="sum",
+        beta=0.5,
+        batch_size=3,
+        steps=3,
+        lr=1e-3,
+        max_length=40,
+        seed=8,
     ),
     "online": dict(
         algorithm="online_ipo",
@@ -166,7 +180,7 @@ result = {}
 def models():  # a different start on each rank: the trainer broadcasts rank 0's
     return make_model(INIT_SEED + 100 * r), make_model(REF_SEED + 100 * r)
 
-for name in ("even", "uneven"):
+for name in ("even", "uneven", "tdpo"):
     policy, ref = models()
     result[name] = train(TrainConfig(**JOBS[name]), policy, ref, tok, dataset=DATASET, ctx=ctx)["history"]
     save_file(weights(policy), str(out / f"{name}-rank{r}.safetensors"))
@@ -275,7 +289,7 @@ def _assert_weights_close(got: dict[str, torch.Tensor], model, what: str) -> Non
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-12, msg=f"{what}: {k}")
 
 
-@pytest.mark.parametrize("name", ["even", "uneven"])
+@pytest.mark.parametrize("name", ["even", "uneven", "tdpo"])
 def test_offline_dpo_on_two_processes_equals_one_process(ranks, tok, name):
     from prefopt_toy.lm.train.trainer import TrainConfig, train
 
@@ -295,8 +309,11 @@ def test_offline_dpo_on_two_processes_equals_one_process(ranks, tok, name):
         )
     if name == "even":  # the clip acted, on the all-reduced (global) gradient
         assert all(rec["grad_norm"] > JOBS[name]["max_grad_norm"] for rec in history)
-    else:  # the linear schedule: lr (1 - t / 3)
+    elif name == "uneven":  # the linear schedule: lr (1 - t / 3)
         assert [rec["learning_rate"] for rec in history] == [1e-3 * (1 - t / 3) for t in range(3)]
+    else:  # TDPO2 (shards of 2 and 1): the sequential KLs are logged, positive (pi != mu)
+        assert all("seqkl/chosen" in rec and "seqkl/rejected" in rec for rec in history)
+        assert history[0]["seqkl/chosen"] > 0 and history[-1]["seqkl/rejected"] > 0
 
 
 def _union_draw(out: Path, results: list[dict], t: int, pad_id: int):
