@@ -76,9 +76,10 @@ from prefopt_toy.lm.models import FRUIT_TASK, default_model
 # ## 1. The design, and an untrained judge
 #
 # The lifted judge classifies a completion by the fruit it names ("other" if none). The designed
-# raw judge gives the first slot log 2 nats of log-odds, so a tie reads 2/3; its symmetrised game
-# is the honest $P_\text{ext}$ again (`symmetrize_judge` undoes a logit shift exactly on the
-# diagonal and moves the rest a little).
+# raw judge gives the first slot log 2 nats of log-odds, so a tie reads 2/3. Its symmetrised game
+# is close to the honest $P_\text{ext}$ but not equal to it: averaging both orders gives
+# $\tfrac12(\sigma(l + b) + \sigma(l - b))$ with $l = \operatorname{logit} P$, exactly 1/2 on the
+# diagonal and a little closer to 1/2 elsewhere (0.319 where $P$ has 0.3).
 
 # %%
 torch.set_num_threads(1)
@@ -195,7 +196,9 @@ plt.show()
 # settings, estimates on 2000 samples): the distilled judge is within 0.018 of $J$ on the fruit
 # classes on average (0.192 for the untrained one), its mean pair bias +0.281 against the
 # design's +0.266; online IPO ends TV 0.036 (both orders) and 0.050 (the order drawn only) from
-# the toy's prediction, having started 0.228 from it, and the two orders end 0.023 apart.
+# the toy's prediction, having started 0.228 from it, and the two orders end 0.023 apart. With
+# the same judge, online DPO (beta 0.5, 200 steps) lands TV 0.024 from *its* prediction, the
+# exact `online_dpo` stationary point, 0.149 away from online IPO's.
 # Full mode here uses 1000 samples, so expect differences of a few hundredths.
 #
 # ## Summary
@@ -214,3 +217,7 @@ plt.show()
 # 2. Change the bias to a lapse: `J = pt.lapse_judge(lifted.P_ext, 0.3)`. What does the toy
 #    predict for online IPO now, and for Nash-MD (notebook 11)? Which of the two would the
 #    distilled judge's bias move?
+# 3. Predict online DPO with the same judge: `predict_ai_feedback("online_dpo", g.P, mu.probs,
+#    beta=0.5)`. Why is it further from `mu_class` than online IPO's prediction at tau = 0.2?
+#    (Compare the exponents: $\log(\pi/\mu)$ of each prediction.) Then train it with
+#    `run_ai_feedback("online_dpo", ..., beta=0.5)` and compare.

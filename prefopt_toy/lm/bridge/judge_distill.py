@@ -15,8 +15,10 @@ judge should give back :math:`R \approx J` at the class level, its position bias
 
 **The data** (:func:`distillation_pairs`). A pool of completions of known classes (reference
 samples, or the task's own corpus phrases); each example is an ordered pair :math:`(a, b)` of two
-different pool entries drawn uniformly (``a`` uniform, ``b`` uniform among the others), shown in
-that one order (``a`` in position 1), with target
+different pool entries (``balanced=False``: ``a`` uniform, ``b`` uniform among the others;
+``balanced=True``, :func:`distill_judge`'s default: each class equally likely in each position,
+so a rare class is seen as often as a common one), shown in that one order (``a`` in position
+1), with target
 
 .. math:: y = J[c(a), c(b)] = \Pr(\text{"1" is the answer}).
 
