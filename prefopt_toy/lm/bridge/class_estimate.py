@@ -159,7 +159,6 @@ def _decode(tokenizer, samples) -> list[str]:
     return tokenizer.batch_decode(rows, skip_special_tokens=True)
 
 
-@torch.no_grad()
 def task_text_batches(
     model,
     tokenizer,
@@ -180,7 +179,8 @@ def task_text_batches(
     ``sampling.sample`` with the one ``generator`` (``texts`` holds ``repeat * len(prompts)``
     completions, copy by copy: ``texts[r * B + i]`` answers ``prompts[i]``) and decoded without
     special tokens. The batches are drawn lazily, so a caller may draw from ``generator`` between
-    them (``run.preference_dataset`` labels each batch of pairs before the next is sampled).
+    them (``run.preference_dataset`` labels each batch of pairs before the next is sampled); the
+    counts are checked at the call, before any batch is drawn.
 
     References
     ----------
@@ -189,7 +189,17 @@ def task_text_batches(
     n_samples = as_int(n_samples, "n_samples", minimum=1)
     batch_size = as_int(batch_size, "batch_size", minimum=1)
     repeat = as_int(repeat, "repeat", minimum=1)
-    templates = task.prompt_templates
+    return _text_batches(
+        model, tokenizer, task.prompt_templates, n_samples, generator, batch_size,
+        max_new_tokens, temperature, max_prompt_length, repeat,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def _text_batches(
+    model, tokenizer, templates, n_samples, generator, batch_size, max_new_tokens, temperature,
+    max_prompt_length, repeat,
+) -> Iterator[tuple[list[str], list[str]]]:  # fmt: skip
     for start in range(0, n_samples, batch_size):
         prompts = [
             templates[i % len(templates)] for i in range(start, min(start + batch_size, n_samples))

@@ -254,8 +254,10 @@ def test_task_text_batches_repeat_layout_and_draws_between_batches(tiny_lm):
         rows = [row[m.bool()].tolist() for row, m in zip(s.completion_ids, s.completion_mask)]
         assert texts == tok.batch_decode(rows, skip_special_tokens=True)
         assert torch.equal(r, torch.rand(2, generator=hand))
-    with pytest.raises(ValueError, match="repeat"):
-        next(task_text_batches(model, tok, FRUIT_TASK, n_samples=2, generator=gen, repeat=0))
+    with pytest.raises(ValueError, match="repeat"):  # at the call, before any batch is drawn
+        task_text_batches(model, tok, FRUIT_TASK, n_samples=2, generator=gen, repeat=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        task_text_batches(model, tok, FRUIT_TASK, n_samples=0, generator=gen)
 
 
 def test_preference_dataset_is_trl_shaped_and_labelled_by_the_judge(tiny_lm):
