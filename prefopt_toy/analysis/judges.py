@@ -37,7 +37,9 @@ the regularised "Nash equilibrium" of a game that is no longer zero-sum: the sym
 :math:`\tfrac12 B\pi = \nabla_\pi \tfrac14\pi^\top B\pi`). A constant ``B`` (``lapse_judge``)
 shifts every payoff alike and cancels in the normalisation: only the *non-uniform* part of the
 bias moves Nash-MD. ``raw_regularized_fixed_point`` solves it by Newton, continued from the
-symmetrised judge's certified solution, and certifies the residual. Munos et al.'s convergence
+symmetrised judge's certified solution (predictor-corrector in the bias, never jumping branch),
+and certifies the residual; where the bias is large against ``tau`` the branch can fold (meet a
+second fixed point and vanish) before the full bias, and it says so. Munos et al.'s convergence
 proof (Theorem 1) uses :math:`P + P^\top = 1`; with a non-constant ``B`` it no longer applies, so
 this is where Nash-MD stops *if* it converges (the tests iterate constant-step Nash-MD on a
 biased judge and reach it).
@@ -276,9 +278,11 @@ def _residual(M: Tensor, x: Tensor, log_mu: Tensor, tau: float, m: float) -> flo
     return float((x.exp() - _log_map(M, x, log_mu, tau, m).exp()).abs().max())
 
 
-def _newton(M: Tensor, x: Tensor, log_mu: Tensor, tau: float, m: float, tol: float) -> Tensor:
+def _newton(
+    M: Tensor, x: Tensor, log_mu: Tensor, tau: float, m: float, tol: float, iters: int = 100
+) -> Tensor:
     """Damped Newton on ``G(x) = x - log T(exp x)`` (autograd Jacobian; K is small here)."""
-    for _ in range(100):
+    for _ in range(iters):
         if _residual(M, x, log_mu, tau, m) <= tol:
             return x
 
@@ -300,6 +304,52 @@ def _newton(M: Tensor, x: Tensor, log_mu: Tensor, tau: float, m: float, tol: flo
             step *= 0.5
         x = x_new
     return x
+
+
+def _continue_bias(
+    P_sym: Tensor, B: Tensor, x: Tensor, log_mu: Tensor, tau: float, m: float, tol: float
+) -> tuple[Tensor, float]:
+    """Follow the fixed point of ``P_sym + lam * B / 2`` from ``lam = 0`` (``x``) to ``lam = 1``.
+
+    Predictor-corrector: the tangent ``dx/dlam = -G_x^{-1} G_lam`` predicts the next point, Newton
+    corrects it to 1e-10 in at most 12 iterations (``tol`` at ``lam = 1``). A step is kept only if Newton lands within half
+    a step's predicted move of the prediction and the Jacobian's determinant keeps its sign, so the
+    path never jumps to another branch; otherwise the step (at most 1/16) is halved. A step below
+    2^-24 means the branch folds there. Returns the last point reached and its ``lam``.
+    """
+
+    def G(v: Tensor, lam: Tensor) -> Tensor:
+        return v - _log_map(P_sym + lam * 0.5 * B, v, log_mu, tau, m)
+
+    def tangent(v: Tensor, lam: float) -> tuple[Tensor, float]:
+        G_x, G_l = torch.autograd.functional.jacobian(G, (v, torch.tensor(lam, dtype=DTYPE)))
+        return torch.linalg.solve(G_x, -G_l), float(torch.linalg.det(G_x))
+
+    lam, h = 0.0, 1.0 / 16
+    t, det = tangent(x, lam)
+    while lam < 1.0:
+        nxt = min(1.0, lam + h)
+        M = P_sym + nxt * 0.5 * B
+        goal = tol if nxt == 1.0 else 1e-10
+        pred = x + (nxt - lam) * t
+        # From the predictor Newton converges in a few steps; more means the step is too long.
+        y = _newton(
+            M, pred - torch.logsumexp(pred, 0), log_mu, tau, m, goal, 100 if nxt == 1.0 else 12
+        )
+        ok = bool(torch.isfinite(y).all()) and _residual(M, y, log_mu, tau, m) <= goal
+        if ok:
+            move = float(((nxt - lam) * t).abs().max())
+            ok = float((y - pred).abs().max()) <= 0.5 * move + 1e-9
+        if ok:
+            t_new, det_new = tangent(y, nxt)
+            ok = det_new * det > 0 and bool(torch.isfinite(t_new).all())
+        if ok:
+            x, lam, t, det, h = y, nxt, t_new, det_new, min(2.0 * h, 1.0 / 16)
+        else:
+            h *= 0.5
+            if h < 2.0**-24:
+                break
+    return x, lam
 
 
 def raw_regularized_fixed_point(
@@ -335,7 +385,10 @@ def raw_regularized_fixed_point(
     Raises
     ------
     ValueError
-        Malformed input, or no point certified to ``tol`` (the message gives the residual).
+        Malformed input; or the branch folds before the full bias (the message gives the
+        ``lambda`` where it ends and the Jacobian's smallest singular value there, about 0: a
+        two-action case is tested against a scalar analysis of the fold); or no point certified
+        to ``tol`` (the message gives the residual).
 
     References
     ----------
@@ -355,16 +408,31 @@ def raw_regularized_fixed_point(
         start = regularized_nash(P_sym, mu_t, tau_f)
     else:
         start = ipo_md_fixed_point(P_sym, mu_t, tau_f, m)
-    x = start.log()
+    # One application of the map gives finite log-probabilities even where the start underflowed
+    # to 0 (small tau): log 0 = -inf would make every Newton step NaN.
+    x = _log_map(P_sym, start.log(), log_mu, tau_f, m)
     B = (M_t + M_t.T) - 1.0
-    n = 16
-    for i in range(1, n + 1):
-        x = _newton(P_sym + (i / n) * 0.5 * B, x, log_mu, tau_f, m, tol if i == n else 1e-10)
+    x, reached = _continue_bias(P_sym, B, x, log_mu, tau_f, m, tol)
     # Newton's end point is certified on the raw M itself (P_sym + B/2 == M up to round-off).
-    res = _residual(M_t, x, log_mu, tau_f, m)
-    if not res <= tol:
+    res = _residual(M_t, x, log_mu, tau_f, m) if reached == 1.0 else float("nan")
+    if reached == 1.0 and not res <= tol:
         x = _newton(M_t, x, log_mu, tau_f, m, tol)
         res = _residual(M_t, x, log_mu, tau_f, m)
+    if reached < 1.0:
+        M_end = P_sym + reached * 0.5 * B
+
+        def G_end(v: Tensor) -> Tensor:
+            return v - _log_map(M_end, v, log_mu, tau_f, m)
+
+        s_min = float(torch.linalg.svdvals(torch.autograd.functional.jacobian(G_end, x)).min())
+        raise ValueError(
+            f"no fixed point certified for this judge at tau = {tau_f!r}: the branch continued "
+            f"from the symmetrised judge (M = P_sym + lambda (J + J^T - 1) / 2, lambda from 0 to "
+            f"1) ends at lambda = {reached:.4g}, where the smallest singular value of the "
+            f"fixed-point equation's Jacobian is {s_min:.3g} (0 at a fold, where this fixed point "
+            "meets another and both vanish): the position bias is too large against tau for one "
+            "fixed point to follow it (a larger tau, or a smaller bias, keeps it)"
+        )
     if not res <= tol:
         raise ValueError(
             f"no fixed point certified for this judge at tau = {tau_f!r}: residual {res:.3g} > "
@@ -689,7 +757,9 @@ def self_rewarding_dpo(
     Raises
     ------
     ValueError
-        Malformed inputs, or a round whose Bradley-Terry fit has no finite maximiser.
+        Malformed inputs, or a round whose Bradley-Terry fit has no finite maximiser (the
+        message names the round: the policy has collapsed so far that the round's preference is
+        0 or 1 in float64).
 
     References
     ----------
@@ -707,8 +777,17 @@ def self_rewarding_dpo(
     s = as_positive_float(sharpness, "sharpness", allow_zero=True)
     target = rlhf_optimum(symmetrize_judge(J_t), mu_t, beta_f)
     pols = [mu_t]
-    for _ in range(R):
-        pols.append(_round(J_t, mu_t, pols[-1], beta_f, w, s, reference))
+    for t in range(R):
+        try:
+            pols.append(_round(J_t, mu_t, pols[-1], beta_f, w, s, reference))
+        except ValueError as err:
+            raise ValueError(
+                f"self_rewarding_dpo: round {t + 1} of {R} has no finite DPO optimum: its "
+                f"preference sym(J_pi) is 0 or 1 in float64 on some pairs: pi_{t} has collapsed "
+                f"so far (largest mass {float(pols[-1].max()):.17g}) that its own verdicts are "
+                "certain, and the exact optimum would be a vertex. Run fewer rounds, or a smaller weight or sharpness, or a larger "
+                f"beta. ({err})"
+            ) from err
     policies = torch.stack(pols)
     plogp = torch.where(policies > 0, policies * policies.log(), torch.zeros((), dtype=DTYPE))
     ent = 0.0 - plogp.sum(1)  # 0 - 0 = +0.0: a vertex has entropy 0, not -0

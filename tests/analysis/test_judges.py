@@ -8,7 +8,9 @@ scalar recursions / bisections for two actions.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -196,6 +198,66 @@ def test_raw_fixed_point_residual_and_scipy_root() -> None:
     np.testing.assert_allclose(_softmax(sol.x), pi, atol=1e-10)
 
 
+def _two_action_branch(J, mu0, tau):
+    """The scalar fixed-point equation of a 2-action judge along M = P_sym + lam B / 2.
+
+    pi = (p, 1 - p) is a fixed point iff F(p, lam) = logit(mu0) + (a p + b (1 - p)) / tau -
+    logit(p) = 0, with a = M[0, 0] - M[1, 0] and b = M[0, 1] - M[1, 1]; a fold is where also
+    dF/dp = (a - b) / tau - 1 / (p (1 - p)) = 0.
+    """
+    P_sym, B = (J + 1 - J.T) / 2, J + J.T - 1
+
+    def ab(lam):
+        M = P_sym + lam * B / 2
+        return M[0, 0] - M[1, 0], M[0, 1] - M[1, 1]
+
+    def F(p, lam):
+        a, b = ab(lam)
+        return math.log(mu0 / (1 - mu0)) + (a * p + b * (1 - p)) / tau - math.log(p / (1 - p))
+
+    def fold(v):
+        a, b = ab(v[1])
+        return [F(v[0], v[1]), (a - b) / tau - 1 / (v[0] * (1 - v[0]))]
+
+    return F, fold
+
+
+def test_raw_fixed_point_stops_at_the_fold_a_scalar_analysis_finds() -> None:
+    # Two actions, a judge whose first slot wins 88% of ties against itself: the branch from the
+    # symmetrised judge (unique at lam = 0) is followed by brackets in lam steps of 1e-3 until it
+    # has no root nearby, then the fold is solved from (F, dF/dp) = 0. The solver must stop there
+    # and say so, not jump to another branch.
+    J, mu0, tau = np.array([[0.88, 0.131], [0.074, 0.395]]), 0.227, 0.1
+    F, fold = _two_action_branch(J, mu0, tau)
+    p, lam = optimize.brentq(lambda q: F(q, 0.0), 1e-12, 1 - 1e-12), 0.0
+    while lam < 1.0:
+        grid = np.linspace(p - 0.05, p + 0.05, 401)
+        f_next = functools.partial(lambda q, lam_next: F(q, lam_next), lam_next=lam + 1e-3)
+        vals = [f_next(q) for q in grid]
+        roots = [
+            optimize.brentq(f_next, grid[i], grid[i + 1])
+            for i in range(400)
+            if vals[i] * vals[i + 1] < 0
+        ]
+        if not roots:
+            break
+        p, lam = min(roots, key=lambda r: abs(r - p)), lam + 1e-3
+    assert lam < 1.0  # the branch ends inside (0, 1)
+    p_fold, lam_fold = optimize.fsolve(fold, [p, lam], xtol=1e-12)
+    assert lam <= lam_fold < lam + 1e-3
+    with pytest.raises(ValueError, match=r"ends at lambda = ([0-9.]+)") as err:
+        raw_regularized_fixed_point(J, [mu0, 1 - mu0], tau)
+    reported = float(re.search(r"ends at lambda = ([0-9.]+)", str(err.value)).group(1))
+    assert reported == pytest.approx(lam_fold, abs=2e-4)
+    # Below the fold the solver follows the same branch: at lam = 0.9 lam_fold, on the judge
+    # P_sym + 0.9 lam_fold B / 2 itself, it returns the bracketed root nearest the lam = 0 one.
+    lam_in = 0.9 * lam_fold
+    J_in = (J + 1 - J.T) / 2 + lam_in * (J + J.T - 1) / 2
+    pi_in, _ = raw_regularized_fixed_point(J_in, [mu0, 1 - mu0], tau)
+    p_in = optimize.brentq(lambda q: F(q, lam_in), 1e-9, p_fold)
+    assert pi_in[0].item() == pytest.approx(p_in, abs=1e-10)
+
+
 def test_constant_step_nash_md_iteration_converges_to_the_raw_fixed_point() -> None:
     # Nash-MD with constant eta (Munos et al. Eq. (9)), querying J with the policy's answer first,
     # iterated in numpy; its limit is the mixture fixed point with m = eta * tau.
@@ -279,6 +341,20 @@ def test_self_preference_on_ties_locks_in_the_initial_favourite() -> None:
     # Without self-preference nothing moves.
     still = self_rewarding_dpo(np.full((2, 2), 0.5), mu2, beta, rounds=3, weight=0.0)
     np.testing.assert_allclose(still.policies.numpy(), np.tile(mu2, (4, 1)), atol=1e-15)
+
+
+def test_self_preference_collapse_names_the_round_that_has_no_optimum() -> None:
+    # Pure self-judging (w = 1, s = 1) on ties: round 1 sees BT(log mu), so pi_1 = mu^(1 + 1/beta)
+    # normalised, with full support. Round 2's preference sig(log pi_1[0] - log pi_1[2]) is then 1
+    # in float64: no finite DPO optimum, and the error names round 2 rather than a bare BT fit.
+    beta, mu3 = 0.01, np.array([0.5, 0.3, 0.2])
+    pi_1 = mu3 ** (1 + 1 / beta) / (mu3 ** (1 + 1 / beta)).sum()
+    assert (pi_1 > 0).all() and 1.0 / (1.0 + math.exp(-math.log(pi_1[0] / pi_1[2]))) == 1.0
+    ties = np.full((3, 3), 0.5)
+    run = self_rewarding_dpo(ties, mu3, beta, rounds=1, weight=1.0)
+    np.testing.assert_allclose(run.policies[1].numpy(), pi_1, rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match=r"round 2 of 4 has no finite DPO optimum.*collapsed"):
+        self_rewarding_dpo(ties, mu3, beta, rounds=4, weight=1.0)
 
 
 def test_initial_reference_fixed_point_with_self_preference() -> None:

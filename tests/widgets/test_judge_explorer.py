@@ -23,7 +23,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from prefopt_toy import widgets
 from prefopt_toy.widgets.judge_explorer import (
+    JUDGE_BIAS_RANGE,
     JUDGE_COLUMNS,
+    JUDGE_GAMES,
+    JUDGE_MODELS,
+    JUDGE_TAU_RANGE,
     biased_judge,
     judge_explorer_data,
     judge_game,
@@ -121,6 +125,21 @@ def test_every_column_satisfies_its_own_fixed_point_equation(game, model, b, tau
             assert ipo_residual(P_s, W, sym[i], tau) < 1e-9
         if not two_slot and not algorithm.startswith("nash"):
             assert tv < 1e-12  # pairs from one distribution: the bias is invisible
+
+
+@pytest.mark.parametrize("game", JUDGE_GAMES)
+@pytest.mark.parametrize("model", JUDGE_MODELS)
+def test_the_sliders_extremes_are_certified(game, model):
+    # The hard corner is a large bias against the smallest tau (where a branch could fold):
+    # every column there is still a certified fixed point of its own equation.
+    low, high = JUDGE_BIAS_RANGE
+    for b in (low, -0.5, 0.5, high):
+        d = judge_explorer_data(game, model, b, JUDGE_TAU_RANGE[0], mu=MU, mixture=0.5)
+        J = oracle_judge(judge_game(game).numpy(), model, b)
+        for i, (algorithm, _, _) in enumerate(JUDGE_COLUMNS):
+            if algorithm in ("nash_md", "nash_md_pg"):
+                m = 0.0 if algorithm == "nash_md" else 0.5
+                assert nash_residual(J, d["raw"][i].numpy(), JUDGE_TAU_RANGE[0], m) < 1e-10
 
 
 def test_readme_numbers_and_a_uniform_bias_cancels_for_nash_md():

@@ -64,14 +64,22 @@ __all__ = [
 ]
 
 
-def _losses(x, name: str, ndim: int) -> np.ndarray:
+_MAX_EXPONENT = 708.0
+
+
+def _losses(x, name: str, ndim: int, what: str = "losses", *, loss: bool = False) -> np.ndarray:
     arr = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64)
     if arr.ndim != ndim or arr.shape[0] == 0 or (ndim == 2 and arr.shape[1] == 0):
         raise ValueError(
-            f"{name} must be a non-empty {ndim}-D array of losses, got shape {arr.shape}"
+            f"{name} must be a non-empty {ndim}-D array of {what}, got shape {arr.shape}"
         )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must hold finite numbers")
+    if loss and np.any(arr < 0):
+        raise ValueError(
+            f"{name} must be non-negative (mean token negative log-likelihoods, nats), got min "
+            f"{arr.min():.6g}: log-probabilities passed instead of losses?"
+        )
     return arr
 
 
@@ -100,14 +108,24 @@ def truth_ratio(paraphrased_loss, perturbed_losses) -> Tensor:
     >>> truth_ratio([1.0], [[2.0, 3.0]]).tolist()  # exp(2.5 - 1)
     [4.4816890703380645]
     """
-    para = _losses(paraphrased_loss, "paraphrased_loss", 1)
-    pert = _losses(perturbed_losses, "perturbed_losses", 2)
+    para = _losses(paraphrased_loss, "paraphrased_loss", 1, loss=True)
+    pert = _losses(perturbed_losses, "perturbed_losses", 2, loss=True)
     if pert.shape[0] != para.shape[0]:
         raise ValueError(
             f"perturbed_losses must have one row per question ({para.shape[0]}), got {pert.shape[0]}"
         )
-    # The exponent is clipped to +-700 so that exp stays finite in float64.
-    return torch.from_numpy(np.exp(np.clip(pert.mean(axis=1) - para, -700.0, 700.0)))
+    # Mean as a sum of x / K: finite for every finite input (a plain sum can overflow).
+    exponent = (pert / pert.shape[1]).sum(axis=1) - para
+    # exp is finite and non-zero in float64 for |exponent| <= 708; beyond, R is not representable.
+    out = np.flatnonzero(np.abs(exponent) > _MAX_EXPONENT)
+    if out.size:
+        i = int(out[0])
+        raise ValueError(
+            f"truth_ratio: question {i} has exp(mean perturbed loss - paraphrased loss) = "
+            f"exp({exponent[i]:.6g}), outside float64's range (|exponent| <= {_MAX_EXPONENT:g}); "
+            "the losses must be length-normalised (mean token NLL), not summed"
+        )
+    return torch.from_numpy(np.exp(exponent))
 
 
 def truth_ratio_score(ratios, *, forget: bool) -> float:
@@ -118,7 +136,7 @@ def truth_ratio_score(ratios, *, forget: bool) -> float:
     ``locuslab/tofu`` ``aggregate_eval_stat.py`` (``paraphrased_perturb_ratio``); Maini et al.,
     arXiv:2401.06121v1, section 2.2.2.
     """
-    r = _losses(ratios, "ratios", 1)
+    r = _losses(ratios, "ratios", 1, "truth ratios")
     if np.any(r <= 0):
         raise ValueError("ratios must be positive")
     if forget:
@@ -149,8 +167,8 @@ def forget_quality(ratios_unlearned, ratios_retain) -> tuple[float, float]:
     Maini et al., arXiv:2401.06121v1, section 2.5 (forget quality); Mekala et al.,
     arXiv:2409.13474v1, section 4; open-unlearning issue #111.
     """
-    a = _losses(ratios_unlearned, "ratios_unlearned", 1)
-    b = _losses(ratios_retain, "ratios_retain", 1)
+    a = _losses(ratios_unlearned, "ratios_unlearned", 1, "truth ratios")
+    b = _losses(ratios_retain, "ratios_retain", 1, "truth ratios")
     res = stats.ks_2samp(a, b, alternative="two-sided")
     return float(res.pvalue), float(res.statistic)
 
@@ -162,7 +180,7 @@ def answer_probability(answer_loss) -> float:
     ----------
     Maini et al., arXiv:2401.06121v1, section 2.2.1; ``locuslab/tofu`` ``aggregate_eval_stat.py``.
     """
-    loss = _losses(answer_loss, "answer_loss", 1)
+    loss = _losses(answer_loss, "answer_loss", 1, loss=True)
     return float(np.mean(np.exp(-loss)))
 
 
@@ -231,7 +249,7 @@ def harmonic_mean(values: Sequence[float]) -> float:
     ----------
     Maini et al., arXiv:2401.06121v1, section 2.5 (model utility); ``scipy.stats.hmean``.
     """
-    v = _losses(list(values), "values", 1)
+    v = _losses(list(values), "values", 1, "numbers")
     if np.any(v < 0):
         raise ValueError("values must be non-negative")
     if np.any(v == 0):
@@ -256,4 +274,8 @@ def well_formed_fraction(texts: Sequence[str], is_well_formed: Callable[[str], b
         raise ValueError("texts must be a non-empty sequence of strings")
     if not all(isinstance(t, str) for t in texts):
         raise ValueError("texts must hold strings only")
+    if not callable(is_well_formed):
+        raise ValueError(
+            f"is_well_formed must be a callable taking a string, got {type(is_well_formed).__name__}"
+        )
     return sum(bool(is_well_formed(t)) for t in texts) / len(texts)

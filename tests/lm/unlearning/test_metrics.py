@@ -153,8 +153,35 @@ def test_well_formed_fraction_counts():
         lambda: harmonic_mean([-1.0]),
         lambda: well_formed_fraction("abc", bool),
         lambda: value_accuracy(["a"], ["a", "b"]),
+        lambda: well_formed_fraction(["a"], None),
     ],
 )
 def test_bad_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        # Log-probabilities in place of losses: the sign gives them away.
+        (lambda: truth_ratio([-1.0], [[1.0, 2.0]]), "paraphrased_loss must be non-negative"),
+        (lambda: truth_ratio([1.0], [[1.0, -0.5]]), "perturbed_losses must be non-negative"),
+        (lambda: answer_probability([0.5, -0.1]), "answer_loss must be non-negative"),
+        # exp(709.8) overflows float64 and exp(-745.2) underflows to 0: such a ratio is refused,
+        # never clipped (a clip would tie distinct ratios in the KS test); summed losses of long
+        # answers are the usual cause.
+        (lambda: truth_ratio([0.0], [[709.0, 709.0]]), "question 0 has exp"),
+        (lambda: truth_ratio([1.0, 800.0], [[1.0, 1.0], [0.5, 0.5]]), "question 1 has exp"),
+        (lambda: truth_ratio([0.0], [[1e308, 1e308]]), "outside float64's range"),
+    ],
+)
+def test_losses_out_of_range_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_truth_ratio_at_the_edge_of_float64():
+    # |exponent| = 708 is still a finite, non-zero ratio, equal to math.exp.
+    r = truth_ratio([0.0, 708.0], [[708.0, 708.0], [0.0, 0.0]])
+    assert r.tolist() == [math.exp(708.0), math.exp(-708.0)]
