@@ -2,9 +2,10 @@
 
 Oracles used here, none of them the code under test: exact rational arithmetic (``fractions``) for
 exploitability; 50-digit ``mpmath`` for the Gibbs closed forms and the fixed-point maps; a numpy
-re-implementation of the IPO-MD map; nashpy's support enumeration; and analytic facts (a Condorcet
-winner is the unique equilibrium, a strictly dominated action gets no mass, Gibbs policies tend to
-``mu`` restricted to the argmax as the strength goes to 0 and to ``mu`` as it goes to infinity).
+re-implementation of the IPO-MD map; nashpy's support enumeration; an equilibrium solved on its
+support in sympy rationals; and analytic facts (a Condorcet winner is the unique equilibrium, a
+strictly dominated action gets no mass, Gibbs policies tend to ``mu`` restricted to the argmax as
+the strength goes to 0 and to ``mu`` as it goes to infinity).
 
 Covers: near-tie games that HiGHS's tolerances cannot see (the Condorcet loser of
 ``bradley_terry([0, 1e-10, 2e-10, 3e-10])``), IPO-MD over its documented range (K up to 1000, tau
@@ -22,6 +23,7 @@ import mpmath
 import nashpy
 import numpy as np
 import pytest
+import sympy
 import torch
 from scipy.special import logsumexp
 
@@ -211,10 +213,28 @@ def test_near_twin_is_strictly_dominated(d):
     pi = pt.nash_equilibrium(P).numpy()
     assert pi[2] == 0.0
     assert_certified_nash(P, pi)
-    # Against the exact equilibrium (nashpy on the exactly skew part; d = 1e-6 is resolvable).
+    # Against the exact equilibrium of the designed skew game A, in rational arithmetic (d = 1e-6
+    # is resolvable in float64). nashpy's support enumeration compares floats with tol 1e-16 and
+    # finds none of this game's equilibria on some CPUs (AVX-512 LAPACK kernels round otherwise).
     if d == 1e-6:
-        (reference,) = [eq[0] for eq in nashpy.Game((P - P.T) / 2).support_enumeration()]
+        reference = _exact_symmetric_equilibrium(A, support=[0, 1, 3])
         assert np.abs(pi - reference).max() < 1e-9
+
+
+def _exact_symmetric_equilibrium(A, support):
+    """The equilibrium of the skew game ``A`` (value 0) on ``support``, solved and certified in
+    rationals: ``(A x)_i = 0`` on the support, ``sum x = 1``, ``x >= 0``, ``(A x)_i <= 0`` off it."""
+    S = sympy.Matrix(A.shape[0], A.shape[1], lambda i, j: sympy.Rational(float(A[i, j])))
+    sub = S.extract(support, support)
+    system = sub.col_join(sympy.ones(1, len(support)))
+    rhs = sympy.zeros(len(support), 1).col_join(sympy.ones(1, 1))
+    x_sub = (system.T * system).LUsolve(system.T * rhs)  # square, consistent: the exact solution
+    assert system * x_sub == rhs
+    x = sympy.zeros(A.shape[0], 1)
+    for k, i in enumerate(support):
+        x[i] = x_sub[k]
+    assert all(v >= 0 for v in x) and all(v <= 0 for v in S * x)
+    return np.array([float(v) for v in x])
 
 
 @pytest.mark.parametrize("seed", range(4))

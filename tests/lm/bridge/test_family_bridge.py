@@ -120,8 +120,13 @@ def test_run_family_bridge_smoke_on_the_tiny_model(tiny_lm, algorithm):
 
 # ----------------------------------------------------------------------------- slow: small GPT-2
 
-# The runs of benchmarks/bridge_family.md (small model, one thread).
-_SLOW = {"sdpo": {"stages": 2, "steps": 120, "lr": 1e-4}}
+# The runs of benchmarks/bridge_family.md (small model, one thread). 4096 pairs, as for R-DPO
+# below: with 1024 the 120 steps are 3.75 passes over the pairs and sDPO passes through the
+# prediction and on (TV 0.048 on one CPU, 0.078 on another, 0.17 at 240 steps or at lr 2e-4),
+# so a pass depended on where the schedule stopped. With 4096 pairs two schedules land at the
+# sampling floor (0.022 at 120 steps / 2e-4, 0.026 at 200 / 1e-4). A second base model (seed 1)
+# ends 0.089 from its own prediction with this schedule: the benchmark records it.
+_SLOW = {"sdpo": {"stages": 2, "steps": 120, "lr": 2e-4, "n_pairs": 4096}}
 
 
 @pytest.fixture()
@@ -142,7 +147,6 @@ def test_small_gpt2_lands_within_tv_005_of_the_family_prediction(_one_thread, al
         P=FAMILY_P,
         beta=1.0,
         batch_size=32,
-        n_pairs=1024,
         n_eval_samples=2000,
         n_eval=128,
         eval_every=max(1, kw["steps"] // 6),
@@ -154,11 +158,17 @@ def test_small_gpt2_lands_within_tv_005_of_the_family_prediction(_one_thread, al
     start = total_variation(mu, res.prediction)
     err = tv_sampling_error(res)
     print(
-        f"{algorithm}: TV {res.tv:.4f} (reference {start:.4f}; sampling floor {err.floor_mean:.4f}, "
-        f"bootstrap {err.interval[0]:.4f}-{err.interval[1]:.4f}); {res.wall_s:.0f} s"
+        f"{algorithm}: TV {res.tv:.4f} (reference {start:.4f}; sampling floor {err.floor_mean:.4f} "
+        f"({err.floor_upper:.4f}), "
+        f"bootstrap {err.interval[0]:.4f}-{err.interval[1]:.4f}); {res.wall_s:.0f} s; "
+        f"final {[round(p, 4) for p in res.final.probs.tolist()]}, "
+        f"prediction {[round(p, 4) for p in res.prediction.tolist()]}"
     )
     assert start > 2 * TARGET
     assert res.tv <= TARGET
+    # The second stage's tilt is there: one-stage DPO's optimum (0.13 from sDPO's) is far.
+    one_stage = pt.rlhf_optimum(_bordered(FAMILY_P), mu, 1.0)
+    assert total_variation(res.final.probs, one_stage) > 2 * res.tv
 
 
 # R-DPO on the lifted game of completion lengths (classes "3 tokens" ... "7 tokens"), judged by
