@@ -311,11 +311,12 @@ def _continue_bias(
 ) -> tuple[Tensor, float]:
     """Follow the fixed point of ``P_sym + lam * B / 2`` from ``lam = 0`` (``x``) to ``lam = 1``.
 
-    Predictor-corrector: the tangent ``dx/dlam = -G_x^{-1} G_lam`` predicts the next point, Newton
-    corrects it to 1e-10 in at most 12 iterations (``tol`` at ``lam = 1``). A step is kept only if Newton lands within half
-    a step's predicted move of the prediction and the Jacobian's determinant keeps its sign, so the
-    path never jumps to another branch; otherwise the step (at most 1/16) is halved. A step below
-    2^-24 means the branch folds there. Returns the last point reached and its ``lam``.
+    Predictor-corrector: the tangent ``dx/dlam = -G_x^{-1} G_lam`` predicts the next point, and
+    Newton corrects it to 1e-10 in at most 12 iterations (``tol`` at ``lam = 1``). A step is kept
+    only if Newton lands within half a step's predicted move of the prediction and the Jacobian's
+    determinant keeps its sign, so the path never jumps to another branch; otherwise the step (at
+    most 1/16) is halved. A step below 2^-24 means the branch folds there. Returns the last point
+    reached and its ``lam``.
     """
 
     def G(v: Tensor, lam: Tensor) -> Tensor:
@@ -341,7 +342,10 @@ def _continue_bias(
             move = float(((nxt - lam) * t).abs().max())
             ok = float((y - pred).abs().max()) <= 0.5 * move + 1e-9
         if ok:
-            t_new, det_new = tangent(y, nxt)
+            try:
+                t_new, det_new = tangent(y, nxt)
+            except RuntimeError:  # an exactly singular Jacobian: the fold itself
+                t_new, det_new = t, 0.0
             ok = det_new * det > 0 and bool(torch.isfinite(t_new).all())
         if ok:
             x, lam, t, det, h = y, nxt, t_new, det_new, min(2.0 * h, 1.0 / 16)
