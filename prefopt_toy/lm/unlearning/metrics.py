@@ -98,6 +98,13 @@ def truth_ratio(paraphrased_loss, perturbed_losses) -> Tensor:
     Tensor, shape (Q,), float64
         ``R > 1``: the paraphrase is more likely (per token) than the perturbed answers.
 
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, a loss that is not finite or is negative (log-probabilities
+        given instead), or a question whose ratio is outside float64 (``|exponent| > 708``,
+        usually summed rather than length-normalised losses): refused, never clipped.
+
     References
     ----------
     Maini et al., arXiv:2401.06121v1, section 2.2.2, Eq. (1) (the paper writes the reciprocal,
