@@ -417,11 +417,6 @@ def raw_regularized_fixed_point(
     x = _log_map(P_sym, start.log(), log_mu, tau_f, m)
     B = (M_t + M_t.T) - 1.0
     x, reached = _continue_bias(P_sym, B, x, log_mu, tau_f, m, tol)
-    # Newton's end point is certified on the raw M itself (P_sym + B/2 == M up to round-off).
-    res = _residual(M_t, x, log_mu, tau_f, m) if reached == 1.0 else float("nan")
-    if reached == 1.0 and not res <= tol:
-        x = _newton(M_t, x, log_mu, tau_f, m, tol)
-        res = _residual(M_t, x, log_mu, tau_f, m)
     if reached < 1.0:
         M_end = P_sym + reached * 0.5 * B
 
@@ -437,6 +432,11 @@ def raw_regularized_fixed_point(
             "meets another and both vanish): the position bias is too large against tau for one "
             "fixed point to follow it (a larger tau, or a smaller bias, keeps it)"
         )
+    # Newton's end point is certified on the raw M itself (P_sym + B/2 == M up to round-off).
+    res = _residual(M_t, x, log_mu, tau_f, m)
+    if not res <= tol:
+        x = _newton(M_t, x, log_mu, tau_f, m, tol)
+        res = _residual(M_t, x, log_mu, tau_f, m)
     if not res <= tol:
         raise ValueError(
             f"no fixed point certified for this judge at tau = {tau_f!r}: residual {res:.3g} > "
